@@ -1,0 +1,31 @@
+"""Server-side sessions for FastAPI and Starlette in a SQL table shared with prisma-session-store.
+
+Modules by role: `middleware` (the ASGI middleware), `cookies` (signing and Set-Cookie), `session` (the
+request's session object), `store` (the public store API), `sql` (every SQL statement), `pruning` (the
+expiry loop), `models` (the table), `migration` (Alembic operations), `dependencies` (FastAPI).
+"""
+
+from .dependencies import SessionDep, get_session
+from .exceptions import ConfigurationError, SessionError, SessionNotFoundError, TableMissingError
+from .middleware import SessionMiddleware
+from .models import SessionRecord, session_table
+from .serializers import JSONSerializer, Serializer
+from .session import Session, SessionCookie
+from .store import PrismaSessionStore
+
+__all__ = [
+    "ConfigurationError",
+    "JSONSerializer",
+    "PrismaSessionStore",
+    "Serializer",
+    "Session",
+    "SessionCookie",
+    "SessionDep",
+    "SessionError",
+    "SessionMiddleware",
+    "SessionNotFoundError",
+    "SessionRecord",
+    "TableMissingError",
+    "get_session",
+    "session_table",
+]

@@ -1,0 +1,27 @@
+"""Durations are seconds (int or float) or `datetime.timedelta`, as everywhere in Python."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from .exceptions import ConfigurationError
+
+Duration = int | float | timedelta
+
+
+def to_seconds(value: Duration | None, option: str, *, allow_zero: bool = True) -> float | None:
+    """Normalise a duration option to float seconds, or None when it is unset."""
+    if value is None:
+        return None
+    if isinstance(value, timedelta):
+        seconds = value.total_seconds()
+    elif isinstance(value, (int, float)) and not isinstance(value, bool):
+        seconds = float(value)
+    else:
+        raise ConfigurationError(
+            f"{option} must be a number of seconds or a datetime.timedelta, not {type(value).__name__}"
+        )
+    if seconds < 0 or (seconds == 0 and not allow_zero):
+        bound = "zero or more" if allow_zero else "more than zero"
+        raise ConfigurationError(f"{option} must be {bound} seconds, got {seconds}")
+    return seconds

@@ -1,0 +1,27 @@
+"""Exceptions raised by fastapi_prisma_session."""
+
+from __future__ import annotations
+
+
+class SessionError(Exception):
+    """Base class for every error this package raises on purpose."""
+
+
+class ConfigurationError(SessionError, ValueError):
+    """An option given to the store or the middleware is invalid; the message says how to fix it."""
+
+
+class TableMissingError(SessionError):
+    """The session table does not exist in the database."""
+
+    def __init__(self, table_name: str) -> None:
+        super().__init__(
+            f'The session table "{table_name}" does not exist. Create it with '
+            "`DATABASE_URL=... alembic upgrade head` (see the README's migration section), "
+            "or call `await store.create_table()` for a throwaway database."
+        )
+        self.table_name = table_name
+
+
+class SessionNotFoundError(SessionError, LookupError):
+    """`Session.reload()` found no live row: the session was destroyed or has expired."""

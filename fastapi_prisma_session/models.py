@@ -1,0 +1,44 @@
+"""The `Session` table, column for column the one `prisma migrate` creates for the seed's model."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import Column, DateTime, Index, MetaData, PrimaryKeyConstraint, Table, Text
+from sqlalchemy.dialects import postgresql
+from sqlalchemy.sql.elements import quoted_name
+from sqlmodel import Field, SQLModel
+
+DEFAULT_TABLE_NAME = "Session"
+
+# Prisma's DateTime on PostgreSQL: TIMESTAMP(3) without time zone, holding UTC.
+PrismaDateTime = DateTime().with_variant(postgresql.TIMESTAMP(precision=3), "postgresql")
+
+
+class SessionRecord(SQLModel, table=True):
+    """One stored session. Named `SessionRecord` so that `Session` stays the request's session object."""
+
+    __tablename__ = DEFAULT_TABLE_NAME
+    # Prisma's names: <table>_pkey, <table>_<field>_key for @unique, <table>_<field>_idx for @@index.
+    __table_args__ = (
+        PrimaryKeyConstraint("id", name=f"{DEFAULT_TABLE_NAME}_pkey"),
+        Index(f"{DEFAULT_TABLE_NAME}_sid_key", "sid", unique=True),
+        Index(f"{DEFAULT_TABLE_NAME}_expiresAt_idx", "expiresAt"),
+    )
+
+    id: str = Field(sa_column=Column("id", Text, nullable=False))
+    sid: str = Field(sa_column=Column("sid", Text, nullable=False))
+    data: str = Field(sa_column=Column("data", Text, nullable=False))
+    expires_at: datetime = Field(sa_column=Column("expiresAt", PrismaDateTime, nullable=False))
+
+
+def session_table(name: str = DEFAULT_TABLE_NAME, metadata: MetaData | None = None) -> Table:
+    """The session table under `name`, with Prisma's constraint and index names derived from it."""
+    base: Table = SessionRecord.__table__  # type: ignore[attr-defined]
+    if name == DEFAULT_TABLE_NAME and metadata is None:
+        return base
+    table = base.to_metadata(metadata if metadata is not None else MetaData(), name=name)
+    table.primary_key.name = f"{name}_pkey"
+    for index in table.indexes:
+        index.name = quoted_name(name + str(index.name).removeprefix(DEFAULT_TABLE_NAME), quote=None)
+    return table

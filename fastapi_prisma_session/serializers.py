@@ -1,0 +1,49 @@
+"""How session data becomes the text in the `data` column, and back."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any, Protocol, runtime_checkable
+
+from .exceptions import ConfigurationError
+
+
+@runtime_checkable
+class Serializer(Protocol):
+    """Anything with json-module style `dumps`/`loads`."""
+
+    def dumps(self, obj: Any, /) -> str: ...
+
+    def loads(self, s: str, /) -> Any: ...
+
+
+class JSONSerializer:
+    """The default: compact JSON with the key order kept, as `JSON.stringify` writes it."""
+
+    def dumps(self, obj: Any, /) -> str:
+        return json.dumps(obj, separators=(",", ":"), ensure_ascii=False)
+
+    def loads(self, s: str, /) -> Any:
+        return json.loads(s)
+
+
+class _JSStyleSerializer:
+    """Adapts an object with `stringify`/`parse` (the seed's naming) to `dumps`/`loads`."""
+
+    def __init__(self, stringify: Callable[[Any], str], parse: Callable[[str], Any]) -> None:
+        self.dumps = stringify
+        self.loads = parse
+
+
+def resolve_serializer(serializer: object | None) -> Serializer:
+    if serializer is None:
+        return JSONSerializer()
+    if isinstance(serializer, Serializer):
+        return serializer
+    stringify, parse = getattr(serializer, "stringify", None), getattr(serializer, "parse", None)
+    if callable(stringify) and callable(parse):
+        return _JSStyleSerializer(stringify, parse)
+    raise ConfigurationError(
+        "serializer must have dumps() and loads() (like the json module) or stringify() and parse()"
+    )

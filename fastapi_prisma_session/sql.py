@@ -1,0 +1,96 @@
+"""Every SQL statement the store runs, built once per store so that no request builds SQL.
+
+Each write is a single statement: the store runs them on an autocommit connection, so none of them
+pays for BEGIN/COMMIT round trips, and none of them reads before it writes.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import Text, bindparam, cast, delete, func, insert, literal_column, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+
+from .exceptions import ConfigurationError
+
+if TYPE_CHECKING:
+    from sqlalchemy import ColumnElement, Executable, Insert, Table
+
+SUPPORTED_DIALECTS = ("postgresql", "sqlite")
+
+
+class SessionQueries:
+    """The prebuilt statements for one session table on one database dialect.
+
+    Bound parameters: `session_id`, `sids`, `record_id`, `payload`, `expires`, `cookie` and `now`
+    (named apart from the columns, which SQLAlchemy reserves in INSERT and UPDATE).
+    """
+
+    def __init__(self, table: Table, dialect: str, *, prune_batch_size: int) -> None:
+        if dialect not in SUPPORTED_DIALECTS:
+            raise ConfigurationError(
+                f"the {dialect!r} database is not supported; use PostgreSQL (postgresql+asyncpg://) "
+                "or SQLite (sqlite+aiosqlite://)"
+            )
+        c = table.c
+        by_sid = c.sid == bindparam("session_id")
+        live = c.expiresAt > bindparam("now")
+        row_values: dict[str, Any] = {"data": bindparam("payload"), "expiresAt": bindparam("expires")}
+
+        self.load: Executable = select(c.data, c.expiresAt).where(by_sid)
+        self.insert: Executable = insert(table).values(
+            id=bindparam("record_id"), sid=bindparam("session_id"), **row_values
+        )
+        self.update: Executable = update(table).where(by_sid).values(**row_values)
+        self.upsert: Executable = self._upsert(table, dialect)
+        touch = update(table).where(by_sid).values(expiresAt=bindparam("expires"))
+        self.touch: Executable = touch
+        self.touch_with_cookie: Executable = touch.values(data=_set_cookie_json(c.data, dialect))
+
+        by_sids = delete(table).where(c.sid.in_(bindparam("sids", expanding=True)))
+        self.delete: Executable = by_sids
+        self.delete_returning: Executable = by_sids.returning(c.sid, c.data)
+        self.clear: Executable = delete(table)
+        self.clear_returning: Executable = delete(table).returning(c.sid, c.data)
+
+        self.live_rows: Executable = select(c.sid, c.data).where(live)
+        self.live_ids: Executable = select(c.sid).where(live)
+        self.live_count: Executable = select(func.count()).select_from(table).where(live)
+
+        # Prune in batches through the expiresAt index; SKIP LOCKED lets concurrent pruners share the work
+        # on PostgreSQL (SQLite ignores it: it has one writer at a time anyway).
+        expired_ids = (
+            select(c.id)
+            .where(c.expiresAt <= bindparam("now"))
+            .limit(prune_batch_size)
+            .with_for_update(skip_locked=True)
+        )
+        prune_batch = delete(table).where(c.id.in_(expired_ids.scalar_subquery()))
+        self.prune_batch: Executable = prune_batch
+        self.prune_batch_returning: Executable = prune_batch.returning(c.sid, c.data)
+
+    @staticmethod
+    def _upsert(table: Table, dialect: str) -> Insert:
+        dialect_insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+        stmt = dialect_insert(table).values(
+            id=bindparam("record_id"),
+            sid=bindparam("session_id"),
+            data=bindparam("payload"),
+            expiresAt=bindparam("expires"),
+        )
+        # The row keeps its id on conflict: only the session's contents and expiry change.
+        return stmt.on_conflict_do_update(
+            index_elements=[table.c.sid],
+            set_={"data": stmt.excluded.data, "expiresAt": stmt.excluded.expiresAt},
+        )
+
+
+def _set_cookie_json(data: ColumnElement[str], dialect: str) -> ColumnElement[str]:
+    """`data` with its `cookie` key replaced by the JSON bound as `cookie`, other keys untouched."""
+    cookie = bindparam("cookie", type_=Text)
+    if dialect == "postgresql":
+        patched = func.jsonb_set(
+            cast(data, postgresql.JSONB), literal_column("'{cookie}'"), cast(cookie, postgresql.JSONB)
+        )
+        return cast(patched, Text)
+    return func.json_set(data, literal_column("'$.cookie'"), func.json(cookie), type_=Text)

@@ -1,0 +1,448 @@
+"""`PrismaSessionStore`: sessions in a SQL table, with the API of prisma-session-store."""
+
+from __future__ import annotations
+
+import inspect
+import logging
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from types import MappingProxyType, TracebackType
+from typing import TYPE_CHECKING, Any, Self
+
+from cuid2 import create_id
+from sqlalchemy.exc import DBAPIError, IntegrityError
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+from .durations import Duration, to_seconds
+from .exceptions import ConfigurationError, TableMissingError
+from .models import DEFAULT_TABLE_NAME, session_table
+from .pruning import PruneLoop
+from .serializers import JSONSerializer, resolve_serializer
+from .sql import SessionQueries
+
+if TYPE_CHECKING:
+    from sqlalchemy import Executable, Result
+
+package_logger = logging.getLogger("fastapi_prisma_session")
+
+ONE_DAY = 24 * 3600.0
+UPSERT_ATTEMPTS = 3
+
+SessionData = dict[str, Any]
+TTLFunction = Callable[[Mapping[str, Any], Mapping[str, Any], str], float | timedelta]
+DisposeFunction = Callable[[str, SessionData], Awaitable[None] | None]
+LevelName = str | int
+
+_LEVEL_NAMES = {
+    "debug": logging.DEBUG,
+    "log": logging.INFO,
+    "info": logging.INFO,
+    "warn": logging.WARNING,
+    "warning": logging.WARNING,
+    "error": logging.ERROR,
+}
+
+
+def utcnow() -> datetime:
+    """Now as a naive UTC datetime, the way Prisma stores `DateTime` on PostgreSQL."""
+    return datetime.now(UTC).replace(tzinfo=None)
+
+
+@dataclass(frozen=True, slots=True)
+class StoredSession:
+    """A live row as the middleware needs it: the deserialized data and when the row expires."""
+
+    data: SessionData
+    expires_at: datetime
+
+
+class PrismaSessionStore:
+    """Sessions in the Prisma `Session` table, on PostgreSQL (asyncpg) or SQLite (aiosqlite).
+
+    Args:
+        engine_or_url: an `AsyncEngine` (the caller keeps owning it) or a database URL (the store creates
+            the engine and disposes it in `shutdown()`).
+        check_period: seconds between automatic prunes of expired rows; None or 0 turns pruning off.
+        ttl: row lifetime in seconds, or `callable(options, session, sid) -> seconds`. Default: the
+            session cookie's remaining max age, else one day.
+        db_record_id_is_session_id: use the session id as the row's `id`.
+        db_record_id_function: `callable(sid) -> str` that makes the row's `id`. Default: a new cuid2.
+        serializer: an object with `dumps`/`loads` (or `stringify`/`parse`). Default: compact JSON, as
+            express-session writes it.
+        dispose: `callable(sid, session)`, sync or async, called for every session that is dropped:
+            destroyed, expired on `get`, pruned, cleared, and overwritten by `set` unless
+            `no_dispose_on_set`.
+        stale: `get` of an expired session returns it one last time (and deletes it) instead of None.
+        no_dispose_on_set: do not call `dispose` when `set` overwrites a session.
+        logger: a `logging.Logger` (default: the `fastapi_prisma_session` logger), or False for silence.
+        logger_level: the level, or list of levels, that the store emits: "debug", "info" (or "log"),
+            "warn", "error", or `logging` constants. Default: errors only.
+        table_name: the session table's name.
+        prune_batch_size: rows deleted per statement by `prune()`.
+        engine_options: keyword arguments for `create_async_engine` when a URL is given.
+    """
+
+    def __init__(
+        self,
+        engine_or_url: AsyncEngine | str,
+        *,
+        check_period: Duration | None = None,
+        ttl: Duration | TTLFunction | None = None,
+        db_record_id_is_session_id: bool = False,
+        db_record_id_function: Callable[[str], str] | None = None,
+        serializer: object | None = None,
+        dispose: DisposeFunction | None = None,
+        stale: bool = False,
+        no_dispose_on_set: bool = False,
+        logger: logging.Logger | bool | None = None,
+        logger_level: LevelName | Sequence[LevelName] = "error",
+        table_name: str = DEFAULT_TABLE_NAME,
+        prune_batch_size: int = 1000,
+        engine_options: Mapping[str, Any] | None = None,
+    ) -> None:
+        self.options: Mapping[str, Any] = MappingProxyType(
+            {
+                "check_period": check_period,
+                "ttl": ttl,
+                "db_record_id_is_session_id": db_record_id_is_session_id,
+                "db_record_id_function": db_record_id_function,
+                "serializer": serializer,
+                "dispose": dispose,
+                "stale": stale,
+                "no_dispose_on_set": no_dispose_on_set,
+                "logger": logger,
+                "logger_level": logger_level,
+                "table_name": table_name,
+                "prune_batch_size": prune_batch_size,
+            }
+        )
+        if callable(ttl) and not isinstance(ttl, (int, float, timedelta)):
+            self._ttl_function: TTLFunction | None = ttl
+            self._ttl: float | None = None
+        else:
+            self._ttl_function = None
+            self._ttl = to_seconds(ttl, "ttl", allow_zero=False)
+        if db_record_id_function is not None and not callable(db_record_id_function):
+            raise ConfigurationError("db_record_id_function must be a callable taking the session id")
+        if dispose is not None and not callable(dispose):
+            raise ConfigurationError("dispose must be a callable taking (sid, session)")
+        if not isinstance(table_name, str) or not table_name:
+            raise ConfigurationError("table_name must be a non-empty string")
+        if not isinstance(prune_batch_size, int) or prune_batch_size < 1:
+            raise ConfigurationError("prune_batch_size must be a positive whole number")
+        self._record_id_is_sid = db_record_id_is_session_id
+        self._record_id_function = db_record_id_function
+        self._serializer = resolve_serializer(serializer)
+        # Only JSON text can be patched in SQL (touch rewrites the cookie without reading the row).
+        self._data_is_json = isinstance(self._serializer, JSONSerializer)
+        self._dispose = dispose
+        self._dispose_on_set = dispose is not None and not no_dispose_on_set
+        self._stale = stale
+        self._prune_batch_size = prune_batch_size
+        self._logger, self._levels = _resolve_logging(logger, logger_level)
+        self.table_name = table_name
+
+        if isinstance(engine_or_url, AsyncEngine):
+            self._owns_engine = False
+            engine = engine_or_url
+        elif isinstance(engine_or_url, str):
+            self._owns_engine = True
+            engine = create_async_engine(engine_or_url, **dict(engine_options or {}))
+        else:
+            raise ConfigurationError(
+                "PrismaSessionStore needs an AsyncEngine or a URL such as "
+                "'postgresql+asyncpg://user@host/db' or 'sqlite+aiosqlite:///sessions.db'"
+            )
+        self.engine = engine
+        # Single statements on an autocommit connection: no BEGIN/COMMIT round trips.
+        self._autocommit = engine.execution_options(isolation_level="AUTOCOMMIT")
+        self.table = session_table(table_name)
+        self._sql = SessionQueries(self.table, engine.dialect.name, prune_batch_size=prune_batch_size)
+
+        period = to_seconds(check_period, "check_period")
+        self._prune_loop = PruneLoop(self.prune, period, self._log) if period else None
+
+    # -- express-session store API -------------------------------------------------------------------
+
+    async def get(self, sid: str) -> SessionData | None:
+        """The session stored under `sid`, or None when there is none, it has expired or cannot be read."""
+        stored = await self.load(sid)
+        return None if stored is None else stored.data
+
+    async def set(self, sid: str, session: Mapping[str, Any]) -> None:
+        """Create or replace the session `sid`, in one atomic upsert."""
+        params = self._row_params(sid, session)
+        previous = await self.load(sid) if self._dispose_on_set else None
+        await self._upsert(params)
+        if previous is not None:
+            await self._call_dispose(sid, previous.data)
+
+    async def destroy(self, sid: str | Sequence[str]) -> None:
+        """Delete one session, or a list of them in one statement. Missing sessions are ignored."""
+        sids = [sid] if isinstance(sid, str) else list(sid)
+        if sids:
+            await self._delete({"sids": sids}, self._sql.delete, self._sql.delete_returning)
+
+    async def touch(self, sid: str, session: Mapping[str, Any]) -> bool:
+        """Move the expiry of an existing session (and its stored cookie) without rewriting user data.
+
+        A missing session is not recreated. Returns whether a row was touched.
+        """
+        params: dict[str, Any] = {"session_id": sid, "expires": self.expires_at(sid, session)}
+        cookie = session.get("cookie")
+        if self._data_is_json and isinstance(cookie, Mapping):
+            params["cookie"] = self._serializer.dumps(dict(cookie))
+            result = await self._execute(self._sql.touch_with_cookie, params)
+        else:
+            result = await self._execute(self._sql.touch, params)
+        return bool(result.rowcount)  # type: ignore[attr-defined]
+
+    async def all(self) -> dict[str, SessionData]:
+        """Every live session by sid. A row that cannot be read is logged and left out."""
+        result = await self._execute(self._sql.live_rows, {"now": utcnow()})
+        sessions: dict[str, SessionData] = {}
+        for sid, data in result.all():
+            parsed = self._parse(sid, data)
+            if parsed is not None:
+                sessions[sid] = parsed
+        return sessions
+
+    async def ids(self) -> list[str]:
+        """The sids of every live session."""
+        result = await self._execute(self._sql.live_ids, {"now": utcnow()})
+        return list(result.scalars().all())
+
+    async def length(self) -> int:
+        """How many live sessions there are (a COUNT, not a fetch)."""
+        result = await self._execute(self._sql.live_count, {"now": utcnow()})
+        return int(result.scalar_one())
+
+    async def clear(self) -> None:
+        """Delete every session."""
+        await self._delete({}, self._sql.clear, self._sql.clear_returning)
+
+    async def prune(self) -> int:
+        """Delete expired sessions in bounded batches; returns how many rows went."""
+        now = utcnow()
+        total = 0
+        while True:
+            removed = await self._delete({"now": now}, self._sql.prune_batch, self._sql.prune_batch_returning)
+            total += removed
+            if removed < self._prune_batch_size:
+                break
+        self._log(logging.INFO, "pruned %d expired sessions from %s", total, self.table_name)
+        return total
+
+    # -- the pruning loop and the store's lifetime --------------------------------------------------
+
+    def start_interval(self) -> None:
+        """Prune every `check_period` seconds (no-op when it is off). Needs a running event loop."""
+        if self._prune_loop is not None:
+            self._prune_loop.start()
+
+    async def stop_interval(self) -> None:
+        """Stop automatic pruning; `start_interval()` starts it again."""
+        if self._prune_loop is not None:
+            await self._prune_loop.stop()
+
+    @property
+    def interval_running(self) -> bool:
+        return self._prune_loop is not None and self._prune_loop.running
+
+    async def shutdown(self) -> None:
+        """Stop pruning, and dispose the engine if (and only if) the store created it."""
+        await self.stop_interval()
+        if self._owns_engine:
+            await self.engine.dispose()
+
+    async def __aenter__(self) -> Self:
+        self.start_interval()
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.shutdown()
+
+    async def create_table(self) -> None:
+        """Create the table if it is missing. For demos and tests; production uses `alembic upgrade head`."""
+        async with self.engine.begin() as conn:
+            await conn.run_sync(self.table.create, checkfirst=True)
+
+    # -- what the middleware uses -------------------------------------------------------------------
+
+    async def load(self, sid: str) -> StoredSession | None:
+        """One indexed SELECT: the live session `sid` with its expiry, or None.
+
+        An expired row is deleted (and disposed); with `stale` its data is returned that one last time.
+        """
+        row = (await self._execute(self._sql.load, {"session_id": sid})).first()
+        if row is None:
+            return None
+        data = self._parse(sid, row[0])
+        if data is None:
+            return None
+        expires_at: datetime = row[1]
+        if expires_at <= utcnow():
+            await self.destroy(sid) if self._dispose is None else await self._expire(sid, data)
+            return StoredSession(data, expires_at) if self._stale else None
+        return StoredSession(data, expires_at)
+
+    async def create(self, sid: str, session: Mapping[str, Any]) -> None:
+        """Insert a new session. Unlike `set`, never overwrites one."""
+        await self._execute(self._sql.insert, self._row_params(sid, session))
+
+    async def update(self, sid: str, session: Mapping[str, Any]) -> bool:
+        """Rewrite an existing session. A row deleted meanwhile (logout, prune) is not brought back.
+
+        Returns whether the row still existed.
+        """
+        params = self._row_params(sid, session, with_id=False)
+        result = await self._execute(self._sql.update, params)
+        return bool(result.rowcount)  # type: ignore[attr-defined]
+
+    def expires_at(self, sid: str, session: Mapping[str, Any]) -> datetime:
+        """When the row for `session` should expire if written now."""
+        return utcnow() + timedelta(seconds=self.lifetime(sid, session))
+
+    def lifetime(self, sid: str, session: Mapping[str, Any]) -> float:
+        """The row lifetime in seconds: `ttl`, else the cookie's remaining max age, else one day."""
+        if self._ttl is not None:
+            return self._ttl
+        if self._ttl_function is not None:
+            value = to_seconds(self._ttl_function(self.options, session, sid), "the ttl function's result")
+            return value if value is not None else ONE_DAY
+        cookie = session.get("cookie")
+        if isinstance(cookie, Mapping):
+            max_age_ms = _cookie_max_age_ms(cookie)
+            if max_age_ms is not None:
+                return max_age_ms / 1000
+        return ONE_DAY
+
+    # -- internals -----------------------------------------------------------------------------------
+
+    def _row_params(self, sid: str, session: Mapping[str, Any], *, with_id: bool = True) -> dict[str, Any]:
+        # Serialize first: a serializer that raises must leave the database untouched.
+        params: dict[str, Any] = {
+            "session_id": sid,
+            "payload": self._serializer.dumps(dict(session)),
+            "expires": self.expires_at(sid, session),
+        }
+        if with_id:
+            params["record_id"] = self._record_id(sid)
+        return params
+
+    def _record_id(self, sid: str) -> str:
+        if self._record_id_is_sid:
+            return sid
+        if self._record_id_function is not None:
+            return self._record_id_function(sid)
+        return create_id()
+
+    def _parse(self, sid: str, text: str) -> SessionData | None:
+        if text == "":
+            return {}
+        try:
+            data = self._serializer.loads(text)
+        except Exception:
+            self._log(logging.ERROR, "session %s… has unreadable data; treating it as absent", sid[:6])
+            return None
+        if not isinstance(data, dict):
+            self._log(logging.ERROR, "session %s… does not hold an object; treating it as absent", sid[:6])
+            return None
+        return data
+
+    async def _upsert(self, params: dict[str, Any]) -> None:
+        # Two first writes of one sid can race past ON CONFLICT (sid) and collide on the primary key when
+        # the id is derived from the sid. The loser retries once the winner's row is visible, and then
+        # takes the update path.
+        for attempt in range(UPSERT_ATTEMPTS):
+            try:
+                await self._execute(self._sql.upsert, params)
+                return
+            except IntegrityError:
+                if attempt == UPSERT_ATTEMPTS - 1:
+                    raise
+
+    async def _delete(self, params: dict[str, Any], plain: Executable, returning: Executable) -> int:
+        if self._dispose is None:
+            result = await self._execute(plain, params)
+            return int(result.rowcount)  # type: ignore[attr-defined]
+        rows = (await self._execute(returning, params)).all()
+        for sid, text in rows:
+            data = self._parse(sid, text)
+            if data is not None:
+                await self._call_dispose(sid, data)
+        return len(rows)
+
+    async def _expire(self, sid: str, data: SessionData) -> None:
+        await self._execute(self._sql.delete, {"sids": [sid]})
+        await self._call_dispose(sid, data)
+
+    async def _call_dispose(self, sid: str, data: SessionData) -> None:
+        outcome = self._dispose(sid, data) if self._dispose is not None else None
+        if inspect.isawaitable(outcome):
+            await outcome
+
+    async def _execute(self, statement: Executable, params: Mapping[str, Any]) -> Result[*tuple[Any, ...]]:
+        try:
+            async with self._autocommit.connect() as conn:
+                return await conn.execute(statement, params)
+        except DBAPIError as error:
+            if _is_missing_table(error):
+                raise TableMissingError(self.table_name) from error
+            raise
+
+    def _log(self, level: int, message: str, *args: object) -> None:
+        if self._logger is not None and level in self._levels:
+            self._logger.log(level, message, *args)
+
+
+def _cookie_max_age_ms(cookie: Mapping[str, Any]) -> float | None:
+    """Remaining max age of an express-session cookie object in ms: from `expires`, else `originalMaxAge`."""
+    expires = cookie.get("expires")
+    if isinstance(expires, str):
+        try:
+            when = datetime.fromisoformat(expires.replace("Z", "+00:00"))
+        except ValueError:
+            when = None
+        if when is not None:
+            if when.tzinfo is None:
+                when = when.replace(tzinfo=UTC)
+            return max((when - datetime.now(UTC)).total_seconds() * 1000, 0.0) or None
+    original = cookie.get("originalMaxAge")
+    if isinstance(original, (int, float)) and not isinstance(original, bool) and original > 0:
+        return float(original)
+    return None
+
+
+def _resolve_logging(
+    logger: logging.Logger | bool | None, levels: LevelName | Sequence[LevelName]
+) -> tuple[logging.Logger | None, frozenset[int]]:
+    if logger is False:
+        return None, frozenset()
+    if logger is None or logger is True:
+        resolved = package_logger
+    elif isinstance(logger, logging.Logger):
+        resolved = logger
+    else:
+        raise ConfigurationError("logger must be a logging.Logger, or False to silence the store")
+    items: Iterable[LevelName] = [levels] if isinstance(levels, (str, int)) else levels
+    numbers = set()
+    for item in items:
+        if isinstance(item, int):
+            numbers.add(item)
+        elif isinstance(item, str) and item.lower() in _LEVEL_NAMES:
+            numbers.add(_LEVEL_NAMES[item.lower()])
+        else:
+            raise ConfigurationError(
+                f"logger_level {item!r} is not a level; use {sorted(_LEVEL_NAMES)} or logging constants"
+            )
+    return resolved, frozenset(numbers)
+
+
+def _is_missing_table(error: DBAPIError) -> bool:
+    original = error.orig
+    code = getattr(original, "sqlstate", None) or getattr(original, "pgcode", None)
+    return code == "42P01" or "no such table" in str(original)

@@ -1,0 +1,137 @@
+"""Fixtures: a throwaway PostgreSQL database per test run, a SQLite file per test, and a store on each.
+
+PostgreSQL is reached through `TEST_POSTGRES_URL` (default: the local server as `postgres`). When it is
+unreachable the PostgreSQL tests skip on a developer's machine, and fail under `CI=true`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import httpx
+import pytest
+from fastapi import FastAPI
+from sqlalchemy import event
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+from fastapi_prisma_session import PrismaSessionStore, SessionMiddleware
+
+ADMIN_URL = os.environ.get("TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+SHARED = Path(__file__).resolve().parents[2] / "shared"
+SECRET = "a santa at nasa"
+
+
+async def _admin(sql: str) -> None:
+    conn = await asyncpg.connect(ADMIN_URL, timeout=5)
+    try:
+        await conn.execute(sql)
+    finally:
+        await conn.close()
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    """A database of its own for this test run (`postgresql+asyncpg://…`), dropped at the end."""
+    name = f"fps_test_{os.getpid()}_{uuid.uuid4().hex[:8]}"
+    try:
+        asyncio.run(_admin(f'CREATE DATABASE "{name}"'))
+    except (OSError, asyncpg.PostgresError) as error:
+        if IN_CI:
+            pytest.fail(f"PostgreSQL is required under CI=true and is not reachable at {ADMIN_URL}: {error}")
+        pytest.skip(f"PostgreSQL not reachable at {ADMIN_URL}: {error}")
+    url = make_url(ADMIN_URL).set(drivername="postgresql+asyncpg", database=name)
+    yield url.render_as_string(hide_password=False)
+    asyncio.run(_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """Each test that takes this runs once on SQLite and once on PostgreSQL."""
+    if request.param == "sqlite":
+        return f"sqlite+aiosqlite:///{tmp_path / 'sessions.db'}"
+    url: str = request.getfixturevalue("postgres_url")
+    return url
+
+
+@pytest.fixture
+async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
+    engine = create_async_engine(database_url)
+    yield engine
+    await engine.dispose()
+
+
+@pytest.fixture
+async def make_store(
+    engine: AsyncEngine, _drop_tables: None
+) -> AsyncIterator[Callable[..., PrismaSessionStore]]:
+    """Builds stores on the test's engine; they are shut down and their tables dropped afterwards."""
+    made: list[PrismaSessionStore] = []
+
+    def make(**options: Any) -> PrismaSessionStore:
+        store = PrismaSessionStore(engine, **options)
+        made.append(store)
+        return store
+
+    yield make
+    for store in made:
+        await store.shutdown()
+
+
+@pytest.fixture
+async def _drop_tables(engine: AsyncEngine) -> AsyncIterator[None]:
+    yield
+    async with engine.begin() as conn:
+        for table in ("Session", "sessions", "custom_sessions"):
+            await conn.exec_driver_sql(f'DROP TABLE IF EXISTS "{table}"')
+
+
+@pytest.fixture
+async def store(make_store: Callable[..., PrismaSessionStore]) -> PrismaSessionStore:
+    """A store with `db_record_id_is_session_id`, on a fresh `Session` table."""
+    store = make_store(db_record_id_is_session_id=True)
+    await store.create_table()
+    return store
+
+
+class StatementLog:
+    """Counts the SQL statements an engine sends, by their first word."""
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self.statements: list[str] = []
+        event.listen(engine.sync_engine, "before_cursor_execute", self._record)
+
+    def _record(self, conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        self.statements.append(statement.lstrip().split(None, 1)[0].upper())
+
+    def clear(self) -> None:
+        self.statements.clear()
+
+    def count(self, verb: str | None = None) -> int:
+        return len(self.statements) if verb is None else self.statements.count(verb)
+
+
+@pytest.fixture
+def statements(engine: AsyncEngine) -> StatementLog:
+    return StatementLog(engine)
+
+
+def make_app(store: PrismaSessionStore, **options: Any) -> FastAPI:
+    """A small app with one route per behaviour the tests need."""
+    from tests.routes import build_app
+
+    return build_app(store, **{"secret": SECRET, **options})
+
+
+def client_for(app: Any, base_url: str = "http://testserver") -> httpx.AsyncClient:
+    return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url=base_url)
+
+
+__all__ = ["SECRET", "SHARED", "SessionMiddleware", "StatementLog", "client_for", "make_app"]
