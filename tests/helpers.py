@@ -6,7 +6,7 @@ import json
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import insert, select
+from sqlalchemy import insert, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from fastapi_prisma_session.models import session_table
@@ -39,3 +39,11 @@ async def insert_row(
 
 def close_to(moment: datetime, expected: datetime, seconds: float = 5) -> bool:
     return abs((moment - expected).total_seconds()) <= seconds
+
+
+async def shift_expiry(engine: AsyncEngine, sid: str, by: timedelta, table_name: str = "Session") -> None:
+    """Move a row's expiresAt, as if it had been written earlier (by < 0) or later."""
+    table = session_table(table_name)
+    async with engine.begin() as conn:
+        current = (await conn.execute(select(table.c.expiresAt).where(table.c.sid == sid))).scalar_one()
+        await conn.execute(update(table).where(table.c.sid == sid).values(expiresAt=current + by))

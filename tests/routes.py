@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -79,9 +78,16 @@ def build_app(store: PrismaSessionStore, **options: Any) -> FastAPI:
         session["cart"] = cart
         return {"cart": cart}
 
-    @app.get("/sleep")
-    async def sleep() -> dict[str, bool]:
-        await asyncio.sleep(0)
-        return {"ok": True}
-
+    add_dump_route(app)
     return app
+
+
+def add_dump_route(app: FastAPI) -> None:
+    @app.get("/dump")
+    async def dump(session: SessionDep) -> dict[str, Any]:
+        return dict(session)
+
+    @app.post("/increment")
+    async def increment(session: SessionDep) -> dict[str, Any]:
+        session["n"] = session.get("n", 0) + 1
+        return dict(session)
