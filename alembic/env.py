@@ -25,7 +25,8 @@ def database_url() -> str:
     url = os.environ.get("DATABASE_URL") or config.get_main_option("sqlalchemy.url")
     if not url:
         raise SystemExit(
-            "Set DATABASE_URL, e.g. DATABASE_URL=postgresql+asyncpg://postgres@127.0.0.1/app alembic upgrade head"
+            "Set DATABASE_URL, e.g. "
+            "DATABASE_URL=postgresql+asyncpg://postgres@127.0.0.1/app alembic upgrade head"
         )
     # Accept the plain URLs Prisma and libpq use, and pick the async drivers.
     for plain, driver in (

@@ -33,7 +33,9 @@ PRISMA_COLUMNS = [
 PRISMA_INDEXES = {
     "Session_pkey": 'CREATE UNIQUE INDEX "Session_pkey" ON public."Session" USING btree (id)',
     "Session_sid_key": 'CREATE UNIQUE INDEX "Session_sid_key" ON public."Session" USING btree (sid)',
-    "Session_expiresAt_idx": 'CREATE INDEX "Session_expiresAt_idx" ON public."Session" USING btree ("expiresAt")',
+    "Session_expiresAt_idx": (
+        'CREATE INDEX "Session_expiresAt_idx" ON public."Session" USING btree ("expiresAt")'
+    ),
 }
 
 
@@ -67,7 +69,8 @@ async def _catalog(url: str) -> tuple[list[tuple[object, ...]], dict[str, str], 
         )
         indexes = await conn.fetch("SELECT indexname, indexdef FROM pg_indexes WHERE tablename = 'Session'")
         constraints = await conn.fetch(
-            "SELECT conname || ':' || contype::text FROM pg_constraint WHERE conrelid = to_regclass('\"Session\"')"
+            "SELECT conname || ':' || contype::text FROM pg_constraint "
+            "WHERE conrelid = to_regclass('\"Session\"')"
         )
     finally:
         await conn.close()
