@@ -1,0 +1,33 @@
+# Two commands for a fresh clone:  `make demo` runs the demo on SQLite, `make test` runs every check.
+PYTHON ?= python3
+VENV ?= .venv
+BIN = $(VENV)/bin
+
+.PHONY: install demo test lint lock clean
+
+$(BIN)/.installed: pyproject.toml constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[dev,demo]'
+	touch $@
+
+install: $(BIN)/.installed
+
+demo: install
+	$(BIN)/python -m uvicorn demo.app:app --host 127.0.0.1 --port 8000
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+test: lint
+	$(BIN)/coverage run -m pytest
+	$(BIN)/coverage report
+
+lock: install
+	{ echo '# Versions the tests were last run with; `make` installs within these. Refresh: make lock'; \
+	  $(BIN)/python -m pip freeze --exclude-editable | grep -v fastapi.prisma.session; } > constraints.txt
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .coverage demo.db

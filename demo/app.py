@@ -1,0 +1,77 @@
+"""The demo: a visit counter with log in and log out, on SQLite unless DATABASE_URL says otherwise.
+
+    make demo                                   # http://127.0.0.1:8000
+    DATABASE_URL=postgresql+asyncpg://postgres@127.0.0.1/test make demo
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from html import escape
+
+from fastapi import FastAPI, Form
+from fastapi.responses import HTMLResponse, RedirectResponse
+
+from fastapi_prisma_session import PrismaSessionStore, SessionDep, SessionMiddleware
+
+DATABASE_URL = os.environ.get("DATABASE_URL", "sqlite+aiosqlite:///demo.db")
+SECRET = os.environ.get("SESSION_SECRET", "a santa at nasa")  # set your own outside the demo
+
+store = PrismaSessionStore(DATABASE_URL, check_period=300)
+
+
+@asynccontextmanager
+async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    # A demo convenience: production databases get the table from `alembic upgrade head`.
+    await store.create_table()
+    yield
+
+
+app = FastAPI(title="fastapi_prisma_session demo", lifespan=lifespan)
+app.add_middleware(SessionMiddleware, store=store, secret=SECRET, max_age=7 * 24 * 3600)
+
+PAGE = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>Session demo</title>
+<style>body{{font-family:system-ui,sans-serif;max-width:36rem;margin:3rem auto;line-height:1.5}}
+code{{background:#f3f3f3;padding:0 .3em}}</style></head>
+<body>
+<h1>Session demo</h1>
+<p id="visits">Visits in this session: <strong>{visits}</strong></p>
+<p id="user">{who}</p>
+<p id="session">Session <code>{sid}…</code>, expires <code>{expires}</code></p>
+{form}
+</body></html>"""
+
+LOGIN_FORM = """<form method="post" action="/login">
+<label>Name <input name="username" required></label> <button>Log in</button></form>"""
+LOGOUT_FORM = """<form method="post" action="/logout"><button>Log out</button></form>"""
+
+
+@app.get("/", response_class=HTMLResponse)
+async def index(session: SessionDep) -> str:
+    session["visits"] = session.get("visits", 0) + 1
+    user = session.get("user")
+    expires = session.cookie.expires
+    return PAGE.format(
+        visits=session["visits"],
+        who=f"Logged in as <strong>{escape(user)}</strong>" if user else "Not logged in",
+        sid=escape(session.id[:8]),
+        expires=expires.strftime("%Y-%m-%d %H:%M UTC") if expires else "with the browser session",
+        form=LOGOUT_FORM if user else LOGIN_FORM,
+    )
+
+
+@app.post("/login")
+async def login(session: SessionDep, username: str = Form(max_length=64)) -> RedirectResponse:
+    # A new id on login: a session id planted before login is worthless after it.
+    await session.regenerate(keep_data=True)
+    session["user"] = username
+    return RedirectResponse("/", status_code=303)
+
+
+@app.post("/logout")
+async def logout(session: SessionDep) -> RedirectResponse:
+    await session.destroy()
+    return RedirectResponse("/", status_code=303)

@@ -1,0 +1,50 @@
+"""The demo app, in process on SQLite: count visits, log in (new id), log out."""
+
+from __future__ import annotations
+
+import importlib
+import re
+from collections.abc import AsyncIterator
+from pathlib import Path
+from types import ModuleType
+
+import httpx
+import pytest
+
+from tests.conftest import client_for
+
+
+@pytest.fixture
+async def demo(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[ModuleType]:
+    monkeypatch.setenv("DATABASE_URL", f"sqlite+aiosqlite:///{tmp_path / 'demo.db'}")
+    import demo.app
+
+    module = importlib.reload(demo.app)
+    await module.store.create_table()
+    yield module
+    await module.store.shutdown()
+
+
+def session_prefix(page: httpx.Response) -> str:
+    found = re.search(r"Session <code>([\w-]+)…</code>", page.text)
+    assert found is not None
+    return found.group(1)
+
+
+async def test_count_log_in_and_log_out(demo: ModuleType) -> None:
+    async with client_for(demo.app) as client:
+        first = await client.get("/")
+        assert "Visits in this session: <strong>1</strong>" in first.text
+        assert "Not logged in" in first.text
+        second = await client.get("/")
+        assert "<strong>2</strong>" in second.text
+
+        logged_in = await client.post("/login", data={"username": "ann <b>"}, follow_redirects=True)
+        assert "Logged in as <strong>ann &lt;b&gt;</strong>" in logged_in.text
+        assert "<strong>3</strong>" in logged_in.text  # regenerate kept the visits
+        assert session_prefix(logged_in) != session_prefix(second)
+
+        logged_out = await client.post("/logout", follow_redirects=True)
+        assert "Not logged in" in logged_out.text
+        assert "<strong>1</strong>" in logged_out.text
+    assert await demo.store.length() == 1  # the visit after logout; the logged-in session is gone

@@ -1,0 +1,89 @@
+"""Two app processes on one PostgreSQL database share sessions: one logs in, the other sees it."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from sqlalchemy.engine import make_url
+
+from tests.conftest import ADMIN_URL, _admin
+from tests.test_migration import alembic
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@pytest.fixture
+def migrated_postgres(postgres_url: str) -> Iterator[str]:
+    name = f"fps_procs_{uuid.uuid4().hex[:8]}"
+    asyncio.run(_admin(f'CREATE DATABASE "{name}"'))
+    url = make_url(ADMIN_URL).set(drivername="postgresql+asyncpg", database=name).render_as_string(False)
+    result = alembic(url, "upgrade", "head")
+    assert result.returncode == 0, result.stderr
+    yield url
+    asyncio.run(_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+@pytest.fixture
+def two_servers(migrated_postgres: str) -> Iterator[list[str]]:
+    env = {**os.environ, "DATABASE_URL": migrated_postgres}
+    servers = []
+    for _ in range(2):
+        port = free_port()
+        command = [sys.executable, "-m", "uvicorn", "demo.app:app", "--port", str(port), "--log-level", "warning"]
+        process = subprocess.Popen(command, cwd=ROOT, env=env)  # noqa: S603
+        servers.append((process, f"http://127.0.0.1:{port}"))
+    try:
+        for process, base in servers:
+            deadline = time.monotonic() + 20
+            while True:
+                assert process.poll() is None, "the demo server exited"
+                try:
+                    httpx.get(base + "/docs", timeout=1)
+                    break
+                except httpx.TransportError:
+                    assert time.monotonic() < deadline, "the demo server did not start"
+                    time.sleep(0.1)
+        yield [base for _, base in servers]
+    finally:
+        for process, _ in servers:
+            process.terminate()
+            process.wait(timeout=10)
+
+
+def test_sessions_are_shared_across_processes(two_servers: list[str]) -> None:
+    first, second = two_servers
+    with httpx.Client(follow_redirects=True) as client:
+        page = client.get(first + "/")
+        assert "<strong>1</strong>" in page.text
+        page = client.post(first + "/login", data={"username": "grace"})
+        assert "Logged in as <strong>grace</strong>" in page.text
+
+        page = client.get(second + "/")  # the other process reads and changes it
+        assert "Logged in as <strong>grace</strong>" in page.text
+        assert "<strong>3</strong>" in page.text
+
+        page = client.get(first + "/")
+        assert "<strong>4</strong>" in page.text
+
+        old_cookie = client.cookies["connect.sid"]
+        client.post(second + "/logout")  # destroyed by one process, gone in the other
+        page = client.get(first + "/", headers={"cookie": f"connect.sid={old_cookie}"})
+        assert "Not logged in" in page.text
+        assert "<strong>1</strong>" in page.text
