@@ -1,7 +1,7 @@
 """The demo: a visit counter with log in and log out, on SQLite unless DATABASE_URL says otherwise.
 
-    make demo                                   # http://127.0.0.1:8000
-    DATABASE_URL=postgresql+asyncpg://postgres@127.0.0.1/test make demo
+make demo                                   # http://127.0.0.1:8000
+DATABASE_URL=postgresql+asyncpg://postgres@127.0.0.1/test make demo
 """
 
 from __future__ import annotations

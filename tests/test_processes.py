@@ -46,8 +46,8 @@ def two_servers(migrated_postgres: str) -> Iterator[list[str]]:
     servers = []
     for _ in range(2):
         port = free_port()
-        command = [sys.executable, "-m", "uvicorn", "demo.app:app", "--port", str(port), "--log-level", "warning"]
-        process = subprocess.Popen(command, cwd=ROOT, env=env)  # noqa: S603
+        command = [sys.executable, "-m", "uvicorn", "demo.app:app", "--port", str(port)]
+        process = subprocess.Popen(command, cwd=ROOT, env=env)
         servers.append((process, f"http://127.0.0.1:{port}"))
     try:
         for process, base in servers:
