@@ -8,13 +8,26 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Text, bindparam, cast, delete, func, insert, literal_column, select, update
+from sqlalchemy import (
+    Text,
+    and_,
+    bindparam,
+    case,
+    cast,
+    delete,
+    false,
+    func,
+    insert,
+    literal_column,
+    select,
+    update,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 
 from .exceptions import ConfigurationError
 
 if TYPE_CHECKING:
-    from sqlalchemy import ColumnElement, Executable, Insert, Table
+    from sqlalchemy import ColumnElement, Delete, Executable, Insert, Table
 
 SUPPORTED_DIALECTS = ("postgresql", "sqlite")
 
@@ -69,6 +82,33 @@ class SessionQueries:
         self.prune_batch: Executable = prune_batch
         self.prune_batch_returning: Executable = prune_batch.returning(c.sid, c.data)
 
+        self._table = table
+        self._dialect = dialect
+        self.returned = (c.sid, c.data)
+        self.all_rows: Executable = select(c.sid, c.data)
+        self.rows_with_keys_like: Executable = select(c.sid, c.data).where(
+            c.data.like(bindparam("pattern"), escape="\\")
+        )
+
+    def delete_matching(self, match: dict[str, Any], serialize: Any) -> tuple[Delete, dict[str, Any]]:
+        """A DELETE of every row whose JSON data holds all of `match`'s key/value pairs, and its params."""
+        data = self._table.c.data
+        params: dict[str, Any] = {}
+        condition: ColumnElement[Any]
+        if self._dialect == "postgresql":
+            params["match"] = serialize(match)
+            condition = cast(data, postgresql.JSONB).op("@>")(
+                cast(bindparam("match", type_=Text), postgresql.JSONB)
+            )
+        else:
+            checks = []
+            for n, (key, value) in enumerate(match.items()):
+                params[f"path{n}"], params[f"value{n}"] = _json_path(key), serialize(value)
+                checks.append(data.op("->")(bindparam(f"path{n}")) == func.json(bindparam(f"value{n}")))
+            # json_valid first: a corrupt row must not fail the whole statement.
+            condition = case((func.json_valid(data) == 1, and_(*checks)), else_=false())
+        return delete(self._table).where(condition), params
+
     @staticmethod
     def _upsert(table: Table, dialect: str) -> Insert:
         dialect_insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
@@ -83,6 +123,10 @@ class SessionQueries:
             index_elements=[table.c.sid],
             set_={"data": stmt.excluded.data, "expiresAt": stmt.excluded.expiresAt},
         )
+
+
+def _json_path(key: str) -> str:
+    return '$."' + key.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
 def _set_cookie_json(data: ColumnElement[str], dialect: str) -> ColumnElement[str]:

@@ -28,6 +28,7 @@ package_logger = logging.getLogger("fastapi_prisma_session")
 
 ONE_DAY = 24 * 3600.0
 UPSERT_ATTEMPTS = 3
+INVALID_TEXT_REPRESENTATION = "22P02"  # PostgreSQL: the text is not valid JSON
 
 SessionData = dict[str, Any]
 TTLFunction = Callable[[Mapping[str, Any], Mapping[str, Any], str], float | timedelta]
@@ -197,6 +198,43 @@ class PrismaSessionStore:
         else:
             result = await self._execute(self._sql.touch, params)
         return bool(result.rowcount)  # type: ignore[attr-defined]
+
+    async def destroy_all(self, **match: Any) -> int:
+        """End every session whose data holds all the given key/value pairs: "log out everywhere".
+
+        `await store.destroy_all(user_id=42)` deletes them in one statement and returns how many went.
+        A row that cannot be read never matches and never fails the call.
+        """
+        if not match:
+            raise ValueError(
+                "destroy_all() needs at least one key=value to match; clear() deletes everything"
+            )
+        if self._data_is_json:
+            statement, params = self._sql.delete_matching(match, self._serializer.dumps)
+            try:
+                return await self._delete(params, statement, statement.returning(*self._sql.returned))
+            except DBAPIError as error:
+                if getattr(error.orig, "sqlstate", None) != INVALID_TEXT_REPRESENTATION:
+                    raise
+                # PostgreSQL casts every row to jsonb, and one corrupt row fails the statement: match
+                # in Python instead, then delete the matches in one statement.
+                self._log(logging.WARNING, "a %s row holds invalid JSON; matching in Python", self.table_name)
+        return await self._destroy_matching_in_python(match)
+
+    async def _destroy_matching_in_python(self, match: dict[str, Any]) -> int:
+        if self._data_is_json:
+            pattern = "%" + _like_escape(self._serializer.dumps(next(iter(match)))) + "%"
+            result = await self._execute(self._sql.rows_with_keys_like, {"pattern": pattern})
+        else:
+            result = await self._execute(self._sql.all_rows, {})
+        sids = []
+        for sid, text in result.all():
+            data = self._parse(sid, text)
+            if data is not None and all(key in data and data[key] == value for key, value in match.items()):
+                sids.append(sid)
+        if sids:
+            await self.destroy(sids)
+        return len(sids)
 
     async def all(self) -> dict[str, SessionData]:
         """Every live session by sid. A row that cannot be read is logged and left out."""
@@ -415,6 +453,10 @@ def _cookie_max_age_ms(cookie: Mapping[str, Any]) -> float | None:
     if isinstance(original, (int, float)) and not isinstance(original, bool) and original > 0:
         return float(original)
     return None
+
+
+def _like_escape(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
 def _resolve_logging(

@@ -6,13 +6,14 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 
-from fastapi_prisma_session import PrismaSessionStore, SessionDep, SessionMiddleware
+from fastapi_prisma_session import PrismaSessionStore, SessionDep, SessionMiddleware, SessionNotFoundError
 
 
 def build_app(store: PrismaSessionStore, **options: Any) -> FastAPI:
     app = FastAPI()
     app.add_middleware(SessionMiddleware, store=store, **options)
     app.state.gate = None  # an asyncio.Event that /slow-write waits on
+    app.state.store = store
 
     @app.get("/noop")
     async def noop() -> dict[str, bool]:
@@ -83,6 +84,27 @@ def build_app(store: PrismaSessionStore, **options: Any) -> FastAPI:
 
 
 def add_dump_route(app: FastAPI) -> None:
+    @app.post("/login-keep")
+    async def login_keep(session: SessionDep) -> dict[str, Any]:
+        old = session.id
+        await session.regenerate(keep_data=True)
+        return {"old": old, "new": session.id, "data": dict(session)}
+
+    @app.post("/reload-gone")
+    async def reload_gone(request: Request, session: SessionDep) -> dict[str, str]:
+        await request.app.state.store.destroy(session.id)  # another request logged it out
+        try:
+            await session.reload()
+        except SessionNotFoundError as error:
+            return {"error": str(error)}
+        return {"error": ""}
+
+    @app.get("/flags")
+    async def flags(session: SessionDep) -> dict[str, bool]:
+        before = {"is_new": session.is_new, "modified": session.modified}
+        session["seen"] = True
+        return {**before, "modified_after": session.modified}
+
     @app.get("/dump")
     async def dump(session: SessionDep) -> dict[str, Any]:
         return dict(session)

@@ -610,3 +610,48 @@ def test_an_unsupported_database_is_rejected() -> None:
 
     with pytest.raises(ConfigurationError, match="'mysql' database is not supported"):
         SessionQueries(session_table(), "mysql", prune_batch_size=10)
+
+
+# -- destroy_all: "log out everywhere" (upstream feature request destroyUsersSessions) ---------------
+
+
+async def test_destroy_all_ends_every_session_of_a_user_in_one_statement(
+    store: PrismaSessionStore, engine: AsyncEngine, statements: StatementLog
+) -> None:
+    await store.set("phone", {"cookie": cookie(), "user_id": 42, "device": "phone"})
+    await store.set("laptop", {"cookie": cookie(), "user_id": 42})
+    await store.set("other", {"cookie": cookie(), "user_id": 7})
+    await store.set("text-42", {"user_id": "42"})
+    await store.set("anonymous", {})
+    statements.clear()
+    assert await store.destroy_all(user_id=42) == 2
+    assert statements.statements == ["DELETE"]
+    assert set(await rows(engine)) == {"other", "text-42", "anonymous"}
+
+
+async def test_destroy_all_matches_every_given_pair(store: PrismaSessionStore, engine: AsyncEngine) -> None:
+    await store.set("a", {"user_id": 1, "tenant": "x"})
+    await store.set("b", {"user_id": 1, "tenant": "y"})
+    assert await store.destroy_all(user_id=1, tenant="y") == 1
+    assert set(await rows(engine)) == {"a"}
+
+
+async def test_destroy_all_survives_a_corrupt_row(store: PrismaSessionStore, engine: AsyncEngine) -> None:
+    await store.set("mine", {"user_id": 42})
+    await insert_row(engine, "corrupt", '{"user_id": 42, "trunc')
+    assert await store.destroy_all(user_id=42) == 1
+    assert set(await rows(engine)) == {"corrupt"}
+
+
+async def test_destroy_all_with_a_custom_serializer(make_store: MakeStore, engine: AsyncEngine) -> None:
+    store = make_store(serializer=ReversingSerializer())
+    await store.create_table()
+    await store.set("a", {"user_id": 42})
+    await store.set("b", {"user_id": 43})
+    assert await store.destroy_all(user_id=42) == 1
+    assert set(await rows(engine)) == {"b"}
+
+
+async def test_destroy_all_without_a_match_is_refused(store: PrismaSessionStore) -> None:
+    with pytest.raises(ValueError, match="at least one key"):
+        await store.destroy_all()
