@@ -6,6 +6,7 @@ pays for BEGIN/COMMIT round trips, and none of them reads before it writes.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import (
@@ -27,9 +28,28 @@ from sqlalchemy.dialects import postgresql, sqlite
 from .exceptions import ConfigurationError
 
 if TYPE_CHECKING:
+    from collections.abc import Mapping
+
     from sqlalchemy import ColumnElement, Delete, Executable, Insert, Table
+    from sqlalchemy.engine import Dialect
 
 SUPPORTED_DIALECTS = ("postgresql", "sqlite")
+
+
+@dataclass(frozen=True, slots=True)
+class NativeStatement:
+    """A statement compiled once to the driver's own SQL, for the request path on asyncpg."""
+
+    sql: str
+    order: tuple[str, ...]
+
+    @classmethod
+    def compile(cls, statement: Executable, dialect: Dialect) -> NativeStatement:
+        compiled = statement.compile(dialect=dialect)  # type: ignore[attr-defined]
+        return cls(compiled.string, tuple(compiled.positiontup or ()))
+
+    def args(self, params: Mapping[str, Any]) -> list[Any]:
+        return [params[name] for name in self.order]
 
 
 class SessionQueries:
@@ -84,11 +104,17 @@ class SessionQueries:
 
         self._table = table
         self._dialect = dialect
+        self.native: dict[str, NativeStatement] = {}
         self.returned = (c.sid, c.data)
         self.all_rows: Executable = select(c.sid, c.data)
         self.rows_with_keys_like: Executable = select(c.sid, c.data).where(
             c.data.like(bindparam("pattern"), escape="\\")
         )
+
+    def compile_native(self, dialect: Dialect) -> None:
+        """Precompile the request path's statements (load, insert, update, touch) for the raw driver."""
+        for name in ("load", "insert", "update", "touch", "touch_with_cookie"):
+            self.native[name] = NativeStatement.compile(getattr(self, name), dialect)
 
     def delete_matching(self, match: dict[str, Any], serialize: Any) -> tuple[Delete, dict[str, Any]]:
         """A DELETE of every row whose JSON data holds all of `match`'s key/value pairs, and its params."""

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import os
 import uuid
+import weakref
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -102,14 +103,27 @@ async def store(make_store: Callable[..., PrismaSessionStore]) -> PrismaSessionS
 
 
 class StatementLog:
-    """Counts the SQL statements an engine sends, by their first word."""
+    """Counts the SQL statements an engine sends, by their first word.
+
+    Statements that go through SQLAlchemy are seen by its cursor events; on asyncpg, those the store
+    sends on the raw driver connection are seen by asyncpg's query logger.
+    """
 
     def __init__(self, engine: AsyncEngine) -> None:
         self.statements: list[str] = []
+        self._watched: weakref.WeakSet[Any] = weakref.WeakSet()
         event.listen(engine.sync_engine, "before_cursor_execute", self._record)
+        if engine.dialect.driver == "asyncpg":
+            event.listen(engine.sync_engine, "checkout", self._watch)
 
     def _record(self, conn: Any, cursor: Any, statement: str, *args: Any) -> None:
         self.statements.append(statement.lstrip().split(None, 1)[0].upper())
+
+    def _watch(self, dbapi_connection: Any, record: Any, proxy: Any) -> None:
+        driver = dbapi_connection.driver_connection
+        if driver not in self._watched:
+            self._watched.add(driver)
+            driver.add_query_logger(lambda logged: self._record(None, None, logged.query))
 
     def clear(self) -> None:
         self.statements.clear()

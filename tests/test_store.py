@@ -12,14 +12,16 @@ from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
+import asyncpg
 import pytest
 from cuid2 import is_cuid
 from sqlalchemy import event
+from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from fastapi_prisma_session import ConfigurationError, PrismaSessionStore, TableMissingError
 from fastapi_prisma_session.store import utcnow
-from tests.conftest import StatementLog
+from tests.conftest import ADMIN_URL, StatementLog
 from tests.helpers import close_to, insert_row, rows
 
 MakeStore = Callable[..., PrismaSessionStore]
@@ -655,3 +657,31 @@ async def test_destroy_all_with_a_custom_serializer(make_store: MakeStore, engin
 async def test_destroy_all_without_a_match_is_refused(store: PrismaSessionStore) -> None:
     with pytest.raises(ValueError, match="at least one key"):
         await store.destroy_all()
+
+
+# -- a dead pooled connection ------------------------------------------------------------------------
+
+
+async def test_a_read_survives_a_killed_pooled_connection(postgres_url: str) -> None:
+    """The request path uses the raw asyncpg connection: a dead one is discarded and the read retried."""
+    async with PrismaSessionStore(postgres_url, table_name="custom_sessions") as store:
+        await store.create_table()
+        try:
+            await store.set("s", {"n": 1})
+            assert await store.get("s") == {"n": 1}  # the pool now holds a live connection
+            admin = await asyncpg.connect(ADMIN_URL)
+            try:
+                killed = await admin.fetchval(
+                    "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                    "WHERE datname = $1 AND pid <> pg_backend_pid()",
+                    make_url(postgres_url).database,
+                )
+            finally:
+                await admin.close()
+            assert killed >= 1
+            assert await store.get("s") == {"n": 1}
+            await store.set("s", {"n": 2})  # the pool works again
+            assert await store.get("s") == {"n": 2}
+        finally:
+            async with store.engine.begin() as conn:
+                await conn.exec_driver_sql('DROP TABLE "custom_sessions"')

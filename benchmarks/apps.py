@@ -1,0 +1,83 @@
+"""The same three routes behind each session middleware the benchmark compares.
+
+`BENCH_VARIANT` picks the middleware: none, starlette, starsessions, floor or ours.
+`BENCH_DATABASE_URL` is the PostgreSQL database (asyncpg URL), `BENCH_REDIS_URL` the Redis server.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
+SECRET = "a santa at nasa"
+VARIANT = os.environ.get("BENCH_VARIANT", "ours")
+DATABASE_URL = os.environ.get("BENCH_DATABASE_URL", "postgresql+asyncpg://postgres@127.0.0.1/test")
+REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/0")
+
+
+async def ensure_loaded(request: Request) -> None:
+    """starsessions loads on demand; the others load in the middleware."""
+
+
+def middleware() -> list[Middleware]:
+    global ensure_loaded
+    if VARIANT == "none":
+        return []
+    if VARIANT == "starlette":
+        from starlette.middleware.sessions import SessionMiddleware
+
+        return [Middleware(SessionMiddleware, secret_key=SECRET, https_only=False)]
+    if VARIANT == "starsessions":
+        from redis.asyncio import Redis
+        from starsessions import SessionMiddleware as StarSessions
+        from starsessions import load_session
+        from starsessions.stores.redis import RedisStore
+
+        ensure_loaded = load_session
+        store = RedisStore(connection=Redis.from_url(REDIS_URL))
+        return [Middleware(StarSessions, store=store, lifetime=7 * 24 * 3600, cookie_https_only=False)]
+    if VARIANT == "floor":
+        from benchmarks.floor import FloorSessionMiddleware
+
+        dsn = DATABASE_URL.replace("postgresql+asyncpg://", "postgresql://")
+        return [Middleware(FloorSessionMiddleware, dsn=dsn, secret=SECRET)]
+    if VARIANT == "ours":
+        from fastapi_prisma_session import PrismaSessionStore
+        from fastapi_prisma_session import SessionMiddleware as Ours
+
+        store = PrismaSessionStore(DATABASE_URL, db_record_id_is_session_id=True)
+        return [Middleware(Ours, store=store, secret=SECRET, max_age=7 * 24 * 3600, secure=False)]
+    raise SystemExit(f"unknown BENCH_VARIANT {VARIANT!r}")
+
+
+def session_of(request: Request) -> Any:
+    return request.scope.get("session", {})
+
+
+async def noop(request: Request) -> JSONResponse:
+    return JSONResponse({"ok": True})
+
+
+async def read(request: Request) -> JSONResponse:
+    await ensure_loaded(request)
+    return JSONResponse({"n": session_of(request).get("n")})
+
+
+async def write(request: Request) -> JSONResponse:
+    await ensure_loaded(request)
+    session = session_of(request)
+    session["n"] = session.get("n", 0) + 1
+    return JSONResponse({"n": session["n"]})
+
+
+_middleware = middleware()
+app = Starlette(
+    routes=[Route("/noop", noop), Route("/read", read), Route("/write", write, methods=["GET", "POST"])],
+    middleware=_middleware,
+)

@@ -1,0 +1,253 @@
+"""The peer benchmark: /noop, /read and /write behind each session middleware, under wrk, in one run.
+
+    make bench                      # or: python -m benchmarks.run --duration 5 --rounds 2 [--record]
+
+Each app is served by uvicorn with one worker on loopback, and every route is driven by wrk with a pool
+of existing sessions (their cookies are rotated request by request). Ratios come from this run only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import platform
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import asyncpg
+import httpx
+
+ROOT = Path(__file__).resolve().parents[1]
+VARIANTS = ["none", "starlette", "starsessions", "floor", "ours"]
+SCENARIOS = [
+    ("noop", "GET", "/noop", False),
+    ("read", "GET", "/read", True),
+    ("write", "POST", "/write", True),
+]
+ADMIN_URL = os.environ.get("TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/9")
+
+
+@dataclass
+class Result:
+    rps: float
+    p50_ms: float
+    p99_ms: float
+    errors: int
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def start_server(variant: str, database_url: str) -> tuple[subprocess.Popen[bytes], str]:
+    port = free_port()
+    env = {
+        **os.environ,
+        "BENCH_VARIANT": variant,
+        "BENCH_DATABASE_URL": database_url,
+        "BENCH_REDIS_URL": REDIS_URL,
+    }
+    command = [
+        sys.executable, "-m", "uvicorn", "benchmarks.apps:app", "--port", str(port), "--workers", "1",
+        "--loop", "uvloop", "--http", "httptools", "--no-access-log", "--log-level", "warning",
+    ]  # fmt: skip
+    process = subprocess.Popen(command, cwd=ROOT, env=env)
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    while True:
+        if process.poll() is not None:
+            raise SystemExit(f"the {variant} server exited")
+        try:
+            httpx.get(base + "/noop", timeout=1)
+            return process, base
+        except httpx.TransportError:
+            if time.monotonic() > deadline:
+                raise SystemExit(f"the {variant} server did not start") from None
+            time.sleep(0.1)
+
+
+def make_sessions(base: str, count: int) -> list[str]:
+    """Create `count` sessions through the app itself; returns their Cookie header values."""
+    cookies = []
+    with httpx.Client() as client:
+        for _ in range(count):
+            response = client.post(base + "/write")
+            header = response.headers.get("set-cookie")
+            if header:
+                cookies.append(header.split(";", 1)[0])
+    return cookies
+
+
+LUA = """
+local cookies = {%s}
+local i = 0
+request = function()
+  i = i + 1
+  if #cookies == 0 then return wrk.format("%s", "%s") end
+  return wrk.format("%s", "%s", {["Cookie"] = cookies[(i %% #cookies) + 1]})
+end
+"""
+
+
+def run_wrk(
+    base: str, method: str, path: str, cookies: list[str], duration: float, connections: int
+) -> Result:
+    quoted = ", ".join('"' + c.replace("\\", "\\\\").replace('"', '\\"') + '"' for c in cookies)
+    with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as script:
+        script.write(LUA % (quoted, method, path, method, path))
+    try:
+        command = ["wrk", "-t1", f"-c{connections}", f"-d{duration:g}s", "--latency", "-s", script.name, base]
+        output = subprocess.run(command, capture_output=True, text=True, check=True).stdout
+    finally:
+        os.unlink(script.name)
+    return parse_wrk(output)
+
+
+def _ms(value: str, unit: str) -> float:
+    return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
+
+
+def parse_wrk(output: str) -> Result:
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", output).group(1))  # type: ignore[union-attr]
+    p50 = re.search(r"^\s+50%\s+([\d.]+)(us|ms|s)\s*$", output, re.M)
+    p99 = re.search(r"^\s+99%\s+([\d.]+)(us|ms|s)\s*$", output, re.M)
+    errors = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", output)
+    socket_errors = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", output)
+    count = int(errors.group(1)) if errors else 0
+    if socket_errors:
+        count += sum(int(n) for n in socket_errors.groups())
+    if p50 is None or p99 is None:
+        raise SystemExit(f"could not read wrk's latency distribution:\n{output}")
+    return Result(rps, _ms(*p50.groups()), _ms(*p99.groups()), count)
+
+
+async def _admin(sql: str) -> None:
+    conn = await asyncpg.connect(ADMIN_URL)
+    try:
+        await conn.execute(sql)
+    finally:
+        await conn.close()
+
+
+def bench(duration: float, rounds: int, sessions: int, connections: int) -> dict[str, dict[str, Result]]:
+    name = f"fps_bench_{uuid.uuid4().hex[:8]}"
+    asyncio.run(_admin(f'CREATE DATABASE "{name}"'))
+    plain_url = ADMIN_URL.rsplit("/", 1)[0] + "/" + name
+    database_url = plain_url.replace("postgresql://", "postgresql+asyncpg://")
+    env = {**os.environ, "DATABASE_URL": database_url}
+    migrate = subprocess.run(
+        [sys.executable, "-m", "alembic", "upgrade", "head"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    if migrate.returncode:
+        raise SystemExit(migrate.stderr)
+    subprocess.run(["redis-cli", "-u", REDIS_URL, "flushdb"], capture_output=True, check=False)
+    best: dict[str, dict[str, Result]] = {variant: {} for variant in VARIANTS}
+    try:
+        for round_number in range(rounds):
+            order = VARIANTS if round_number % 2 == 0 else list(reversed(VARIANTS))
+            for variant in order:
+                process, base = start_server(variant, database_url)
+                try:
+                    cookies = make_sessions(base, sessions) if variant != "none" else []
+                    for label, method, path, with_cookie in SCENARIOS:
+                        pool = cookies if with_cookie else []
+                        run_wrk(base, method, path, pool, 1, connections)  # warm-up
+                        result = run_wrk(base, method, path, pool, duration, connections)
+                        previous = best[variant].get(label)
+                        if previous is None or result.rps > previous.rps:
+                            best[variant][label] = result
+                        print(
+                            f"round {round_number + 1} {variant:>12} {label:>5}: {result.rps:8.0f} req/s "
+                            f"p50 {result.p50_ms:6.2f} ms p99 {result.p99_ms:6.2f} ms errors {result.errors}",
+                            file=sys.stderr,
+                        )
+                finally:
+                    process.terminate()
+                    process.wait(timeout=10)
+    finally:
+        asyncio.run(_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    return best
+
+
+def report(best: dict[str, dict[str, Result]], args: argparse.Namespace) -> str:
+    lines = [
+        "| app | route | req/s | p50 ms | p99 ms | errors |",
+        "|---|---|---:|---:|---:|---:|",
+    ]
+    for variant in VARIANTS:
+        for label, *_ in SCENARIOS:
+            r = best[variant][label]
+            lines.append(
+                f"| {variant} | /{label} | {r.rps:.0f} | {r.p50_ms:.2f} | {r.p99_ms:.2f} | {r.errors} |"
+            )
+    ours, floor, none, star = best["ours"], best["floor"], best["none"], best["starsessions"]
+    targets = [
+        ("/read, ours ÷ floor", ours["read"].rps / floor["read"].rps, 0.85),
+        ("/write, ours ÷ floor", ours["write"].rps / floor["write"].rps, 0.85),
+        ("/noop without cookie, ours ÷ no middleware", ours["noop"].rps / none["noop"].rps, 0.9),
+        ("/read, ours ÷ starsessions+Redis", ours["read"].rps / star["read"].rps, 1.5),
+    ]
+    lines += ["", "| ratio (req/s, same run) | value | target | met |", "|---|---:|---:|---|"]
+    for label, value, target in targets:
+        lines.append(f"| {label} | {value:.2f} | {target:.2f} | {'yes' if value >= target else 'no'} |")
+    errors = sum(r.errors for routes in best.values() for r in routes.values())
+    lines.append("")
+    lines.append(
+        f"wrk -t1 -c{args.connections}, {args.duration:g} s per route after a 1 s warm-up, best of "
+        f"{args.rounds} rounds, {args.sessions} sessions per app; {errors} errors in all."
+    )
+    return "\n".join(lines)
+
+
+def machine() -> str:
+    model = "unknown CPU"
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.exists():
+        found = re.search(r"model name\s*:\s*(.+)", cpuinfo.read_text())
+        model = found.group(1).strip() if found else model
+    return f"{os.cpu_count()} cores ({model}), Python {platform.python_version()}, {platform.system()}"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--duration", type=float, default=5)
+    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--sessions", type=int, default=300)
+    parser.add_argument("--connections", type=int, default=16)
+    parser.add_argument("--record", action="store_true", help="append the results to BENCHMARKS.md")
+    args = parser.parse_args()
+    if shutil.which("wrk") is None:
+        raise SystemExit("wrk is not installed: apt-get install wrk")
+    best = bench(args.duration, args.rounds, args.sessions, args.connections)
+    text = report(best, args)
+    print(text)
+    if args.record:
+        stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
+        command = "python -m benchmarks.run " + " ".join(sys.argv[1:])
+        entry = f"\n## Peer benchmark, {stamp}\n\nMachine: {machine()}. Command: `{command}`.\n\n{text}\n"
+        with (ROOT / "BENCHMARKS.md").open("a") as out:
+            out.write(entry)
+
+
+if __name__ == "__main__":
+    main()
