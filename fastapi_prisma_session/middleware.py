@@ -140,7 +140,7 @@ class SessionMiddleware:
             return
 
         async def send_with_cookie(message: Message) -> None:
-            if message["type"] == "http.response.start":
+            if message["type"] == "http.response.start" and _needs_commit(scope, session):
                 set_cookie = await self._commit(scope, session, secure)
                 if set_cookie is not None:
                     MutableHeaders(scope=message).append("set-cookie", set_cookie)
@@ -194,8 +194,7 @@ class SessionMiddleware:
         return session
 
     def _new_session(self, secure: bool) -> Session:
-        session = Session(self, {}, SessionCookie(self._max_age, None))
-        session.cookie.reset()
+        session = Session(self, {}, SessionCookie(self._max_age, started=False))
         session._secure = secure
         return session
 
@@ -287,6 +286,17 @@ class SessionMiddleware:
 
     def _cookie_secure(self, request_secure: bool) -> bool:
         return request_secure if self._secure == "auto" else bool(self._secure)
+
+
+def _needs_commit(scope: Scope, session: Session) -> bool:
+    """False for the commonest request: a new session nobody touched. It costs no call to `_commit`."""
+    return not (
+        session.is_new
+        and not session.modified
+        and not session._dropped
+        and not session._middleware._save_uninitialized
+        and scope.get("session") is session
+    )
 
 
 def _default_genid() -> str:

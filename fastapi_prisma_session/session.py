@@ -20,21 +20,37 @@ class SessionCookie:
     """The session's lifetime, as express-session keeps it in `data.cookie`.
 
     `max_age` is the seconds left (None for a browser-session cookie); setting it gives this one session
-    a new lifetime from now, which is saved and sent with the response.
+    a new lifetime from now, which is saved and sent with the response. `expires` is a naive UTC
+    datetime, or None for a browser-session cookie.
     """
 
-    __slots__ = ("_changed", "expires", "original_max_age")
+    __slots__ = ("_changed", "_expires", "_started", "original_max_age")
 
-    def __init__(self, original_max_age: float | None, expires: datetime | None) -> None:
+    def __init__(
+        self, original_max_age: float | None, expires: datetime | None = None, *, started: bool = True
+    ):
         self.original_max_age = original_max_age
-        self.expires = expires
+        self._expires = expires
+        # A new session's lifetime starts when something first asks for it (usually its save): most
+        # requests never create a session, and they should not pay for the clock.
+        self._started = started
         self._changed = False
 
     @property
+    def expires(self) -> datetime | None:
+        if not self._started:
+            self.reset()
+        return self._expires
+
+    @expires.setter
+    def expires(self, value: datetime | None) -> None:
+        self._expires = value
+        self._started = True
+
+    @property
     def max_age(self) -> float | None:
-        if self.expires is None:
-            return None
-        return (self.expires - utcnow()).total_seconds()
+        expires = self.expires
+        return None if expires is None else (expires - utcnow()).total_seconds()
 
     @max_age.setter
     def max_age(self, value: Duration | None) -> None:
@@ -44,10 +60,9 @@ class SessionCookie:
 
     def reset(self) -> None:
         """Start the lifetime again from now."""
-        if self.original_max_age is None:
-            self.expires = None
-        else:
-            self.expires = utcnow() + timedelta(seconds=self.original_max_age)
+        age = self.original_max_age
+        self._expires = None if age is None else utcnow() + timedelta(seconds=age)
+        self._started = True
 
 
 class Session(MutableMapping[str, Any]):

@@ -15,6 +15,7 @@ from cuid2 import create_id
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.util.concurrency import greenlet_spawn
 
 from .durations import Duration, to_seconds
 from .exceptions import ConfigurationError, TableMissingError
@@ -454,18 +455,20 @@ class PrismaSessionStore:
         return int(status.rsplit(" ", 1)[-1])
 
     async def _run_native(self, method: str, statement: NativeStatement, params: Mapping[str, Any]) -> Any:
-        async with self.engine.connect() as conn:
-            pooled = await conn.get_raw_connection()
-            try:
-                return await getattr(pooled.driver_connection, method)(statement.sql, *statement.args(params))
-            except asyncpg.PostgresError as error:
-                if error.sqlstate == UNDEFINED_TABLE:
-                    raise TableMissingError(self.table_name) from error
-                raise
-            except BaseException:
-                # A broken or interrupted connection must not go back into the pool.
-                await conn.invalidate()
-                raise
+        pooled = await self.engine.raw_connection()
+        try:
+            result = await getattr(pooled.driver_connection, method)(statement.sql, *statement.args(params))
+        except asyncpg.PostgresError as error:
+            await greenlet_spawn(pooled.close)
+            if error.sqlstate == UNDEFINED_TABLE:
+                raise TableMissingError(self.table_name) from error
+            raise
+        except BaseException:
+            # A broken or interrupted connection must not go back into the pool.
+            await greenlet_spawn(pooled.invalidate)
+            raise
+        await greenlet_spawn(pooled.close)
+        return result
 
     async def _execute(self, statement: Executable, params: Mapping[str, Any]) -> Result[*tuple[Any, ...]]:
         try:

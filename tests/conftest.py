@@ -144,8 +144,17 @@ def make_app(store: PrismaSessionStore, **options: Any) -> FastAPI:
     return build_app(store, **{"secret": SECRET, **options})
 
 
+async def _let_query_loggers_run(response: httpx.Response) -> None:
+    # asyncpg reports each query to its loggers with loop.call_soon: one turn of the loop delivers them.
+    await asyncio.sleep(0)
+
+
 def client_for(app: Any, base_url: str = "http://testserver") -> httpx.AsyncClient:
-    return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url=base_url)
+    return httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app),
+        base_url=base_url,
+        event_hooks={"response": [_let_query_loggers_run]},
+    )
 
 
 __all__ = ["SECRET", "SHARED", "SessionMiddleware", "StatementLog", "client_for", "make_app"]
