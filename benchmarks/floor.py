@@ -33,6 +33,10 @@ class TrackedDict(dict[str, Any]):
         super().__setitem__(key, value)
 
 
+async def _no_reset(connection: asyncpg.Connection) -> None:
+    """Statements here leave no session state behind, so there is nothing to reset."""
+
+
 class FloorSessionMiddleware:
     def __init__(self, app: ASGIApp, dsn: str, secret: str, cookie_name: str = "connect.sid") -> None:
         self.app = app
@@ -65,7 +69,9 @@ class FloorSessionMiddleware:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
-            self.pool = await asyncpg.create_pool(self.dsn, min_size=4, max_size=10)
+            # reset=_no_reset: asyncpg otherwise sends a reset query on every release, a round trip a
+            # floor should not pay.
+            self.pool = await asyncpg.create_pool(self.dsn, min_size=10, max_size=10, reset=_no_reset)
             await self.app(scope, receive, send)
             return
         assert self.pool is not None

@@ -15,8 +15,8 @@ from cuid2 import create_id
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
-from sqlalchemy.util.concurrency import greenlet_spawn
 
+from .connections import LeasedConnections
 from .durations import Duration, to_seconds
 from .exceptions import ConfigurationError, TableMissingError
 from .models import DEFAULT_TABLE_NAME, session_table
@@ -33,6 +33,7 @@ ONE_DAY = 24 * 3600.0
 UPSERT_ATTEMPTS = 3
 UNDEFINED_TABLE = "42P01"
 POOL_SIZE = 10
+ADMIN_CONNECTIONS = 2
 INVALID_TEXT_REPRESENTATION = "22P02"  # PostgreSQL: the text is not valid JSON
 
 SessionData = dict[str, Any]
@@ -87,6 +88,8 @@ class PrismaSessionStore:
         table_name: the session table's name.
         prune_batch_size: rows deleted per statement by `prune()`.
         engine_options: keyword arguments for `create_async_engine` when a URL is given.
+        request_connections: on asyncpg, how many of the engine's pooled connections the request path
+            keeps leased. Default: 10 of the store's own engine, or half the pool of a caller's engine.
     """
 
     def __init__(
@@ -106,6 +109,7 @@ class PrismaSessionStore:
         table_name: str = DEFAULT_TABLE_NAME,
         prune_batch_size: int = 1000,
         engine_options: Mapping[str, Any] | None = None,
+        request_connections: int | None = None,
     ) -> None:
         self.options: Mapping[str, Any] = MappingProxyType(
             {
@@ -165,8 +169,10 @@ class PrismaSessionStore:
         self._autocommit = engine.execution_options(isolation_level="AUTOCOMMIT")
         self.table = session_table(table_name)
         self._sql = SessionQueries(self.table, engine.dialect.name, prune_batch_size=prune_batch_size)
+        self._leased: LeasedConnections | None = None
         if engine.dialect.driver == "asyncpg":
             self._sql.compile_native(engine.dialect)
+            self._leased = LeasedConnections(engine, _lease_size(engine, request_connections))
 
         period = to_seconds(check_period, "check_period")
         self._prune_loop = PruneLoop(self.prune, period, self._log) if period else None
@@ -296,6 +302,8 @@ class PrismaSessionStore:
     async def shutdown(self) -> None:
         """Stop pruning, and dispose the engine if (and only if) the store created it."""
         await self.stop_interval()
+        if self._leased is not None:
+            await self._leased.close()
         if self._owns_engine:
             await self.engine.dispose()
 
@@ -433,42 +441,36 @@ class PrismaSessionStore:
 
     async def _fetch_row(self, name: str, params: Mapping[str, Any]) -> Sequence[Any] | None:
         native = self._sql.native.get(name)
-        if native is None:
+        if native is None or self._leased is None:
             return (await self._execute(getattr(self._sql, name), params)).first()
         try:
-            row: Sequence[Any] | None = await self._run_native("fetchrow", native, params)
+            row: Sequence[Any] | None = await self._run_native(self._leased, "fetchrow", native, params)
         except (asyncpg.PostgresError, TableMissingError):
             raise
         except Exception:
-            # The pooled connection failed, not the query (a server restart, an idle timeout) and was
+            # The connection failed, not the query (a server restart, an idle timeout), and it was
             # discarded. A read is safe to repeat, so try once more on a fresh connection.
-            row = await self._run_native("fetchrow", native, params)
+            row = await self._run_native(self._leased, "fetchrow", native, params)
         return row
 
     async def _write(self, name: str, params: Mapping[str, Any]) -> int:
         """Run one write statement; returns the number of rows it changed."""
         native = self._sql.native.get(name)
-        if native is None:
+        if native is None or self._leased is None:
             result = await self._execute(getattr(self._sql, name), params)
             return int(result.rowcount)  # type: ignore[attr-defined]
-        status: str = await self._run_native("execute", native, params)
+        status: str = await self._run_native(self._leased, "execute", native, params)
         return int(status.rsplit(" ", 1)[-1])
 
-    async def _run_native(self, method: str, statement: NativeStatement, params: Mapping[str, Any]) -> Any:
-        pooled = await self.engine.raw_connection()
+    async def _run_native(
+        self, leased: LeasedConnections, method: str, statement: NativeStatement, params: Mapping[str, Any]
+    ) -> Any:
         try:
-            result = await getattr(pooled.driver_connection, method)(statement.sql, *statement.args(params))
+            return await leased.run(method, statement.sql, statement.args(params))
         except asyncpg.PostgresError as error:
-            await greenlet_spawn(pooled.close)
             if error.sqlstate == UNDEFINED_TABLE:
                 raise TableMissingError(self.table_name) from error
             raise
-        except BaseException:
-            # A broken or interrupted connection must not go back into the pool.
-            await greenlet_spawn(pooled.invalidate)
-            raise
-        await greenlet_spawn(pooled.close)
-        return result
 
     async def _execute(self, statement: Executable, params: Mapping[str, Any]) -> Result[*tuple[Any, ...]]:
         try:
@@ -502,13 +504,26 @@ def _cookie_max_age_ms(cookie: Mapping[str, Any]) -> float | None:
     return None
 
 
+def _lease_size(engine: AsyncEngine, requested: int | None) -> int:
+    if requested is not None:
+        if not isinstance(requested, int) or requested < 1:
+            raise ConfigurationError("request_connections must be a positive whole number")
+        return requested
+    size = getattr(engine.pool, "size", None)
+    if not callable(size):
+        return POOL_SIZE
+    pool_size = int(size())
+    return POOL_SIZE if pool_size >= POOL_SIZE + ADMIN_CONNECTIONS else max(1, pool_size // 2)
+
+
 def _engine_options(url: str, given: Mapping[str, Any] | None) -> dict[str, Any]:
     options = dict(given or {})
     if make_url(url).get_backend_name() == "postgresql":
         # Statements hold a connection for one round trip. Waiting briefly for a pooled connection is far
         # cheaper than SQLAlchemy's default overflow, which opens and closes a connection per statement
         # once more than five are busy.
-        options.setdefault("pool_size", POOL_SIZE)
+        # The request path leases POOL_SIZE of them; the rest serve prune, set and the other calls.
+        options.setdefault("pool_size", POOL_SIZE + ADMIN_CONNECTIONS)
         options.setdefault("max_overflow", 0)
     return options
 
