@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN = $(VENV)/bin
 
-.PHONY: install demo test lint lock clean
+.PHONY: install demo test lint bench lock clean
 
 $(BIN)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -24,6 +24,12 @@ lint: install
 test: lint
 	$(BIN)/coverage run -m pytest
 	$(BIN)/coverage report
+
+# The peer benchmark (a few minutes): needs PostgreSQL, Redis and wrk; appends its table to BENCHMARKS.md.
+bench: install
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[dev,demo,bench]'
+	command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk; }
+	$(BIN)/python -m benchmarks.run --rounds 3 --record
 
 lock: install
 	{ echo '# Versions the tests were last run with; `make` installs within these. Refresh: make lock'; \

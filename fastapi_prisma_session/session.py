@@ -74,6 +74,7 @@ class Session(MutableMapping[str, Any]):
     """
 
     __slots__ = (
+        "__weakref__",
         "_data",
         "_dropped",
         "_id",

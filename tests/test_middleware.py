@@ -514,3 +514,26 @@ async def test_the_lifespan_starts_and_stops_pruning(make_store: Any) -> None:
     assert (await outbox.get())["type"] == "lifespan.shutdown.complete"
     await task
     assert not store.interval_running
+
+
+async def test_no_session_state_outlives_the_response(store: PrismaSessionStore) -> None:
+    """Nothing per session stays in process memory: every Session dies with its request."""
+    import gc
+    import weakref
+
+    app = make_app(store)
+    seen: list[weakref.ref[Any]] = []
+
+    @app.middleware("http")
+    async def remember(request: Any, call_next: Any) -> Any:
+        response = await call_next(request)
+        seen.append(weakref.ref(request.scope["session"]))
+        return response
+
+    async with client_for(app) as client:
+        for _ in range(5):
+            await client.post("/write")
+            await client.get("/read")
+    gc.collect()
+    assert len(seen) == 10
+    assert [ref() for ref in seen] == [None] * 10

@@ -1,0 +1,46 @@
+"""The benchmark's own arithmetic: reading wrk's output and computing the ratios (timing is not tested)."""
+
+from __future__ import annotations
+
+import argparse
+
+import pytest
+
+from benchmarks.run import SCENARIOS, VARIANTS, Result, parse_wrk, report
+
+WRK_OUTPUT = """Running 4s test @ http://127.0.0.1:40000
+  1 threads and 16 connections
+  Thread Stats   Avg      Stdev     Max   +/- Stdev
+    Latency     1.30ms  310.00us   9.00ms   90.00%
+    Req/Sec    12.00k   300.00     12.50k    80.00%
+  Latency Distribution
+     50%    1.28ms
+     75%    1.40ms
+     90%    1.60ms
+     99%  850.00us
+  47932 requests in 4.00s, 7.00MB read
+  Socket errors: connect 0, read 1, write 0, timeout 2
+  Non-2xx or 3xx responses: 4
+Requests/sec:  11983.21
+Transfer/sec:      1.75MB
+"""
+
+
+def test_parse_wrk_reads_throughput_percentiles_and_errors() -> None:
+    result = parse_wrk(WRK_OUTPUT)
+    assert result == Result(rps=11983.21, p50_ms=1.28, p99_ms=0.85, errors=7)
+
+
+def test_parse_wrk_without_a_latency_distribution_says_so() -> None:
+    with pytest.raises(SystemExit, match="latency distribution"):
+        parse_wrk("Requests/sec:  10.0\n")
+
+
+def test_report_computes_ratios_from_one_run() -> None:
+    rps = {"none": 1000.0, "starlette": 800.0, "starsessions": 300.0, "floor": 500.0, "ours": 450.0}
+    best = {v: {label: Result(rps[v], 1.0, 2.0, 0) for label, *_ in SCENARIOS} for v in VARIANTS}
+    args = argparse.Namespace(connections=16, duration=4.0, rounds=2, sessions=300)
+    text = report(best, args)
+    assert "| /read, ours ÷ floor | 0.90 | 0.85 | yes |" in text
+    assert "| /noop without cookie, ours ÷ no middleware | 0.45 | 0.90 | no |" in text
+    assert "| /read, ours ÷ starsessions+Redis | 1.50 | 1.50 | yes |" in text
