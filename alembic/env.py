@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from sqlmodel import SQLModel
 
 import fastapi_prisma_session.models  # noqa: F401  (registers the Session table on SQLModel.metadata)
+from fastapi_prisma_session.cli import driver_url
 
 config = context.config
 if config.config_file_name is not None and config.attributes.get("configure_logger", True):
@@ -28,15 +29,7 @@ def database_url() -> str:
             "Set DATABASE_URL, e.g. "
             "DATABASE_URL=postgresql+asyncpg://postgres@127.0.0.1/app alembic upgrade head"
         )
-    # Accept the plain URLs Prisma and libpq use, and pick the async drivers.
-    for plain, driver in (
-        ("postgresql://", "postgresql+asyncpg://"),
-        ("postgres://", "postgresql+asyncpg://"),
-        ("sqlite://", "sqlite+aiosqlite://"),
-    ):
-        if url.startswith(plain):
-            return driver + url.removeprefix(plain)
-    return url
+    return driver_url(url)
 
 
 def run_migrations_offline() -> None:

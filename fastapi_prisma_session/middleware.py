@@ -117,6 +117,7 @@ class SessionMiddleware:
         self._unset = unset
         self._genid = genid or _default_genid
         self._cookie_header_name = cookie_name
+        self._path = path
 
     # -- ASGI ----------------------------------------------------------------------------------------
 
@@ -125,7 +126,7 @@ class SessionMiddleware:
         if kind == "lifespan":
             await self.app(scope, receive, self._lifespan_send(send))
             return
-        if kind not in ("http", "websocket") or not scope["path"].startswith(self.cookie.path):
+        if kind not in ("http", "websocket") or not scope["path"].startswith(self._path):
             await self.app(scope, receive, send)
             return
 
@@ -140,7 +141,14 @@ class SessionMiddleware:
             return
 
         async def send_with_cookie(message: Message) -> None:
-            if message["type"] == "http.response.start" and _needs_commit(scope, session):
+            # The commonest response, a new session nobody touched, costs nothing more than this test.
+            if message["type"] == "http.response.start" and (
+                not session.is_new
+                or session.modified
+                or session._dropped
+                or self._save_uninitialized
+                or scope.get("session") is not session
+            ):
                 set_cookie = await self._commit(scope, session, secure)
                 if set_cookie is not None:
                     MutableHeaders(scope=message).append("set-cookie", set_cookie)
@@ -286,17 +294,6 @@ class SessionMiddleware:
 
     def _cookie_secure(self, request_secure: bool) -> bool:
         return request_secure if self._secure == "auto" else bool(self._secure)
-
-
-def _needs_commit(scope: Scope, session: Session) -> bool:
-    """False for the commonest request: a new session nobody touched. It costs no call to `_commit`."""
-    return not (
-        session.is_new
-        and not session.modified
-        and not session._dropped
-        and not session._middleware._save_uninitialized
-        and scope.get("session") is session
-    )
 
 
 def _default_genid() -> str:

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import (
+    BigInteger,
     Text,
     and_,
     bindparam,
@@ -101,6 +102,12 @@ class SessionQueries:
         prune_batch = delete(table).where(c.id.in_(expired_ids.scalar_subquery()))
         self.prune_batch: Executable = prune_batch
         self.prune_batch_returning: Executable = prune_batch.returning(c.sid, c.data)
+        # PostgreSQL: one pruner at a time across processes and hosts, coordinated by the database.
+        self.prune_lock: Executable | None = None
+        self.prune_unlock: Executable | None = None
+        if dialect == "postgresql":
+            self.prune_lock = select(func.pg_try_advisory_lock(bindparam("key", type_=BigInteger)))
+            self.prune_unlock = select(func.pg_advisory_unlock(bindparam("key", type_=BigInteger)))
 
         self._table = table
         self._dialect = dialect

@@ -1,0 +1,7 @@
+"""`python -m fastapi_prisma_session prune --database-url ...`"""
+
+import sys
+
+from .cli import main
+
+sys.exit(main())

@@ -1,0 +1,175 @@
+"""Pruning at scale: the advisory lock, progress, jitter, the CLI, and several pruners at once."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from datetime import timedelta
+from pathlib import Path
+
+import asyncpg
+import pytest
+from sqlalchemy.engine import make_url
+
+from fastapi_prisma_session import PrismaSessionStore
+from fastapi_prisma_session.pruning import JITTER, PruneLoop
+from tests.conftest import ADMIN_URL, _admin
+from tests.test_migration import alembic
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture
+def migrated(postgres_url: str) -> Iterator[str]:
+    """A fresh PostgreSQL database with the table, as a plain postgresql:// URL (what cron jobs have)."""
+    name = f"fps_prune_{uuid.uuid4().hex[:8]}"
+    asyncio.run(_admin(f'CREATE DATABASE "{name}"'))
+    url = make_url(ADMIN_URL).set(database=name).render_as_string(hide_password=False)
+    result = alembic(url, "upgrade", "head")
+    assert result.returncode == 0, result.stderr
+    yield url
+    asyncio.run(_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+async def seed(url: str, expired: int, live: int) -> None:
+    conn = await asyncpg.connect(url)
+    try:
+        for prefix, count, offset in (
+            ("expired", expired, timedelta(hours=-1)),
+            ("live", live, timedelta(days=1)),
+        ):
+            await conn.execute(
+                'INSERT INTO "Session" (id, sid, data, "expiresAt") '
+                "SELECT $1 || g, $1 || g, '{}', (now() AT TIME ZONE 'utc') + $3::interval "
+                "FROM generate_series(1, $2) AS g",
+                prefix,
+                count,
+                offset,
+            )
+    finally:
+        await conn.close()
+
+
+async def counts(url: str) -> tuple[int, int]:
+    conn = await asyncpg.connect(url)
+    try:
+        row = await conn.fetchrow(
+            "SELECT count(*) FILTER (WHERE sid LIKE 'expired%'), count(*) FILTER (WHERE sid LIKE 'live%') "
+            'FROM "Session"'
+        )
+    finally:
+        await conn.close()
+    return row[0], row[1]
+
+
+@pytest.fixture
+async def store(migrated: str) -> AsyncIterator[PrismaSessionStore]:
+    async with PrismaSessionStore(migrated.replace("postgresql://", "postgresql+asyncpg://")) as store:
+        yield store
+
+
+async def test_a_prune_run_skips_while_another_process_holds_the_lock(
+    store: PrismaSessionStore, migrated: str
+) -> None:
+    await seed(migrated, expired=10, live=2)
+    other = await asyncpg.connect(migrated)
+    try:
+        assert await other.fetchval("SELECT pg_try_advisory_lock($1)", store._prune_lock_key)
+        assert await store.prune() == 0
+        assert store.last_prune_skipped
+        assert await counts(migrated) == (10, 2)
+    finally:
+        await other.close()  # releases the lock
+    assert await store.prune() == 10
+    assert not store.last_prune_skipped
+    assert await counts(migrated) == (0, 2)
+
+
+async def test_prune_reports_progress_per_batch(migrated: str) -> None:
+    await seed(migrated, expired=2500, live=10)
+    url = migrated.replace("postgresql://", "postgresql+asyncpg://")
+    seen: list[int] = []
+    async with PrismaSessionStore(url, prune_batch_size=1000) as store:
+        assert await store.prune(progress=seen.append) == 2500
+    assert seen == [1000, 2000, 2500]
+
+
+def test_the_loop_jitters_its_period() -> None:
+    async def prune() -> int:
+        return 0
+
+    loop = PruneLoop(prune, 100.0, lambda *args: None)
+    delays = {loop._next_delay() for _ in range(200)}
+    assert len(delays) > 100
+    assert all(100 * (1 - JITTER) <= d <= 100 * (1 + JITTER) for d in delays)
+
+
+def cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "fastapi_prisma_session", *args],
+        cwd=ROOT,
+        env=env or dict(os.environ),
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+
+
+async def test_the_cli_prunes_a_postgresql_database(migrated: str) -> None:
+    await seed(migrated, expired=1200, live=5)
+    result = cli("prune", "--database-url", migrated, "--batch-size", "500")
+    assert result.returncode == 0, result.stderr
+    assert 'removed 1200 expired sessions from "Session"' in result.stdout
+    assert await counts(migrated) == (0, 5)
+
+
+def test_the_cli_reads_database_url_and_works_on_sqlite(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'cron.db'}"
+    assert alembic(url, "upgrade", "head").returncode == 0
+    result = cli("prune", env={**os.environ, "DATABASE_URL": url})
+    assert result.returncode == 0, result.stderr
+    assert 'removed 0 expired sessions from "Session"' in result.stdout
+
+
+def test_the_cli_without_a_database_says_so() -> None:
+    env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
+    result = cli("prune", env=env)
+    assert result.returncode == 2
+    assert "--database-url" in result.stderr
+
+
+def test_the_cli_names_the_migration_when_the_table_is_missing(tmp_path: Path) -> None:
+    result = cli("prune", "--database-url", f"sqlite:///{tmp_path / 'empty.db'}")
+    assert result.returncode == 1
+    assert "alembic upgrade head" in result.stderr
+
+
+async def test_several_processes_prune_at_once_without_errors_or_touching_live_rows(migrated: str) -> None:
+    await seed(migrated, expired=30_000, live=3_000)
+    command = [sys.executable, "-m", "fastapi_prisma_session", "prune", "--database-url", migrated]
+    processes = [
+        await asyncio.create_subprocess_exec(
+            *command,
+            "--batch-size",
+            "500",
+            cwd=ROOT,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        for _ in range(4)
+    ]
+    outputs = [await process.communicate() for process in processes]
+    assert [process.returncode for process in processes] == [0, 0, 0, 0], outputs
+    removed = 0
+    for stdout, _ in outputs:
+        last = stdout.decode().strip().splitlines()[-1]
+        if last.startswith("removed "):
+            removed += int(last.split()[1])
+        else:
+            assert last.startswith("another process is pruning")
+    assert removed == 30_000  # each expired row removed once, by whichever process held the lock
+    assert await counts(migrated) == (0, 3_000)
