@@ -25,3 +25,15 @@ class TableMissingError(SessionError):
 
 class SessionNotFoundError(SessionError, LookupError):
     """`Session.reload()` found no live row: the session was destroyed or has expired."""
+
+
+class SessionTooLargeError(SessionError):
+    """A session's serialized data is larger than the store's `max_data_size`; nothing was written."""
+
+    def __init__(self, sid: str, size: int, limit: int) -> None:
+        super().__init__(
+            f"session {sid[:6]}… serializes to {size} bytes, over the store's max_data_size of {limit}; "
+            "it was not saved. Keep large data elsewhere and store a reference to it in the session."
+        )
+        self.size = size
+        self.limit = limit

@@ -13,8 +13,8 @@ from starlette.datastructures import MutableHeaders
 from .cookies import CookieAttributes, Priority, SameSite, Signer, cookie_values, iso_utc
 from .durations import Duration, to_seconds
 from .exceptions import ConfigurationError
-from .session import RESERVED_KEY, Session, SessionCookie
-from .store import PrismaSessionStore, utcnow
+from .session import Session, SessionCookie
+from .store import COOKIE_KEY, PrismaSessionStore, utcnow
 
 if TYPE_CHECKING:
     from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -192,7 +192,7 @@ class SessionMiddleware:
         if stored is None:
             return self._new_session(secure)
         data = stored.data
-        cookie = _cookie_from_json(data.pop(RESERVED_KEY, None))
+        cookie = _cookie_from_json(data.pop(COOKIE_KEY, None))
         if cookie is None:
             logger.warning("session %s… has no readable cookie object; starting a new session", sid[:6])
             return self._new_session(secure)
@@ -224,7 +224,10 @@ class SessionMiddleware:
             session.is_new = False
             written = True
         else:
-            written = await self.store.update(session.id, payload)
+            changed, removed = session.changes()
+            if self._resave:
+                changed = set(session._data)
+            written = await self.store.update(session.id, payload, changed=changed, removed=removed)
         session.modified = session._refresh = session.cookie._changed = False
         session._send_cookie = written
         return written
@@ -258,7 +261,7 @@ class SessionMiddleware:
         row_expires = session._row_expires
         cookie = SessionCookie(session.cookie.original_max_age, None)
         cookie.reset()
-        payload = {RESERVED_KEY: self._cookie_json(cookie, session._secure), **session._data}
+        payload = {COOKIE_KEY: self._cookie_json(cookie, session._secure), **session._data}
         lifetime = self.store.lifetime(session.id, payload)
         touch_after = (
             self._touch_after if self._touch_after is not None else lifetime * DEFAULT_TOUCH_FRACTION
@@ -270,7 +273,7 @@ class SessionMiddleware:
             session._send_cookie = self._rolling
 
     def _payload(self, session: Session) -> dict[str, Any]:
-        return {RESERVED_KEY: self._cookie_json(session.cookie, session._secure), **session._data}
+        return {COOKIE_KEY: self._cookie_json(session.cookie, session._secure), **session._data}
 
     def _cookie_json(self, cookie: SessionCookie, secure: bool) -> dict[str, Any]:
         """express-session's `cookie` object, with its keys in express-session's order."""

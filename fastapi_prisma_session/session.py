@@ -8,12 +8,10 @@ from typing import TYPE_CHECKING, Any
 
 from .durations import Duration, to_seconds
 from .exceptions import SessionNotFoundError
-from .store import utcnow
+from .store import COOKIE_KEY, utcnow
 
 if TYPE_CHECKING:
     from .middleware import SessionMiddleware
-
-RESERVED_KEY = "cookie"
 
 
 class SessionCookie:
@@ -69,23 +67,28 @@ class Session(MutableMapping[str, Any]):
     """The current request's session: a mutable mapping of JSON-serializable values.
 
     Assigning or deleting a key marks the session modified, and a modified session is saved when the
-    response starts. Changing a value in place (`session["cart"].append(x)`) is not seen: assign the
-    value back (`session["cart"] = cart`) or set `session.modified = True`.
+    response starts. Only the keys this request set or deleted are written: a concurrent request that
+    changed other keys keeps its changes. Changing a value in place (`session["cart"].append(x)`) is not
+    seen: assign the value back (`session["cart"] = cart`) or set `session.modified = True`, which
+    writes every key.
     """
 
     __slots__ = (
         "__weakref__",
+        "_accessed",
+        "_changed",
         "_data",
         "_dropped",
+        "_everything",
         "_id",
         "_middleware",
         "_refresh",
+        "_removed",
         "_row_expires",
         "_secure",
         "_send_cookie",
         "cookie",
         "is_new",
-        "modified",
     )
 
     def __init__(
@@ -101,8 +104,10 @@ class Session(MutableMapping[str, Any]):
         self.cookie = cookie
         #: True until the session has a row: it was created by this request, regenerated or destroyed.
         self.is_new = sid is None
-        #: True once a key was set or deleted since the session was loaded or saved.
-        self.modified = False
+        self._changed: set[str] | None = None  # keys set since the session was loaded or saved
+        self._removed: set[str] | None = None  # keys deleted since then
+        self._everything = False  # modified = True: write every key
+        self._accessed = False  # the request read or wrote the session: the response varies on Cookie
         self._refresh = False  # touch() asked for a new expiry
         self._dropped = False  # the row the browser's cookie names was deleted in this request
         self._row_expires: datetime | None = None  # the loaded row's expiresAt
@@ -112,41 +117,83 @@ class Session(MutableMapping[str, Any]):
     @property
     def id(self) -> str:
         """The session id (the `sid` column). A new session gets one the first time it is asked for."""
+        self._accessed = True
         if self._id is None:
             self._id = self._middleware.generate_id()
         return self._id
 
+    @property
+    def modified(self) -> bool:
+        """True once a key was set or deleted since the session was loaded or saved. Set it to True
+        after changing a value in place, to have every key written."""
+        return self._everything or bool(self._changed) or bool(self._removed)
+
+    @modified.setter
+    def modified(self, value: bool) -> None:
+        if value:
+            self._everything = True
+        else:
+            self._everything = False
+            self._changed = self._removed = None
+
+    def _mark_changed(self, key: str) -> None:
+        if self._changed is None:
+            self._changed = set()
+        self._changed.add(key)
+        if self._removed:
+            self._removed.discard(key)
+
+    def _mark_removed(self, key: str) -> None:
+        if self._removed is None:
+            self._removed = set()
+        self._removed.add(key)
+        if self._changed:
+            self._changed.discard(key)
+
+    def changes(self) -> tuple[set[str], set[str]]:
+        """The keys to write and the keys to delete, to bring the stored row up to date."""
+        changed = set(self._data) if self._everything else set(self._changed or ())
+        return changed, set(self._removed or ())
+
     # -- mapping -------------------------------------------------------------------------------------
 
     def __getitem__(self, key: str) -> Any:
+        self._accessed = True
         return self._data[key]
 
     def __setitem__(self, key: str, value: Any) -> None:
-        if key == RESERVED_KEY:
+        if key == COOKIE_KEY:
             raise KeyError("'cookie' is reserved for the session cookie; use session.cookie instead")
+        self._accessed = True
         self._data[key] = value
-        self.modified = True
+        self._mark_changed(key)
 
     def __delitem__(self, key: str) -> None:
+        self._accessed = True
         del self._data[key]
-        self.modified = True
+        self._mark_removed(key)
 
     def __iter__(self) -> Iterator[str]:
+        self._accessed = True
         return iter(self._data)
 
     def __len__(self) -> int:
+        self._accessed = True
         return len(self._data)
 
     def __contains__(self, key: object) -> bool:
+        self._accessed = True
         return key in self._data
 
     def get(self, key: str, default: Any = None) -> Any:
+        self._accessed = True
         return self._data.get(key, default)
 
     def clear(self) -> None:
-        if self._data:
-            self._data.clear()
-            self.modified = True
+        self._accessed = True
+        for key in list(self._data):
+            self._mark_removed(key)
+        self._data.clear()
 
     def __repr__(self) -> str:
         shown = self._id[:6] + "…" if self._id else "new"
@@ -163,7 +210,8 @@ class Session(MutableMapping[str, Any]):
         if not keep_data:
             self._data.clear()
         self.cookie.reset()
-        self.modified = bool(self._data)
+        self.modified = False
+        self._everything = bool(self._data)  # a kept session is saved whole under its new id
 
     async def destroy(self) -> None:
         """Delete the session's row now. The response clears the cookie; setting a key afterwards starts
@@ -179,7 +227,7 @@ class Session(MutableMapping[str, Any]):
         if stored is None:
             raise SessionNotFoundError(f"session {self.id[:6]}… is not stored (destroyed or expired)")
         self._data = stored.data
-        self._data.pop(RESERVED_KEY, None)
+        self._data.pop(COOKIE_KEY, None)
         self.modified = False
 
     async def save(self) -> None:
@@ -192,6 +240,7 @@ class Session(MutableMapping[str, Any]):
         self._refresh = True
 
     async def _drop(self) -> None:
+        self._accessed = True
         if not self.is_new:
             await self._middleware.store.destroy(self.id)
             self._dropped = True

@@ -6,11 +6,13 @@ pays for BEGIN/COMMIT round trips, and none of them reads before it writes.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import (
     BigInteger,
+    DateTime,
     Text,
     and_,
     bindparam,
@@ -20,8 +22,8 @@ from sqlalchemy import (
     false,
     func,
     insert,
-    literal_column,
     select,
+    text,
     update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
@@ -30,8 +32,9 @@ from .exceptions import ConfigurationError
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
+    from datetime import datetime
 
-    from sqlalchemy import ColumnElement, Delete, Executable, Insert, Table
+    from sqlalchemy import ColumnElement, Delete, Executable, Insert, Table, TextClause
     from sqlalchemy.engine import Dialect
 
 SUPPORTED_DIALECTS = ("postgresql", "sqlite")
@@ -79,7 +82,7 @@ class SessionQueries:
         self.upsert: Executable = self._upsert(table, dialect)
         touch = update(table).where(by_sid).values(expiresAt=bindparam("expires"))
         self.touch: Executable = touch
-        self.touch_with_cookie: Executable = touch.values(data=_set_cookie_json(c.data, dialect))
+        self.merge: Executable = _merge_statement(table.name, dialect)
 
         by_sids = delete(table).where(c.sid.in_(bindparam("sids", expanding=True)))
         self.delete: Executable = by_sids
@@ -118,9 +121,14 @@ class SessionQueries:
             c.data.like(bindparam("pattern"), escape="\\")
         )
 
+    def merge_params(self, sid: str, patch: str, removed: list[str], expires: datetime) -> dict[str, Any]:
+        """Parameters of `merge`; `patch` is a JSON object, `removed` the keys to delete."""
+        removed_param = removed if self._dialect == "postgresql" else json.dumps(removed)
+        return {"session_id": sid, "patch": patch, "removed": removed_param, "expires": expires}
+
     def compile_native(self, dialect: Dialect) -> None:
         """Precompile the request path's statements (load, insert, update, touch) for the raw driver."""
-        for name in ("load", "insert", "update", "touch", "touch_with_cookie"):
+        for name in ("load", "insert", "update", "touch", "merge"):
             self.native[name] = NativeStatement.compile(getattr(self, name), dialect)
 
     def delete_matching(self, match: dict[str, Any], serialize: Any) -> tuple[Delete, dict[str, Any]]:
@@ -162,12 +170,35 @@ def _json_path(key: str) -> str:
     return '$."' + key.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
-def _set_cookie_json(data: ColumnElement[str], dialect: str) -> ColumnElement[str]:
-    """`data` with its `cookie` key replaced by the JSON bound as `cookie`, other keys untouched."""
-    cookie = bindparam("cookie", type_=Text)
-    if dialect == "postgresql":
-        patched = func.jsonb_set(
-            cast(data, postgresql.JSONB), literal_column("'{cookie}'"), cast(cookie, postgresql.JSONB)
-        )
-        return cast(patched, Text)
-    return func.json_set(data, literal_column("'$.cookie'"), func.json(cookie), type_=Text)
+# The merge: keys in the `patch` object replace the stored ones, keys in `removed` go, and every other
+# stored key stays as it is, so concurrent requests that change different keys all keep their changes.
+_MERGE_SQL = {
+    "postgresql": (
+        "UPDATE {table} SET "
+        "data = ((data::jsonb - CAST(:removed AS text[])) || CAST(:patch AS jsonb))::text, "
+        '"expiresAt" = :expires WHERE sid = :session_id'
+    ),
+    # SQLite has no jsonb: rebuild the object from json_each, the stored keys that survive then the patch.
+    # json_each hands back containers and true/false/null as text, which json() turns back into JSON.
+    "sqlite": """UPDATE {table} SET "expiresAt" = :expires, data = (
+        SELECT json_group_object(key, CASE WHEN type IN ('object', 'array') THEN json(value)
+                                          WHEN type IN ('true', 'false', 'null') THEN json(type)
+                                          ELSE value END)
+        FROM (SELECT key, value, type FROM json_each({table}.data)
+              WHERE key NOT IN (SELECT value FROM json_each(:removed))
+                AND key NOT IN (SELECT key FROM json_each(:patch))
+              UNION ALL
+              SELECT key, value, type FROM json_each(:patch)))
+        WHERE sid = :session_id""",
+}
+
+
+def _merge_statement(table_name: str, dialect: str) -> TextClause:
+    quoted = '"' + table_name.replace('"', '""') + '"'
+    removed_type = postgresql.ARRAY(Text) if dialect == "postgresql" else Text
+    return text(_MERGE_SQL[dialect].format(table=quoted)).bindparams(
+        bindparam("removed", type_=removed_type),
+        bindparam("patch", type_=Text),
+        bindparam("expires", type_=DateTime),
+        bindparam("session_id", type_=Text),
+    )

@@ -21,7 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_en
 
 from .connections import LeasedConnections
 from .durations import Duration, to_seconds
-from .exceptions import ConfigurationError, TableMissingError
+from .exceptions import ConfigurationError, SessionTooLargeError, TableMissingError
 from .models import DEFAULT_TABLE_NAME, session_table
 from .pruning import PruneLoop
 from .serializers import JSONSerializer, resolve_serializer
@@ -33,6 +33,8 @@ if TYPE_CHECKING:
 package_logger = logging.getLogger("fastapi_prisma_session")
 
 ONE_DAY = 24 * 3600.0
+# express-session keeps the cookie's settings in the session object under this key.
+COOKIE_KEY = "cookie"
 UPSERT_ATTEMPTS = 3
 UNDEFINED_TABLE = "42P01"
 POOL_SIZE = 10
@@ -95,6 +97,8 @@ class PrismaSessionStore:
         table_name: the session table's name.
         prune_batch_size: rows deleted per statement by `prune()`.
         prune_pause: seconds `prune()` rests between batches, to leave the database to requests.
+        max_data_size: the largest serialized session, in bytes, that a write accepts; a larger one
+            raises `SessionTooLargeError` and the stored session stays as it was. Default: no limit.
         engine_options: keyword arguments for `create_async_engine` when a URL is given.
         request_connections: on asyncpg, how many of the engine's pooled connections the request path
             keeps leased. Default: 10 of the store's own engine, or half the pool of a caller's engine.
@@ -117,6 +121,7 @@ class PrismaSessionStore:
         table_name: str = DEFAULT_TABLE_NAME,
         prune_batch_size: int = PRUNE_BATCH_SIZE,
         prune_pause: Duration = PRUNE_PAUSE,
+        max_data_size: int | None = None,
         engine_options: Mapping[str, Any] | None = None,
         request_connections: int | None = None,
     ) -> None:
@@ -135,6 +140,7 @@ class PrismaSessionStore:
                 "table_name": table_name,
                 "prune_batch_size": prune_batch_size,
                 "prune_pause": prune_pause,
+                "max_data_size": max_data_size,
             }
         )
         if callable(ttl) and not isinstance(ttl, (int, float, timedelta)):
@@ -161,6 +167,9 @@ class PrismaSessionStore:
         self._stale = stale
         self._prune_batch_size = prune_batch_size
         self._prune_pause = to_seconds(prune_pause, "prune_pause") or 0.0
+        if max_data_size is not None and (not isinstance(max_data_size, int) or max_data_size < 1):
+            raise ConfigurationError("max_data_size must be a positive number of bytes, or None for no limit")
+        self._max_data_size = max_data_size
         self._logger, self._levels = _resolve_logging(logger, logger_level)
         self.table_name = table_name
         self._prune_lock_key = _advisory_lock_key(f"fastapi_prisma_session prune {table_name}")
@@ -217,12 +226,12 @@ class PrismaSessionStore:
 
         A missing session is not recreated. Returns whether a row was touched.
         """
-        params: dict[str, Any] = {"session_id": sid, "expires": self.expires_at(sid, session)}
-        cookie = session.get("cookie")
+        expires = self.expires_at(sid, session)
+        cookie = session.get(COOKIE_KEY)
         if self._data_is_json and isinstance(cookie, Mapping):
-            params["cookie"] = self._serializer.dumps(dict(cookie))
-            return await self._write("touch_with_cookie", params) > 0
-        return await self._write("touch", params) > 0
+            patch = self._serializer.dumps({COOKIE_KEY: dict(cookie)})
+            return await self._write("merge", self._sql.merge_params(sid, patch, [], expires)) > 0
+        return await self._write("touch", {"session_id": sid, "expires": expires}) > 0
 
     async def destroy_all(self, **match: Any) -> int:
         """End every session whose data holds all the given key/value pairs: "log out everywhere".
@@ -387,13 +396,31 @@ class PrismaSessionStore:
         """Insert a new session. Unlike `set`, never overwrites one."""
         await self._write("insert", self._row_params(sid, session))
 
-    async def update(self, sid: str, session: Mapping[str, Any]) -> bool:
-        """Rewrite an existing session. A row deleted meanwhile (logout, prune) is not brought back.
+    async def update(
+        self,
+        sid: str,
+        session: Mapping[str, Any],
+        *,
+        changed: Iterable[str] | None = None,
+        removed: Iterable[str] = (),
+    ) -> bool:
+        """Write back an existing session. A row deleted meanwhile (logout, prune) is not brought back.
 
-        Returns whether the row still existed.
+        With `changed` (the keys set since the session was loaded) and `removed` (the keys deleted), and
+        the default JSON serializer, only those keys and the cookie are written. They are merged into the
+        stored row in one statement, so keys that a concurrent request wrote survive. Otherwise the whole
+        row is replaced. Returns whether the row still existed.
         """
-        params = self._row_params(sid, session, with_id=False)
-        return await self._write("update", params) > 0
+        if changed is None or not self._data_is_json:
+            return await self._write("update", self._row_params(sid, session, with_id=False)) > 0
+        self._check_size(sid, session)
+        patch = {key: session[key] for key in changed if key in session}
+        if COOKIE_KEY in session:
+            patch[COOKIE_KEY] = session[COOKIE_KEY]
+        params = self._sql.merge_params(
+            sid, self._serializer.dumps(patch), list(removed), self.expires_at(sid, session)
+        )
+        return await self._write("merge", params) > 0
 
     def expires_at(self, sid: str, session: Mapping[str, Any]) -> datetime:
         """When the row for `session` should expire if written now."""
@@ -417,14 +444,23 @@ class PrismaSessionStore:
 
     def _row_params(self, sid: str, session: Mapping[str, Any], *, with_id: bool = True) -> dict[str, Any]:
         # Serialize first: a serializer that raises must leave the database untouched.
+        payload = self._serializer.dumps(dict(session))
+        if self._max_data_size is not None and len(payload.encode()) > self._max_data_size:
+            raise SessionTooLargeError(sid, len(payload.encode()), self._max_data_size)
         params: dict[str, Any] = {
             "session_id": sid,
-            "payload": self._serializer.dumps(dict(session)),
+            "payload": payload,
             "expires": self.expires_at(sid, session),
         }
         if with_id:
             params["record_id"] = self._record_id(sid)
         return params
+
+    def _check_size(self, sid: str, session: Mapping[str, Any]) -> None:
+        if self._max_data_size is not None:
+            size = len(self._serializer.dumps(dict(session)).encode())
+            if size > self._max_data_size:
+                raise SessionTooLargeError(sid, size, self._max_data_size)
 
     def _record_id(self, sid: str) -> str:
         if self._record_id_is_sid:

@@ -1,0 +1,96 @@
+"""Concurrent requests of one session: different keys all survive, the same key keeps the last write,
+and a logout is never undone. Run on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from fastapi_prisma_session import PrismaSessionStore
+from tests.conftest import client_for, make_app
+from tests.helpers import rows
+
+COOKIE = {"originalMaxAge": 60_000, "expires": None, "httpOnly": True, "path": "/"}
+
+WRITERS = 50
+
+
+async def stored_data(engine: AsyncEngine, sid: str) -> dict[str, Any]:
+    data: dict[str, Any] = json.loads((await rows(engine))[sid]["data"])
+    return data
+
+
+async def test_a_merge_writes_only_the_changed_and_removed_keys(
+    store: PrismaSessionStore, engine: AsyncEngine
+) -> None:
+    await store.set("s", {"cookie": COOKIE, "a": 1, "b": 2})
+    await store.set("s", {"cookie": COOKIE, "a": 1, "b": 2, "c": 3})  # another request added c
+    fresh_cookie = {**COOKIE, "originalMaxAge": 120_000}
+    stale_copy = {"cookie": fresh_cookie, "a": 10}  # this request set a and deleted b
+    assert await store.update("s", stale_copy, changed={"a"}, removed={"b"}) is True
+    assert await stored_data(engine, "s") == {"cookie": fresh_cookie, "a": 10, "c": 3}
+
+
+async def test_a_merge_keeps_every_json_type(store: PrismaSessionStore, engine: AsyncEngine) -> None:
+    kept = {
+        "t": True,
+        "f": False,
+        "none": None,
+        "n": 1.5,
+        "big": 2**53,
+        "s": 'q"uote ✓',
+        "arr": [1, [2]],
+        "o": {"x": {}},
+    }
+    await store.set("s", {"cookie": COOKIE, **kept})
+    written = {"t2": True, "none2": None, "o2": {"y": [False]}, "s2": "é"}
+    await store.update("s", {"cookie": COOKIE, **written}, changed=set(written))
+    assert await stored_data(engine, "s") == {"cookie": COOKIE, **kept, **written}
+
+
+async def test_a_merge_replaces_a_nested_value_instead_of_merging_it(
+    store: PrismaSessionStore, engine: AsyncEngine
+) -> None:
+    await store.set("s", {"cookie": COOKIE, "prefs": {"theme": "dark", "lang": "en"}})
+    await store.update("s", {"cookie": COOKIE, "prefs": {"lang": "fr"}}, changed={"prefs"})
+    assert (await stored_data(engine, "s"))["prefs"] == {"lang": "fr"}
+
+
+async def test_a_merge_does_not_revive_a_deleted_row(store: PrismaSessionStore, engine: AsyncEngine) -> None:
+    assert await store.update("gone", {"cookie": COOKIE, "a": 1}, changed={"a"}) is False
+    assert await rows(engine) == {}
+
+
+async def test_concurrent_writers_of_different_keys_all_keep_their_changes(
+    store: PrismaSessionStore, engine: AsyncEngine
+) -> None:
+    async with client_for(make_app(store)) as client:
+        sid = (await client.post("/write", params={"key": "first", "value": "0"})).json()["id"]
+        responses = await asyncio.gather(
+            *(client.post("/write", params={"key": f"k{n}", "value": str(n)}) for n in range(WRITERS))
+        )
+    assert {r.status_code for r in responses} == {200}
+    data = await stored_data(engine, sid)
+    assert {key: data[key] for key in data if key.startswith("k")} == {
+        f"k{n}": str(n) for n in range(WRITERS)
+    }
+    assert data["first"] == "0"
+
+
+async def test_concurrent_writers_of_the_same_key_keep_the_last_write(
+    store: PrismaSessionStore, engine: AsyncEngine
+) -> None:
+    app = make_app(store)
+    async with client_for(app) as client:
+        sid = (await client.post("/write", params={"value": "first"})).json()["id"]
+        app.state.gate = asyncio.Event()
+        slow = asyncio.create_task(client.post("/slow-write", params={"value": "slow"}))
+        await asyncio.sleep(0.1)
+        await client.post("/write", params={"value": "fast"})
+        assert (await stored_data(engine, sid))["value"] == "fast"
+        app.state.gate.set()
+        await slow
+    assert (await stored_data(engine, sid))["value"] == "slow"  # the later write wins
