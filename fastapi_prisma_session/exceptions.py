@@ -37,3 +37,10 @@ class SessionTooLargeError(SessionError):
         )
         self.size = size
         self.limit = limit
+
+
+class StoreUnavailableError(SessionError):
+    """The session database cannot be reached (stopped, restarting, or the network is down).
+
+    The middleware answers such a request with 503 and recovers by itself when the database is back.
+    """

@@ -12,7 +12,7 @@ from starlette.datastructures import MutableHeaders
 
 from .cookies import CookieAttributes, Priority, SameSite, Signer, cookie_values, iso_utc
 from .durations import Duration, to_seconds
-from .exceptions import ConfigurationError
+from .exceptions import ConfigurationError, StoreUnavailableError
 from .session import Session, SessionCookie
 from .store import COOKIE_KEY, PrismaSessionStore, utcnow
 
@@ -132,7 +132,11 @@ class SessionMiddleware:
 
         secure = self._request_is_secure(scope)
         sid = self._session_id_from_cookie(scope)
-        session = (await self._load(sid, secure)) if sid is not None else self._new_session(secure)
+        try:
+            session = (await self._load(sid, secure)) if sid is not None else self._new_session(secure)
+        except StoreUnavailableError as error:
+            await _unavailable(scope, send, error)
+            return
         scope["session"] = session
         scope.setdefault("state", {})["session"] = session
         if kind == "websocket":
@@ -140,18 +144,30 @@ class SessionMiddleware:
             await self.app(scope, receive, send)
             return
 
+        failed = False
+
         async def send_with_cookie(message: Message) -> None:
+            nonlocal failed
+            if failed:
+                return  # the app's response was replaced by a 503
             # The commonest response, a new session nobody touched, costs nothing more than this test.
             if message["type"] == "http.response.start" and (
-                not session.is_new
-                or session.modified
-                or session._dropped
+                session._accessed
+                or not session.is_new
                 or self._save_uninitialized
                 or scope.get("session") is not session
             ):
-                set_cookie = await self._commit(scope, session, secure)
+                try:
+                    set_cookie = await self._commit(scope, session, secure)
+                except StoreUnavailableError as error:
+                    failed = True
+                    await _unavailable(scope, send, error)
+                    return
+                headers = MutableHeaders(scope=message)
                 if set_cookie is not None:
-                    MutableHeaders(scope=message).append("set-cookie", set_cookie)
+                    headers.append("set-cookie", set_cookie)
+                if session._accessed or set_cookie is not None:
+                    _mark_private(headers)
             await send(message)
 
         await self.app(scope, receive, send_with_cookie)
@@ -297,6 +313,30 @@ class SessionMiddleware:
 
     def _cookie_secure(self, request_secure: bool) -> bool:
         return request_secure if self._secure == "auto" else bool(self._secure)
+
+
+async def _unavailable(scope: Scope, send: Send, error: StoreUnavailableError) -> None:
+    """Answer 503: the request needs its session and the database cannot be reached."""
+    logger.error(
+        "session store unavailable, answering 503 to %s %s: %s", scope.get("method"), scope["path"], error
+    )
+    body = b"Session store unavailable; try again shortly.\n"
+    headers = [
+        (b"content-type", b"text/plain; charset=utf-8"),
+        (b"content-length", str(len(body)).encode()),
+        (b"retry-after", b"5"),
+        (b"cache-control", b"no-store"),
+    ]
+    await send({"type": "http.response.start", "status": 503, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+def _mark_private(headers: MutableHeaders) -> None:
+    """A response that read or wrote the session depends on the Cookie header, and must not be stored
+    by a shared cache (it may carry one user's data or a Set-Cookie)."""
+    headers.add_vary_header("Cookie")
+    if "cache-control" not in headers:
+        headers["cache-control"] = "private"
 
 
 def _default_genid() -> str:

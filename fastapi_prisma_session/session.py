@@ -130,6 +130,7 @@ class Session(MutableMapping[str, Any]):
 
     @modified.setter
     def modified(self, value: bool) -> None:
+        self._accessed = True
         if value:
             self._everything = True
         else:

@@ -16,12 +16,18 @@ from typing import TYPE_CHECKING, Any, Self
 import asyncpg
 from cuid2 import create_id
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import DBAPIError, IntegrityError
+from sqlalchemy.exc import DBAPIError, IntegrityError, InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from .connections import LeasedConnections
 from .durations import Duration, to_seconds
-from .exceptions import ConfigurationError, SessionTooLargeError, TableMissingError
+from .exceptions import (
+    ConfigurationError,
+    SessionError,
+    SessionTooLargeError,
+    StoreUnavailableError,
+    TableMissingError,
+)
 from .models import DEFAULT_TABLE_NAME, session_table
 from .pruning import PruneLoop
 from .serializers import JSONSerializer, resolve_serializer
@@ -37,12 +43,16 @@ ONE_DAY = 24 * 3600.0
 COOKIE_KEY = "cookie"
 UPSERT_ATTEMPTS = 3
 UNDEFINED_TABLE = "42P01"
+# SQLSTATE classes 08 (connection exception) and 57 (operator intervention: shutdown, restart).
+CONNECTION_SQLSTATE_CLASSES = ("08", "57")
 POOL_SIZE = 10
 # Batches of 500 with 5 ms between them remove ~60,000 rows a second and keep the read p99 of a busy app
 # within 1.5x of its usual (BENCHMARKS.md, "Prune at scale").
 PRUNE_BATCH_SIZE = 500
 PRUNE_PAUSE = 0.005
 ADMIN_CONNECTIONS = 2
+CONNECT_TIMEOUT = 5.0
+POOL_TIMEOUT = 10.0
 INVALID_TEXT_REPRESENTATION = "22P02"  # PostgreSQL: the text is not valid JSON
 
 SessionData = dict[str, Any]
@@ -530,9 +540,7 @@ class PrismaSessionStore:
             return (await self._execute(getattr(self._sql, name), params)).first()
         try:
             row: Sequence[Any] | None = await self._run_native(self._leased, "fetchrow", native, params)
-        except (asyncpg.PostgresError, TableMissingError):
-            raise
-        except Exception:
+        except StoreUnavailableError:
             # The connection failed, not the query (a server restart, an idle timeout), and it was
             # discarded. A read is safe to repeat, so try once more on a fresh connection.
             row = await self._run_native(self._leased, "fetchrow", native, params)
@@ -552,10 +560,11 @@ class PrismaSessionStore:
     ) -> Any:
         try:
             return await leased.run(method, statement.sql, statement.args(params))
-        except asyncpg.PostgresError as error:
-            if error.sqlstate == UNDEFINED_TABLE:
-                raise TableMissingError(self.table_name) from error
-            raise
+        except Exception as error:
+            translated = _store_error(error, self.table_name)
+            if translated is None:
+                raise
+            raise translated from error
 
     async def _execute(
         self, statement: Executable, params: Mapping[str, Any], conn: AsyncConnection | None = None
@@ -565,10 +574,11 @@ class PrismaSessionStore:
                 return await conn.execute(statement, params)
             async with self._autocommit.connect() as own:
                 return await own.execute(statement, params)
-        except DBAPIError as error:
-            if _is_missing_table(error):
-                raise TableMissingError(self.table_name) from error
-            raise
+        except Exception as error:
+            translated = _store_error(error, self.table_name)
+            if translated is None:
+                raise
+            raise translated from error
 
     def _log(self, level: int, message: str, *args: object) -> None:
         if self._logger is not None and level in self._levels:
@@ -619,6 +629,10 @@ def _engine_options(url: str, given: Mapping[str, Any] | None) -> dict[str, Any]
         # The request path leases POOL_SIZE of them; the rest serve prune, set and the other calls.
         options.setdefault("pool_size", POOL_SIZE + ADMIN_CONNECTIONS)
         options.setdefault("max_overflow", 0)
+        options.setdefault("pool_timeout", POOL_TIMEOUT)
+        if make_url(url).get_driver_name() == "asyncpg":
+            # Fail fast when the server is unreachable rather than hang the request (asyncpg waits 60 s).
+            options["connect_args"] = {"timeout": CONNECT_TIMEOUT, **options.get("connect_args", {})}
     return options
 
 
@@ -651,7 +665,21 @@ def _resolve_logging(
     return resolved, frozenset(numbers)
 
 
-def _is_missing_table(error: DBAPIError) -> bool:
-    original = error.orig
-    code = getattr(original, "sqlstate", None) or getattr(original, "pgcode", None)
-    return code == UNDEFINED_TABLE or "no such table" in str(original)
+def _store_error(error: Exception, table_name: str) -> SessionError | None:
+    """The package's error for a driver or SQLAlchemy error, when it is one the caller can act on."""
+    if isinstance(error, SessionError):
+        return None
+    original = error.orig if isinstance(error, DBAPIError) else error
+    code = str(getattr(original, "sqlstate", None) or getattr(original, "pgcode", None) or "")
+    if code == UNDEFINED_TABLE or "no such table" in str(original):
+        return TableMissingError(table_name)
+    lost = isinstance(error, DBAPIError) and (
+        error.connection_invalidated or isinstance(error, (OperationalError, InterfaceError))
+    )
+    if (
+        lost
+        or isinstance(original, (OSError, TimeoutError, asyncpg.InterfaceError))
+        or code[:2] in CONNECTION_SQLSTATE_CLASSES
+    ):
+        return StoreUnavailableError(f"the session database is unreachable: {original!r}")
+    return None
