@@ -678,7 +678,7 @@ def _store_error(error: Exception, table_name: str) -> SessionError | None:
     )
     if (
         lost
-        or isinstance(original, (OSError, TimeoutError, asyncpg.InterfaceError))
+        or isinstance(original, (OSError, TimeoutError, asyncpg.InterfaceError, asyncpg.InternalClientError))
         or code[:2] in CONNECTION_SQLSTATE_CLASSES
     ):
         return StoreUnavailableError(f"the session database is unreachable: {original!r}")
