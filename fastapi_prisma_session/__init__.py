@@ -2,11 +2,19 @@
 
 Modules by role: `middleware` (the ASGI middleware), `cookies` (signing and Set-Cookie), `session` (the
 request's session object), `store` (the public store API), `sql` (every SQL statement), `pruning` (the
-expiry loop), `models` (the table), `migration` (Alembic operations), `dependencies` (FastAPI).
+expiry loop), `connections` (the request path's leased asyncpg connections), `models` (the table),
+`migration` (Alembic operations), `dependencies` (FastAPI), `cli` (`python -m fastapi_prisma_session`).
 """
 
 from .dependencies import SessionDep, get_session
-from .exceptions import ConfigurationError, SessionError, SessionNotFoundError, TableMissingError
+from .exceptions import (
+    ConfigurationError,
+    SessionError,
+    SessionNotFoundError,
+    SessionTooLargeError,
+    StoreUnavailableError,
+    TableMissingError,
+)
 from .middleware import SessionMiddleware
 from .models import SessionRecord, session_table
 from .serializers import JSONSerializer, Serializer
@@ -25,6 +33,8 @@ __all__ = [
     "SessionMiddleware",
     "SessionNotFoundError",
     "SessionRecord",
+    "SessionTooLargeError",
+    "StoreUnavailableError",
     "TableMissingError",
     "get_session",
     "session_table",

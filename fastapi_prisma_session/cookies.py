@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -24,6 +25,15 @@ MAX_COOKIE_VALUE_LENGTH = 4096
 # What encodeURIComponent leaves alone, besides letters and digits.
 _URI_COMPONENT_SAFE = "-_.!~*'()"
 _EPOCH_EXPIRES = "Thu, 01 Jan 1970 00:00:00 GMT"
+
+
+# A session id is 1 to 255 visible ASCII characters: what express-session's uid-safe, cuid2 and the
+# default genid all produce. Anything else (a NUL byte, say) could not even be stored in PostgreSQL.
+_SESSION_ID = re.compile(r"[\x21-\x7e]{1,255}")
+
+
+def is_valid_session_id(sid: str) -> bool:
+    return _SESSION_ID.fullmatch(sid) is not None
 
 
 class Signer:
@@ -65,7 +75,8 @@ class Signer:
         value = unquote(raw_value) if "%" in raw_value else raw_value
         if not value.startswith("s:"):
             return None
-        return self.unsign(value[2:])
+        sid = self.unsign(value[2:])
+        return sid if sid is not None and is_valid_session_id(sid) else None
 
 
 def cookie_values(header: str, name: str) -> Iterator[str]:

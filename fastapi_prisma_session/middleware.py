@@ -10,7 +10,15 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from starlette.datastructures import MutableHeaders
 
-from .cookies import CookieAttributes, Priority, SameSite, Signer, cookie_values, iso_utc
+from .cookies import (
+    CookieAttributes,
+    Priority,
+    SameSite,
+    Signer,
+    cookie_values,
+    is_valid_session_id,
+    iso_utc,
+)
 from .durations import Duration, to_seconds
 from .exceptions import ConfigurationError, StoreUnavailableError
 from .session import Session, SessionCookie
@@ -223,7 +231,10 @@ class SessionMiddleware:
         return session
 
     def generate_id(self) -> str:
-        return self._genid()
+        sid = self._genid()
+        if not isinstance(sid, str) or not is_valid_session_id(sid):
+            raise ValueError(f"genid must return 1 to 255 visible ASCII characters, returned {sid!r:.80}")
+        return sid
 
     # -- writing the response ------------------------------------------------------------------------
 

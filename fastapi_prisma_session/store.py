@@ -20,6 +20,7 @@ from sqlalchemy.exc import DBAPIError, IntegrityError, InterfaceError, Operation
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from .connections import LeasedConnections
+from .cookies import is_valid_session_id
 from .durations import Duration, to_seconds
 from .exceptions import (
     ConfigurationError,
@@ -453,6 +454,7 @@ class PrismaSessionStore:
     # -- internals -----------------------------------------------------------------------------------
 
     def _row_params(self, sid: str, session: Mapping[str, Any], *, with_id: bool = True) -> dict[str, Any]:
+        _check_session_id(sid)
         # Serialize first: a serializer that raises must leave the database untouched.
         payload = self._serializer.dumps(dict(session))
         if self._max_data_size is not None and len(payload.encode()) > self._max_data_size:
@@ -601,6 +603,11 @@ def _cookie_max_age_ms(cookie: Mapping[str, Any]) -> float | None:
     if isinstance(original, (int, float)) and not isinstance(original, bool) and original > 0:
         return float(original)
     return None
+
+
+def _check_session_id(sid: str) -> None:
+    if not isinstance(sid, str) or not is_valid_session_id(sid):
+        raise ValueError(f"a session id must be 1 to 255 visible ASCII characters, got {sid!r:.80}")
 
 
 def _advisory_lock_key(name: str) -> int:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
 
 from fastapi_prisma_session import PrismaSessionStore, SessionDep, SessionMiddleware, SessionNotFoundError
 
@@ -98,6 +99,11 @@ def add_dump_route(app: FastAPI) -> None:
         except SessionNotFoundError as error:
             return {"error": str(error)}
         return {"error": ""}
+
+    @app.get("/cached")
+    async def cached(session: SessionDep) -> JSONResponse:
+        session["seen"] = True
+        return JSONResponse({}, headers={"cache-control": "no-store", "vary": "Accept-Encoding"})
 
     @app.get("/flags")
     async def flags(session: SessionDep) -> dict[str, bool]:

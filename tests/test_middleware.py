@@ -537,3 +537,9 @@ async def test_no_session_state_outlives_the_response(store: PrismaSessionStore)
     gc.collect()
     assert len(seen) == 10
     assert [ref() for ref in seen] == [None] * 10
+
+
+async def test_genid_must_return_a_usable_id(store: PrismaSessionStore) -> None:
+    async with await start(store, genid=lambda: "has space") as client:
+        with pytest.raises(ValueError, match="genid must return"):
+            await client.post("/write")

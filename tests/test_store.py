@@ -686,3 +686,12 @@ async def test_a_read_survives_a_killed_pooled_connection(postgres_url: str) -> 
         finally:
             async with store.engine.begin() as conn:
                 await conn.exec_driver_sql('DROP TABLE "custom_sessions"')
+
+
+@pytest.mark.parametrize("sid", ["", "nul\x00byte", "space inside", "é", "x" * 256])
+async def test_an_invalid_session_id_is_refused_before_any_write(
+    store: PrismaSessionStore, engine: AsyncEngine, sid: str
+) -> None:
+    with pytest.raises(ValueError, match="visible ASCII"):
+        await store.set(sid, {"a": 1})
+    assert await rows(engine) == {}
