@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from .logs import redact
+
 
 class SessionError(Exception):
     """Base class for every error this package raises on purpose."""
@@ -32,7 +34,7 @@ class SessionTooLargeError(SessionError):
 
     def __init__(self, sid: str, size: int, limit: int) -> None:
         super().__init__(
-            f"session {sid[:6]}… serializes to {size} bytes, over the store's max_data_size of {limit}; "
+            f"session {redact(sid)} serializes to {size} bytes, over the store's max_data_size of {limit}; "
             "it was not saved. Keep large data elsewhere and store a reference to it in the session."
         )
         self.size = size

@@ -21,13 +21,14 @@ from .cookies import (
 )
 from .durations import Duration, to_seconds
 from .exceptions import ConfigurationError, StoreUnavailableError
+from .logs import middleware_logger, redact
 from .session import Session, SessionCookie
 from .store import COOKIE_KEY, PrismaSessionStore, utcnow
 
 if TYPE_CHECKING:
     from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-logger = logging.getLogger("fastapi_prisma_session.middleware")
+logger = middleware_logger
 
 DEFAULT_MAX_AGE = 14 * 24 * 3600
 # Without an explicit touch_after, an unchanged session's expiry is rewritten at most once per this
@@ -194,12 +195,19 @@ class SessionMiddleware:
     # -- reading the request -------------------------------------------------------------------------
 
     def _session_id_from_cookie(self, scope: Scope) -> str | None:
+        rejected = 0
         for name, value in scope["headers"]:
             if name == b"cookie":
                 for candidate in cookie_values(value.decode("latin-1"), self._cookie_header_name):
                     sid = self._signer.session_id(candidate)
                     if sid is not None:
                         return sid
+                    rejected += 1
+        if rejected and logger.isEnabledFor(logging.INFO):
+            # Forged, tampered, or signed with a secret no longer configured: ignored before any query.
+            logger.info(
+                "rejected %d session cookie(s) without a valid signature from %s", rejected, _client(scope)
+            )
         return None
 
     def _request_is_secure(self, scope: Scope) -> bool:
@@ -214,11 +222,12 @@ class SessionMiddleware:
     async def _load(self, sid: str, secure: bool) -> Session:
         stored = await self.store.load(sid)
         if stored is None:
+            logger.debug("no live session %s; starting a new one", redact(sid))
             return self._new_session(secure)
         data = stored.data
         cookie = _cookie_from_json(data.pop(COOKIE_KEY, None))
         if cookie is None:
-            logger.warning("session %s… has no readable cookie object; starting a new session", sid[:6])
+            logger.warning("session %s has no readable cookie object; starting a new session", redact(sid))
             return self._new_session(secure)
         session = Session(self, data, cookie, sid)
         session._row_expires = stored.expires_at
@@ -248,6 +257,7 @@ class SessionMiddleware:
         payload = self._payload(session)
         if session.is_new:
             await self.store.create(session.id, payload)
+            logger.debug("created session %s", redact(session.id))
             session.is_new = False
             written = True
         else:
@@ -348,6 +358,11 @@ def _mark_private(headers: MutableHeaders) -> None:
     headers.add_vary_header("Cookie")
     if "cache-control" not in headers:
         headers["cache-control"] = "private"
+
+
+def _client(scope: Scope) -> str:
+    client = scope.get("client")
+    return str(client[0]) if client else "an unknown client"
 
 
 def _default_genid() -> str:

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator, MutableMapping
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from .durations import Duration, to_seconds
 from .exceptions import SessionNotFoundError
+from .logs import middleware_logger, redact
 from .store import COOKIE_KEY, utcnow
 
 if TYPE_CHECKING:
@@ -197,8 +199,7 @@ class Session(MutableMapping[str, Any]):
         self._data.clear()
 
     def __repr__(self) -> str:
-        shown = self._id[:6] + "…" if self._id else "new"
-        return f"<Session {shown} {self._data!r}>"
+        return f"<Session {redact(self._id)} {self._data!r}>"
 
     # -- express-session's Session methods -----------------------------------------------------------
 
@@ -207,9 +208,12 @@ class Session(MutableMapping[str, Any]):
 
         Like express-session the data starts empty; `keep_data=True` carries it over (Django's cycle_key).
         """
+        old = self._id
         await self._drop()
         if not keep_data:
             self._data.clear()
+        if middleware_logger.isEnabledFor(logging.INFO):
+            middleware_logger.info("regenerated session %s as %s", redact(old), redact(self.id))
         self.cookie.reset()
         self.modified = False
         self._everything = bool(self._data)  # a kept session is saved whole under its new id
@@ -226,7 +230,7 @@ class Session(MutableMapping[str, Any]):
         """Replace the data with what is stored now. Raises `SessionNotFoundError` if the row is gone."""
         stored = None if self.is_new else await self._middleware.store.load(self.id)
         if stored is None:
-            raise SessionNotFoundError(f"session {self.id[:6]}… is not stored (destroyed or expired)")
+            raise SessionNotFoundError(f"session {redact(self.id)} is not stored (destroyed or expired)")
         self._data = stored.data
         self._data.pop(COOKIE_KEY, None)
         self.modified = False
@@ -244,6 +248,7 @@ class Session(MutableMapping[str, Any]):
         self._accessed = True
         if not self.is_new:
             await self._middleware.store.destroy(self.id)
+            middleware_logger.info("destroyed session %s", redact(self.id))
             self._dropped = True
         self._id = None
         self.is_new = True

@@ -29,6 +29,7 @@ from .exceptions import (
     StoreUnavailableError,
     TableMissingError,
 )
+from .logs import package_logger, redact
 from .models import DEFAULT_TABLE_NAME, session_table
 from .pruning import PruneLoop
 from .serializers import JSONSerializer, resolve_serializer
@@ -36,8 +37,6 @@ from .sql import NativeStatement, SessionQueries
 
 if TYPE_CHECKING:
     from sqlalchemy import Executable, Result
-
-package_logger = logging.getLogger("fastapi_prisma_session")
 
 ONE_DAY = 24 * 3600.0
 # express-session keeps the cookie's settings in the session object under this key.
@@ -487,10 +486,10 @@ class PrismaSessionStore:
         try:
             data = self._serializer.loads(text)
         except Exception:
-            self._log(logging.ERROR, "session %s… has unreadable data; treating it as absent", sid[:6])
+            self._log(logging.ERROR, "session %s has unreadable data; treating it as absent", redact(sid))
             return None
         if not isinstance(data, dict):
-            self._log(logging.ERROR, "session %s… does not hold an object; treating it as absent", sid[:6])
+            self._log(logging.ERROR, "session %s does not hold an object; treating it as absent", redact(sid))
             return None
         return data
 
