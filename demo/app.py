@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import datetime
 from html import escape
 
 from fastapi import FastAPI, Form
@@ -42,24 +43,41 @@ code{{background:#f3f3f3;padding:0 .3em}}</style></head>
 <p id="user">{who}</p>
 <p id="session">Session <code>{sid}…</code>, expires <code>{expires}</code></p>
 {form}
+{others}
 </body></html>"""
 
 LOGIN_FORM = """<form method="post" action="/login">
 <label>Name <input name="username" required></label> <button>Log in</button></form>"""
 LOGOUT_FORM = """<form method="post" action="/logout"><button>Log out</button></form>"""
+OTHERS = """<h2>Your other sessions</h2>
+<ul id="others">{items}</ul>
+<form method="post" action="/logout-others"><button>Log out the other sessions</button></form>"""
+
+
+def when(moment: datetime | None) -> str:
+    return moment.strftime("%Y-%m-%d %H:%M UTC") if moment else "with the browser session"
 
 
 @app.get("/", response_class=HTMLResponse)
 async def index(session: SessionDep) -> str:
     session["visits"] = session.get("visits", 0) + 1
     user = session.get("user")
-    expires = session.cookie.expires
+    others = ""
+    if user:
+        mine = await store.matching(user=user)
+        items = "".join(
+            f"<li><code>{escape(sid[:8])}…</code>, expires <code>{when(row.expires_at)}</code></li>"
+            for sid, row in mine.items()
+            if sid != session.id
+        )
+        others = OTHERS.format(items=items or "<li>none</li>")
     return PAGE.format(
         visits=session["visits"],
         who=f"Logged in as <strong>{escape(user)}</strong>" if user else "Not logged in",
         sid=escape(session.id[:8]),
-        expires=expires.strftime("%Y-%m-%d %H:%M UTC") if expires else "with the browser session",
+        expires=when(session.cookie.expires),
         form=LOGOUT_FORM if user else LOGIN_FORM,
+        others=others,
     )
 
 
@@ -74,4 +92,13 @@ async def login(session: SessionDep, username: str = Form(max_length=64)) -> Red
 @app.post("/logout")
 async def logout(session: SessionDep) -> RedirectResponse:
     await session.destroy()
+    return RedirectResponse("/", status_code=303)
+
+
+@app.post("/logout-others")
+async def logout_others(session: SessionDep) -> RedirectResponse:
+    # "Log out everywhere else": every session of this user but the current one.
+    user = session.get("user")
+    if user:
+        await store.destroy([sid for sid in await store.matching(user=user) if sid != session.id])
     return RedirectResponse("/", status_code=303)

@@ -34,7 +34,7 @@ if TYPE_CHECKING:
     from collections.abc import Mapping
     from datetime import datetime
 
-    from sqlalchemy import ColumnElement, Delete, Executable, Insert, Table, TextClause
+    from sqlalchemy import ColumnElement, Delete, Executable, Insert, Select, Table, TextClause
     from sqlalchemy.engine import Dialect
 
 SUPPORTED_DIALECTS = ("postgresql", "sqlite")
@@ -116,8 +116,8 @@ class SessionQueries:
         self._dialect = dialect
         self.native: dict[str, NativeStatement] = {}
         self.returned = (c.sid, c.data)
-        self.all_rows: Executable = select(c.sid, c.data)
-        self.rows_with_keys_like: Executable = select(c.sid, c.data).where(
+        self.all_rows: Executable = select(c.sid, c.data, c.expiresAt)
+        self.rows_with_keys_like: Executable = select(c.sid, c.data, c.expiresAt).where(
             c.data.like(bindparam("pattern"), escape="\\")
         )
 
@@ -133,22 +133,29 @@ class SessionQueries:
 
     def delete_matching(self, match: dict[str, Any], serialize: Any) -> tuple[Delete, dict[str, Any]]:
         """A DELETE of every row whose JSON data holds all of `match`'s key/value pairs, and its params."""
+        condition, params = self._matching(match, serialize)
+        return delete(self._table).where(condition), params
+
+    def select_matching(self, match: dict[str, Any], serialize: Any) -> tuple[Select[Any], dict[str, Any]]:
+        """A SELECT of the live rows (sid, data, expiresAt) whose JSON data holds all of `match`."""
+        c = self._table.c
+        condition, params = self._matching(match, serialize)
+        statement = select(c.sid, c.data, c.expiresAt).where(condition, c.expiresAt > bindparam("now"))
+        return statement, params
+
+    def _matching(self, match: dict[str, Any], serialize: Any) -> tuple[ColumnElement[Any], dict[str, Any]]:
         data = self._table.c.data
         params: dict[str, Any] = {}
-        condition: ColumnElement[Any]
         if self._dialect == "postgresql":
             params["match"] = serialize(match)
-            condition = cast(data, postgresql.JSONB).op("@>")(
-                cast(bindparam("match", type_=Text), postgresql.JSONB)
-            )
-        else:
-            checks = []
-            for n, (key, value) in enumerate(match.items()):
-                params[f"path{n}"], params[f"value{n}"] = _json_path(key), serialize(value)
-                checks.append(data.op("->")(bindparam(f"path{n}")) == func.json(bindparam(f"value{n}")))
-            # json_valid first: a corrupt row must not fail the whole statement.
-            condition = case((func.json_valid(data) == 1, and_(*checks)), else_=false())
-        return delete(self._table).where(condition), params
+            match_json = cast(bindparam("match", type_=Text), postgresql.JSONB)
+            return cast(data, postgresql.JSONB).op("@>")(match_json), params
+        checks = []
+        for n, (key, value) in enumerate(match.items()):
+            params[f"path{n}"], params[f"value{n}"] = _json_path(key), serialize(value)
+            checks.append(data.op("->")(bindparam(f"path{n}")) == func.json(bindparam(f"value{n}")))
+        # json_valid first: a corrupt row must not fail the whole statement.
+        return case((func.json_valid(data) == 1, and_(*checks)), else_=false()), params
 
     @staticmethod
     def _upsert(table: Table, dialect: str) -> Insert:

@@ -249,36 +249,64 @@ class PrismaSessionStore:
         `await store.destroy_all(user_id=42)` deletes them in one statement and returns how many went.
         A row that cannot be read never matches and never fails the call.
         """
-        if not match:
-            raise ValueError(
-                "destroy_all() needs at least one key=value to match; clear() deletes everything"
-            )
+        _check_match(match, "destroy_all", "clear() deletes everything")
         if self._data_is_json:
             statement, params = self._sql.delete_matching(match, self._serializer.dumps)
             try:
                 return await self._delete(params, statement, statement.returning(*self._sql.returned))
             except DBAPIError as error:
-                if getattr(error.orig, "sqlstate", None) != INVALID_TEXT_REPRESENTATION:
-                    raise
-                # PostgreSQL casts every row to jsonb, and one corrupt row fails the statement: match
-                # in Python instead, then delete the matches in one statement.
-                self._log(logging.WARNING, "a %s row holds invalid JSON; matching in Python", self.table_name)
-        return await self._destroy_matching_in_python(match)
+                self._unless_invalid_json(error)
+        sids = [sid for sid, _ in await self._match_in_python(match, live_only=False)]
+        if sids:
+            await self.destroy(sids)
+        return len(sids)
 
-    async def _destroy_matching_in_python(self, match: dict[str, Any]) -> int:
+    async def matching(self, **match: Any) -> dict[str, StoredSession]:
+        """Every live session whose data holds all the given key/value pairs, by sid, in one SELECT.
+
+        `await store.matching(user_id=42)` lists a user's sessions (devices), for example to show them
+        or to end all but the current one. A row that cannot be read never matches.
+        """
+        _check_match(match, "matching", "all() lists every session")
+        if self._data_is_json:
+            statement, params = self._sql.select_matching(match, self._serializer.dumps)
+            try:
+                result = await self._execute(statement, {**params, "now": utcnow()})
+            except DBAPIError as error:
+                self._unless_invalid_json(error)
+            else:
+                found = {}
+                for sid, text, expires_at in result.all():
+                    data = self._parse(sid, text)
+                    if data is not None:
+                        found[sid] = StoredSession(data, expires_at)
+                return found
+        return dict(await self._match_in_python(match, live_only=True))
+
+    def _unless_invalid_json(self, error: DBAPIError) -> None:
+        """Re-raise `error` unless it is PostgreSQL refusing to cast a corrupt row to jsonb."""
+        if getattr(error.orig, "sqlstate", None) != INVALID_TEXT_REPRESENTATION:
+            raise error
+        # One corrupt row fails the whole statement there: the caller matches in Python instead.
+        self._log(logging.WARNING, "a %s row holds invalid JSON; matching in Python", self.table_name)
+
+    async def _match_in_python(
+        self, match: dict[str, Any], *, live_only: bool
+    ) -> list[tuple[str, StoredSession]]:
         if self._data_is_json:
             pattern = "%" + _like_escape(self._serializer.dumps(next(iter(match)))) + "%"
             result = await self._execute(self._sql.rows_with_keys_like, {"pattern": pattern})
         else:
             result = await self._execute(self._sql.all_rows, {})
-        sids = []
-        for sid, text in result.all():
+        now = utcnow()
+        found = []
+        for sid, text, expires_at in result.all():
+            if live_only and expires_at <= now:
+                continue
             data = self._parse(sid, text)
             if data is not None and all(key in data and data[key] == value for key, value in match.items()):
-                sids.append(sid)
-        if sids:
-            await self.destroy(sids)
-        return len(sids)
+                found.append((sid, StoredSession(data, expires_at)))
+        return found
 
     async def all(self) -> dict[str, SessionData]:
         """Every live session by sid. A row that cannot be read is logged and left out."""
@@ -602,6 +630,11 @@ def _cookie_max_age_ms(cookie: Mapping[str, Any]) -> float | None:
     if isinstance(original, (int, float)) and not isinstance(original, bool) and original > 0:
         return float(original)
     return None
+
+
+def _check_match(match: dict[str, Any], method: str, instead: str) -> None:
+    if not match:
+        raise ValueError(f"{method}() needs at least one key=value to match; {instead}")
 
 
 def _check_session_id(sid: str) -> None:

@@ -48,3 +48,18 @@ async def test_count_log_in_and_log_out(demo: ModuleType) -> None:
         assert "Not logged in" in logged_out.text
         assert "<strong>1</strong>" in logged_out.text
     assert await demo.store.length() == 1  # the visit after logout; the logged-in session is gone
+
+
+async def test_a_user_sees_and_logs_out_their_other_sessions(demo: ModuleType) -> None:
+    async with client_for(demo.app) as phone, client_for(demo.app) as laptop:
+        await phone.post("/login", data={"username": "ada"})
+        page = await laptop.post("/login", data={"username": "ada"}, follow_redirects=True)
+        assert "Your other sessions" in page.text
+        assert page.text.count("<li><code>") == 1  # the phone
+        phone_page = await phone.get("/")
+        assert session_prefix(phone_page) in page.text
+
+        page = await laptop.post("/logout-others", follow_redirects=True)
+        assert "<li>none</li>" in page.text
+        assert "Logged in as <strong>ada</strong>" in page.text  # the laptop stays logged in
+        assert "Not logged in" in (await phone.get("/")).text

@@ -695,3 +695,25 @@ async def test_an_invalid_session_id_is_refused_before_any_write(
     with pytest.raises(ValueError, match="visible ASCII"):
         await store.set(sid, {"a": 1})
     assert await rows(engine) == {}
+
+
+async def test_matching_lists_a_users_live_sessions(store: PrismaSessionStore, engine: AsyncEngine) -> None:
+    await store.set("phone", {"cookie": cookie(), "user": "ada"})
+    await store.set("laptop", {"cookie": cookie(), "user": "ada", "theme": "dark"})
+    await store.set("other", {"cookie": cookie(), "user": "bob"})
+    await insert_row(engine, "expired", {"user": "ada"}, utcnow() + PAST)
+    await insert_row(engine, "corrupt", '{"user": "ada", "tru')
+    found = await store.matching(user="ada")
+    assert sorted(found) == ["laptop", "phone"]
+    assert found["laptop"].data["theme"] == "dark"
+    assert close_to(found["phone"].expires_at, utcnow() + timedelta(minutes=1))
+
+
+async def test_matching_with_a_custom_serializer(make_store: MakeStore) -> None:
+    store = make_store(serializer=ReversingSerializer())
+    await store.create_table()
+    await store.set("a", {"user": "ada"})
+    await store.set("b", {"user": "bob"})
+    assert list(await store.matching(user="ada")) == ["a"]
+    with pytest.raises(ValueError, match="at least one key"):
+        await store.matching()
