@@ -1,0 +1,68 @@
+"""Helpers for testing your own routes without logging in through the UI.
+
+    from fastapi_prisma_session.testing import create_session, read_session
+
+    async def test_profile(client: httpx.AsyncClient) -> None:       # client on your app
+        client.cookies.update(await create_session(app, {"user_id": 42}))
+        assert (await client.get("/profile")).status_code == 200
+        assert (await read_session(app, client))["user_id"] == 42
+
+Both take your app (FastAPI or Starlette, with `SessionMiddleware` added) and use its store, secret and
+cookie name. The session is written to the real database, exactly as a request would write it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+from .middleware import SessionMiddleware
+from .store import COOKIE_KEY
+
+if TYPE_CHECKING:
+    import httpx
+    from starlette.types import Receive, Scope, Send
+
+
+async def create_session(app: Any, data: Mapping[str, Any]) -> dict[str, str]:
+    """Store a new session holding `data`; returns the cookie that carries it, for `client.cookies`."""
+    middleware = session_middleware(app)
+    session = middleware._new_session(secure=False)
+    for key, value in data.items():
+        session[key] = value
+    await middleware.save(session)
+    return {middleware.cookie.name: middleware._signer.cookie_value(session.id)}
+
+
+async def read_session(app: Any, client: httpx.AsyncClient | Mapping[str, str]) -> dict[str, Any] | None:
+    """The data of the session a client's cookie names (without express-session's `cookie` key), or
+    None when it has no valid session cookie or the session is gone."""
+    middleware = session_middleware(app)
+    name = middleware.cookie.name
+    if isinstance(client, Mapping):
+        values = [client[name]] if name in client else []
+    else:  # an httpx client's jar may hold the cookie twice: as set by a test and by a response
+        values = [cookie.value for cookie in client.cookies.jar if cookie.name == name and cookie.value]
+    for value in values:
+        sid = middleware._signer.session_id(value)
+        data = None if sid is None else await middleware.store.get(sid)
+        if data is not None:
+            data.pop(COOKIE_KEY, None)
+            return data
+    return None
+
+
+def session_middleware(app: Any) -> SessionMiddleware:
+    """A SessionMiddleware configured like the one added to `app` (or `app` itself, if it is one)."""
+    if isinstance(app, SessionMiddleware):
+        return app
+    for entry in getattr(app, "user_middleware", ()):
+        if entry.cls is SessionMiddleware:
+            return SessionMiddleware(_no_app, *entry.args, **entry.kwargs)
+    raise ValueError(
+        "this app has no SessionMiddleware: add it with app.add_middleware(SessionMiddleware, ...)"
+    )
+
+
+async def _no_app(scope: Scope, receive: Receive, send: Send) -> None:
+    raise RuntimeError("the testing helpers never call the app")
