@@ -1,0 +1,125 @@
+"""The demo in a real browser: Debian's Chromium driven by Playwright, against uvicorn on loopback.
+
+It logs in, counts, revokes another device's session and logs out, and checks the cookie as the browser
+stored it. A failing run leaves screenshots in test-artifacts/.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.conftest import IN_CI
+
+ROOT = Path(__file__).resolve().parents[1]
+CHROMIUM = "/usr/bin/chromium"
+ARTIFACTS = ROOT / "test-artifacts"
+WEEK = 7 * 24 * 3600
+
+
+@pytest.fixture
+def demo_url(tmp_path: Path) -> Iterator[str]:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    env = {**os.environ, "DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'browser.db'}"}
+    command = [sys.executable, "-m", "uvicorn", "demo.app:app", "--port", str(port), "--log-level", "warning"]
+    server = subprocess.Popen(command, cwd=ROOT, env=env)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                httpx.get(base + "/docs", timeout=1)
+                break
+            except httpx.TransportError:
+                assert server.poll() is None, "the demo exited"
+                assert time.monotonic() < deadline, "the demo did not start"
+                time.sleep(0.1)
+        yield base
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+
+
+@pytest.fixture
+async def browser() -> AsyncIterator[Any]:
+    if shutil.which(CHROMIUM) is None:
+        message = f"Debian's Chromium is not installed at {CHROMIUM} (apt-get install chromium)"
+        if IN_CI:
+            pytest.fail(message)
+        pytest.skip(message)
+    from playwright.async_api import async_playwright
+
+    async with async_playwright() as playwright:
+        browser = await playwright.chromium.launch(
+            executable_path=CHROMIUM,
+            args=[
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+                "--no-first-run",
+            ],
+        )
+        yield browser
+        await browser.close()
+
+
+async def test_log_in_count_revoke_and_log_out_in_chromium(browser: Any, demo_url: str) -> None:
+    laptop_context = await browser.new_context()
+    phone_context = await browser.new_context()
+    laptop, phone = await laptop_context.new_page(), await phone_context.new_page()
+    try:
+        await laptop.goto(demo_url + "/")
+        assert await laptop.inner_text("#visits") == "Visits in this session: 1"
+        await laptop.reload()
+        assert await laptop.inner_text("#visits") == "Visits in this session: 2"
+        before = await laptop.inner_text("#session")
+
+        await laptop.fill("input[name=username]", "ada")
+        await laptop.click("text=Log in")
+        assert await laptop.inner_text("#user") == "Logged in as ada"
+        assert await laptop.inner_text("#visits") == "Visits in this session: 3"
+        assert await laptop.inner_text("#session") != before  # a new id on login
+
+        (cookie,) = [c for c in await laptop_context.cookies() if c["name"] == "connect.sid"]
+        assert cookie["httpOnly"] is True
+        assert cookie["sameSite"] == "Lax"
+        assert cookie["path"] == "/"
+        assert cookie["secure"] is False  # plain http: secure="auto" leaves it off
+        assert abs(cookie["expires"] - (time.time() + WEEK)) < 120
+        assert cookie["value"].startswith("s%3A")
+
+        await phone.goto(demo_url + "/")
+        await phone.fill("input[name=username]", "ada")
+        await phone.click("text=Log in")
+        assert await phone.locator("#others li").count() == 1  # the laptop
+        await phone.click("text=Log out the other sessions")
+        assert await phone.inner_text("#others") == "none"
+        assert await phone.inner_text("#user") == "Logged in as ada"
+
+        await laptop.reload()
+        assert await laptop.inner_text("#user") == "Not logged in"  # revoked from the phone
+
+        await phone.click("text=Log out")
+        assert await phone.inner_text("#user") == "Not logged in"
+    except BaseException:
+        ARTIFACTS.mkdir(exist_ok=True)
+        await laptop.screenshot(path=str(ARTIFACTS / "browser-laptop.png"), full_page=True)
+        await phone.screenshot(path=str(ARTIFACTS / "browser-phone.png"), full_page=True)
+        raise
+    finally:
+        await laptop_context.close()
+        await phone_context.close()
