@@ -122,20 +122,21 @@ async def test_every_readme_sample_runs(tmp_path: Path) -> None:
     database_url = f"sqlite+aiosqlite:///{tmp_path / 'readme.db'}"
     ns: dict[str, Any] = {"DATABASE_URL": database_url, "__name__": "readme"}
     checked: list[str] = []
+    stores: dict[int, PrismaSessionStore] = {}  # every store a sample made, to shut down at the end
     try:
         for number, sample in enumerate(samples, 1):
             code = sample.replace(QUICK_START_URL, repr(database_url))
             before = {name: ns.get(name) for name in ns}
             exec(compile(code, f"README.md sample {number}", "exec"), ns)
+            for value in list(ns.values()):
+                if getattr(value, "user_middleware", None):
+                    store = session_middleware(value).store
+                    stores[id(store)] = store
             for name, check in CHECKS.items():
                 if name in ns and ns[name] is not before.get(name):
                     await check(ns)
                     checked.append(name)
     finally:
-        stores = {id(v): v for v in ns.values() if isinstance(v, PrismaSessionStore)}
-        for value in list(ns.values()):
-            if hasattr(value, "user_middleware") and value.user_middleware:
-                stores[id(value)] = session_middleware(value).store
         for store in stores.values():
             await store.shutdown()
     assert sorted(checked) == sorted(CHECKS), "a README sample or its check went missing"
