@@ -3,14 +3,25 @@
 from __future__ import annotations
 
 import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any
 
+import httpx
 from sqlalchemy import insert, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from fastapi_prisma_session.models import session_table
 from fastapi_prisma_session.store import utcnow
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 async def rows(engine: AsyncEngine, table_name: str = "Session") -> dict[str, dict[str, Any]]:
@@ -47,3 +58,33 @@ async def shift_expiry(engine: AsyncEngine, sid: str, by: timedelta, table_name:
     async with engine.begin() as conn:
         current = (await conn.execute(select(table.c.expiresAt).where(table.c.sid == sid))).scalar_one()
         await conn.execute(update(table).where(table.c.sid == sid).values(expiresAt=current + by))
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@contextmanager
+def serve(app: str, env: dict[str, str], ready_path: str = "/docs") -> Iterator[str]:
+    """Run `uvicorn app` in its own process on a free port; yields its base URL once it answers."""
+    port = free_port()
+    command = [sys.executable, "-m", "uvicorn", app, "--port", str(port), "--log-level", "warning"]
+    process = subprocess.Popen(command, cwd=ROOT, env={**os.environ, **env})
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                httpx.get(base + ready_path, timeout=1)
+                break
+            except httpx.TransportError:
+                assert process.poll() is None, f"{app} exited"
+                assert time.monotonic() < deadline, f"{app} did not start"
+                time.sleep(0.1)
+        yield base
+    finally:
+        process.terminate()
+        process.wait(timeout=10)

@@ -6,20 +6,16 @@ stored it. A failing run leaves screenshots in test-artifacts/.
 
 from __future__ import annotations
 
-import os
 import shutil
-import socket
-import subprocess
-import sys
 import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 
 from tests.conftest import IN_CI
+from tests.helpers import serve
 
 ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM = "/usr/bin/chromium"
@@ -29,27 +25,8 @@ WEEK = 7 * 24 * 3600
 
 @pytest.fixture
 def demo_url(tmp_path: Path) -> Iterator[str]:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    env = {**os.environ, "DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'browser.db'}"}
-    command = [sys.executable, "-m", "uvicorn", "demo.app:app", "--port", str(port), "--log-level", "warning"]
-    server = subprocess.Popen(command, cwd=ROOT, env=env)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                httpx.get(base + "/docs", timeout=1)
-                break
-            except httpx.TransportError:
-                assert server.poll() is None, "the demo exited"
-                assert time.monotonic() < deadline, "the demo did not start"
-                time.sleep(0.1)
+    with serve("demo.app:app", {"DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'browser.db'}"}) as base:
         yield base
-    finally:
-        server.terminate()
-        server.wait(timeout=10)
 
 
 @pytest.fixture

@@ -3,11 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import os
-import socket
-import subprocess
-import sys
-import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,16 +12,10 @@ import pytest
 from sqlalchemy.engine import make_url
 
 from tests.conftest import ADMIN_URL, _admin
+from tests.helpers import serve
 from tests.test_migration import alembic
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 @pytest.fixture
@@ -42,29 +31,9 @@ def migrated_postgres(postgres_url: str) -> Iterator[str]:
 
 @pytest.fixture
 def two_servers(migrated_postgres: str) -> Iterator[list[str]]:
-    env = {**os.environ, "DATABASE_URL": migrated_postgres}
-    servers = []
-    for _ in range(2):
-        port = free_port()
-        command = [sys.executable, "-m", "uvicorn", "demo.app:app", "--port", str(port)]
-        process = subprocess.Popen(command, cwd=ROOT, env=env)
-        servers.append((process, f"http://127.0.0.1:{port}"))
-    try:
-        for process, base in servers:
-            deadline = time.monotonic() + 20
-            while True:
-                assert process.poll() is None, "the demo server exited"
-                try:
-                    httpx.get(base + "/docs", timeout=1)
-                    break
-                except httpx.TransportError:
-                    assert time.monotonic() < deadline, "the demo server did not start"
-                    time.sleep(0.1)
-        yield [base for _, base in servers]
-    finally:
-        for process, _ in servers:
-            process.terminate()
-            process.wait(timeout=10)
+    env = {"DATABASE_URL": migrated_postgres}
+    with serve("demo.app:app", env) as first, serve("demo.app:app", env) as second:
+        yield [first, second]
 
 
 def test_sessions_are_shared_across_processes(two_servers: list[str]) -> None:

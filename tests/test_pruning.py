@@ -8,13 +8,13 @@ import subprocess
 import sys
 import uuid
 from collections.abc import AsyncIterator, Iterator
-from datetime import timedelta
 from pathlib import Path
 
 import asyncpg
 import pytest
 from sqlalchemy.engine import make_url
 
+from benchmarks.prune_scale import seed
 from fastapi_prisma_session import PrismaSessionStore
 from fastapi_prisma_session.pruning import JITTER, PruneLoop
 from tests.conftest import ADMIN_URL, _admin
@@ -33,25 +33,6 @@ def migrated(postgres_url: str) -> Iterator[str]:
     assert result.returncode == 0, result.stderr
     yield url
     asyncio.run(_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-
-
-async def seed(url: str, expired: int, live: int) -> None:
-    conn = await asyncpg.connect(url)
-    try:
-        for prefix, count, offset in (
-            ("expired", expired, timedelta(hours=-1)),
-            ("live", live, timedelta(days=1)),
-        ):
-            await conn.execute(
-                'INSERT INTO "Session" (id, sid, data, "expiresAt") '
-                "SELECT $1 || g, $1 || g, '{}', (now() AT TIME ZONE 'utc') + $3::interval "
-                "FROM generate_series(1, $2) AS g",
-                prefix,
-                count,
-                offset,
-            )
-    finally:
-        await conn.close()
 
 
 async def counts(url: str) -> tuple[int, int]:

@@ -5,10 +5,11 @@ from __future__ import annotations
 import glob
 import os
 import shutil
-import socket
 import subprocess
 import tempfile
 from pathlib import Path
+
+from tests.helpers import free_port
 
 
 def _binaries() -> Path:
@@ -28,9 +29,7 @@ class ThrowawayPostgres:
         self.bin = _binaries()
         self.root = Path(tempfile.mkdtemp(prefix="fps-throwaway-pg-"))
         self.data = self.root / "data"
-        with socket.socket() as sock:
-            sock.bind(("127.0.0.1", 0))
-            self.port: int = sock.getsockname()[1]
+        self.port = free_port()
         if os.geteuid() == 0:
             shutil.chown(self.root, "postgres", "postgres")
         self._run(
