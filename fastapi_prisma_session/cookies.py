@@ -92,6 +92,15 @@ def iso_utc(moment: datetime) -> str:
     return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
 
 
+def parse_iso_utc(text: str) -> datetime | None:
+    """The naive UTC datetime an ISO-8601 string (as `toISOString()` writes it) names, or None."""
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        return None
+    return moment.astimezone(UTC).replace(tzinfo=None) if moment.tzinfo else moment
+
+
 def http_date(moment: datetime) -> str:
     """The Expires attribute's format (`Date.prototype.toUTCString()`) for a naive UTC datetime."""
     return format_datetime(moment.replace(microsecond=0, tzinfo=UTC), usegmt=True)

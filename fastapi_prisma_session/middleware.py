@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 import secrets as random_source
 from collections.abc import Callable, Sequence
-from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Literal
 
 from starlette.datastructures import MutableHeaders
@@ -18,6 +17,7 @@ from .cookies import (
     cookie_values,
     is_valid_session_id,
     iso_utc,
+    parse_iso_utc,
 )
 from .durations import Duration, to_seconds
 from .exceptions import ConfigurationError, StoreUnavailableError
@@ -380,11 +380,9 @@ def _cookie_from_json(value: object) -> SessionCookie | None:
     if expires is None:
         when = None
     elif isinstance(expires, str):
-        try:
-            parsed = datetime.fromisoformat(expires)
-        except ValueError:
+        when = parse_iso_utc(expires)
+        if when is None:
             return None
-        when = parsed.astimezone(UTC).replace(tzinfo=None) if parsed.tzinfo else parsed
     else:
         return None
     return SessionCookie(None if original is None else original / 1000, when)

@@ -20,7 +20,7 @@ from sqlalchemy.exc import DBAPIError, IntegrityError, InterfaceError, Operation
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from .connections import LeasedConnections
-from .cookies import is_valid_session_id
+from .cookies import is_valid_session_id, parse_iso_utc
 from .durations import Duration, to_seconds
 from .exceptions import (
     ConfigurationError,
@@ -617,15 +617,9 @@ class PrismaSessionStore:
 def _cookie_max_age_ms(cookie: Mapping[str, Any]) -> float | None:
     """Remaining max age of an express-session cookie object in ms: from `expires`, else `originalMaxAge`."""
     expires = cookie.get("expires")
-    if isinstance(expires, str):
-        try:
-            when = datetime.fromisoformat(expires.replace("Z", "+00:00"))
-        except ValueError:
-            when = None
-        if when is not None:
-            if when.tzinfo is None:
-                when = when.replace(tzinfo=UTC)
-            return max((when - datetime.now(UTC)).total_seconds() * 1000, 0.0) or None
+    when = parse_iso_utc(expires) if isinstance(expires, str) else None
+    if when is not None:
+        return max((when - utcnow()).total_seconds() * 1000, 0.0) or None
     original = cookie.get("originalMaxAge")
     if isinstance(original, (int, float)) and not isinstance(original, bool) and original > 0:
         return float(original)
