@@ -125,8 +125,7 @@ class SessionMiddleware:
         self._save_uninitialized = save_uninitialized
         self._unset = unset
         self._genid = genid or _default_genid
-        self._cookie_header_name = cookie_name
-        self._path = path
+        self._path = path  # read on every request; saves two attribute lookups
 
     # -- ASGI ----------------------------------------------------------------------------------------
 
@@ -167,7 +166,7 @@ class SessionMiddleware:
                 or scope.get("session") is not session
             ):
                 try:
-                    set_cookie = await self._commit(scope, session, secure)
+                    set_cookie = await self._commit(scope, session)
                 except StoreUnavailableError as error:
                     failed = True
                     await _unavailable(scope, send, error)
@@ -198,7 +197,7 @@ class SessionMiddleware:
         rejected = 0
         for name, value in scope["headers"]:
             if name == b"cookie":
-                for candidate in cookie_values(value.decode("latin-1"), self._cookie_header_name):
+                for candidate in cookie_values(value.decode("latin-1"), self.cookie.name):
                     sid = self._signer.session_id(candidate)
                     if sid is not None:
                         return sid
@@ -269,8 +268,9 @@ class SessionMiddleware:
         session._send_cookie = written
         return written
 
-    async def _commit(self, scope: Scope, session: Session, secure: bool) -> str | None:
+    async def _commit(self, scope: Scope, session: Session) -> str | None:
         """Persist what the request did to the session; returns the Set-Cookie value, if any."""
+        secure = session._secure
         if scope.get("session") is not session:
             # The app removed the session from the request.
             if self._unset == "destroy":
