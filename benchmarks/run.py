@@ -85,10 +85,13 @@ def make_sessions(base: str, count: int) -> list[str]:
     cookies = []
     with httpx.Client() as client:
         for _ in range(count):
+            client.cookies.clear()  # each request without a cookie starts a session of its own
             response = client.post(base + "/write")
             header = response.headers.get("set-cookie")
             if header:
                 cookies.append(header.split(";", 1)[0])
+    if len(set(cookies)) != len(cookies):
+        raise SystemExit(f"expected {count} distinct sessions, got {len(set(cookies))}")
     return cookies
 
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import format_datetime
 from typing import Literal
-from urllib.parse import quote, unquote
+from urllib.parse import unquote
 
 SameSite = Literal["lax", "strict", "none"]
 Priority = Literal["low", "medium", "high"]
@@ -24,6 +24,11 @@ Priority = Literal["low", "medium", "high"]
 MAX_COOKIE_VALUE_LENGTH = 4096
 # What encodeURIComponent leaves alone, besides letters and digits.
 _URI_COMPONENT_SAFE = "-_.!~*'()"
+_ENCODE_URI_COMPONENT = {
+    code: f"%{code:02X}"
+    for code in range(0x20, 0x7F)
+    if not (chr(code).isascii() and chr(code).isalnum()) and chr(code) not in _URI_COMPONENT_SAFE
+}
 _EPOCH_EXPIRES = "Thu, 01 Jan 1970 00:00:00 GMT"
 
 
@@ -64,7 +69,9 @@ class Signer:
 
     def cookie_value(self, sid: str) -> str:
         """The URL-encoded cookie value for `sid`, as it goes into Set-Cookie."""
-        return quote("s:" + self.sign(sid), safe=_URI_COMPONENT_SAFE)
+        # Valid ids are visible ASCII and signatures base64, so a translation table encodes them
+        # exactly as encodeURIComponent (and urllib's quote) would, several times faster.
+        return ("s:" + self.sign(sid)).translate(_ENCODE_URI_COMPONENT)
 
     def session_id(self, raw_value: str) -> str | None:
         """The sid inside a cookie value as the browser sent it, or None if it is not validly signed."""
@@ -72,7 +79,12 @@ class Signer:
             return None
         if raw_value.startswith('"') and raw_value.endswith('"') and len(raw_value) >= 2:
             raw_value = raw_value[1:-1]
-        value = unquote(raw_value) if "%" in raw_value else raw_value
+        value = raw_value
+        if "%" in value:
+            # Our own cookies only ever hold these three escapes; anything else gets full decoding.
+            value = value.replace("%3A", ":").replace("%2F", "/").replace("%2B", "+")
+            if "%" in value:
+                value = unquote(raw_value)
         if not value.startswith("s:"):
             return None
         sid = self.unsign(value[2:])

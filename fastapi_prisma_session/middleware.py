@@ -230,6 +230,7 @@ class SessionMiddleware:
             return self._new_session(secure)
         session = Session(self, data, cookie, sid)
         session._row_expires = stored.expires_at
+        session._loaded_text = stored.text
         session._secure = secure
         return session
 
@@ -263,7 +264,10 @@ class SessionMiddleware:
             changed, removed = session.changes()
             if self._resave:
                 changed = set(session._data)
-            written = await self.store.update(session.id, payload, changed=changed, removed=removed)
+            written = await self.store.update(
+                session.id, payload, changed=changed, removed=removed, expected=session._loaded_text
+            )
+            session._loaded_text = None  # what is stored now is no longer known here
         session.modified = session._refresh = session.cookie._changed = False
         session._send_cookie = written
         return written

@@ -83,6 +83,7 @@ class Session(MutableMapping[str, Any]):
         "_dropped",
         "_everything",
         "_id",
+        "_loaded_text",
         "_middleware",
         "_refresh",
         "_removed",
@@ -113,6 +114,7 @@ class Session(MutableMapping[str, Any]):
         self._refresh = False  # touch() asked for a new expiry
         self._dropped = False  # the row the browser's cookie names was deleted in this request
         self._row_expires: datetime | None = None  # the loaded row's expiresAt
+        self._loaded_text: str | None = None  # the loaded row's data, as text
         self._secure = False  # the request came over https
         self._send_cookie = False  # the session was written: the response carries its cookie
 
@@ -233,6 +235,7 @@ class Session(MutableMapping[str, Any]):
             raise SessionNotFoundError(f"session {redact(self.id)} is not stored (destroyed or expired)")
         self._data = stored.data
         self._data.pop(COOKIE_KEY, None)
+        self._loaded_text = stored.text
         self.modified = False
 
     async def save(self) -> None:

@@ -59,7 +59,8 @@ class NativeStatement:
 class SessionQueries:
     """The prebuilt statements for one session table on one database dialect.
 
-    Bound parameters: `session_id`, `sids`, `record_id`, `payload`, `expires`, `cookie` and `now`
+    Bound parameters: `session_id`, `sids`, `record_id`, `payload`, `expires`, `expected`, `patch`,
+    `removed` and `now`
     (named apart from the columns, which SQLAlchemy reserves in INSERT and UPDATE).
     """
 
@@ -79,6 +80,10 @@ class SessionQueries:
             id=bindparam("record_id"), sid=bindparam("session_id"), **row_values
         )
         self.update: Executable = update(table).where(by_sid).values(**row_values)
+        # Compare-and-set: rewrite the row only if it still holds the text this request loaded.
+        self.update_if_unchanged: Executable = (
+            update(table).where(by_sid, c.data == bindparam("expected")).values(**row_values)
+        )
         self.upsert: Executable = self._upsert(table, dialect)
         touch = update(table).where(by_sid).values(expiresAt=bindparam("expires"))
         self.touch: Executable = touch
@@ -128,7 +133,7 @@ class SessionQueries:
 
     def compile_native(self, dialect: Dialect) -> None:
         """Precompile the request path's statements (load, insert, update, touch) for the raw driver."""
-        for name in ("load", "insert", "update", "touch", "merge"):
+        for name in ("load", "insert", "update", "update_if_unchanged", "touch", "merge"):
             self.native[name] = NativeStatement.compile(getattr(self, name), dialect)
 
     def delete_matching(self, match: dict[str, Any], serialize: Any) -> tuple[Delete, dict[str, Any]]:

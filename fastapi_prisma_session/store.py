@@ -81,6 +81,8 @@ class StoredSession:
 
     data: SessionData
     expires_at: datetime
+    #: the `data` column's text as read, to write the row back only if nobody changed it meanwhile
+    text: str | None = None
 
 
 class PrismaSessionStore:
@@ -427,8 +429,8 @@ class PrismaSessionStore:
         expires_at: datetime = row[1]
         if expires_at <= utcnow():
             await self.destroy(sid) if self._dispose is None else await self._expire(sid, data)
-            return StoredSession(data, expires_at) if self._stale else None
-        return StoredSession(data, expires_at)
+            return StoredSession(data, expires_at, row[0]) if self._stale else None
+        return StoredSession(data, expires_at, row[0])
 
     async def create(self, sid: str, session: Mapping[str, Any]) -> None:
         """Insert a new session. Unlike `set`, never overwrites one."""
@@ -441,17 +443,25 @@ class PrismaSessionStore:
         *,
         changed: Iterable[str] | None = None,
         removed: Iterable[str] = (),
+        expected: str | None = None,
     ) -> bool:
         """Write back an existing session. A row deleted meanwhile (logout, prune) is not brought back.
 
         With `changed` (the keys set since the session was loaded) and `removed` (the keys deleted), and
-        the default JSON serializer, only those keys and the cookie are written. They are merged into the
-        stored row in one statement, so keys that a concurrent request wrote survive. Otherwise the whole
-        row is replaced. Returns whether the row still existed.
+        the default JSON serializer, no other request's changes are lost. If the row still holds
+        `expected` (the text that was loaded), it is rewritten whole; otherwise, another request changed
+        it meanwhile, and only these keys and the cookie are merged into it, in one statement. Without
+        `changed`, the whole row is replaced. Returns whether the row still existed.
         """
         if changed is None or not self._data_is_json:
             return await self._write("update", self._row_params(sid, session, with_id=False)) > 0
-        self._check_size(sid, session)
+        if expected is not None:
+            params = self._row_params(sid, session, with_id=False)
+            params["expected"] = expected
+            if await self._write("update_if_unchanged", params) > 0:
+                return True
+        else:
+            self._check_size(sid, session)
         patch = {key: session[key] for key in changed if key in session}
         if COOKIE_KEY in session:
             patch[COOKIE_KEY] = session[COOKIE_KEY]

@@ -10,7 +10,7 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from fastapi_prisma_session import PrismaSessionStore
-from tests.conftest import client_for, make_app
+from tests.conftest import StatementLog, client_for, make_app
 from tests.helpers import rows
 
 COOKIE = {"originalMaxAge": 60_000, "expires": None, "httpOnly": True, "path": "/"}
@@ -94,3 +94,32 @@ async def test_concurrent_writers_of_the_same_key_keep_the_last_write(
         app.state.gate.set()
         await slow
     assert (await stored_data(engine, sid))["value"] == "slow"  # the later write wins
+
+
+async def test_an_unchanged_row_is_rewritten_in_one_statement(
+    store: PrismaSessionStore, engine: AsyncEngine, statements: StatementLog
+) -> None:
+    await store.set("s", {"cookie": COOKIE, "a": 1})
+    loaded = await store.load("s")
+    assert loaded is not None
+    await asyncio.sleep(0)  # the load's own log line
+    statements.clear()
+    new = {"cookie": COOKIE, "a": 2}
+    assert await store.update("s", new, changed={"a"}, expected=loaded.text) is True
+    await asyncio.sleep(0)  # let asyncpg's query logger report
+    assert statements.statements == ["UPDATE"]
+    assert await stored_data(engine, "s") == new
+
+
+async def test_a_row_changed_since_it_was_loaded_is_merged_not_overwritten(
+    store: PrismaSessionStore, engine: AsyncEngine, statements: StatementLog
+) -> None:
+    await store.set("s", {"cookie": COOKIE, "a": 1})
+    loaded = await store.load("s")
+    assert loaded is not None
+    await store.set("s", {"cookie": COOKIE, "a": 1, "b": "theirs"})  # another request wrote meanwhile
+    statements.clear()
+    assert await store.update("s", {"cookie": COOKIE, "a": 2}, changed={"a"}, expected=loaded.text) is True
+    await asyncio.sleep(0)
+    assert statements.statements == ["UPDATE", "UPDATE"]  # the compare-and-set missed; the merge did it
+    assert await stored_data(engine, "s") == {"cookie": COOKIE, "a": 2, "b": "theirs"}
