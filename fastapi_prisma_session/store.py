@@ -153,6 +153,7 @@ class PrismaSessionStore:
                 "prune_batch_size": prune_batch_size,
                 "prune_pause": prune_pause,
                 "max_data_size": max_data_size,
+                "request_connections": request_connections,
             }
         )
         if callable(ttl) and not isinstance(ttl, (int, float, timedelta)):
@@ -172,7 +173,7 @@ class PrismaSessionStore:
         self._record_id_is_sid = db_record_id_is_session_id
         self._record_id_function = db_record_id_function
         self._serializer = resolve_serializer(serializer)
-        # Only JSON text can be patched in SQL (touch rewrites the cookie without reading the row).
+        # Only JSON text can be merged in SQL: touch() and a write that lost a race patch keys in place.
         self._data_is_json = isinstance(self._serializer, JSONSerializer)
         self._dispose = dispose
         self._dispose_on_set = dispose is not None and not no_dispose_on_set
