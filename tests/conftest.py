@@ -22,7 +22,7 @@ from sqlalchemy import event
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
-from fastapi_prisma_session import PrismaSessionStore, SessionMiddleware
+from fastapi_prisma_session import PrismaSessionStore
 
 ADMIN_URL = os.environ.get("TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
@@ -157,4 +157,4 @@ def client_for(app: Any, base_url: str = "http://testserver") -> httpx.AsyncClie
     )
 
 
-__all__ = ["SECRET", "SHARED", "SessionMiddleware", "StatementLog", "client_for", "make_app"]
+__all__ = ["SECRET", "SHARED", "StatementLog", "client_for", "make_app"]
