@@ -52,6 +52,7 @@ PRUNE_BATCH_SIZE = 200
 PRUNE_PAUSE = 0.01
 ADMIN_CONNECTIONS = 2
 CONNECT_TIMEOUT = 5.0
+COMMAND_TIMEOUT = 15.0
 POOL_TIMEOUT = 10.0
 INVALID_TEXT_REPRESENTATION = "22P02"  # PostgreSQL: the text is not valid JSON
 
@@ -675,8 +676,13 @@ def _engine_options(url: str, given: Mapping[str, Any] | None) -> dict[str, Any]
         options.setdefault("max_overflow", 0)
         options.setdefault("pool_timeout", POOL_TIMEOUT)
         if make_url(url).get_driver_name() == "asyncpg":
-            # Fail fast when the server is unreachable rather than hang the request (asyncpg waits 60 s).
-            options["connect_args"] = {"timeout": CONNECT_TIMEOUT, **options.get("connect_args", {})}
+            # Fail fast when the server is unreachable (asyncpg waits 60 s to connect) or stops answering
+            # (it waits forever for a statement), rather than hang the request.
+            options["connect_args"] = {
+                "timeout": CONNECT_TIMEOUT,
+                "command_timeout": COMMAND_TIMEOUT,
+                **options.get("connect_args", {}),
+            }
     return options
 
 

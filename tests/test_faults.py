@@ -9,11 +9,14 @@ import time
 from collections.abc import Iterator
 from datetime import timedelta
 
+import asyncpg
 import pytest
+from sqlalchemy.engine import make_url
 
 from fastapi_prisma_session import PrismaSessionStore
+from fastapi_prisma_session.cookies import Signer
 from fastapi_prisma_session.store import utcnow
-from tests.conftest import client_for, make_app
+from tests.conftest import ADMIN_URL, SECRET, client_for, make_app
 from tests.helpers import insert_row, rows
 from tests.throwaway_postgres import ThrowawayPostgres
 
@@ -74,3 +77,63 @@ async def test_an_outage_gives_fast_503s_and_everything_recovers(
             await asyncio.sleep(0.1)
         assert "expired" not in await rows(store.engine)
         assert len(await rows(store.engine)) == 1
+
+
+async def test_an_unreachable_database_answers_503_without_hanging(postgres_url: str) -> None:
+    """A host that accepts the connection and then says nothing (a black hole), not one that refuses."""
+    held: list[asyncio.StreamWriter] = []
+
+    async def black_hole(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        held.append(writer)  # never answer
+
+    server = await asyncio.start_server(black_hole, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    url = f"postgresql+asyncpg://postgres@127.0.0.1:{port}/postgres"
+    store = PrismaSessionStore(url, engine_options={"connect_args": {"timeout": 1}})
+    try:
+        async with client_for(make_app(store)) as client:
+            cookie = {"cookie": "connect.sid=" + Signer([SECRET]).cookie_value("some-session")}
+            started = time.monotonic()
+            response = await client.get("/read", headers=cookie)
+            elapsed = time.monotonic() - started
+        assert response.status_code == 503
+        assert elapsed < 4, f"took {elapsed:.1f} s"
+    finally:
+        await store.shutdown()
+        for writer in held:
+            writer.close()
+        server.close()
+        await server.wait_closed()
+
+
+async def test_a_database_that_stops_answering_gives_503_not_a_hung_request(postgres_url: str) -> None:
+    """The row is locked by another transaction, so the write waits: the command timeout ends the wait."""
+    store = PrismaSessionStore(
+        postgres_url, table_name="custom_sessions", engine_options={"connect_args": {"command_timeout": 1}}
+    )
+    await store.create_table()
+    try:
+        async with client_for(make_app(store)) as client:
+            await client.post("/write", params={"value": "before"})
+            sid = next(iter(await rows(store.engine, "custom_sessions")))
+            blocker = await asyncpg.connect(
+                ADMIN_URL.rsplit("/", 1)[0] + "/" + make_url(postgres_url).database
+            )
+            try:
+                transaction = blocker.transaction()
+                await transaction.start()
+                await blocker.execute('SELECT 1 FROM "custom_sessions" WHERE sid = $1 FOR UPDATE', sid)
+                started = time.monotonic()
+                response = await client.post("/write", params={"value": "blocked"})
+                elapsed = time.monotonic() - started
+                await transaction.rollback()
+            finally:
+                await blocker.close()
+            assert response.status_code == 503
+            assert elapsed < 4, f"took {elapsed:.1f} s"
+            assert (await client.get("/read")).json()["value"] == "before"
+            assert (await client.post("/write", params={"value": "after"})).status_code == 200
+    finally:
+        async with store.engine.begin() as conn:
+            await conn.exec_driver_sql('DROP TABLE "custom_sessions"')
+        await store.shutdown()
