@@ -430,7 +430,7 @@ class PrismaSessionStore:
             return None
         expires_at: datetime = row[1]
         if expires_at <= utcnow():
-            await self.destroy(sid) if self._dispose is None else await self._expire(sid, data)
+            await self.destroy(sid)  # disposes it too, when there is a dispose
             return StoredSession(data, expires_at, row[0]) if self._stale else None
         return StoredSession(data, expires_at, row[0])
 
@@ -457,20 +457,16 @@ class PrismaSessionStore:
         """
         if changed is None or not self._data_is_json:
             return await self._write("update", self._row_params(sid, session, with_id=False)) > 0
-        if expected is not None:
-            params = self._row_params(sid, session, with_id=False)
-            params["expected"] = expected
-            if await self._write("update_if_unchanged", params) > 0:
-                return True
-        else:
-            self._check_size(sid, session)
+        params = self._row_params(sid, session, with_id=False)  # also refuses an oversized session
+        if expected is not None and await self._write(
+            "update_if_unchanged", {**params, "expected": expected}
+        ):
+            return True
         patch = {key: session[key] for key in changed if key in session}
         if COOKIE_KEY in session:
             patch[COOKIE_KEY] = session[COOKIE_KEY]
-        params = self._sql.merge_params(
-            sid, self._serializer.dumps(patch), list(removed), self.expires_at(sid, session)
-        )
-        return await self._write("merge", params) > 0
+        merge = self._sql.merge_params(sid, self._serializer.dumps(patch), list(removed), params["expires"])
+        return await self._write("merge", merge) > 0
 
     def expires_at(self, sid: str, session: Mapping[str, Any]) -> datetime:
         """When the row for `session` should expire if written now."""
@@ -483,7 +479,7 @@ class PrismaSessionStore:
         if self._ttl_function is not None:
             value = to_seconds(self._ttl_function(self.options, session, sid), "the ttl function's result")
             return value if value is not None else ONE_DAY
-        cookie = session.get("cookie")
+        cookie = session.get(COOKIE_KEY)
         if isinstance(cookie, Mapping):
             max_age_ms = _cookie_max_age_ms(cookie)
             if max_age_ms is not None:
@@ -495,9 +491,7 @@ class PrismaSessionStore:
     def _row_params(self, sid: str, session: Mapping[str, Any], *, with_id: bool = True) -> dict[str, Any]:
         _check_session_id(sid)
         # Serialize first: a serializer that raises must leave the database untouched.
-        payload = self._serializer.dumps(dict(session))
-        if self._max_data_size is not None and len(payload.encode()) > self._max_data_size:
-            raise SessionTooLargeError(sid, len(payload.encode()), self._max_data_size)
+        payload = self._serialize(sid, session)
         params: dict[str, Any] = {
             "session_id": sid,
             "payload": payload,
@@ -507,11 +501,14 @@ class PrismaSessionStore:
             params["record_id"] = self._record_id(sid)
         return params
 
-    def _check_size(self, sid: str, session: Mapping[str, Any]) -> None:
+    def _serialize(self, sid: str, session: Mapping[str, Any]) -> str:
+        """The `data` text for `session`, refused with SessionTooLargeError over `max_data_size`."""
+        payload = self._serializer.dumps(dict(session))
         if self._max_data_size is not None:
-            size = len(self._serializer.dumps(dict(session)).encode())
+            size = len(payload.encode())
             if size > self._max_data_size:
                 raise SessionTooLargeError(sid, size, self._max_data_size)
+        return payload
 
     def _record_id(self, sid: str) -> str:
         if self._record_id_is_sid:
@@ -561,10 +558,6 @@ class PrismaSessionStore:
             if data is not None:
                 await self._call_dispose(sid, data)
         return len(rows)
-
-    async def _expire(self, sid: str, data: SessionData) -> None:
-        await self._execute(self._sql.delete, {"sids": [sid]})
-        await self._call_dispose(sid, data)
 
     async def _call_dispose(self, sid: str, data: SessionData) -> None:
         outcome = self._dispose(sid, data) if self._dispose is not None else None
