@@ -343,8 +343,14 @@ class SessionMiddleware:
 async def _unavailable(scope: Scope, send: Send, error: StoreUnavailableError) -> None:
     """Answer 503: the request needs its session and the database cannot be reached."""
     logger.error(
-        "session store unavailable, answering 503 to %s %s: %s", scope.get("method"), scope["path"], error
+        "session store unavailable, answering 503 to %s %s: %s",
+        scope.get("method", "WEBSOCKET"),
+        scope["path"],
+        error,
     )
+    if scope["type"] == "websocket":
+        await send({"type": "websocket.close", "code": 1011, "reason": "session store unavailable"})
+        return
     body = b"Session store unavailable; try again shortly.\n"
     headers = [
         (b"content-type", b"text/plain; charset=utf-8"),

@@ -13,10 +13,10 @@ import asyncpg
 import pytest
 from sqlalchemy.engine import make_url
 
-from fastapi_prisma_session import PrismaSessionStore
+from fastapi_prisma_session import PrismaSessionStore, SessionMiddleware
 from fastapi_prisma_session.cookies import Signer
 from fastapi_prisma_session.store import utcnow
-from tests.conftest import ADMIN_URL, SECRET, client_for, make_app
+from tests.conftest import SECRET, client_for, make_app
 from tests.helpers import insert_row, rows
 from tests.throwaway_postgres import ThrowawayPostgres
 
@@ -98,6 +98,19 @@ async def test_an_unreachable_database_answers_503_without_hanging(postgres_url:
             elapsed = time.monotonic() - started
         assert response.status_code == 503
         assert elapsed < 4, f"took {elapsed:.1f} s"
+
+        # A websocket handshake that needs the session is closed with 1011, not answered with HTTP.
+        sent: list[dict[str, object]] = []
+
+        async def record(message: dict[str, object]) -> None:
+            sent.append(message)
+
+        async def never_called(scope: object, receive: object, send: object) -> None:
+            raise AssertionError("the app must not run without its session")
+
+        scope = {"type": "websocket", "path": "/ws", "headers": [(b"cookie", cookie["cookie"].encode())]}
+        await SessionMiddleware(never_called, store=store, secret=SECRET)(scope, None, record)  # type: ignore[arg-type]
+        assert sent == [{"type": "websocket.close", "code": 1011, "reason": "session store unavailable"}]
     finally:
         await store.shutdown()
         for writer in held:
@@ -117,7 +130,7 @@ async def test_a_database_that_stops_answering_gives_503_not_a_hung_request(post
             await client.post("/write", params={"value": "before"})
             sid = next(iter(await rows(store.engine, "custom_sessions")))
             blocker = await asyncpg.connect(
-                ADMIN_URL.rsplit("/", 1)[0] + "/" + make_url(postgres_url).database
+                make_url(postgres_url).set(drivername="postgresql").render_as_string(False)
             )
             try:
                 transaction = blocker.transaction()
