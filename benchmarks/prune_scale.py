@@ -10,17 +10,15 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import random
 import sys
 import time
-import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import asyncpg
 
-from benchmarks.run import ADMIN_URL, ROOT, machine
+from benchmarks.run import ROOT, machine, scratch_database
 from fastapi_prisma_session import PrismaSessionStore
 from fastapi_prisma_session.store import PRUNE_BATCH_SIZE, PRUNE_PAUSE
 
@@ -91,65 +89,44 @@ async def timed_load(store: PrismaSessionStore, live: int, seconds: float) -> li
     return await task
 
 
-async def measure(expired: int, live: int, batch_size: int, pause: float) -> dict[str, float]:
-    name = f"fps_scale_{uuid.uuid4().hex[:8]}"
-    admin = await asyncpg.connect(ADMIN_URL)
-    await admin.execute(f'CREATE DATABASE "{name}"')
-    await admin.close()
-    plain = ADMIN_URL.rsplit("/", 1)[0] + "/" + name
+async def measure(plain: str, expired: int, live: int, batch_size: int, pause: float) -> dict[str, float]:
+    """Seed the database at `plain` (postgresql://), then time a CLI prune under read load."""
     url = plain.replace("postgresql://", "postgresql+asyncpg://")
-    try:
-        env = {**os.environ, "DATABASE_URL": plain}
-        migrate = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "alembic",
-            "upgrade",
-            "head",
-            cwd=ROOT,
-            env=env,
-            stderr=asyncio.subprocess.DEVNULL,
-        )
-        assert await migrate.wait() == 0
+    started = time.monotonic()
+    await seed(plain, expired, live)
+    print(
+        f"seeded {expired} expired and {live} live rows in {time.monotonic() - started:.1f} s",
+        file=sys.stderr,
+    )
+
+    async with PrismaSessionStore(url) as store:
+        before = await timed_load(store, live, BASELINE_SECONDS)
+
+        stop = asyncio.Event()
+        during_task = asyncio.ensure_future(read_load(store, live, stop))
         started = time.monotonic()
-        await seed(plain, expired, live)
-        print(
-            f"seeded {expired} expired and {live} live rows in {time.monotonic() - started:.1f} s",
-            file=sys.stderr,
-        )
-
-        async with PrismaSessionStore(url) as store:
-            before = await timed_load(store, live, BASELINE_SECONDS)
-
-            stop = asyncio.Event()
-            during_task = asyncio.ensure_future(read_load(store, live, stop))
-            started = time.monotonic()
-            pruner = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "fastapi_prisma_session", "prune", "--database-url", plain,
-                "--batch-size", str(batch_size), "--pause", str(pause), cwd=ROOT,
-                stdout=asyncio.subprocess.PIPE,
-            )  # fmt: skip
-            output, _ = await pruner.communicate()
-            elapsed = time.monotonic() - started
-            stop.set()
-            during = await during_task
-            after = await timed_load(store, live, BASELINE_SECONDS)
-        print(output.decode().strip(), file=sys.stderr)
-        return {
-            "rows_per_second": expired / elapsed,
-            "prune_seconds": elapsed,
-            # The quiet p99 wanders from run to run; the windows before and after the prune both count.
-            "p99_before_ms": p99(before + after),
-            "p99_during_ms": p99(during),
-            "reads_before": len(before) + len(after),
-            "reads_during": len(during),
-            "expired_left": await count(plain, "expired"),
-            "live_left": await count(plain, "live"),
-        }
-    finally:
-        admin = await asyncpg.connect(ADMIN_URL)
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        await admin.close()
+        pruner = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "fastapi_prisma_session", "prune", "--database-url", plain,
+            "--batch-size", str(batch_size), "--pause", str(pause), cwd=ROOT,
+            stdout=asyncio.subprocess.PIPE,
+        )  # fmt: skip
+        output, _ = await pruner.communicate()
+        elapsed = time.monotonic() - started
+        stop.set()
+        during = await during_task
+        after = await timed_load(store, live, BASELINE_SECONDS)
+    print(output.decode().strip(), file=sys.stderr)
+    return {
+        "rows_per_second": expired / elapsed,
+        "prune_seconds": elapsed,
+        # The quiet p99 wanders from run to run; the windows before and after the prune both count.
+        "p99_before_ms": p99(before + after),
+        "p99_during_ms": p99(during),
+        "reads_before": len(before) + len(after),
+        "reads_during": len(during),
+        "expired_left": await count(plain, "expired"),
+        "live_left": await count(plain, "live"),
+    }
 
 
 def main() -> None:
@@ -162,7 +139,8 @@ def main() -> None:
     parser.add_argument("--pause", type=float, default=PRUNE_PAUSE, help="the CLI's --pause between batches")
     parser.add_argument("--record", action="store_true", help="append the results to BENCHMARKS.md")
     args = parser.parse_args()
-    r = asyncio.run(measure(args.expired, args.live, args.batch_size, args.pause))
+    with scratch_database("fps_scale") as plain:
+        r = asyncio.run(measure(plain, args.expired, args.live, args.batch_size, args.pause))
     ratio = r["p99_during_ms"] / r["p99_before_ms"]
     text = "\n".join(
         [

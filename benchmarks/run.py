@@ -20,12 +20,15 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
 import asyncpg
 import httpx
+from sqlalchemy.engine import make_url
 
 ROOT = Path(__file__).resolve().parents[1]
 VARIANTS = ["none", "starlette", "starsessions", "floor", "ours"]
@@ -141,7 +144,8 @@ def parse_wrk(output: str) -> Result:
     return Result(rps, _ms(*p50.groups()), _ms(*p99.groups()), count)
 
 
-async def _admin(sql: str) -> None:
+async def admin_sql(sql: str) -> None:
+    """Run one statement as the administrator (creating and dropping databases)."""
     conn = await asyncpg.connect(ADMIN_URL)
     try:
         await conn.execute(sql)
@@ -149,51 +153,67 @@ async def _admin(sql: str) -> None:
         await conn.close()
 
 
+@contextmanager
+def scratch_database(prefix: str, *, migrate: bool = True) -> Iterator[str]:
+    """A new PostgreSQL database, with the session table unless `migrate=False`, dropped afterwards.
+
+    Yields its plain postgresql:// URL, the kind Prisma and cron jobs use."""
+    name = f"{prefix}_{uuid.uuid4().hex[:8]}"
+    asyncio.run(admin_sql(f'CREATE DATABASE "{name}"'))
+    try:
+        url = make_url(ADMIN_URL).set(database=name).render_as_string(hide_password=False)
+        if migrate:
+            env = {**os.environ, "DATABASE_URL": url}
+            command = [sys.executable, "-m", "alembic", "upgrade", "head"]
+            done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True)
+            if done.returncode:
+                raise RuntimeError(f"alembic upgrade head failed:\n{done.stderr}")
+        yield url
+    finally:
+        asyncio.run(admin_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
 def bench(duration: float, rounds: int, sessions: int, connections: int) -> dict[str, dict[str, Result]]:
-    name = f"fps_bench_{uuid.uuid4().hex[:8]}"
-    asyncio.run(_admin(f'CREATE DATABASE "{name}"'))
-    plain_url = ADMIN_URL.rsplit("/", 1)[0] + "/" + name
-    database_url = plain_url.replace("postgresql://", "postgresql+asyncpg://")
-    env = {**os.environ, "DATABASE_URL": database_url}
-    migrate = subprocess.run(
-        [sys.executable, "-m", "alembic", "upgrade", "head"],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-    )
-    if migrate.returncode:
-        raise SystemExit(migrate.stderr)
+    with scratch_database("fps_bench") as plain_url:
+        return _bench(
+            plain_url.replace("postgresql://", "postgresql+asyncpg://"),
+            duration,
+            rounds,
+            sessions,
+            connections,
+        )
+
+
+def _bench(
+    database_url: str, duration: float, rounds: int, sessions: int, connections: int
+) -> dict[str, dict[str, Result]]:
     subprocess.run(["redis-cli", "-u", REDIS_URL, "flushdb"], capture_output=True, check=False)
     best: dict[str, dict[str, Result]] = {variant: {} for variant in VARIANTS}
-    try:
-        for round_number in range(rounds):
-            order = VARIANTS if round_number % 2 == 0 else list(reversed(VARIANTS))
-            for variant in order:
-                process, base = start_server(variant, database_url)
-                try:
-                    cookies = (
-                        make_sessions(base, sessions, distinct=variant != "starlette")
-                        if variant != "none"
-                        else []
+    for round_number in range(rounds):
+        order = VARIANTS if round_number % 2 == 0 else list(reversed(VARIANTS))
+        for variant in order:
+            process, base = start_server(variant, database_url)
+            try:
+                cookies = (
+                    make_sessions(base, sessions, distinct=variant != "starlette")
+                    if variant != "none"
+                    else []
+                )
+                for label, method, path, with_cookie in SCENARIOS:
+                    pool = cookies if with_cookie else []
+                    run_wrk(base, method, path, pool, 1, connections)  # warm-up
+                    result = run_wrk(base, method, path, pool, duration, connections)
+                    previous = best[variant].get(label)
+                    if previous is None or result.rps > previous.rps:
+                        best[variant][label] = result
+                    print(
+                        f"round {round_number + 1} {variant:>12} {label:>5}: {result.rps:8.0f} req/s "
+                        f"p50 {result.p50_ms:6.2f} ms p99 {result.p99_ms:6.2f} ms errors {result.errors}",
+                        file=sys.stderr,
                     )
-                    for label, method, path, with_cookie in SCENARIOS:
-                        pool = cookies if with_cookie else []
-                        run_wrk(base, method, path, pool, 1, connections)  # warm-up
-                        result = run_wrk(base, method, path, pool, duration, connections)
-                        previous = best[variant].get(label)
-                        if previous is None or result.rps > previous.rps:
-                            best[variant][label] = result
-                        print(
-                            f"round {round_number + 1} {variant:>12} {label:>5}: {result.rps:8.0f} req/s "
-                            f"p50 {result.p50_ms:6.2f} ms p99 {result.p99_ms:6.2f} ms errors {result.errors}",
-                            file=sys.stderr,
-                        )
-                finally:
-                    process.terminate()
-                    process.wait(timeout=10)
-    finally:
-        asyncio.run(_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+            finally:
+                process.terminate()
+                process.wait(timeout=10)
     return best
 
 
@@ -248,7 +268,9 @@ def main() -> None:
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         raise SystemExit("wrk is not installed: apt-get install wrk")
-    best = bench(args.duration, args.rounds, args.sessions, args.connections)
+    with scratch_database("fps_bench") as plain_url:
+        database_url = plain_url.replace("postgresql://", "postgresql+asyncpg://")
+        best = bench(database_url, args.duration, args.rounds, args.sessions, args.connections)
     text = report(best, args)
     print(text)
     if args.record:

@@ -22,20 +22,12 @@ from sqlalchemy import event
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
+from benchmarks.run import ADMIN_URL, admin_sql
 from fastapi_prisma_session import PrismaSessionStore
 
-ADMIN_URL = os.environ.get("TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 SECRET = "a santa at nasa"
-
-
-async def _admin(sql: str) -> None:
-    conn = await asyncpg.connect(ADMIN_URL, timeout=5)
-    try:
-        await conn.execute(sql)
-    finally:
-        await conn.close()
 
 
 @pytest.fixture(scope="session")
@@ -43,14 +35,14 @@ def postgres_url() -> Iterator[str]:
     """A database of its own for this test run (`postgresql+asyncpg://…`), dropped at the end."""
     name = f"fps_test_{os.getpid()}_{uuid.uuid4().hex[:8]}"
     try:
-        asyncio.run(_admin(f'CREATE DATABASE "{name}"'))
+        asyncio.run(admin_sql(f'CREATE DATABASE "{name}"'))
     except (OSError, asyncpg.PostgresError) as error:
         if IN_CI:
             pytest.fail(f"PostgreSQL is required under CI=true and is not reachable at {ADMIN_URL}: {error}")
         pytest.skip(f"PostgreSQL not reachable at {ADMIN_URL}: {error}")
     url = make_url(ADMIN_URL).set(drivername="postgresql+asyncpg", database=name)
     yield url.render_as_string(hide_password=False)
-    asyncio.run(_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    asyncio.run(admin_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

@@ -6,7 +6,6 @@ import asyncio
 import os
 import subprocess
 import sys
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,11 +14,10 @@ import pytest
 from alembic.migration import MigrationContext
 from alembic.operations import Operations
 from sqlalchemy import Connection, inspect
-from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import create_async_engine
 
+from benchmarks.run import scratch_database
 from fastapi_prisma_session import migration
-from tests.conftest import ADMIN_URL, _admin
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -54,10 +52,8 @@ def alembic(database_url: str, *args: str) -> subprocess.CompletedProcess[str]:
 @pytest.fixture
 def empty_postgres(postgres_url: str) -> Iterator[str]:
     """A brand-new PostgreSQL database, as plain `postgresql://` (the URL Prisma users have)."""
-    name = f"fps_migrate_{uuid.uuid4().hex[:8]}"
-    asyncio.run(_admin(f'CREATE DATABASE "{name}"'))
-    yield make_url(ADMIN_URL).set(database=name).render_as_string(hide_password=False)
-    asyncio.run(_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    with scratch_database("fps_migrate", migrate=False) as url:
+        yield url
 
 
 async def _catalog(url: str) -> tuple[list[tuple[object, ...]], dict[str, str], list[str]]:

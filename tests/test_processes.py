@@ -2,31 +2,22 @@
 
 from __future__ import annotations
 
-import asyncio
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
-from sqlalchemy.engine import make_url
 
-from tests.conftest import ADMIN_URL, _admin
+from benchmarks.run import scratch_database
 from tests.helpers import serve
-from tests.test_migration import alembic
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture
 def migrated_postgres(postgres_url: str) -> Iterator[str]:
-    name = f"fps_procs_{uuid.uuid4().hex[:8]}"
-    asyncio.run(_admin(f'CREATE DATABASE "{name}"'))
-    url = make_url(ADMIN_URL).set(drivername="postgresql+asyncpg", database=name).render_as_string(False)
-    result = alembic(url, "upgrade", "head")
-    assert result.returncode == 0, result.stderr
-    yield url
-    asyncio.run(_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    with scratch_database("fps_procs") as url:
+        yield url.replace("postgresql://", "postgresql+asyncpg://")
 
 
 @pytest.fixture

@@ -6,18 +6,16 @@ import asyncio
 import os
 import subprocess
 import sys
-import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import asyncpg
 import pytest
-from sqlalchemy.engine import make_url
 
 from benchmarks.prune_scale import seed
+from benchmarks.run import scratch_database
 from fastapi_prisma_session import PrismaSessionStore
 from fastapi_prisma_session.pruning import JITTER, PruneLoop
-from tests.conftest import ADMIN_URL, _admin
 from tests.test_migration import alembic
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -26,13 +24,8 @@ ROOT = Path(__file__).resolve().parents[1]
 @pytest.fixture
 def migrated(postgres_url: str) -> Iterator[str]:
     """A fresh PostgreSQL database with the table, as a plain postgresql:// URL (what cron jobs have)."""
-    name = f"fps_prune_{uuid.uuid4().hex[:8]}"
-    asyncio.run(_admin(f'CREATE DATABASE "{name}"'))
-    url = make_url(ADMIN_URL).set(database=name).render_as_string(hide_password=False)
-    result = alembic(url, "upgrade", "head")
-    assert result.returncode == 0, result.stderr
-    yield url
-    asyncio.run(_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    with scratch_database("fps_prune") as url:
+        yield url
 
 
 async def counts(url: str) -> tuple[int, int]:
