@@ -60,8 +60,7 @@ class SessionQueries:
     """The prebuilt statements for one session table on one database dialect.
 
     Bound parameters: `session_id`, `sids`, `record_id`, `payload`, `expires`, `expected`, `patch`,
-    `removed` and `now`
-    (named apart from the columns, which SQLAlchemy reserves in INSERT and UPDATE).
+    `removed` and `now`, named apart from the columns, which SQLAlchemy reserves in INSERT and UPDATE.
     """
 
     def __init__(self, table: Table, dialect: str, *, prune_batch_size: int) -> None:
@@ -74,6 +73,8 @@ class SessionQueries:
         by_sid = c.sid == bindparam("session_id")
         live = c.expiresAt > bindparam("now")
         row_values: dict[str, Any] = {"data": bindparam("payload"), "expiresAt": bindparam("expires")}
+        # What a delete hands back when there is a `dispose` to call.
+        self.returned = (c.sid, c.data)
 
         self.load: Executable = select(c.data, c.expiresAt).where(by_sid)
         self.insert: Executable = insert(table).values(
@@ -85,15 +86,14 @@ class SessionQueries:
             update(table).where(by_sid, c.data == bindparam("expected")).values(**row_values)
         )
         self.upsert: Executable = self._upsert(table, dialect)
-        touch = update(table).where(by_sid).values(expiresAt=bindparam("expires"))
-        self.touch: Executable = touch
+        self.touch: Executable = update(table).where(by_sid).values(expiresAt=bindparam("expires"))
         self.merge: Executable = _merge_statement(table.name, dialect)
 
         by_sids = delete(table).where(c.sid.in_(bindparam("sids", expanding=True)))
         self.delete: Executable = by_sids
-        self.delete_returning: Executable = by_sids.returning(c.sid, c.data)
+        self.delete_returning: Executable = by_sids.returning(*self.returned)
         self.clear: Executable = delete(table)
-        self.clear_returning: Executable = delete(table).returning(c.sid, c.data)
+        self.clear_returning: Executable = delete(table).returning(*self.returned)
 
         self.live_rows: Executable = select(c.sid, c.data).where(live)
         self.live_ids: Executable = select(c.sid).where(live)
@@ -109,7 +109,7 @@ class SessionQueries:
         )
         prune_batch = delete(table).where(c.id.in_(expired_ids.scalar_subquery()))
         self.prune_batch: Executable = prune_batch
-        self.prune_batch_returning: Executable = prune_batch.returning(c.sid, c.data)
+        self.prune_batch_returning: Executable = prune_batch.returning(*self.returned)
         # PostgreSQL: one pruner at a time across processes and hosts, coordinated by the database.
         self.prune_lock: Executable | None = None
         self.prune_unlock: Executable | None = None
@@ -120,7 +120,6 @@ class SessionQueries:
         self._table = table
         self._dialect = dialect
         self.native: dict[str, NativeStatement] = {}
-        self.returned = (c.sid, c.data)
         self.all_rows: Executable = select(c.sid, c.data, c.expiresAt)
         self.rows_with_keys_like: Executable = select(c.sid, c.data, c.expiresAt).where(
             c.data.like(bindparam("pattern"), escape="\\")
