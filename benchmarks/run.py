@@ -173,18 +173,7 @@ def scratch_database(prefix: str, *, migrate: bool = True) -> Iterator[str]:
         asyncio.run(admin_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
 
-def bench(duration: float, rounds: int, sessions: int, connections: int) -> dict[str, dict[str, Result]]:
-    with scratch_database("fps_bench") as plain_url:
-        return _bench(
-            plain_url.replace("postgresql://", "postgresql+asyncpg://"),
-            duration,
-            rounds,
-            sessions,
-            connections,
-        )
-
-
-def _bench(
+def bench(
     database_url: str, duration: float, rounds: int, sessions: int, connections: int
 ) -> dict[str, dict[str, Result]]:
     subprocess.run(["redis-cli", "-u", REDIS_URL, "flushdb"], capture_output=True, check=False)
