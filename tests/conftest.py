@@ -26,7 +26,6 @@ from benchmarks.run import ADMIN_URL, admin_sql
 from fastapi_prisma_session import PrismaSessionStore
 
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
-SHARED = Path(__file__).resolve().parents[2] / "shared"
 SECRET = "a santa at nasa"
 
 
@@ -149,4 +148,4 @@ def client_for(app: Any, base_url: str = "http://testserver") -> httpx.AsyncClie
     )
 
 
-__all__ = ["SECRET", "SHARED", "StatementLog", "client_for", "make_app"]
+__all__ = ["SECRET", "StatementLog", "client_for", "make_app"]

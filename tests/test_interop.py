@@ -1,5 +1,5 @@
 """Compatibility with the Node system, from cookies and rows that express-session and
-prisma-session-store 3.1.21 really wrote (shared/interop/express-session-fixtures.json)."""
+prisma-session-store 3.1.21 really wrote (tests/interop/fixtures/express-session-fixtures.json)."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import json
 import re
 from datetime import timedelta
 from email.utils import parsedate_to_datetime
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -15,10 +16,11 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from fastapi_prisma_session import PrismaSessionStore
 from fastapi_prisma_session.cookies import CookieAttributes, Signer, iso_utc
 from fastapi_prisma_session.store import utcnow
-from tests.conftest import SHARED, client_for, make_app
+from tests.conftest import client_for, make_app
 from tests.helpers import insert_row, rows
 
-FIXTURES: dict[str, Any] = json.loads((SHARED / "interop" / "express-session-fixtures.json").read_text())
+INTEROP = Path(__file__).resolve().parent / "interop" / "fixtures"
+FIXTURES: dict[str, Any] = json.loads((INTEROP / "express-session-fixtures.json").read_text())
 NODE_OPTIONS = {
     "secret": FIXTURES["secret"],
     "cookie_name": FIXTURES["cookie_name"],

@@ -1,6 +1,6 @@
 """The store contract, on SQLite and PostgreSQL: every upstream unit case, and the upstream bugs fixed.
 
-Each test's name says which case of shared/UPSTREAM_CASES.md it ports.
+Each test's name says which case of docs/upstream-case-list.md it ports.
 """
 
 from __future__ import annotations
