@@ -13,7 +13,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from sqlmodel import SQLModel
 
 import fastapi_prisma_session.models  # noqa: F401  (registers the Session table on SQLModel.metadata)
-from fastapi_prisma_session.cli import driver_url
+from fastapi_prisma_session.database import driver_url
 
 config = context.config
 if config.config_file_name is not None and config.attributes.get("configure_logger", True):
@@ -26,8 +26,7 @@ def database_url() -> str:
     url = os.environ.get("DATABASE_URL") or config.get_main_option("sqlalchemy.url")
     if not url:
         raise SystemExit(
-            "Set DATABASE_URL, e.g. "
-            "DATABASE_URL=postgresql+asyncpg://postgres@127.0.0.1/app alembic upgrade head"
+            "Set DATABASE_URL, e.g. DATABASE_URL=postgresql://postgres@127.0.0.1/app alembic upgrade head"
         )
     return driver_url(url)
 

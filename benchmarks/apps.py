@@ -1,7 +1,7 @@
 """The same three routes behind each session middleware the benchmark compares.
 
 `BENCH_VARIANT` picks the middleware: none, starlette, starsessions, floor or ours.
-`BENCH_DATABASE_URL` is the PostgreSQL database (asyncpg URL), `BENCH_REDIS_URL` the Redis server.
+`BENCH_DATABASE_URL` is the PostgreSQL database (plain postgresql://), `BENCH_REDIS_URL` the Redis server.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from starlette.routing import Route
 
 SECRET = "a santa at nasa"
 VARIANT = os.environ.get("BENCH_VARIANT", "ours")
-DATABASE_URL = os.environ.get("BENCH_DATABASE_URL", "postgresql+asyncpg://postgres@127.0.0.1/test")
+DATABASE_URL = os.environ.get("BENCH_DATABASE_URL", "postgresql://postgres@127.0.0.1/test")
 REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/0")
 
 
@@ -45,8 +45,7 @@ def middleware() -> list[Middleware]:
     if VARIANT == "floor":
         from benchmarks.floor import FloorSessionMiddleware
 
-        dsn = DATABASE_URL.replace("postgresql+asyncpg://", "postgresql://")
-        return [Middleware(FloorSessionMiddleware, dsn=dsn, secret=SECRET)]
+        return [Middleware(FloorSessionMiddleware, dsn=DATABASE_URL, secret=SECRET)]
     if VARIANT == "ours":
         from fastapi_prisma_session import PrismaSessionStore
         from fastapi_prisma_session import SessionMiddleware as Ours

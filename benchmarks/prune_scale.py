@@ -20,7 +20,7 @@ import asyncpg
 
 from benchmarks.run import ROOT, machine, scratch_database
 from fastapi_prisma_session import PrismaSessionStore
-from fastapi_prisma_session.store import PRUNE_BATCH_SIZE, PRUNE_PAUSE
+from fastapi_prisma_session.pruning import PRUNE_BATCH_SIZE, PRUNE_PAUSE
 
 READERS = 8
 BASELINE_SECONDS = 10

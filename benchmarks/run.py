@@ -258,8 +258,7 @@ def main() -> None:
     if shutil.which("wrk") is None:
         raise SystemExit("wrk is not installed: apt-get install wrk")
     with scratch_database("fps_bench") as plain_url:
-        database_url = plain_url.replace("postgresql://", "postgresql+asyncpg://")
-        best = bench(database_url, args.duration, args.rounds, args.sessions, args.connections)
+        best = bench(plain_url, args.duration, args.rounds, args.sessions, args.connections)
     text = report(best, args)
     print(text)
     if args.record:

@@ -1,7 +1,7 @@
 """The demo: a visit counter with log in and log out, on SQLite unless DATABASE_URL says otherwise.
 
 make demo                                   # http://127.0.0.1:8000
-DATABASE_URL=postgresql+asyncpg://postgres@127.0.0.1/test make demo
+DATABASE_URL=postgresql://postgres@127.0.0.1/test make demo
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse
 
 from fastapi_prisma_session import PrismaSessionStore, SessionDep, SessionMiddleware
 
-DATABASE_URL = os.environ.get("DATABASE_URL", "sqlite+aiosqlite:///demo.db")
+DATABASE_URL = os.environ.get("DATABASE_URL", "sqlite:///demo.db")
 SECRET = os.environ.get("SESSION_SECRET", "a santa at nasa")  # set your own outside the demo
 
 store = PrismaSessionStore(DATABASE_URL, check_period=300)

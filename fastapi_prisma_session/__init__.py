@@ -6,6 +6,7 @@ expiry loop), `connections` (the request path's leased asyncpg connections), `mo
 `migration` (Alembic operations), `dependencies` (FastAPI), `cli` (`python -m fastapi_prisma_session`).
 """
 
+from .cookies import SessionCookie
 from .dependencies import SessionDep, get_session
 from .exceptions import (
     ConfigurationError,
@@ -18,7 +19,7 @@ from .exceptions import (
 from .middleware import SessionMiddleware
 from .models import SessionRecord, session_table
 from .serializers import JSONSerializer, Serializer
-from .session import Session, SessionCookie
+from .session import Session
 from .store import PrismaSessionStore
 
 __all__ = [

@@ -11,22 +11,11 @@ from collections.abc import Sequence
 
 from .exceptions import SessionError
 from .models import DEFAULT_TABLE_NAME
-from .store import PRUNE_BATCH_SIZE, PRUNE_PAUSE, PrismaSessionStore
+from .pruning import PRUNE_BATCH_SIZE, PRUNE_PAUSE
+from .store import PrismaSessionStore
 
 # How often a long run reports how far it has got.
 PROGRESS_EVERY_SECONDS = 5.0
-
-
-def driver_url(url: str) -> str:
-    """Give the plain URLs Prisma and libpq use the async drivers SQLAlchemy needs."""
-    for plain, driver in (
-        ("postgresql://", "postgresql+asyncpg://"),
-        ("postgres://", "postgresql+asyncpg://"),
-        ("sqlite://", "sqlite+aiosqlite://"),
-    ):
-        if url.startswith(plain):
-            return driver + url.removeprefix(plain)
-    return url
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -84,8 +73,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("error: give --database-url or set DATABASE_URL", file=sys.stderr)
         return 2
     try:
-        url = driver_url(args.database_url)
-        asyncio.run(prune(url, args.table_name, args.batch_size, args.pause, args.quiet))
+        asyncio.run(prune(args.database_url, args.table_name, args.batch_size, args.pause, args.quiet))
     except (SessionError, OSError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1

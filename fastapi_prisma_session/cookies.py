@@ -1,102 +1,221 @@
-"""The session cookie: express-session's signed value, reading it from a request, writing Set-Cookie.
+"""The session cookie: its attributes and Set-Cookie, its lifetime, and express-session's `cookie` object.
 
-A signed value is `"s:" + sid + "." + base64(HMAC-SHA256(secret, sid))` with the `=` padding stripped,
-URL-encoded as `encodeURIComponent` does, byte for byte what express-session (cookie-signature) sends.
+express-session keeps each session's cookie settings inside the stored session, under `COOKIE_KEY`;
+`cookie_to_json` and `cookie_from_json` are the two directions of that object. How the cookie's value is
+signed lives in `signing`.
 """
 
 from __future__ import annotations
 
-import base64
-import hashlib
-import hmac
-import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
-from typing import Literal
-from urllib.parse import unquote
+from typing import Any, Literal
+
+from .durations import Duration, to_seconds, utcnow
+from .exceptions import ConfigurationError
 
 SameSite = Literal["lax", "strict", "none"]
 Priority = Literal["low", "medium", "high"]
+Secure = bool | Literal["auto"]
 
-# Browsers cap a cookie at 4096 bytes; anything longer is not ours and is not worth an HMAC.
-MAX_COOKIE_VALUE_LENGTH = 4096
-# What encodeURIComponent leaves alone, besides letters and digits.
-_URI_COMPONENT_SAFE = "-_.!~*'()"
-_ENCODE_URI_COMPONENT = {
-    code: f"%{code:02X}"
-    for code in range(0x20, 0x7F)
-    if not (chr(code).isascii() and chr(code).isalnum()) and chr(code) not in _URI_COMPONENT_SAFE
-}
+# express-session keeps the cookie's settings in the session object under this key.
+COOKIE_KEY = "cookie"
 _EPOCH_EXPIRES = "Thu, 01 Jan 1970 00:00:00 GMT"
+_SEPARATORS = ' \t\r\n;,="()<>@:\\/[]?{}'  # RFC 9110's, not allowed in a token
 
 
-# A session id is 1 to 255 visible ASCII characters: what express-session's uid-safe, cuid2 and the
-# default genid all produce. Anything else (a NUL byte, say) could not even be stored in PostgreSQL.
-_SESSION_ID = re.compile(r"[\x21-\x7e]{1,255}")
+class SessionCookie:
+    """The session's lifetime, as express-session keeps it in `data.cookie`.
+
+    `max_age` is the seconds left (None for a browser-session cookie); setting it gives this one session
+    a new lifetime from now, which is saved and sent with the response. `expires` is a naive UTC
+    datetime, or None for a browser-session cookie.
+    """
+
+    __slots__ = ("_changed", "_expires", "_started", "original_max_age")
+
+    def __init__(
+        self, original_max_age: float | None, expires: datetime | None = None, *, started: bool = True
+    ):
+        self.original_max_age = original_max_age
+        self._expires = expires
+        # A new session's lifetime starts when something first asks for it (usually its save): most
+        # requests never create a session, and they should not pay for the clock.
+        self._started = started
+        self._changed = False
+
+    @property
+    def expires(self) -> datetime | None:
+        if not self._started:
+            self.reset()
+        return self._expires
+
+    @expires.setter
+    def expires(self, value: datetime | None) -> None:
+        self._expires = value
+        self._started = True
+
+    @property
+    def max_age(self) -> float | None:
+        expires = self.expires
+        return None if expires is None else (expires - utcnow()).total_seconds()
+
+    @max_age.setter
+    def max_age(self, value: Duration | None) -> None:
+        self.original_max_age = to_seconds(value, "max_age")
+        self.reset()
+        self._changed = True
+
+    @property
+    def changed(self) -> bool:
+        """The app gave this session a new `max_age` since it was last saved."""
+        return self._changed
+
+    def reset(self, now: datetime | None = None) -> None:
+        """Start the lifetime again from `now` (default: the clock)."""
+        age = self.original_max_age
+        if age is None:
+            self._expires = None
+        else:
+            self._expires = (now or utcnow()) + timedelta(seconds=age)
+        self._started = True
+
+    def saved(self) -> None:
+        self._changed = False
 
 
-def is_valid_session_id(sid: str) -> bool:
-    return _SESSION_ID.fullmatch(sid) is not None
+@dataclass(frozen=True, slots=True)
+class CookieAttributes:
+    """The attributes every session cookie gets, checked once, written in the `cookie` npm package's order.
+
+    `secure` is True, False, or "auto" (Secure when the request came over https).
+    """
+
+    name: str = "connect.sid"
+    path: str = "/"
+    domain: str | None = None
+    secure: Secure = "auto"
+    httponly: bool = True
+    partitioned: bool = False
+    priority: Priority | None = None
+    samesite: SameSite | None = "lax"
+
+    def __post_init__(self) -> None:
+        check_choice("secure", self.secure, (True, False, "auto"))
+        check_choice("samesite", self.samesite, ("lax", "strict", "none", None))
+        check_choice("priority", self.priority, ("low", "medium", "high", None))
+        name = self.name
+        if not isinstance(name, str) or not name or not _is_token(name):
+            raise ConfigurationError(f"cookie_name must be a non-empty cookie token, got {name!r}")
+        if not isinstance(self.path, str) or not self.path.startswith("/") or not _is_attribute(self.path):
+            raise ConfigurationError(
+                f"path must start with '/' and hold no ';', control or non-ASCII characters: {self.path!r}"
+            )
+        if self.domain is not None and (
+            not isinstance(self.domain, str) or not self.domain or not _is_attribute(self.domain)
+        ):
+            raise ConfigurationError(
+                f"domain must be a host name without ';', control or non-ASCII characters: {self.domain!r}"
+            )
+        if name.startswith(("__Secure-", "__Host-")) and self.secure is False:
+            raise ConfigurationError(f"a cookie named {name!r} must be Secure: use secure=True or 'auto'")
+        if name.startswith("__Host-") and (self.path != "/" or self.domain is not None):
+            raise ConfigurationError(f"a cookie named {name!r} needs path='/' and no domain")
+        if self.samesite == "none" and self.secure is False:
+            raise ConfigurationError(
+                "samesite='none' needs secure=True or 'auto': browsers reject it otherwise"
+            )
+
+    def is_secure(self, request_secure: bool) -> bool:
+        """Whether the cookie gets the Secure flag on a request that came over https or not."""
+        return request_secure if self.secure == "auto" else bool(self.secure)
+
+    def set_cookie(self, value: str, expires: datetime | None, request_secure: bool) -> str:
+        parts = [f"{self.name}={value}"]
+        if self.domain:
+            parts.append(f"Domain={self.domain}")
+        parts.append(f"Path={self.path}")
+        if expires is not None:
+            parts.append(f"Expires={http_date(expires)}")
+        parts.extend(self._flags(request_secure))
+        return "; ".join(parts)
+
+    def clear_cookie(self, request_secure: bool) -> str:
+        """A Set-Cookie that makes the browser forget the session cookie."""
+        parts = [f"{self.name}="]
+        if self.domain:
+            parts.append(f"Domain={self.domain}")
+        parts += [f"Path={self.path}", f"Expires={_EPOCH_EXPIRES}", *self._flags(request_secure)]
+        return "; ".join(parts)
+
+    def to_json(self, cookie: SessionCookie, request_secure: bool) -> dict[str, Any]:
+        """express-session's `cookie` object for `cookie`, with its keys in express-session's order."""
+        original = cookie.original_max_age
+        data: dict[str, Any] = {"originalMaxAge": None if original is None else round(original * 1000)}
+        if self.partitioned:
+            data["partitioned"] = True
+        if self.priority:
+            data["priority"] = self.priority
+        data["expires"] = None if cookie.expires is None else iso_utc(cookie.expires)
+        if self.is_secure(request_secure):
+            data["secure"] = True
+        data["httpOnly"] = self.httponly
+        if self.domain:
+            data["domain"] = self.domain
+        data["path"] = self.path
+        if self.samesite:
+            data["sameSite"] = self.samesite
+        return data
+
+    def _flags(self, request_secure: bool) -> list[str]:
+        flags = []
+        if self.httponly:
+            flags.append("HttpOnly")
+        if self.is_secure(request_secure):
+            flags.append("Secure")
+        if self.partitioned:
+            flags.append("Partitioned")
+        if self.priority:
+            flags.append(f"Priority={self.priority.capitalize()}")
+        if self.samesite:
+            flags.append(f"SameSite={self.samesite.capitalize()}")
+        return flags
 
 
-class Signer:
-    """Signs with the first secret and accepts a signature made with any of them (key rotation)."""
-
-    def __init__(self, secrets: Sequence[str]) -> None:
-        self._keys = [hmac.new(secret.encode(), digestmod=hashlib.sha256) for secret in secrets]
-
-    def signature(self, value: str, key_index: int = 0) -> str:
-        mac = self._keys[key_index].copy()
-        mac.update(value.encode())
-        return base64.b64encode(mac.digest()).decode().rstrip("=")
-
-    def sign(self, value: str) -> str:
-        """cookie-signature's `sign(value, secret)`: `value.signature`."""
-        return f"{value}.{self.signature(value)}"
-
-    def unsign(self, signed: str) -> str | None:
-        """The value if `signed` carries a valid signature from any secret, else None (constant time)."""
-        value, dot, signature = signed.rpartition(".")
-        if not dot:
+def cookie_from_json(value: object) -> SessionCookie | None:
+    """The SessionCookie described by a stored express-session cookie object, or None if unreadable."""
+    if not isinstance(value, dict):
+        return None
+    original = value.get("originalMaxAge")
+    expires = value.get("expires")
+    if original is not None and (not isinstance(original, (int, float)) or isinstance(original, bool)):
+        return None
+    if expires is None:
+        when = None
+    elif isinstance(expires, str):
+        when = parse_iso_utc(expires)
+        if when is None:
             return None
-        given = signature.encode()
-        valid = False
-        for index in range(len(self._keys)):
-            valid |= hmac.compare_digest(self.signature(value, index).encode(), given)
-        return value if valid else None
-
-    def cookie_value(self, sid: str) -> str:
-        """The URL-encoded cookie value for `sid`, as it goes into Set-Cookie."""
-        # Valid ids are visible ASCII and signatures base64, so a translation table encodes them
-        # exactly as encodeURIComponent (and urllib's quote) would, several times faster.
-        return ("s:" + self.sign(sid)).translate(_ENCODE_URI_COMPONENT)
-
-    def session_id(self, raw_value: str) -> str | None:
-        """The sid inside a cookie value as the browser sent it, or None if it is not validly signed."""
-        if len(raw_value) > MAX_COOKIE_VALUE_LENGTH:
-            return None
-        if raw_value.startswith('"') and raw_value.endswith('"') and len(raw_value) >= 2:
-            raw_value = raw_value[1:-1]
-        value = raw_value
-        if "%" in value:
-            # Our own cookies only ever hold these three escapes; anything else gets full decoding.
-            value = value.replace("%3A", ":").replace("%2F", "/").replace("%2B", "+")
-            if "%" in value:
-                value = unquote(raw_value)
-        if not value.startswith("s:"):
-            return None
-        sid = self.unsign(value[2:])
-        return sid if sid is not None and is_valid_session_id(sid) else None
+    else:
+        return None
+    return SessionCookie(None if original is None else original / 1000, when)
 
 
-def cookie_values(header: str, name: str) -> Iterator[str]:
-    """Every value of cookie `name` in a Cookie header, in order (a name may be sent more than once)."""
-    for part in header.split(";"):
-        key, eq, value = part.partition("=")
-        if eq and key.strip() == name:
-            yield value.strip()
+def cookie_expiry(value: object, now: datetime) -> datetime | None:
+    """When an express-session cookie object says its session ends: its future `expires`, else now plus
+    its `originalMaxAge`; None when it says neither (a browser-session cookie, or no cookie)."""
+    if not isinstance(value, Mapping):
+        return None
+    expires = value.get("expires")
+    when = parse_iso_utc(expires) if isinstance(expires, str) else None
+    if when is not None:
+        return when if when > now else None
+    original = value.get("originalMaxAge")
+    if isinstance(original, (int, float)) and not isinstance(original, bool) and original > 0:
+        return now + timedelta(milliseconds=original)
+    return None
 
 
 def iso_utc(moment: datetime) -> str:
@@ -118,46 +237,15 @@ def http_date(moment: datetime) -> str:
     return format_datetime(moment.replace(microsecond=0, tzinfo=UTC), usegmt=True)
 
 
-@dataclass(frozen=True, slots=True)
-class CookieAttributes:
-    """The attributes every session cookie gets, in the order the `cookie` npm package writes them."""
+def check_choice(option: str, value: object, allowed: Sequence[object]) -> None:
+    if not any(value is choice or (type(value) is type(choice) and value == choice) for choice in allowed):
+        raise ConfigurationError(f"{option} must be one of {', '.join(map(repr, allowed))}; got {value!r}")
 
-    name: str
-    path: str = "/"
-    domain: str | None = None
-    httponly: bool = True
-    partitioned: bool = False
-    priority: Priority | None = None
-    samesite: SameSite | None = "lax"
 
-    def set_cookie(self, value: str, expires: datetime | None, secure: bool) -> str:
-        parts = [f"{self.name}={value}"]
-        if self.domain:
-            parts.append(f"Domain={self.domain}")
-        parts.append(f"Path={self.path}")
-        if expires is not None:
-            parts.append(f"Expires={http_date(expires)}")
-        parts.extend(self._flags(secure))
-        return "; ".join(parts)
+def _is_token(name: str) -> bool:
+    return name.isascii() and name.isprintable() and not any(c in name for c in _SEPARATORS)
 
-    def clear_cookie(self, secure: bool) -> str:
-        """A Set-Cookie that makes the browser forget the session cookie."""
-        parts = [f"{self.name}="]
-        if self.domain:
-            parts.append(f"Domain={self.domain}")
-        parts += [f"Path={self.path}", f"Expires={_EPOCH_EXPIRES}", *self._flags(secure)]
-        return "; ".join(parts)
 
-    def _flags(self, secure: bool) -> list[str]:
-        flags = []
-        if self.httponly:
-            flags.append("HttpOnly")
-        if secure:
-            flags.append("Secure")
-        if self.partitioned:
-            flags.append("Partitioned")
-        if self.priority:
-            flags.append(f"Priority={self.priority.capitalize()}")
-        if self.samesite:
-            flags.append(f"SameSite={self.samesite.capitalize()}")
-        return flags
+def _is_attribute(value: str) -> bool:
+    """A Set-Cookie attribute value that cannot end its attribute or split the header."""
+    return value.isascii() and value.isprintable() and ";" not in value

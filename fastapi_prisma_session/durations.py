@@ -1,12 +1,19 @@
-"""Durations are seconds (int or float) or `datetime.timedelta`, as everywhere in Python."""
+"""Time: durations are seconds (int or float) or `datetime.timedelta`, and the clock is naive UTC."""
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 from .exceptions import ConfigurationError
 
 Duration = int | float | timedelta
+
+ONE_DAY = 24 * 3600.0
+
+
+def utcnow() -> datetime:
+    """Now as a naive UTC datetime, the way Prisma stores `DateTime`."""
+    return datetime.now(UTC).replace(tzinfo=None)
 
 
 def to_seconds(value: Duration | None, option: str, *, allow_zero: bool = True) -> float | None:

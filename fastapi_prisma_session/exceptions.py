@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from .logs import redact
-
 
 class SessionError(Exception):
     """Base class for every error this package raises on purpose."""
@@ -32,9 +30,10 @@ class SessionNotFoundError(SessionError, LookupError):
 class SessionTooLargeError(SessionError):
     """A session's serialized data is larger than the store's `max_data_size`; nothing was written."""
 
-    def __init__(self, sid: str, size: int, limit: int) -> None:
+    def __init__(self, session: str, size: int, limit: int) -> None:
+        # `session` names the session as the logs do, never by its whole id.
         super().__init__(
-            f"session {redact(sid)} serializes to {size} bytes, over the store's max_data_size of {limit}; "
+            f"session {session} serializes to {size} bytes, over the store's max_data_size of {limit}; "
             "it was not saved. Keep large data elsewhere and store a reference to it in the session."
         )
         self.size = size

@@ -1,68 +1,31 @@
-"""`Session`, the dict-like object a request sees, and `SessionCookie`, its per-session expiry."""
+"""`Session`, the dict-like object a request sees, bound to the backend that loads and saves it."""
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Iterator, MutableMapping
-from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
-from .durations import Duration, to_seconds
+from .cookies import COOKIE_KEY, SessionCookie
 from .exceptions import SessionNotFoundError
 from .logs import middleware_logger, redact
-from .store import COOKIE_KEY, utcnow
 
 if TYPE_CHECKING:
-    from .middleware import SessionMiddleware
+    from datetime import datetime
+
+    from .store import StoredSession
 
 
-class SessionCookie:
-    """The session's lifetime, as express-session keeps it in `data.cookie`.
+class SessionBackend(Protocol):
+    """What a session asks of whoever loads and saves it (the middleware's `SessionLifecycle`)."""
 
-    `max_age` is the seconds left (None for a browser-session cookie); setting it gives this one session
-    a new lifetime from now, which is saved and sent with the response. `expires` is a naive UTC
-    datetime, or None for a browser-session cookie.
-    """
+    def new_id(self) -> str: ...
 
-    __slots__ = ("_changed", "_expires", "_started", "original_max_age")
+    async def save(self, session: Session) -> bool: ...
 
-    def __init__(
-        self, original_max_age: float | None, expires: datetime | None = None, *, started: bool = True
-    ):
-        self.original_max_age = original_max_age
-        self._expires = expires
-        # A new session's lifetime starts when something first asks for it (usually its save): most
-        # requests never create a session, and they should not pay for the clock.
-        self._started = started
-        self._changed = False
+    async def destroy(self, sid: str) -> None: ...
 
-    @property
-    def expires(self) -> datetime | None:
-        if not self._started:
-            self.reset()
-        return self._expires
-
-    @expires.setter
-    def expires(self, value: datetime | None) -> None:
-        self._expires = value
-        self._started = True
-
-    @property
-    def max_age(self) -> float | None:
-        expires = self.expires
-        return None if expires is None else (expires - utcnow()).total_seconds()
-
-    @max_age.setter
-    def max_age(self, value: Duration | None) -> None:
-        self.original_max_age = to_seconds(value, "max_age")
-        self.reset()
-        self._changed = True
-
-    def reset(self) -> None:
-        """Start the lifetime again from now."""
-        age = self.original_max_age
-        self._expires = None if age is None else utcnow() + timedelta(seconds=age)
-        self._started = True
+    async def fetch(self, sid: str) -> StoredSession | None: ...
 
 
 class Session(MutableMapping[str, Any]):
@@ -78,13 +41,13 @@ class Session(MutableMapping[str, Any]):
     __slots__ = (
         "__weakref__",
         "_accessed",
+        "_backend",
         "_changed",
         "_data",
         "_dropped",
         "_everything",
         "_id",
         "_loaded_text",
-        "_middleware",
         "_refresh",
         "_removed",
         "_row_expires",
@@ -96,12 +59,16 @@ class Session(MutableMapping[str, Any]):
 
     def __init__(
         self,
-        middleware: SessionMiddleware,
+        backend: SessionBackend,
         data: dict[str, Any],
         cookie: SessionCookie,
         sid: str | None = None,
+        *,
+        secure: bool = False,
+        row_expires: datetime | None = None,
+        loaded_text: str | None = None,
     ) -> None:
-        self._middleware = middleware
+        self._backend = backend
         self._data = data
         self._id = sid
         self.cookie = cookie
@@ -113,9 +80,9 @@ class Session(MutableMapping[str, Any]):
         self._accessed = False  # the request read or wrote the session: the response varies on Cookie
         self._refresh = False  # touch() asked for a new expiry
         self._dropped = False  # the row the browser's cookie names was deleted in this request
-        self._row_expires: datetime | None = None  # the loaded row's expiresAt
-        self._loaded_text: str | None = None  # the loaded row's data, as text
-        self._secure = False  # the request came over https
+        self._row_expires = row_expires  # the loaded row's expiresAt
+        self._loaded_text = loaded_text  # the loaded row's data, as text
+        self._secure = secure  # the request came over https
         self._send_cookie = False  # the session was written: the response carries its cookie
 
     @property
@@ -123,7 +90,7 @@ class Session(MutableMapping[str, Any]):
         """The session id (the `sid` column). A new session gets one the first time it is asked for."""
         self._accessed = True
         if self._id is None:
-            self._id = self._middleware.generate_id()
+            self._id = self._backend.new_id()
         return self._id
 
     @property
@@ -141,24 +108,66 @@ class Session(MutableMapping[str, Any]):
             self._everything = False
             self._changed = self._removed = None
 
-    def _mark_changed(self, key: str) -> None:
-        if self._changed is None:
-            self._changed = set()
-        self._changed.add(key)
-        if self._removed:
-            self._removed.discard(key)
+    # -- what the backend reads and records; the app has no need of these ---------------------------
 
-    def _mark_removed(self, key: str) -> None:
-        if self._removed is None:
-            self._removed = set()
-        self._removed.add(key)
-        if self._changed:
-            self._changed.discard(key)
+    @property
+    def accessed(self) -> bool:
+        """The request read or wrote the session, so its response depends on the Cookie header."""
+        return self._accessed
+
+    @property
+    def secure(self) -> bool:
+        """The request came over https."""
+        return self._secure
+
+    @property
+    def needs_save(self) -> bool:
+        """Keys changed, `touch()` was called, or the cookie got a new `max_age`."""
+        return self.modified or self._refresh or self.cookie.changed
+
+    @property
+    def dropped(self) -> bool:
+        """The row the request's cookie named was deleted (destroy, regenerate)."""
+        return self._dropped
+
+    @property
+    def send_cookie(self) -> bool:
+        """The session was written (or its expiry moved): the response carries its cookie."""
+        return self._send_cookie
+
+    @property
+    def row_expires(self) -> datetime | None:
+        """The stored row's `expiresAt` as loaded, or None for a session this request created."""
+        return self._row_expires
+
+    @property
+    def loaded_text(self) -> str | None:
+        """The stored row's `data` as loaded, while it is still what this session last saw."""
+        return self._loaded_text
+
+    def data(self) -> dict[str, Any]:
+        """The session's data itself (not a copy), read without marking the session accessed."""
+        return self._data
 
     def changes(self) -> tuple[set[str], set[str]]:
         """The keys to write and the keys to delete, to bring the stored row up to date."""
         changed = set(self._data) if self._everything else set(self._changed or ())
         return changed, set(self._removed or ())
+
+    def mark_saved(self, *, stored: bool) -> None:
+        """The backend wrote the session; `stored` is False when its row was gone and stays gone."""
+        self.is_new = False
+        self._accessed = True
+        self._everything = self._refresh = False
+        self._changed = self._removed = None
+        self._loaded_text = None  # what is stored now is no longer known here
+        self.cookie.saved()
+        self._send_cookie = stored
+
+    def mark_touched(self, expires: datetime | None, *, send_cookie: bool) -> None:
+        """The backend moved the stored expiry of this unchanged session to `expires`."""
+        self.cookie.expires = expires
+        self._send_cookie = send_cookie
 
     # -- mapping -------------------------------------------------------------------------------------
 
@@ -171,7 +180,11 @@ class Session(MutableMapping[str, Any]):
             raise KeyError("'cookie' is reserved for the session cookie; use session.cookie instead")
         self._accessed = True
         self._data[key] = value
-        self._mark_changed(key)
+        if self._changed is None:
+            self._changed = set()
+        self._changed.add(key)
+        if self._removed:
+            self._removed.discard(key)
 
     def __delitem__(self, key: str) -> None:
         self._accessed = True
@@ -203,6 +216,13 @@ class Session(MutableMapping[str, Any]):
     def __repr__(self) -> str:
         return f"<Session {redact(self._id)} {self._data!r}>"
 
+    def _mark_removed(self, key: str) -> None:
+        if self._removed is None:
+            self._removed = set()
+        self._removed.add(key)
+        if self._changed:
+            self._changed.discard(key)
+
     # -- express-session's Session methods -----------------------------------------------------------
 
     async def regenerate(self, *, keep_data: bool = False) -> None:
@@ -230,7 +250,7 @@ class Session(MutableMapping[str, Any]):
 
     async def reload(self) -> None:
         """Replace the data with what is stored now. Raises `SessionNotFoundError` if the row is gone."""
-        stored = None if self.is_new else await self._middleware.store.load(self.id)
+        stored = None if self.is_new else await self._backend.fetch(self.id)
         if stored is None:
             raise SessionNotFoundError(f"session {redact(self.id)} is not stored (destroyed or expired)")
         self._data = stored.data
@@ -240,7 +260,7 @@ class Session(MutableMapping[str, Any]):
 
     async def save(self) -> None:
         """Write the session now instead of when the response starts."""
-        await self._middleware.save(self)
+        await self._backend.save(self)
 
     def touch(self) -> None:
         """Restart the lifetime from now; the response saves the new expiry and re-sends the cookie."""
@@ -250,7 +270,7 @@ class Session(MutableMapping[str, Any]):
     async def _drop(self) -> None:
         self._accessed = True
         if not self.is_new:
-            await self._middleware.store.destroy(self.id)
+            await self._backend.destroy(self.id)
             middleware_logger.info("destroyed session %s", redact(self.id))
             self._dropped = True
         self._id = None

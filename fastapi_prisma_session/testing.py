@@ -16,8 +16,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
+from .cookies import COOKIE_KEY
 from .middleware import SessionMiddleware
-from .store import COOKIE_KEY
 
 if TYPE_CHECKING:
     import httpx
@@ -26,12 +26,11 @@ if TYPE_CHECKING:
 
 async def create_session(app: Any, data: Mapping[str, Any]) -> dict[str, str]:
     """Store a new session holding `data`; returns the cookie that carries it, for `client.cookies`."""
-    middleware = session_middleware(app)
-    session = middleware._new_session(secure=False)
-    for key, value in data.items():
-        session[key] = value
-    await middleware.save(session)
-    return {middleware.cookie.name: middleware._signer.cookie_value(session.id)}
+    lifecycle = session_middleware(app).lifecycle
+    session = lifecycle.new(secure=False)
+    session.update(data)
+    await lifecycle.save(session)
+    return {lifecycle.cookie.name: lifecycle.cookie_value(session.id)}
 
 
 async def read_session(app: Any, client: httpx.AsyncClient | Mapping[str, str]) -> dict[str, Any] | None:
@@ -44,7 +43,7 @@ async def read_session(app: Any, client: httpx.AsyncClient | Mapping[str, str]) 
     else:  # an httpx client's jar may hold the cookie twice: as set by a test and by a response
         values = [cookie.value for cookie in client.cookies.jar if cookie.name == name and cookie.value]
     for value in values:
-        sid = middleware._signer.session_id(value)
+        sid = middleware.lifecycle.signer.session_id(value)
         data = None if sid is None else await middleware.store.get(sid)
         if data is not None:
             data.pop(COOKIE_KEY, None)

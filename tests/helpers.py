@@ -18,8 +18,8 @@ import httpx
 from sqlalchemy import insert, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from fastapi_prisma_session.durations import utcnow
 from fastapi_prisma_session.models import session_table
-from fastapi_prisma_session.store import utcnow
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -7,7 +7,7 @@ from urllib.parse import quote
 from hypothesis import given
 from hypothesis import strategies as st
 
-from fastapi_prisma_session.cookies import Signer
+from fastapi_prisma_session.signing import Signer
 
 VISIBLE_ASCII = "".join(chr(c) for c in range(0x21, 0x7F))
 

@@ -9,7 +9,7 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from fastapi_prisma_session import PrismaSessionStore
-from fastapi_prisma_session.store import utcnow
+from fastapi_prisma_session.durations import utcnow
 from tests.helpers import insert_row, rows
 
 MakeStore = Callable[..., PrismaSessionStore]

@@ -14,8 +14,8 @@ import pytest
 from sqlalchemy.engine import make_url
 
 from fastapi_prisma_session import PrismaSessionStore, SessionMiddleware
-from fastapi_prisma_session.cookies import Signer
-from fastapi_prisma_session.store import utcnow
+from fastapi_prisma_session.durations import utcnow
+from fastapi_prisma_session.signing import Signer
 from tests.conftest import SECRET, client_for, make_app
 from tests.helpers import insert_row, rows
 from tests.throwaway_postgres import ThrowawayPostgres

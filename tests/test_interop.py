@@ -14,8 +14,9 @@ import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from fastapi_prisma_session import PrismaSessionStore
-from fastapi_prisma_session.cookies import CookieAttributes, Signer, iso_utc
-from fastapi_prisma_session.store import utcnow
+from fastapi_prisma_session.cookies import CookieAttributes, iso_utc
+from fastapi_prisma_session.durations import utcnow
+from fastapi_prisma_session.signing import Signer
 from tests.conftest import client_for, make_app
 from tests.helpers import insert_row, rows
 
@@ -45,7 +46,9 @@ def test_our_set_cookie_is_byte_identical_to_express_session(session: dict[str, 
     assert sid is not None
     expires = parsedate_to_datetime(set_cookie.split("Expires=")[1].split(";")[0]).replace(tzinfo=None)
     attributes = CookieAttributes(name=FIXTURES["cookie_name"], samesite=None)
-    ours = attributes.set_cookie(Signer([FIXTURES["secret"]]).cookie_value(sid), expires, secure=False)
+    ours = attributes.set_cookie(
+        Signer([FIXTURES["secret"]]).cookie_value(sid), expires, request_secure=False
+    )
     assert ours == set_cookie
 
 

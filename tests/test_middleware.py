@@ -13,8 +13,8 @@ import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from fastapi_prisma_session import ConfigurationError, PrismaSessionStore, SessionMiddleware
-from fastapi_prisma_session.cookies import Signer
-from fastapi_prisma_session.store import utcnow
+from fastapi_prisma_session.durations import utcnow
+from fastapi_prisma_session.signing import Signer
 from tests.conftest import SECRET, StatementLog, client_for, make_app
 from tests.helpers import close_to, insert_row, rows, shift_expiry
 

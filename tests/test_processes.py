@@ -17,7 +17,7 @@ ROOT = Path(__file__).resolve().parents[1]
 @pytest.fixture
 def migrated_postgres(postgres_url: str) -> Iterator[str]:
     with scratch_database("fps_procs") as url:
-        yield url.replace("postgresql://", "postgresql+asyncpg://")
+        yield url
 
 
 @pytest.fixture

@@ -15,7 +15,7 @@ import pytest
 from benchmarks.prune_scale import seed
 from benchmarks.run import scratch_database
 from fastapi_prisma_session import PrismaSessionStore
-from fastapi_prisma_session.pruning import JITTER, PruneLoop
+from fastapi_prisma_session.pruning import JITTER, PruneLoop, advisory_lock_key
 from tests.test_migration import alembic
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -42,7 +42,7 @@ async def counts(url: str) -> tuple[int, int]:
 
 @pytest.fixture
 async def store(migrated: str) -> AsyncIterator[PrismaSessionStore]:
-    async with PrismaSessionStore(migrated.replace("postgresql://", "postgresql+asyncpg://")) as store:
+    async with PrismaSessionStore(migrated) as store:
         yield store
 
 
@@ -52,7 +52,9 @@ async def test_a_prune_run_skips_while_another_process_holds_the_lock(
     await seed(migrated, expired=10, live=2)
     other = await asyncpg.connect(migrated)
     try:
-        assert await other.fetchval("SELECT pg_try_advisory_lock($1)", store._prune_lock_key)
+        assert await other.fetchval(
+            "SELECT pg_try_advisory_lock($1)", advisory_lock_key("fastapi_prisma_session prune Session")
+        )
         assert await store.prune() == 0
         assert store.last_prune_skipped
         assert await counts(migrated) == (10, 2)
@@ -65,9 +67,8 @@ async def test_a_prune_run_skips_while_another_process_holds_the_lock(
 
 async def test_prune_reports_progress_per_batch(migrated: str) -> None:
     await seed(migrated, expired=2500, live=10)
-    url = migrated.replace("postgresql://", "postgresql+asyncpg://")
     seen: list[int] = []
-    async with PrismaSessionStore(url, prune_batch_size=1000) as store:
+    async with PrismaSessionStore(migrated, prune_batch_size=1000) as store:
         assert await store.prune(progress=seen.append) == 2500
     assert seen == [1000, 2000, 2500]
 

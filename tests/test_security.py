@@ -11,7 +11,7 @@ import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from fastapi_prisma_session import SessionTooLargeError
-from fastapi_prisma_session.cookies import Signer
+from fastapi_prisma_session.signing import Signer
 from tests.conftest import SECRET, client_for, make_app
 from tests.helpers import rows
 
@@ -96,7 +96,7 @@ async def test_new_oversized_sessions_are_not_created(make_store: Any, engine: A
 
 
 def test_session_ids_from_the_default_generator_do_not_repeat() -> None:
-    from fastapi_prisma_session.middleware import _default_genid
+    from fastapi_prisma_session.lifecycle import _default_genid
 
     ids = {_default_genid() for _ in range(10_000)}
     assert len(ids) == 10_000

@@ -7,7 +7,7 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from fastapi_prisma_session import PrismaSessionStore, Session, SessionMiddleware
-from fastapi_prisma_session.cookies import Signer
+from fastapi_prisma_session.signing import Signer
 from tests.conftest import SECRET, client_for, make_app
 from tests.helpers import rows
 

@@ -20,7 +20,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from fastapi_prisma_session import ConfigurationError, PrismaSessionStore, TableMissingError
-from fastapi_prisma_session.store import utcnow
+from fastapi_prisma_session.durations import utcnow
 from tests.conftest import ADMIN_URL, StatementLog
 from tests.helpers import close_to, insert_row, rows
 
@@ -608,11 +608,11 @@ def test_a_non_engine_non_url_is_rejected() -> None:
 
 
 def test_an_unsupported_database_is_rejected() -> None:
+    from fastapi_prisma_session.dialects import for_database
     from fastapi_prisma_session.models import session_table
-    from fastapi_prisma_session.sql import SessionQueries
 
     with pytest.raises(ConfigurationError, match="'mysql' database is not supported"):
-        SessionQueries(session_table(), "mysql", prune_batch_size=10)
+        for_database("mysql", session_table(), prune_batch_size=10)
 
 
 # -- destroy_all: "log out everywhere" (upstream feature request destroyUsersSessions) ---------------

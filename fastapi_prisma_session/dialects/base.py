@@ -1,0 +1,150 @@
+"""The statements every database writes the same way, and the ones each database module supplies.
+
+Statements are built once per store, so that no request builds SQL. Each write is a single statement:
+the store runs them on an autocommit connection, so none of them pays for BEGIN/COMMIT round trips.
+Bound parameters are `session_id`, `sids`, `record_id`, `payload`, `expires`, `expected`, `patch`,
+`removed` and `now`, named apart from the columns, which SQLAlchemy reserves in INSERT and UPDATE.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from sqlalchemy import DateTime, Text, bindparam, delete, func, insert, select, text, update
+
+if TYPE_CHECKING:
+    from datetime import datetime
+
+    from sqlalchemy import ColumnElement, Executable, Table
+    from sqlalchemy.dialects.postgresql import Insert as PostgresInsert
+    from sqlalchemy.dialects.sqlite import Insert as SQLiteInsert
+    from sqlalchemy.types import TypeEngine
+
+Serialize = Callable[[Any], str]
+
+
+class SQLDialect(ABC):
+    """The prebuilt statements for one session table on one database."""
+
+    #: SQLAlchemy's name for the database.
+    name: ClassVar[str]
+
+    def __init__(self, table: Table, *, prune_batch_size: int) -> None:
+        self.table = table
+        c = table.c
+        by_sid = c.sid == bindparam("session_id")
+        live = c.expiresAt > bindparam("now")
+        row_values: dict[str, Any] = {"data": bindparam("payload"), "expiresAt": bindparam("expires")}
+        # What a delete hands back when there is a `dispose` to call.
+        self.returned = (c.sid, c.data)
+
+        self.load: Executable = select(c.data, c.expiresAt).where(by_sid)
+        self.insert: Executable = insert(table).values(
+            id=bindparam("record_id"), sid=bindparam("session_id"), **row_values
+        )
+        self.update: Executable = update(table).where(by_sid).values(**row_values)
+        # Compare-and-set: rewrite the row only if it still holds the text this request loaded.
+        self.update_if_unchanged: Executable = (
+            update(table).where(by_sid, c.data == bindparam("expected")).values(**row_values)
+        )
+        self.touch: Executable = update(table).where(by_sid).values(expiresAt=bindparam("expires"))
+
+        by_sids = delete(table).where(c.sid.in_(bindparam("sids", expanding=True)))
+        self.delete: Executable = by_sids
+        self.delete_returning: Executable = by_sids.returning(*self.returned)
+        self.clear: Executable = delete(table)
+        self.clear_returning: Executable = delete(table).returning(*self.returned)
+
+        self.live_rows: Executable = select(c.sid, c.data).where(live)
+        self.live_ids: Executable = select(c.sid).where(live)
+        self.live_count: Executable = select(func.count()).select_from(table).where(live)
+        self.all_rows: Executable = select(c.sid, c.data, c.expiresAt)
+        self.rows_with_keys_like: Executable = select(c.sid, c.data, c.expiresAt).where(
+            c.data.like(bindparam("pattern"), escape="\\")
+        )
+
+        self.upsert: Executable = self.build_upsert()
+        self.merge: Executable = self.build_merge()
+        self.prune_batch: Executable = delete(table).where(c.id.in_(self.expired_ids(prune_batch_size)))
+        self.prune_batch_returning: Executable = self.prune_batch.returning(*self.returned)
+
+    # -- what each database writes its own way -------------------------------------------------------
+
+    @abstractmethod
+    def build_upsert(self) -> Executable:
+        """Insert the row, or on a conflict of `sid` replace its data and expiry (keeping its id)."""
+
+    @abstractmethod
+    def build_merge(self) -> Executable:
+        """Replace the keys in the JSON object `patch`, delete the keys in `removed`, keep every other
+        stored key, and set the expiry: concurrent requests that change different keys all keep theirs.
+        `merge_statement` builds it from the database's SQL text."""
+
+    @abstractmethod
+    def merge_params(self, sid: str, patch: str, removed: list[str], expires: datetime) -> dict[str, Any]:
+        """The parameters of `merge`."""
+
+    @abstractmethod
+    def expired_ids(self, limit: int) -> Any:
+        """A subquery of at most `limit` ids of rows expired at `now`, found through the expiry index."""
+
+    @abstractmethod
+    def matching(
+        self, match: dict[str, Any], serialize: Serialize
+    ) -> tuple[ColumnElement[Any], dict[str, Any]]:
+        """A condition true for rows whose JSON data holds all of `match`'s pairs, and its parameters."""
+
+    def prune_lock(self) -> tuple[Executable, Executable] | None:
+        """Statements that take and release the lock that lets one process prune at a time (parameter
+        `key`), or None where the database needs none."""
+        return None
+
+    # -- helpers for the database modules ------------------------------------------------------------
+
+    def upsert_on_sid(self, dialect_insert: Callable[[Table], PostgresInsert | SQLiteInsert]) -> Executable:
+        """`INSERT ... ON CONFLICT (sid) DO UPDATE`, where the database has that syntax."""
+        stmt = dialect_insert(self.table).values(
+            id=bindparam("record_id"),
+            sid=bindparam("session_id"),
+            data=bindparam("payload"),
+            expiresAt=bindparam("expires"),
+        )
+        # The row keeps its id on conflict: only the session's contents and expiry change.
+        return stmt.on_conflict_do_update(
+            index_elements=[self.table.c.sid],
+            set_={"data": stmt.excluded.data, "expiresAt": stmt.excluded.expiresAt},
+        )
+
+    def merge_statement(self, sql: str, removed_type: TypeEngine[Any]) -> Executable:
+        """The merge from its SQL text, whose `{table}` is the quoted table name."""
+        return text(sql.format(table=quote(self.table.name))).bindparams(
+            bindparam("removed", type_=removed_type),
+            bindparam("patch", type_=Text),
+            bindparam("expires", type_=DateTime),
+            bindparam("session_id", type_=Text),
+        )
+
+    # -- built on the above --------------------------------------------------------------------------
+
+    def delete_matching(
+        self, match: dict[str, Any], serialize: Serialize
+    ) -> tuple[Executable, dict[str, Any]]:
+        """A DELETE of every row whose JSON data holds all of `match`'s key/value pairs, and its params."""
+        condition, params = self.matching(match, serialize)
+        return delete(self.table).where(condition), params
+
+    def select_matching(
+        self, match: dict[str, Any], serialize: Serialize
+    ) -> tuple[Executable, dict[str, Any]]:
+        """A SELECT of the live rows (sid, data, expiresAt) whose JSON data holds all of `match`."""
+        c = self.table.c
+        condition, params = self.matching(match, serialize)
+        statement = select(c.sid, c.data, c.expiresAt).where(condition, c.expiresAt > bindparam("now"))
+        return statement, params
+
+
+def quote(name: str) -> str:
+    """A table name quoted for SQL text, as the ANSI standard (and PostgreSQL and SQLite) quote it."""
+    return '"' + name.replace('"', '""') + '"'

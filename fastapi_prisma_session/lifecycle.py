@@ -1,0 +1,183 @@
+"""What happens to a session in one request: load or start it, then save, touch or drop it.
+
+The middleware decides when (the request arrives, the response starts); `SessionLifecycle` decides what,
+and is the backend a `Session` asks to save, destroy or reload itself.
+"""
+
+from __future__ import annotations
+
+import secrets as random_source
+from collections.abc import Callable
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any, Literal
+
+from .cookies import COOKIE_KEY, CookieAttributes, SessionCookie, check_choice, cookie_from_json
+from .durations import Duration, to_seconds, utcnow
+from .exceptions import ConfigurationError
+from .logs import middleware_logger as logger
+from .logs import redact
+from .session import Session
+from .signing import Signer, is_valid_session_id
+
+if TYPE_CHECKING:
+    from .store import PrismaSessionStore, StoredSession
+
+DEFAULT_MAX_AGE = 14 * 24 * 3600
+# Without an explicit touch_after, an unchanged session's expiry is rewritten at most once per this
+# fraction of its lifetime.
+DEFAULT_TOUCH_FRACTION = 0.1
+Unset = Literal["keep", "destroy"]
+
+
+class SessionLifecycle:
+    """Loads, creates, saves, touches and drops sessions in `store`, for the options of the middleware."""
+
+    def __init__(
+        self,
+        store: PrismaSessionStore,
+        signer: Signer,
+        cookie: CookieAttributes,
+        *,
+        max_age: Duration | None = DEFAULT_MAX_AGE,
+        rolling: bool = False,
+        resave: bool = False,
+        save_uninitialized: bool = False,
+        unset: Unset = "keep",
+        genid: Callable[[], str] | None = None,
+        touch_after: Duration | None = None,
+    ) -> None:
+        check_choice("unset", unset, ("keep", "destroy"))
+        if genid is not None and not callable(genid):
+            raise ConfigurationError("genid must be a callable that returns a new session id")
+        self.store = store
+        self.signer = signer
+        self.cookie = cookie
+        self.max_age = to_seconds(max_age, "max_age", allow_zero=False)
+        self.touch_after = to_seconds(touch_after, "touch_after")
+        self.rolling = rolling
+        self.resave = resave
+        self.save_uninitialized = save_uninitialized
+        self.unset = unset
+        self._genid = genid or _default_genid
+
+    # -- the session's backend -----------------------------------------------------------------------
+
+    def new_id(self) -> str:
+        sid = self._genid()
+        if not is_valid_session_id(sid):
+            raise ValueError(f"genid must return 1 to 255 visible ASCII characters, returned {sid!r:.80}")
+        return sid
+
+    async def fetch(self, sid: str) -> StoredSession | None:
+        return await self.store.load(sid)
+
+    async def destroy(self, sid: str) -> None:
+        await self.store.destroy(sid)
+
+    async def save(self, session: Session) -> bool:
+        """Write `session` now: an INSERT for a new one, an UPDATE for a loaded one.
+
+        Returns False when a loaded session's row is gone (destroyed or pruned meanwhile): it is not
+        brought back.
+        """
+        now = utcnow()
+        session.cookie.reset(now)
+        payload = {COOKIE_KEY: self.cookie.to_json(session.cookie, session.secure), **session.data()}
+        expires_at = self.store.row_expiry(session.id, payload, session.cookie.expires, now)
+        if session.is_new:
+            await self.store.create(session.id, payload, expires_at=expires_at)
+            logger.debug("created session %s", redact(session.id))
+            stored = True
+        else:
+            changed, removed = session.changes()
+            if self.resave:
+                changed = set(session.data())
+            stored = await self.store.update(
+                session.id,
+                payload,
+                changed=changed,
+                removed=removed,
+                expected=session.loaded_text,
+                expires_at=expires_at,
+            )
+        session.mark_saved(stored=stored)
+        return stored
+
+    # -- a request's session -------------------------------------------------------------------------
+
+    def new(self, secure: bool) -> Session:
+        return Session(self, {}, SessionCookie(self.max_age, started=False), secure=secure)
+
+    async def load(self, sid: str, secure: bool) -> Session:
+        """The stored session `sid`, or a new one when it is missing, expired or unreadable."""
+        stored = await self.store.load(sid)
+        if stored is None:
+            logger.debug("no live session %s; starting a new one", redact(sid))
+            return self.new(secure)
+        data = stored.data
+        cookie = cookie_from_json(data.pop(COOKIE_KEY, None))
+        if cookie is None:
+            logger.warning("session %s has no readable cookie object; starting a new session", redact(sid))
+            return self.new(secure)
+        return Session(
+            self, data, cookie, sid, secure=secure, row_expires=stored.expires_at, loaded_text=stored.text
+        )
+
+    def wants_commit(self, session: Session, kept: bool) -> bool:
+        """Whether the response must look at the session. The commonest response, a new session nobody
+        touched, costs nothing more than this test."""
+        return session.accessed or not session.is_new or self.save_uninitialized or not kept
+
+    async def commit(self, session: Session, *, kept: bool) -> str | None:
+        """Persist what the request did to the session; returns the Set-Cookie value, if any.
+
+        `kept` is False when the app removed the session from the request.
+        """
+        if not kept:
+            if self.unset == "destroy":
+                await session.destroy()
+        elif session.is_new:
+            if session.modified or (self.save_uninitialized and not session.dropped):
+                await self.save(session)
+        elif session.needs_save or self.resave:
+            await self.save(session)
+        elif self.rolling or session.cookie.original_max_age is None:
+            await self._touch_if_due(session)
+
+        secure = session.secure
+        if self.cookie.secure is True and not secure:
+            return None  # a Secure cookie would be dropped by the browser on http
+        if session.send_cookie:
+            return self.cookie.set_cookie(
+                self.signer.cookie_value(session.id), session.cookie.expires, secure
+            )
+        if session.dropped:
+            return self.cookie.clear_cookie(secure)
+        return None
+
+    async def _touch_if_due(self, session: Session) -> None:
+        """Refresh an unchanged session's expiry, at most once per `touch_after`."""
+        now = utcnow()
+        original = session.cookie.original_max_age
+        cookie_expires = None if original is None else now + timedelta(seconds=original)
+        patch: dict[str, Any] = {
+            COOKIE_KEY: self.cookie.to_json(SessionCookie(original, cookie_expires), session.secure)
+        }
+        # Only a ttl function looks at the user's data; the other expiries need none of it.
+        for_ttl = {**patch, **session.data()} if self.store.ttl_reads_session else patch
+        expires_at = self.store.row_expiry(session.id, for_ttl, cookie_expires, now)
+        lifetime = (expires_at - now).total_seconds()
+        touch_after = self.touch_after if self.touch_after is not None else lifetime * DEFAULT_TOUCH_FRACTION
+        row_expires = session.row_expires
+        if row_expires is not None and (expires_at - row_expires).total_seconds() < touch_after:
+            return
+        if await self.store.touch(session.id, patch, expires_at=expires_at):
+            session.mark_touched(cookie_expires, send_cookie=self.rolling)
+
+    def cookie_value(self, sid: str) -> str:
+        """The signed, URL-encoded cookie value that names session `sid`."""
+        return self.signer.cookie_value(sid)
+
+
+def _default_genid() -> str:
+    return random_source.token_urlsafe(24)

@@ -1,0 +1,119 @@
+"""How a session becomes a row and back: the `data` text, the row's `id`, and when the row expires.
+
+Nothing here touches the database; the store runs the statements.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable, Mapping
+from datetime import datetime, timedelta
+from typing import Any
+
+from cuid2 import create_id
+
+from .cookies import COOKIE_KEY, cookie_expiry
+from .durations import ONE_DAY, Duration, to_seconds, utcnow
+from .exceptions import ConfigurationError, SessionTooLargeError
+from .logs import StoreLog, redact
+from .serializers import JSONSerializer, resolve_serializer
+from .signing import is_valid_session_id
+
+SessionData = dict[str, Any]
+TTLFunction = Callable[[Mapping[str, Any], Mapping[str, Any], str], float | timedelta]
+DisposeFunction = Callable[[str, SessionData], Awaitable[None] | None]
+
+
+class RowFormat:
+    """The store's options about rows (`ttl`, `serializer`, `max_data_size`, the record id), checked once."""
+
+    def __init__(
+        self,
+        options: Mapping[str, Any],
+        *,
+        ttl: Duration | TTLFunction | None,
+        record_id_is_sid: bool,
+        record_id_function: Callable[[str], str] | None,
+        serializer: object | None,
+        max_data_size: int | None,
+        log: StoreLog,
+    ) -> None:
+        if callable(ttl) and not isinstance(ttl, (int, float, timedelta)):
+            self._ttl_function: TTLFunction | None = ttl
+            self._ttl: float | None = None
+        else:
+            self._ttl_function = None
+            self._ttl = to_seconds(ttl, "ttl", allow_zero=False)
+        if record_id_function is not None and not callable(record_id_function):
+            raise ConfigurationError("db_record_id_function must be a callable taking the session id")
+        if max_data_size is not None and (not isinstance(max_data_size, int) or max_data_size < 1):
+            raise ConfigurationError("max_data_size must be a positive number of bytes, or None for no limit")
+        self._options = options
+        self._record_id_is_sid = record_id_is_sid
+        self._record_id_function = record_id_function
+        self.serializer = resolve_serializer(serializer)
+        #: Only JSON text can be merged in SQL: touch() and a write that lost a race patch keys in place.
+        self.is_json = isinstance(self.serializer, JSONSerializer)
+        self._max_data_size = max_data_size
+        self._log = log
+
+    @property
+    def ttl_reads_session(self) -> bool:
+        """The expiry depends on the session's data (a `ttl` function), not only on its cookie."""
+        return self._ttl_function is not None
+
+    def expiry(
+        self, sid: str, session: Mapping[str, Any], cookie_expires: datetime | None, now: datetime
+    ) -> datetime:
+        """When the row of `session` written `now` expires: after `ttl`, else when its cookie does, else
+        in one day."""
+        if self._ttl is not None:
+            return now + timedelta(seconds=self._ttl)
+        if self._ttl_function is not None:
+            value = to_seconds(self._ttl_function(self._options, session, sid), "the ttl function's result")
+            return now + timedelta(seconds=value if value is not None else ONE_DAY)
+        return cookie_expires if cookie_expires is not None else now + timedelta(seconds=ONE_DAY)
+
+    def expiry_from_cookie(self, sid: str, session: Mapping[str, Any]) -> datetime:
+        """`expiry` for an express-style session, whose `cookie` object says when it ends."""
+        now = utcnow()
+        return self.expiry(sid, session, cookie_expiry(session.get(COOKIE_KEY), now), now)
+
+    def params(self, sid: str, session: Mapping[str, Any], expires: datetime) -> dict[str, Any]:
+        """The statement parameters of a row: `session_id`, `payload` and `expires`.
+
+        Raises ValueError for an unusable sid and SessionTooLargeError over `max_data_size`, before any
+        statement runs."""
+        if not is_valid_session_id(sid):
+            raise ValueError(f"a session id must be 1 to 255 visible ASCII characters, got {sid!r:.80}")
+        payload = self.serializer.dumps(dict(session))
+        if self._max_data_size is not None:
+            size = len(payload.encode())
+            if size > self._max_data_size:
+                raise SessionTooLargeError(redact(sid), size, self._max_data_size)
+        return {"session_id": sid, "payload": payload, "expires": expires}
+
+    def new_row(self, sid: str, session: Mapping[str, Any], expires: datetime) -> dict[str, Any]:
+        """`params` plus the `record_id` of a row about to be inserted."""
+        return {**self.params(sid, session, expires), "record_id": self._record_id(sid)}
+
+    def _record_id(self, sid: str) -> str:
+        if self._record_id_is_sid:
+            return sid
+        if self._record_id_function is not None:
+            return self._record_id_function(sid)
+        return create_id()
+
+    def parse(self, sid: str, text: str) -> SessionData | None:
+        """The session in a row's `data`, or None (logged) when it cannot be read."""
+        if text == "":
+            return {}
+        try:
+            data = self.serializer.loads(text)
+        except Exception:
+            self._log(logging.ERROR, "session %s has unreadable data; treating it as absent", redact(sid))
+            return None
+        if not isinstance(data, dict):
+            self._log(logging.ERROR, "session %s does not hold an object; treating it as absent", redact(sid))
+            return None
+        return data

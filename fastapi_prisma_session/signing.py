@@ -1,0 +1,108 @@
+"""express-session's signed cookie value, and finding it in a request's Cookie headers.
+
+A signed value is `"s:" + sid + "." + base64(HMAC-SHA256(secret, sid))` with the `=` padding stripped,
+URL-encoded as `encodeURIComponent` does, byte for byte what express-session (cookie-signature) sends.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import re
+from collections.abc import Iterable, Iterator, Sequence
+from urllib.parse import unquote
+
+from .exceptions import ConfigurationError
+
+# Browsers cap a cookie at 4096 bytes; anything longer is not ours and is not worth an HMAC.
+MAX_COOKIE_VALUE_LENGTH = 4096
+# What encodeURIComponent leaves alone, besides letters and digits.
+_URI_COMPONENT_SAFE = "-_.!~*'()"
+_ENCODE_URI_COMPONENT = {
+    code: f"%{code:02X}"
+    for code in range(0x20, 0x7F)
+    if not (chr(code).isascii() and chr(code).isalnum()) and chr(code) not in _URI_COMPONENT_SAFE
+}
+
+# A session id is 1 to 255 visible ASCII characters: what express-session's uid-safe, cuid2 and the
+# default genid all produce. Anything else (a NUL byte, say) could not even be stored in PostgreSQL.
+_SESSION_ID = re.compile(r"[\x21-\x7e]{1,255}")
+
+
+def is_valid_session_id(sid: object) -> bool:
+    return isinstance(sid, str) and _SESSION_ID.fullmatch(sid) is not None
+
+
+class Signer:
+    """Signs with the first secret and accepts a signature made with any of them (key rotation)."""
+
+    def __init__(self, secrets: str | Sequence[str]) -> None:
+        keys = [secrets] if isinstance(secrets, str) else list(secrets)
+        if not keys or not all(isinstance(key, str) and key for key in keys):
+            raise ConfigurationError("secret must be a non-empty string, or a non-empty list of them")
+        self._keys = [hmac.new(key.encode(), digestmod=hashlib.sha256) for key in keys]
+
+    def signature(self, value: str, key_index: int = 0) -> str:
+        mac = self._keys[key_index].copy()
+        mac.update(value.encode())
+        return base64.b64encode(mac.digest()).decode().rstrip("=")
+
+    def sign(self, value: str) -> str:
+        """cookie-signature's `sign(value, secret)`: `value.signature`."""
+        return f"{value}.{self.signature(value)}"
+
+    def unsign(self, signed: str) -> str | None:
+        """The value if `signed` carries a valid signature from any secret, else None (constant time)."""
+        value, dot, signature = signed.rpartition(".")
+        if not dot:
+            return None
+        given = signature.encode()
+        valid = False
+        for index in range(len(self._keys)):
+            valid |= hmac.compare_digest(self.signature(value, index).encode(), given)
+        return value if valid else None
+
+    def cookie_value(self, sid: str) -> str:
+        """The URL-encoded cookie value for `sid`, as it goes into Set-Cookie."""
+        # Valid ids are visible ASCII and signatures base64, so a translation table encodes them
+        # exactly as encodeURIComponent (and urllib's quote) would, several times faster.
+        return ("s:" + self.sign(sid)).translate(_ENCODE_URI_COMPONENT)
+
+    def session_id(self, raw_value: str) -> str | None:
+        """The sid inside a cookie value as the browser sent it, or None if it is not validly signed."""
+        if len(raw_value) > MAX_COOKIE_VALUE_LENGTH:
+            return None
+        if raw_value.startswith('"') and raw_value.endswith('"') and len(raw_value) >= 2:
+            raw_value = raw_value[1:-1]
+        value = raw_value
+        if "%" in value:
+            # Our own cookies only ever hold these three escapes; anything else gets full decoding.
+            value = value.replace("%3A", ":").replace("%2F", "/").replace("%2B", "+")
+            if "%" in value:
+                value = unquote(raw_value)
+        if not value.startswith("s:"):
+            return None
+        sid = self.unsign(value[2:])
+        return sid if sid is not None and is_valid_session_id(sid) else None
+
+    def find_session_id(self, headers: Iterable[tuple[bytes, bytes]], name: str) -> tuple[str | None, int]:
+        """The first validly signed sid in cookie `name` of the ASGI headers, and how many values of
+        that cookie were rejected before it (forged, tampered, or signed with a retired secret)."""
+        rejected = 0
+        for header, value in headers:
+            if header == b"cookie":
+                for candidate in cookie_values(value.decode("latin-1"), name):
+                    sid = self.session_id(candidate)
+                    if sid is not None:
+                        return sid, rejected
+                    rejected += 1
+        return None, rejected
+
+
+def cookie_values(header: str, name: str) -> Iterator[str]:
+    """Every value of cookie `name` in a Cookie header, in order (a name may be sent more than once)."""
+    for part in header.split(";"):
+        key, eq, value = part.partition("=")
+        if eq and key.strip() == name:
+            yield value.strip()
