@@ -13,40 +13,21 @@ import asyncio
 import random
 import sys
 import time
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 
 import asyncpg
 
-from benchmarks.run import ROOT, machine, scratch_database
+from benchmarks.run import machine
 from fastapi_prisma_session import PrismaSessionStore
 from fastapi_prisma_session.pruning import PRUNE_BATCH_SIZE, PRUNE_PAUSE
+from tests.helpers import ROOT, scratch_database, seed
 
 READERS = 8
 BASELINE_SECONDS = 10
 # Each reader's pace: 8 x 250 = 2,000 reads a second, a busy app rather than a saturated machine. A
 # closed loop as fast as it can go would measure only CPU contention on 2 cores.
 READS_PER_SECOND_PER_READER = 250
-
-
-async def seed(url: str, expired: int, live: int) -> None:
-    conn = await asyncpg.connect(url)
-    try:
-        for prefix, count, offset in (
-            ("expired", expired, timedelta(hours=-1)),
-            ("live", live, timedelta(days=1)),
-        ):
-            await conn.execute(
-                'INSERT INTO "Session" (id, sid, data, "expiresAt") '
-                """SELECT $1 || g, $1 || g, '{"cookie":{"originalMaxAge":null,"expires":null},"n":1}', """
-                "(now() AT TIME ZONE 'utc') + $3::interval FROM generate_series(1, $2) AS g",
-                prefix,
-                count,
-                offset,
-            )
-        await conn.execute('VACUUM ANALYZE "Session"')
-    finally:
-        await conn.close()
 
 
 async def count(url: str, prefix: str) -> int:

@@ -9,35 +9,28 @@ of existing sessions (their cookies are rotated request by request). Ratios come
 from __future__ import annotations
 
 import argparse
-import asyncio
 import os
 import platform
 import re
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
 import time
-import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-import asyncpg
 import httpx
-from sqlalchemy.engine import make_url
 
-ROOT = Path(__file__).resolve().parents[1]
+from tests.helpers import ROOT, free_port, scratch_database
+
 VARIANTS = ["none", "starlette", "starsessions", "floor", "ours"]
 SCENARIOS = [
     ("noop", "GET", "/noop", False),
     ("read", "GET", "/read", True),
     ("write", "POST", "/write", True),
 ]
-ADMIN_URL = os.environ.get("TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/9")
 
 
@@ -47,13 +40,6 @@ class Result:
     p50_ms: float
     p99_ms: float
     errors: int
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def start_server(variant: str, database_url: str) -> tuple[subprocess.Popen[bytes], str]:
@@ -142,35 +128,6 @@ def parse_wrk(output: str) -> Result:
     if p50 is None or p99 is None:
         raise SystemExit(f"could not read wrk's latency distribution:\n{output}")
     return Result(rps, _ms(*p50.groups()), _ms(*p99.groups()), count)
-
-
-async def admin_sql(sql: str) -> None:
-    """Run one statement as the administrator (creating and dropping databases)."""
-    conn = await asyncpg.connect(ADMIN_URL)
-    try:
-        await conn.execute(sql)
-    finally:
-        await conn.close()
-
-
-@contextmanager
-def scratch_database(prefix: str, *, migrate: bool = True) -> Iterator[str]:
-    """A new PostgreSQL database, with the session table unless `migrate=False`, dropped afterwards.
-
-    Yields its plain postgresql:// URL, the kind Prisma and cron jobs use."""
-    name = f"{prefix}_{uuid.uuid4().hex[:8]}"
-    asyncio.run(admin_sql(f'CREATE DATABASE "{name}"'))
-    try:
-        url = make_url(ADMIN_URL).set(database=name).render_as_string(hide_password=False)
-        if migrate:
-            env = {**os.environ, "DATABASE_URL": url}
-            command = [sys.executable, "-m", "alembic", "upgrade", "head"]
-            done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True)
-            if done.returncode:
-                raise RuntimeError(f"alembic upgrade head failed:\n{done.stderr}")
-        yield url
-    finally:
-        asyncio.run(admin_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
 
 def bench(

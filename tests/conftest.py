@@ -9,24 +9,17 @@ from __future__ import annotations
 import asyncio
 import os
 import uuid
-import weakref
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import asyncpg
-import httpx
 import pytest
-from fastapi import FastAPI
-from sqlalchemy import event
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
-from benchmarks.run import ADMIN_URL, admin_sql
 from fastapi_prisma_session import PrismaSessionStore
-
-IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
-SECRET = "a santa at nasa"
+from tests.helpers import ADMIN_URL, IN_CI, StatementLog, admin_sql
 
 
 @pytest.fixture(scope="session")
@@ -93,59 +86,6 @@ async def store(make_store: Callable[..., PrismaSessionStore]) -> PrismaSessionS
     return store
 
 
-class StatementLog:
-    """Counts the SQL statements an engine sends, by their first word.
-
-    Statements that go through SQLAlchemy are seen by its cursor events; on asyncpg, those the store
-    sends on the raw driver connection are seen by asyncpg's query logger.
-    """
-
-    def __init__(self, engine: AsyncEngine) -> None:
-        self.statements: list[str] = []
-        self._watched: weakref.WeakSet[Any] = weakref.WeakSet()
-        event.listen(engine.sync_engine, "before_cursor_execute", self._record)
-        if engine.dialect.driver == "asyncpg":
-            event.listen(engine.sync_engine, "checkout", self._watch)
-
-    def _record(self, conn: Any, cursor: Any, statement: str, *args: Any) -> None:
-        self.statements.append(statement.lstrip().split(None, 1)[0].upper())
-
-    def _watch(self, dbapi_connection: Any, record: Any, proxy: Any) -> None:
-        driver = dbapi_connection.driver_connection
-        if driver not in self._watched:
-            self._watched.add(driver)
-            driver.add_query_logger(lambda logged: self._record(None, None, logged.query))
-
-    def clear(self) -> None:
-        self.statements.clear()
-
-    def count(self, verb: str | None = None) -> int:
-        return len(self.statements) if verb is None else self.statements.count(verb)
-
-
 @pytest.fixture
 def statements(engine: AsyncEngine) -> StatementLog:
     return StatementLog(engine)
-
-
-def make_app(store: PrismaSessionStore, **options: Any) -> FastAPI:
-    """A small app with one route per behaviour the tests need."""
-    from tests.routes import build_app
-
-    return build_app(store, **{"secret": SECRET, **options})
-
-
-async def _let_query_loggers_run(response: httpx.Response) -> None:
-    # asyncpg reports each query to its loggers with loop.call_soon: one turn of the loop delivers them.
-    await asyncio.sleep(0)
-
-
-def client_for(app: Any, base_url: str = "http://testserver") -> httpx.AsyncClient:
-    return httpx.AsyncClient(
-        transport=httpx.ASGITransport(app=app),
-        base_url=base_url,
-        event_hooks={"response": [_let_query_loggers_run]},
-    )
-
-
-__all__ = ["SECRET", "StatementLog", "client_for", "make_app"]

@@ -1,27 +1,108 @@
-"""Direct table access for tests: what is really stored, written without going through the store."""
+"""What tests and benchmarks share: the databases they make, direct table access, servers they start,
+the apps and clients they drive, and waiting for something to happen.
+
+Fixtures live in `conftest.py`; everything a test imports lives here.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import inspect
 import json
 import os
 import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+import uuid
+import weakref
+from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+import asyncpg
 import httpx
-from sqlalchemy import insert, select, update
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy import event, insert, select, update
+from sqlalchemy.engine import make_url
 
 from fastapi_prisma_session.durations import utcnow
 from fastapi_prisma_session.models import session_table
 
+if TYPE_CHECKING:
+    from fastapi import FastAPI
+    from sqlalchemy.ext.asyncio import AsyncEngine
+
+    from fastapi_prisma_session import PrismaSessionStore
+
 ROOT = Path(__file__).resolve().parents[1]
+IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+SECRET = "a santa at nasa"
+# The server's administrator, who creates and drops the test databases.
+ADMIN_URL = os.environ.get("TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+
+
+# -- databases of their own --------------------------------------------------------------------------
+
+
+async def admin_sql(sql: str) -> None:
+    """Run one statement as the administrator (creating and dropping databases)."""
+    conn = await asyncpg.connect(ADMIN_URL)
+    try:
+        await conn.execute(sql)
+    finally:
+        await conn.close()
+
+
+@contextmanager
+def scratch_database(prefix: str, *, migrate: bool = True) -> Iterator[str]:
+    """A new PostgreSQL database, with the session table unless `migrate=False`, dropped afterwards.
+
+    Yields its plain postgresql:// URL, the kind Prisma and cron jobs use."""
+    name = f"{prefix}_{uuid.uuid4().hex[:8]}"
+    asyncio.run(admin_sql(f'CREATE DATABASE "{name}"'))
+    try:
+        url = make_url(ADMIN_URL).set(database=name).render_as_string(hide_password=False)
+        if migrate:
+            done = alembic(url, "upgrade", "head")
+            if done.returncode:
+                raise RuntimeError(f"alembic upgrade head failed:\n{done.stderr}")
+        yield url
+    finally:
+        asyncio.run(admin_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+def alembic(database_url: str, *args: str) -> subprocess.CompletedProcess[str]:
+    """`alembic <args>` in the repository, on `database_url`."""
+    env = {**os.environ, "DATABASE_URL": database_url}
+    command = [sys.executable, "-m", "alembic", *args]
+    return subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, check=False)
+
+
+async def seed(url: str, expired: int, live: int) -> None:
+    """Fill a PostgreSQL session table quickly: `expired` rows expired an hour ago, `live` rows live for
+    a day, named expired1… and live1…"""
+    conn = await asyncpg.connect(url)
+    try:
+        for prefix, count, offset in (
+            ("expired", expired, timedelta(hours=-1)),
+            ("live", live, timedelta(days=1)),
+        ):
+            await conn.execute(
+                'INSERT INTO "Session" (id, sid, data, "expiresAt") '
+                """SELECT $1 || g, $1 || g, '{"cookie":{"originalMaxAge":null,"expires":null},"n":1}', """
+                "(now() AT TIME ZONE 'utc') + $3::interval FROM generate_series(1, $2) AS g",
+                prefix,
+                count,
+                offset,
+            )
+        await conn.execute('VACUUM ANALYZE "Session"')
+    finally:
+        await conn.close()
+
+
+# -- what is really stored ---------------------------------------------------------------------------
 
 
 async def rows(engine: AsyncEngine, table_name: str = "Session") -> dict[str, dict[str, Any]]:
@@ -30,6 +111,10 @@ async def rows(engine: AsyncEngine, table_name: str = "Session") -> dict[str, di
     async with engine.connect() as conn:
         result = await conn.execute(select(table))
         return {row.sid: {"id": row.id, "data": row.data, "expires_at": row.expiresAt} for row in result}
+
+
+async def no_rows(engine: AsyncEngine, table_name: str = "Session") -> bool:
+    return not await rows(engine, table_name)
 
 
 async def insert_row(
@@ -61,10 +146,27 @@ async def shift_expiry(engine: AsyncEngine, sid: str, by: timedelta, table_name:
 
 
 def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port: int = sock.getsockname()[1]
         return port
+
+
+async def wait_until(
+    condition: Callable[[], Awaitable[bool] | bool], *, within: float = 5.0, interval: float = 0.02
+) -> None:
+    """Poll `condition` (sync or async) until it is true; fail the test if it is not `within` seconds."""
+    deadline = time.monotonic() + within
+    while True:
+        outcome = condition()
+        if inspect.isawaitable(outcome):
+            outcome = await outcome
+        if outcome:
+            return
+        if time.monotonic() >= deadline:
+            raise AssertionError(f"still not true after {within} s: {condition}")
+        await asyncio.sleep(interval)
 
 
 @contextmanager
@@ -74,17 +176,71 @@ def serve(app: str, env: dict[str, str], ready_path: str = "/docs") -> Iterator[
     command = [sys.executable, "-m", "uvicorn", app, "--port", str(port), "--log-level", "warning"]
     process = subprocess.Popen(command, cwd=ROOT, env={**os.environ, **env})
     base = f"http://127.0.0.1:{port}"
+
+    def answers() -> bool:
+        assert process.poll() is None, f"{app} exited"
+        try:
+            httpx.get(base + ready_path, timeout=1)
+        except httpx.TransportError:
+            return False
+        return True
+
     try:
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                httpx.get(base + ready_path, timeout=1)
-                break
-            except httpx.TransportError:
-                assert process.poll() is None, f"{app} exited"
-                assert time.monotonic() < deadline, f"{app} did not start"
-                time.sleep(0.1)
+        asyncio.run(wait_until(answers, within=20, interval=0.1))
         yield base
     finally:
         process.terminate()
         process.wait(timeout=10)
+
+
+# -- apps, clients and the statements they send ----------------------------------------------------
+
+
+class StatementLog:
+    """Counts the SQL statements an engine sends, by their first word.
+
+    Statements that go through SQLAlchemy are seen by its cursor events; on asyncpg, those the store
+    sends on the raw driver connection are seen by asyncpg's query logger.
+    """
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self.statements: list[str] = []
+        self._watched: weakref.WeakSet[Any] = weakref.WeakSet()
+        event.listen(engine.sync_engine, "before_cursor_execute", self._record)
+        if engine.dialect.driver == "asyncpg":
+            event.listen(engine.sync_engine, "checkout", self._watch)
+
+    def _record(self, conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        self.statements.append(statement.lstrip().split(None, 1)[0].upper())
+
+    def _watch(self, dbapi_connection: Any, record: Any, proxy: Any) -> None:
+        driver = dbapi_connection.driver_connection
+        if driver not in self._watched:
+            self._watched.add(driver)
+            driver.add_query_logger(lambda logged: self._record(None, None, logged.query))
+
+    def clear(self) -> None:
+        self.statements.clear()
+
+    def count(self, verb: str | None = None) -> int:
+        return len(self.statements) if verb is None else self.statements.count(verb)
+
+
+def make_app(store: PrismaSessionStore, **options: Any) -> FastAPI:
+    """A small app with one route per behaviour the tests need."""
+    from tests.routes import build_app  # routes imports this module
+
+    return build_app(store, **{"secret": SECRET, **options})
+
+
+async def _let_query_loggers_run(response: httpx.Response) -> None:
+    # asyncpg reports each query to its loggers with loop.call_soon: one turn of the loop delivers them.
+    await asyncio.sleep(0)
+
+
+def client_for(app: Any, base_url: str = "http://testserver") -> httpx.AsyncClient:
+    return httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app),
+        base_url=base_url,
+        event_hooks={"response": [_let_query_loggers_run]},
+    )

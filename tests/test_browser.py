@@ -14,8 +14,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import IN_CI
-from tests.helpers import serve
+from tests.helpers import IN_CI, serve
 
 ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM = "/usr/bin/chromium"

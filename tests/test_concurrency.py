@@ -10,8 +10,7 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from fastapi_prisma_session import PrismaSessionStore
-from tests.conftest import StatementLog, client_for, make_app
-from tests.helpers import rows
+from tests.helpers import StatementLog, client_for, make_app, rows
 
 COOKIE = {"originalMaxAge": 60_000, "expires": None, "httpOnly": True, "path": "/"}
 

@@ -11,7 +11,7 @@ from types import ModuleType
 import httpx
 import pytest
 
-from tests.conftest import client_for
+from tests.helpers import client_for
 
 
 @pytest.fixture

@@ -16,8 +16,7 @@ from sqlalchemy.engine import make_url
 from fastapi_prisma_session import PrismaSessionStore, SessionMiddleware
 from fastapi_prisma_session.durations import utcnow
 from fastapi_prisma_session.signing import Signer
-from tests.conftest import SECRET, client_for, make_app
-from tests.helpers import insert_row, rows
+from tests.helpers import SECRET, client_for, insert_row, make_app, rows, wait_until
 from tests.throwaway_postgres import ThrowawayPostgres
 
 
@@ -71,11 +70,11 @@ async def test_an_outage_gives_fast_503s_and_everything_recovers(
 
         # The prune loop came back too: an expired row goes without a manual call.
         await insert_row(store.engine, "expired", {}, utcnow() - timedelta(seconds=1))
-        for _ in range(50):
-            if "expired" not in await rows(store.engine):
-                break
-            await asyncio.sleep(0.1)
-        assert "expired" not in await rows(store.engine)
+
+        async def pruned() -> bool:
+            return "expired" not in await rows(store.engine)
+
+        await wait_until(pruned)
         assert len(await rows(store.engine)) == 1
 
 

@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 
 from fastapi_prisma_session import PrismaSessionStore
 from fastapi_prisma_session.signing import Signer, is_valid_session_id
-from tests.conftest import SECRET, make_app
+from tests.helpers import SECRET, make_app
 
 FUZZ_CASES = 200
 FUZZ = settings(

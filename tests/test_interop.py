@@ -17,8 +17,7 @@ from fastapi_prisma_session import PrismaSessionStore
 from fastapi_prisma_session.cookies import CookieAttributes, iso_utc
 from fastapi_prisma_session.durations import utcnow
 from fastapi_prisma_session.signing import Signer
-from tests.conftest import client_for, make_app
-from tests.helpers import insert_row, rows
+from tests.helpers import client_for, insert_row, make_app, rows
 
 INTEROP = Path(__file__).resolve().parent / "interop" / "fixtures"
 FIXTURES: dict[str, Any] = json.loads((INTEROP / "express-session-fixtures.json").read_text())

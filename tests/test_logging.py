@@ -7,7 +7,7 @@ import logging
 import pytest
 
 from fastapi_prisma_session import PrismaSessionStore
-from tests.conftest import client_for, make_app
+from tests.helpers import client_for, make_app
 
 
 async def test_lifecycle_events_are_logged_with_redacted_ids(

@@ -15,8 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from fastapi_prisma_session import ConfigurationError, PrismaSessionStore, SessionMiddleware
 from fastapi_prisma_session.durations import utcnow
 from fastapi_prisma_session.signing import Signer
-from tests.conftest import SECRET, StatementLog, client_for, make_app
-from tests.helpers import close_to, insert_row, rows, shift_expiry
+from tests.helpers import SECRET, StatementLog, client_for, close_to, insert_row, make_app, rows, shift_expiry
 
 COOKIE = "connect.sid"
 
@@ -31,10 +30,15 @@ def set_cookie_of(response: httpx.Response) -> str | None:
     return values[0] if values else None
 
 
-def sid_of(response: httpx.Response) -> str:
+def sent_cookie(response: httpx.Response) -> str:
+    """The response's one Set-Cookie header; fails the test when there is none."""
     header = set_cookie_of(response)
-    assert header is not None
-    value = header.split(";", 1)[0].split("=", 1)[1]
+    assert header is not None, "the response set no cookie"
+    return header
+
+
+def sid_of(response: httpx.Response) -> str:
+    value = sent_cookie(response).split(";", 1)[0].split("=", 1)[1]
     sid = Signer([SECRET]).session_id(value)
     assert sid is not None
     return sid
@@ -283,7 +287,7 @@ async def test_the_reserved_cookie_key_cannot_be_set(store: PrismaSessionStore) 
 async def test_cookie_and_row_expire_together(store: PrismaSessionStore, engine: AsyncEngine) -> None:
     async with await start(store, max_age=timedelta(hours=2)) as client:
         response = await client.post("/write")
-    expires = expires_of(set_cookie_of(response) or "")
+    expires = expires_of(sent_cookie(response))
     assert close_to(expires, utcnow() + timedelta(hours=2))
     row = (await rows(engine))[response.json()["id"]]
     assert close_to(row["expires_at"], expires, seconds=1)
@@ -295,7 +299,7 @@ async def test_a_browser_session_cookie_has_no_expires(
 ) -> None:
     async with await start(store, max_age=None) as client:
         response = await client.post("/write")
-    header = set_cookie_of(response) or ""
+    header = sent_cookie(response)
     assert "Expires" not in header
     row = (await rows(engine))[response.json()["id"]]
     assert json.loads(row["data"])["cookie"]["expires"] is None
@@ -354,7 +358,7 @@ async def test_a_per_session_max_age(store: PrismaSessionStore, engine: AsyncEng
     async with await start(store) as client:
         await client.post("/write")
         response = await client.post("/max-age", params={"seconds": 60})
-    header = set_cookie_of(response) or ""
+    header = sent_cookie(response)
     assert close_to(expires_of(header), utcnow() + timedelta(seconds=60))
     (row,) = (await rows(engine)).values()
     assert json.loads(row["data"])["cookie"]["originalMaxAge"] == 60_000
@@ -389,7 +393,7 @@ async def test_unset_destroy_deletes_the_row(store: PrismaSessionStore, engine: 
         await client.post("/write")
         response = await client.post("/unset")
     assert await rows(engine) == {}
-    assert (set_cookie_of(response) or "").startswith(f"{COOKIE}=;")
+    assert (sent_cookie(response)).startswith(f"{COOKIE}=;")
 
 
 async def test_unset_keep_leaves_the_row(store: PrismaSessionStore, engine: AsyncEngine) -> None:
@@ -429,7 +433,7 @@ async def test_secure_auto_follows_the_scheme_and_a_trusted_proxy(
 ) -> None:
     async with client_for(make_app(store, **options), base_url=base_url) as client:
         response = await client.post("/write", headers=headers)
-    header = set_cookie_of(response) or ""
+    header = sent_cookie(response)
     assert ("; Secure" in header) is secure
     assert response.status_code == 200
 
@@ -447,7 +451,7 @@ async def test_cookie_attributes(store: PrismaSessionStore) -> None:
     options = {"samesite": False, "partitioned": True, "priority": "high", "domain": "example.com"}
     async with client_for(make_app(store, secure=True, **options), base_url="https://testserver") as client:
         response = await client.post("/write")
-    header = set_cookie_of(response) or ""
+    header = sent_cookie(response)
     attributes = header.split("; ")[1:]
     assert attributes[:2] == ["Domain=example.com", "Path=/"]
     assert attributes[3:] == ["HttpOnly", "Secure", "Partitioned", "Priority=High"]

@@ -16,8 +16,8 @@ from alembic.operations import Operations
 from sqlalchemy import Connection, inspect
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from benchmarks.run import scratch_database
 from fastapi_prisma_session import migration
+from tests.helpers import alembic, scratch_database
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -35,18 +35,6 @@ PRISMA_INDEXES = {
         'CREATE INDEX "Session_expiresAt_idx" ON public."Session" USING btree ("expiresAt")'
     ),
 }
-
-
-def alembic(database_url: str, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "DATABASE_URL": database_url}
-    return subprocess.run(
-        [sys.executable, "-m", "alembic", *args],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
 
 
 @pytest.fixture

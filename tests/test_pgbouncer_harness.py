@@ -14,11 +14,8 @@ import asyncpg
 import pytest
 from sqlalchemy.engine import make_url
 
-from benchmarks.run import ADMIN_URL
-from tests.conftest import IN_CI
+from tests.helpers import ADMIN_URL, IN_CI
 from tests.pgbouncer import PgBouncer, PoolMode, pgbouncer_binary
-
-pytestmark = pytest.mark.postgres
 
 SERVER = make_url(ADMIN_URL)
 

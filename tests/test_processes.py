@@ -8,8 +8,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from benchmarks.run import scratch_database
-from tests.helpers import serve
+from tests.helpers import scratch_database, serve
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -12,11 +12,9 @@ from pathlib import Path
 import asyncpg
 import pytest
 
-from benchmarks.prune_scale import seed
-from benchmarks.run import scratch_database
 from fastapi_prisma_session import PrismaSessionStore
 from fastapi_prisma_session.pruning import JITTER, PruneLoop, advisory_lock_key
-from tests.test_migration import alembic
+from tests.helpers import alembic, scratch_database, seed
 
 ROOT = Path(__file__).resolve().parents[1]
 

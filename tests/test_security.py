@@ -12,8 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from fastapi_prisma_session import SessionTooLargeError
 from fastapi_prisma_session.signing import Signer
-from tests.conftest import SECRET, client_for, make_app
-from tests.helpers import rows
+from tests.helpers import SECRET, client_for, make_app, rows
 
 
 def test_signature_checks_are_constant_time_and_try_every_secret(monkeypatch: pytest.MonkeyPatch) -> None:

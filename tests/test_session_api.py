@@ -8,8 +8,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from fastapi_prisma_session import PrismaSessionStore, Session, SessionMiddleware
 from fastapi_prisma_session.signing import Signer
-from tests.conftest import SECRET, client_for, make_app
-from tests.helpers import rows
+from tests.helpers import SECRET, client_for, make_app, rows
 
 
 async def test_is_new_and_modified(store: PrismaSessionStore) -> None:

@@ -21,8 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from fastapi_prisma_session import ConfigurationError, PrismaSessionStore, TableMissingError
 from fastapi_prisma_session.durations import utcnow
-from tests.conftest import ADMIN_URL, StatementLog
-from tests.helpers import close_to, insert_row, rows
+from tests.helpers import ADMIN_URL, StatementLog, close_to, insert_row, no_rows, rows, wait_until
 
 MakeStore = Callable[..., PrismaSessionStore]
 PAST = timedelta(seconds=-1)
@@ -493,11 +492,7 @@ async def test_a_small_check_period_prunes_without_a_manual_call(
     await store.create_table()
     await insert_row(engine, "old", {}, utcnow() + PAST)
     async with store:
-        for _ in range(100):
-            if not await rows(engine):
-                break
-            await asyncio.sleep(0.02)
-    assert await rows(engine) == {}
+        await wait_until(lambda: no_rows(engine))
 
 
 @pytest.mark.parametrize("period", [None, 0])
@@ -516,11 +511,7 @@ async def test_stop_then_start_interval_restarts_pruning(make_store: MakeStore, 
     assert not store.interval_running
     await insert_row(engine, "old", {}, utcnow() + PAST)
     store.start_interval()
-    for _ in range(100):
-        if not await rows(engine):
-            break
-        await asyncio.sleep(0.02)
-    assert await rows(engine) == {}
+    await wait_until(lambda: no_rows(engine))
 
 
 async def test_a_failing_prune_run_does_not_stop_the_loop(make_store: MakeStore, engine: AsyncEngine) -> None:
@@ -531,11 +522,7 @@ async def test_a_failing_prune_run_does_not_stop_the_loop(make_store: MakeStore,
     assert store.interval_running
     await store.create_table()
     await insert_row(engine, "old", {}, utcnow() + PAST, table_name="custom_sessions")
-    for _ in range(100):
-        if not await rows(engine, "custom_sessions"):
-            break
-        await asyncio.sleep(0.02)
-    assert await rows(engine, "custom_sessions") == {}
+    await wait_until(lambda: no_rows(engine, "custom_sessions"))
 
 
 def test_start_interval_outside_an_event_loop_says_what_to_do(engine: AsyncEngine) -> None:

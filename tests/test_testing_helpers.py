@@ -7,7 +7,7 @@ from fastapi import FastAPI
 
 from fastapi_prisma_session import PrismaSessionStore, SessionDep, SessionMiddleware
 from fastapi_prisma_session.testing import create_session, read_session, session_middleware
-from tests.conftest import client_for
+from tests.helpers import client_for
 
 
 def profile_app(store: PrismaSessionStore) -> FastAPI:

@@ -1,4 +1,4 @@
-"""The benchmark's own arithmetic: reading wrk's output and computing the ratios (timing is not tested)."""
+"""The benchmark harness's own test: reading wrk's output and computing the ratios (not timing)."""
 
 from __future__ import annotations
 
