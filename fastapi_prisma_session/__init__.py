@@ -6,6 +6,8 @@ expiry loop), `connections` (the request path's leased asyncpg connections), `mo
 `migration` (Alembic operations), `dependencies` (FastAPI), `cli` (`python -m fastapi_prisma_session`).
 """
 
+from importlib.metadata import version as _distribution_version
+
 from .dependencies import SessionDep, get_session
 from .exceptions import (
     ConfigurationError,
@@ -20,6 +22,8 @@ from .models import SessionRecord, session_table
 from .serializers import JSONSerializer, Serializer
 from .session import Session, SessionCookie
 from .store import PrismaSessionStore
+
+__version__ = _distribution_version("fastapi-prisma-session")
 
 __all__ = [
     "ConfigurationError",
