@@ -1,10 +1,15 @@
 """Server-side sessions for FastAPI and Starlette in a SQL table shared with prisma-session-store.
 
-Modules by role: `middleware` (the ASGI middleware), `cookies` (signing and Set-Cookie), `session` (the
-request's session object), `store` (the public store API), `sql` (every SQL statement), `pruning` (the
-expiry loop), `connections` (the request path's leased asyncpg connections), `models` (the table),
-`migration` (Alembic operations), `dependencies` (FastAPI), `cli` (`python -m fastapi_prisma_session`).
+A request walks the modules in this order: `middleware` (ASGI), `signing` (the signed cookie value),
+`lifecycle` (load, save, touch), `store` (the public store API), `rows` (data text, id and expiry),
+`database` (running statements, errors, URLs) and `dialects/` (each database's SQL); the app sees a
+`session.Session`, and `cookies` writes Set-Cookie. Beside them: `pruning` (expired rows and the
+loop), `matching` (finding sessions by data), `connections` (the request path's asyncpg connections),
+`models` (the table), `migration` (Alembic operations), `dependencies` (FastAPI), `testing` (helpers
+for your tests) and `cli` (`python -m fastapi_prisma_session`).
 """
+
+from importlib.metadata import version as _distribution_version
 
 from .cookies import SessionCookie
 from .dependencies import SessionDep, get_session
@@ -21,6 +26,8 @@ from .models import SessionRecord, session_table
 from .serializers import JSONSerializer, Serializer
 from .session import Session
 from .store import PrismaSessionStore
+
+__version__ = _distribution_version("fastapi-prisma-session")
 
 __all__ = [
     "ConfigurationError",

@@ -1,0 +1,180 @@
+"""The package as it ships: `python -m build` makes an sdist and a wheel, and the wheel works once installed.
+
+How, and what that leaves out:
+
+- The build runs on a copy of the repository's files (tracked ones, plus untracked ones git does not
+  ignore) in a temporary folder, so setuptools' `build/` and `*.egg-info` never land in the work tree; the
+  fixture also checks that `git status` is the same before and after. `python -m build` makes the sdist,
+  then the wheel from the unpacked sdist, so the wheel also shows that the sdist is complete. Its isolated
+  build environment installs `build-system.requires` (setuptools) from the package index or pip's cache,
+  as any install from source does.
+- The wheel goes into a fresh venv with `pip install --no-deps --no-index`: nothing is downloaded. The
+  dependencies come from the running interpreter's site-packages, through a `.pth` file in the new venv
+  that holds that folder's path. A path line puts the folder on `sys.path` after the venv's own
+  site-packages, and the `.pth` files inside it are not run, so the project's editable install there (an
+  import hook installed by a `.pth` file) stays inert. The smoke test checks through `__file__` that the
+  wheel's copy is the one imported, and `__version__` comes from the wheel's own metadata, found first.
+- The trade-off: the dependencies are the versions this environment has, not the ones pip would resolve
+  from the wheel's metadata. A clean install with its dependencies from the index is a slower check, by
+  hand: `python -m venv v && v/bin/pip install <the wheel> httpx` (httpx for the script), then SMOKE.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+import sysconfig
+import tarfile
+import textwrap
+import tomllib
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+VERSION: str = PYPROJECT["version"]
+PACKAGE = "fastapi_prisma_session"
+DIST_NAME = f"{PACKAGE}-{VERSION}"
+
+
+@dataclass(frozen=True)
+class Built:
+    sdist: Path
+    wheel: Path
+    log: str
+
+
+def run(command: list[str], cwd: Path, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    """Run `command` to completion; a failure shows its output."""
+    result = subprocess.run(command, cwd=cwd, capture_output=True, text=True, timeout=timeout, check=False)
+    assert result.returncode == 0, f"{command} exited {result.returncode}:\n{result.stdout}{result.stderr}"
+    return result
+
+
+def git_status() -> str:
+    return run(["git", "status", "--porcelain", "--ignored"], ROOT).stdout
+
+
+def copy_sources(target: Path) -> None:
+    """The files a fresh clone would have, plus new files not yet committed, as they are on disk."""
+    listed = run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"], ROOT).stdout
+    for name in filter(None, listed.split("\0")):
+        source = ROOT / name
+        if source.is_file():  # a tracked file deleted in the work tree is left out
+            (target / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, target / name)
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory: pytest.TempPathFactory) -> Built:
+    source = tmp_path_factory.mktemp("source")
+    dist = tmp_path_factory.mktemp("dist")
+    copy_sources(source)
+    before = git_status()
+    result = run([sys.executable, "-m", "build", "--outdir", str(dist), str(source)], source)
+    log = result.stdout + result.stderr
+    assert git_status() == before, "building left files in the repository"
+    return Built(sdist=dist / f"{DIST_NAME}.tar.gz", wheel=dist / f"{DIST_NAME}-py3-none-any.whl", log=log)
+
+
+def test_the_build_makes_an_sdist_and_a_wheel_without_warnings(built: Built) -> None:
+    assert built.sdist.is_file(), built.log
+    assert built.wheel.is_file(), built.log
+    # Problems in pyproject.toml or MANIFEST.in show as "WARNING ..." (build relays setuptools' warnings),
+    # "...Warning:" or "warning: ...". Only the note that byte-compiling is off (PYTHONDONTWRITEBYTECODE
+    # set by the caller) is about the environment rather than the project.
+    warnings = [
+        line
+        for line in built.log.splitlines()
+        if "warning" in line.lower() and "byte-compiling is disabled" not in line
+    ]
+    assert not warnings, "\n".join(warnings)
+
+
+def test_the_wheel_holds_the_package_and_its_metadata_only(built: Built) -> None:
+    with zipfile.ZipFile(built.wheel) as wheel:
+        names = wheel.namelist()
+        metadata = wheel.read(f"{DIST_NAME}.dist-info/METADATA").decode()
+    assert f"{PACKAGE}/py.typed" in names
+    assert f"{PACKAGE}/__init__.py" in names
+    assert f"{DIST_NAME}.dist-info/licenses/LICENSE" in names
+    top_level = {name.split("/", 1)[0] for name in names}
+    assert top_level == {PACKAGE, f"{DIST_NAME}.dist-info"}  # no tests/, benchmarks/, demo/, alembic/
+    assert f"Version: {VERSION}\n" in metadata
+    assert "License-Expression: MIT\n" in metadata
+    assert "Classifier: Typing :: Typed\n" in metadata
+
+
+def test_the_sdist_holds_the_docs_and_the_license(built: Built) -> None:
+    with tarfile.open(built.sdist) as sdist:
+        names = {name.removeprefix(f"{DIST_NAME}/") for name in sdist.getnames()}
+    assert {"README.md", "CHANGELOG.md", "LICENSE", "pyproject.toml", f"{PACKAGE}/py.typed"} <= names
+    assert not any(name.startswith(("tests/", "benchmarks/", "demo/")) for name in names)
+
+
+SMOKE = """
+    import asyncio
+    import json
+    import sys
+    from pathlib import Path
+
+    import httpx
+    from fastapi import FastAPI
+
+    import fastapi_prisma_session
+    from fastapi_prisma_session import PrismaSessionStore, SessionDep, SessionMiddleware
+
+
+    async def main(folder: Path) -> None:
+        store = PrismaSessionStore(f"sqlite+aiosqlite:///{folder / 's.db'}")
+        await store.create_table()
+        await store.set("abc", {"cookie": {"originalMaxAge": 1000, "expires": None}, "n": 1})
+        stored = await store.get("abc")
+        assert stored is not None and stored["n"] == 1, stored
+
+        app = FastAPI()
+        app.add_middleware(SessionMiddleware, store=store, secret="a santa at nasa")
+
+        @app.get("/")
+        async def index(session: SessionDep) -> dict[str, int]:
+            session["views"] = session.get("views", 0) + 1
+            return {"views": session["views"]}
+
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
+            views = [(await client.get("/")).json()["views"] for _ in range(2)]
+            assert views == [1, 2], views
+            assert "connect.sid" in client.cookies
+        assert await store.length() == 2  # "abc" and the client's session
+        await store.shutdown()
+        print(json.dumps({"version": fastapi_prisma_session.__version__,
+                          "file": fastapi_prisma_session.__file__}))
+
+
+    asyncio.run(main(Path(sys.argv[1])))
+"""
+
+
+def test_the_installed_wheel_works(built: Built, tmp_path: Path) -> None:
+    venv = tmp_path / "venv"
+    run([sys.executable, "-m", "venv", "--without-pip", str(venv)], tmp_path)
+    python = venv / "bin" / "python"
+    pip = [sys.executable, "-m", "pip", "--python", str(python), "--disable-pip-version-check"]
+    run([*pip, "install", "--quiet", "--no-deps", "--no-index", str(built.wheel)], tmp_path)
+    purelib = "import sysconfig; print(sysconfig.get_paths()['purelib'])"
+    site_packages = Path(run([str(python), "-I", "-c", purelib], tmp_path).stdout.strip())
+    ours = dict.fromkeys(sysconfig.get_paths()[key] for key in ("purelib", "platlib"))
+    (site_packages / "_project_dependencies.pth").write_text("".join(f"{path}\n" for path in ours))
+    script = tmp_path / "smoke.py"
+    script.write_text(textwrap.dedent(SMOKE))
+
+    # -I: no PYTHON* variables, no user site, and neither this folder nor the repository on sys.path.
+    smoke = run([str(python), "-I", str(script), str(tmp_path)], tmp_path, timeout=60)
+    found = json.loads(smoke.stdout.strip().splitlines()[-1])
+    assert found["version"] == VERSION
+    assert Path(found["file"]).is_relative_to(site_packages), found["file"]
