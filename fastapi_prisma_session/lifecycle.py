@@ -83,7 +83,7 @@ class SessionLifecycle:
         now = utcnow()
         session.cookie.reset(now)
         payload = {COOKIE_KEY: self.cookie.to_json(session.cookie, session.secure), **session.data()}
-        expires_at = self.store.row_expiry(session.id, payload, session.cookie.expires, now)
+        expires_at = self.store.rows.expiry(session.id, payload, session.cookie.expires, now)
         if session.is_new:
             await self.store.create(session.id, payload, expires_at=expires_at)
             logger.debug("created session %s", redact(session.id))
@@ -164,8 +164,8 @@ class SessionLifecycle:
             COOKIE_KEY: self.cookie.to_json(SessionCookie(original, cookie_expires), session.secure)
         }
         # Only a ttl function looks at the user's data; the other expiries need none of it.
-        for_ttl = {**patch, **session.data()} if self.store.ttl_reads_session else patch
-        expires_at = self.store.row_expiry(session.id, for_ttl, cookie_expires, now)
+        for_ttl = {**patch, **session.data()} if self.store.rows.ttl_reads_session else patch
+        expires_at = self.store.rows.expiry(session.id, for_ttl, cookie_expires, now)
         lifetime = (expires_at - now).total_seconds()
         touch_after = self.touch_after if self.touch_after is not None else lifetime * DEFAULT_TOUCH_FRACTION
         row_expires = session.row_expires

@@ -78,15 +78,9 @@ class SessionMiddleware:
                 "store must be a PrismaSessionStore, e.g. PrismaSessionStore(DATABASE_URL)"
             )
         self.store = store
+        samesite = None if samesite is False else samesite
         self.cookie = CookieAttributes(
-            name=cookie_name,
-            path=path,
-            domain=domain,
-            secure=secure,
-            httponly=httponly,
-            partitioned=partitioned,
-            priority=priority,
-            samesite=None if samesite is False else samesite,
+            cookie_name, path, domain, secure, httponly, partitioned, priority, samesite
         )
         self.lifecycle = SessionLifecycle(
             store,

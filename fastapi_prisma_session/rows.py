@@ -25,19 +25,15 @@ DisposeFunction = Callable[[str, SessionData], Awaitable[None] | None]
 
 
 class RowFormat:
-    """The store's options about rows (`ttl`, `serializer`, `max_data_size`, the record id), checked once."""
+    """The store's options about rows (`ttl`, `serializer`, `max_data_size`, the record id), checked once.
 
-    def __init__(
-        self,
-        options: Mapping[str, Any],
-        *,
-        ttl: Duration | TTLFunction | None,
-        record_id_is_sid: bool,
-        record_id_function: Callable[[str], str] | None,
-        serializer: object | None,
-        max_data_size: int | None,
-        log: StoreLog,
-    ) -> None:
+    `options` is the store's `options` mapping, which a `ttl` function also receives.
+    """
+
+    def __init__(self, options: Mapping[str, Any], log: StoreLog) -> None:
+        ttl: Duration | TTLFunction | None = options["ttl"]
+        record_id_function: Callable[[str], str] | None = options["db_record_id_function"]
+        max_data_size: int | None = options["max_data_size"]
         if callable(ttl) and not isinstance(ttl, (int, float, timedelta)):
             self._ttl_function: TTLFunction | None = ttl
             self._ttl: float | None = None
@@ -49,9 +45,9 @@ class RowFormat:
         if max_data_size is not None and (not isinstance(max_data_size, int) or max_data_size < 1):
             raise ConfigurationError("max_data_size must be a positive number of bytes, or None for no limit")
         self._options = options
-        self._record_id_is_sid = record_id_is_sid
+        self._record_id_is_sid = bool(options["db_record_id_is_session_id"])
         self._record_id_function = record_id_function
-        self.serializer = resolve_serializer(serializer)
+        self.serializer = resolve_serializer(options["serializer"])
         #: Only JSON text can be merged in SQL: touch() and a write that lost a race patch keys in place.
         self.is_json = isinstance(self.serializer, JSONSerializer)
         self._max_data_size = max_data_size

@@ -109,15 +109,8 @@ class PrismaSessionStore:
         if not isinstance(prune_batch_size, int) or prune_batch_size < 1:
             raise ConfigurationError("prune_batch_size must be a positive whole number")
         self._log = StoreLog(logger, logger_level)
-        self._rows = rows = RowFormat(
-            self.options,
-            ttl=ttl,
-            record_id_is_sid=db_record_id_is_session_id,
-            record_id_function=db_record_id_function,
-            serializer=serializer,
-            max_data_size=max_data_size,
-            log=self._log,
-        )
+        #: how a session becomes a row: its data text, its id and when it expires
+        self.rows = rows = RowFormat(self.options, self._log)
         self._dispose = dispose
         self._dispose_on_set = dispose is not None and not no_dispose_on_set
         self._stale = stale
@@ -153,7 +146,7 @@ class PrismaSessionStore:
 
     async def set(self, sid: str, session: Mapping[str, Any]) -> None:
         """Create or replace the session `sid`, in one atomic upsert."""
-        params = self._rows.new_row(sid, session, self._rows.expiry_from_cookie(sid, session))
+        params = self.rows.new_row(sid, session, self.rows.expiry_from_cookie(sid, session))
         previous = await self.load(sid) if self._dispose_on_set else None
         # Two first writes of one sid can race past ON CONFLICT (sid) and collide on the primary key when
         # the id is derived from the sid. The loser retries once the winner's row is visible, and then
@@ -182,10 +175,10 @@ class PrismaSessionStore:
         `expires_at` defaults to what the session's `cookie` says. A missing session is not recreated.
         Returns whether a row was touched.
         """
-        expires = expires_at or self._rows.expiry_from_cookie(sid, session)
+        expires = expires_at or self.rows.expiry_from_cookie(sid, session)
         cookie = session.get(COOKIE_KEY)
-        if self._rows.is_json and isinstance(cookie, Mapping):
-            patch = self._rows.serializer.dumps({COOKIE_KEY: dict(cookie)})
+        if self.rows.is_json and isinstance(cookie, Mapping):
+            patch = self.rows.serializer.dumps({COOKIE_KEY: dict(cookie)})
             return await self._db.write("merge", self._db.sql.merge_params(sid, patch, [], expires)) > 0
         return await self._db.write("touch", {"session_id": sid, "expires": expires}) > 0
 
@@ -213,7 +206,7 @@ class PrismaSessionStore:
         result = await self._db.execute(self._db.sql.live_rows, {"now": utcnow()})
         sessions: dict[str, SessionData] = {}
         for sid, text in result.all():
-            data = self._rows.parse(sid, text)
+            data = self.rows.parse(sid, text)
             if data is not None:
                 sessions[sid] = data
         return sessions
@@ -294,7 +287,7 @@ class PrismaSessionStore:
         if row is None:
             return None
         text, expires_at = row[0], row[1]
-        data = self._rows.parse(sid, text)
+        data = self.rows.parse(sid, text)
         if data is None:
             return None
         if expires_at <= utcnow():
@@ -306,8 +299,8 @@ class PrismaSessionStore:
         self, sid: str, session: Mapping[str, Any], *, expires_at: datetime | None = None
     ) -> None:
         """Insert a new session expiring at `expires_at` (default: as its cookie says). Never overwrites."""
-        expires = expires_at or self._rows.expiry_from_cookie(sid, session)
-        await self._db.write("insert", self._rows.new_row(sid, session, expires))
+        expires = expires_at or self.rows.expiry_from_cookie(sid, session)
+        await self._db.write("insert", self.rows.new_row(sid, session, expires))
 
     async def update(
         self,
@@ -327,8 +320,8 @@ class PrismaSessionStore:
         it meanwhile, and only these keys and the cookie are merged into it, in one statement. Without
         `changed`, the whole row is replaced. Returns whether the row still existed.
         """
-        params = self._rows.params(sid, session, expires_at or self._rows.expiry_from_cookie(sid, session))
-        if changed is None or not self._rows.is_json:
+        params = self.rows.params(sid, session, expires_at or self.rows.expiry_from_cookie(sid, session))
+        if changed is None or not self.rows.is_json:
             return await self._db.write("update", params) > 0
         if expected is not None and await self._db.write(
             "update_if_unchanged", {**params, "expected": expected}
@@ -338,21 +331,9 @@ class PrismaSessionStore:
         if COOKIE_KEY in session:
             patch[COOKIE_KEY] = session[COOKIE_KEY]
         merge = self._db.sql.merge_params(
-            sid, self._rows.serializer.dumps(patch), list(removed), params["expires"]
+            sid, self.rows.serializer.dumps(patch), list(removed), params["expires"]
         )
         return await self._db.write("merge", merge) > 0
-
-    def row_expiry(
-        self, sid: str, session: Mapping[str, Any], cookie_expires: datetime | None, now: datetime
-    ) -> datetime:
-        """When the row of `session` written `now` expires: after `ttl`, else when its cookie does, else
-        in one day."""
-        return self._rows.expiry(sid, session, cookie_expires, now)
-
-    @property
-    def ttl_reads_session(self) -> bool:
-        """The expiry depends on the session's data (a `ttl` function), not only on its cookie."""
-        return self._rows.ttl_reads_session
 
     # -- internals -----------------------------------------------------------------------------------
 
@@ -369,7 +350,7 @@ class PrismaSessionStore:
             return int(result.rowcount)  # type: ignore[attr-defined]
         rows = (await self._db.execute(returning, params, conn)).all()
         for sid, text in rows:
-            data = self._rows.parse(sid, text)
+            data = self.rows.parse(sid, text)
             if data is not None:
                 await self._call_dispose(sid, data)
         return len(rows)
