@@ -1,0 +1,158 @@
+#!/usr/bin/env node
+// Proves the Node system reads a session someone else (fastapi_prisma_session) wrote: runs the
+// same express + express-session + PrismaSessionStore app as record.mjs against an EXISTING
+// database and table, sends one request with the given Cookie header, and prints JSON.
+//
+//   node read.mjs --database postgresql|mariadb|sqlite --url URL --cookie 'connect.sid=s%3A...'
+//                 [--table Session] [--secret S]... [--cookie-name connect.sid]
+//                 [--increment] [--no-touch] [--sqlite-timestamp-format iso8601|unixepoch-ms]
+//
+// stdout: one JSON object (see README.md). Exit status: 0 the session was found and loaded,
+// 3 it was not (JSON still printed), 2 bad arguments, 1 any other failure (message on stderr).
+import { existsSync } from 'node:fs';
+import { parseArgs } from 'node:util';
+
+import cookieSignature from 'cookie-signature';
+
+import { COOKIE_NAME, MAX_AGE_MS, SECRET, startApp, userData } from './lib/app.mjs';
+import { makeAdapter, normalizeUrl } from './lib/databases.mjs';
+import { checkTableName, loadPrismaClient } from './lib/prisma.mjs';
+
+const USAGE = `usage: node read.mjs --database postgresql|mariadb|sqlite --url URL --cookie 'NAME=VALUE[; ...]'
+                    [--table Session] [--secret S]... [--cookie-name connect.sid]
+                    [--increment] [--no-touch] [--sqlite-timestamp-format iso8601|unixepoch-ms]
+`;
+
+class UsageError extends Error {}
+
+// The session id in the Cookie header, as express-session finds it: the named cookie, URL-decoded,
+// "s:" + a signature that verifies with one of the secrets. null when there is none.
+function cookieSid(header, name, secrets) {
+  for (const part of header.split(';')) {
+    const eq = part.indexOf('=');
+    if (eq < 0 || part.slice(0, eq).trim() !== name) continue;
+    let value = part.slice(eq + 1).trim();
+    if (value.startsWith('"') && value.endsWith('"')) value = value.slice(1, -1);
+    try {
+      value = decodeURIComponent(value);
+    } catch {
+      // express-session keeps a value that does not decode as it is
+    }
+    if (!value.startsWith('s:')) return null;
+    for (const secret of secrets) {
+      const sid = cookieSignature.unsign(value.slice(2), secret);
+      if (sid !== false) return sid;
+    }
+    return null;
+  }
+  return null;
+}
+
+function parse() {
+  let values;
+  try {
+    ({ values } = parseArgs({
+      options: {
+        database: { type: 'string', short: 'd' },
+        url: { type: 'string' },
+        table: { type: 'string', default: 'Session' },
+        cookie: { type: 'string' },
+        secret: { type: 'string', multiple: true },
+        'cookie-name': { type: 'string', default: COOKIE_NAME },
+        'max-age-ms': { type: 'string', default: String(MAX_AGE_MS) },
+        increment: { type: 'boolean', default: false },
+        'no-touch': { type: 'boolean', default: false },
+        'sqlite-timestamp-format': { type: 'string' },
+        help: { type: 'boolean', short: 'h' },
+      },
+    }));
+  } catch (error) {
+    throw new UsageError(error.message);
+  }
+  if (values.help) {
+    process.stdout.write(USAGE);
+    process.exit(0);
+  }
+  for (const required of ['database', 'url', 'cookie']) {
+    if (!values[required]) throw new UsageError(`--${required} is required`);
+  }
+  if (!['postgresql', 'mariadb', 'sqlite'].includes(values.database)) {
+    throw new UsageError(`unknown --database ${JSON.stringify(values.database)}`);
+  }
+  try {
+    checkTableName(values.table);
+  } catch (error) {
+    throw new UsageError(error.message);
+  }
+  const maxAge = Number(values['max-age-ms']);
+  if (!Number.isSafeInteger(maxAge) || maxAge <= 0) throw new UsageError('--max-age-ms must be a positive integer');
+  const format = values['sqlite-timestamp-format'];
+  if (format && (values.database !== 'sqlite' || !['iso8601', 'unixepoch-ms'].includes(format))) {
+    throw new UsageError('--sqlite-timestamp-format is iso8601 or unixepoch-ms, and only for --database sqlite');
+  }
+  const url = normalizeUrl(values.database, values.url);
+  if (values.database === 'sqlite' && !existsSync(url)) throw new UsageError(`no SQLite file at ${url}`);
+  return { ...values, url, maxAge, secrets: values.secret?.length ? values.secret : [SECRET] };
+}
+
+async function main() {
+  const options = parse();
+  const PrismaClient = loadPrismaClient(options.database, options.table);
+  const adapterOptions = options['sqlite-timestamp-format'] ? { timestampFormat: options['sqlite-timestamp-format'] } : undefined;
+  const prisma = new PrismaClient({ adapter: makeAdapter(options.database, options.url, adapterOptions) });
+  const sid = cookieSid(options.cookie, options['cookie-name'], options.secrets);
+  let found = false;
+  let before = null;
+  const app = await startApp(prisma, {
+    session: { secret: options.secrets, name: options['cookie-name'], maxAge: options.maxAge },
+    touch: !options['no-touch'],
+    onRequest(req) {
+      // express-session keeps the cookie's id only when the store returned a session for it;
+      // otherwise it has already made a new, empty session with a new id.
+      found = sid !== null && req.sessionID === sid;
+      before = found ? JSON.parse(JSON.stringify(req.session)) : null;
+    },
+  });
+  let result;
+  try {
+    // The row as Prisma reads it, before the request (a touch or a write changes it).
+    let row = null;
+    let rowError = null;
+    try {
+      row = sid === null ? null : await prisma.session.findUnique({ where: { sid } });
+    } catch (error) {
+      rowError = String(error?.message ?? error);
+    }
+    const response = await fetch(`${app.url}${options.increment ? '/increment' : '/session'}`, {
+      headers: { cookie: options.cookie },
+    });
+    const body = await response.json();
+    if (response.status !== 200) throw new Error(`HTTP ${response.status}: ${JSON.stringify(body)}`);
+    result = {
+      found,
+      cookie_sid: sid,
+      row_found: row !== null, // a row with the cookie's sid exists (it may have expired)
+      row_id: row?.id ?? null,
+      row_expires_at: row ? row.expiresAt.toISOString() : null, // expiresAt as Prisma reads it, ISO-8601 UTC
+      row_error: rowError, // why Prisma could not read that row, if it could not
+      session: before, // the session as loaded from the store (with its cookie), null if not found
+      data: found ? userData(before) : null, // the user data as loaded
+      data_after_request: options.increment ? body : found ? userData(before) : null,
+      status: response.status,
+      set_cookie: response.headers.getSetCookie(),
+    };
+  } finally {
+    await app.close();
+    await prisma.$disconnect();
+  }
+  process.stdout.write(`${JSON.stringify(result)}\n`);
+  return result.found ? 0 : 3;
+}
+
+main().then(
+  (code) => process.exit(code),
+  (error) => {
+    process.stderr.write(error instanceof UsageError ? `${error.message}\n${USAGE}` : `${error.stack ?? error}\n`);
+    process.exit(error instanceof UsageError ? 2 : 1);
+  },
+);
