@@ -19,9 +19,8 @@ import asyncpg
 import pytest
 from sqlalchemy.engine import make_url
 
-from benchmarks.run import ADMIN_URL
-from tests.conftest import IN_CI
 from tests.faultproxy import FaultProxy
+from tests.helpers import ADMIN_URL, IN_CI
 
 SERVER = make_url(ADMIN_URL)
 SSL_REQUEST = struct.pack("!ii", 8, 80877103)
