@@ -15,6 +15,7 @@ from .cookies import SessionCookie
 from .dependencies import SessionDep, get_session
 from .exceptions import (
     ConfigurationError,
+    SessionDataError,
     SessionError,
     SessionNotFoundError,
     SessionTooLargeError,
@@ -36,6 +37,7 @@ __all__ = [
     "Serializer",
     "Session",
     "SessionCookie",
+    "SessionDataError",
     "SessionDep",
     "SessionError",
     "SessionMiddleware",

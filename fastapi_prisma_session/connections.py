@@ -1,101 +1,135 @@
-"""The asyncpg connections the request path keeps leased from the engine's pool.
+"""The request path's PostgreSQL connections: asyncpg's own pool, bounded in size, time and idleness.
 
-Checking a connection out of SQLAlchemy's async pool and back costs two greenlet switches, about 20 µs,
-which is as much as the rest of the middleware. The store therefore leases up to `size` connections
-from the engine's pool once and hands them to requests from a plain free list. They stay the engine's
-connections: they count against its pool size, and `close()` returns them to it.
+The pool opens connections as concurrent requests need them, up to `max_size`, and closes those idle
+for `idle_timeout` seconds, so a quiet worker holds none. Every operation (waiting for a connection,
+opening one, running the statement) ends within one deadline; whatever is still pending then is
+cancelled and the caller gets `TimeoutError`. A pool belongs to one event loop: when the store is used
+from another loop (each test with its own loop, say), the old pool is dropped and a new one opened.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections import deque
-from typing import TYPE_CHECKING, Any
+import contextlib
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 import asyncpg
-from sqlalchemy.util.concurrency import greenlet_spawn
 
-if TYPE_CHECKING:
-    from collections.abc import Sequence
+# A statement (with the wait for its connection) gets this share of the deadline; the rest is for the
+# server to confirm that it cancelled one that ran out of time, before its connection is closed instead.
+STATEMENT_SHARE = 0.85
+# A read found its idle connection dead (after a restart, every idle one is): it tries this many more.
+DEAD_CONNECTION_RETRIES = 3
 
-    from sqlalchemy.ext.asyncio import AsyncEngine
-    from sqlalchemy.pool import PoolProxiedConnection
 
+class RequestPool:
+    """Runs single statements on pooled asyncpg connections, each call ending within `deadline` seconds."""
 
-class LeasedConnections:
-    """A free list of up to `size` pooled connections; callers wait when all are in use."""
+    def __init__(
+        self,
+        connect_kwargs: Mapping[str, Any],
+        *,
+        max_size: int,
+        idle_timeout: float,
+        deadline: float,
+    ) -> None:
+        self.max_size = max_size
+        self.deadline = deadline
+        self._connect_kwargs = dict(connect_kwargs)
+        self._idle_timeout = idle_timeout
+        self._pool: asyncpg.Pool | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._opening = asyncio.Lock()
+        self._query_loggers: list[Callable[[Any], None]] = []
 
-    def __init__(self, engine: AsyncEngine, size: int) -> None:
-        self._engine = engine
-        self.size = size
-        self._idle: deque[PoolProxiedConnection] = deque()
-        self._leased = 0
-        self._waiters: deque[asyncio.Future[None]] = deque()
+    async def run(self, method: str, sql: str, args: Sequence[Any], *, retry: bool = False) -> Any:
+        """`await connection.<method>(sql, *args)` on a pooled connection; asyncpg prepares the statement
+        once per connection and caches it.
 
-    async def run(self, method: str, sql: str, args: Sequence[Any]) -> Any:
-        """`await connection.<method>(sql, *args)` on a leased connection (asyncpg caches the prepared
-        statement per connection)."""
-        connection = await self.acquire()
+        With `retry` (a read, safe to repeat), a statement whose connection turns out to be dead (the
+        server restarted, or closed it while it sat idle) runs again on another, a few times, within the
+        same deadline. A timeout is never retried."""
+        async with asyncio.timeout(self.deadline * STATEMENT_SHARE):
+            pool = self._pool if self._loop is asyncio.get_running_loop() else None
+            if pool is None:
+                pool = await self._open()
+            for _ in range(DEAD_CONNECTION_RETRIES if retry else 0):
+                try:
+                    return await self._run_once(pool, method, sql, args)
+                except (OSError, asyncpg.InterfaceError, asyncpg.InternalClientError):
+                    pass  # that connection is closed now; the next try gets another, or a new one
+            return await self._run_once(pool, method, sql, args)
+
+    async def _run_once(self, pool: asyncpg.Pool, method: str, sql: str, args: Sequence[Any]) -> Any:
+        connection = await pool.acquire()
         try:
-            result = await getattr(connection.driver_connection, method)(sql, *args)
+            result = await getattr(connection, method)(sql, *args)
         except asyncpg.PostgresError:
-            self.release(connection)  # the server refused the statement; the connection is fine
+            await pool.release(connection)  # the server refused the statement; the connection is fine
+            raise
+        except asyncio.CancelledError:
+            # The deadline: asyncpg has asked the server to cancel the statement. Wait (briefly) for the
+            # server to confirm, so that a write reported as failed does not go through later, when the
+            # lock it waited for is released. release() closes the connection if no answer comes.
+            with contextlib.suppress(Exception):
+                await pool.release(connection, timeout=self.deadline * (1 - STATEMENT_SHARE))
             raise
         except BaseException:
-            # A broken or interrupted connection must not be used again.
-            await self.discard(connection)
+            connection.terminate()  # broken: never used again
+            await pool.release(connection)
             raise
-        self.release(connection)
+        await pool.release(connection)
         return result
 
-    async def acquire(self) -> PoolProxiedConnection:
-        while True:
-            while self._idle:
-                connection = self._idle.pop()
-                if not _is_closed(connection):
-                    return connection
-                await self.discard(connection)  # the server closed it while it sat idle
-            if self._leased < self.size:
-                self._leased += 1
-                try:
-                    return await self._engine.raw_connection()
-                except BaseException:
-                    self._leased -= 1
-                    raise
-            waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-            self._waiters.append(waiter)
-            try:
-                await waiter
-            except asyncio.CancelledError:
-                if waiter.done() and not waiter.cancelled():
-                    self._wake_one()  # pass the wake-up on to the next waiter
-                raise
+    def add_query_logger(self, callback: Callable[[Any], None]) -> None:
+        """Have `callback(asyncpg LoggedQuery)` called for every statement of connections opened from now."""
+        self._query_loggers.append(callback)
 
-    def release(self, connection: PoolProxiedConnection) -> None:
-        self._idle.append(connection)
-        self._wake_one()
-
-    async def discard(self, connection: PoolProxiedConnection) -> None:
-        """Drop a broken connection: the engine's pool forgets it and a new one can be leased."""
-        self._leased -= 1
-        self._wake_one()
-        await greenlet_spawn(connection.invalidate)
+    @property
+    def open_connections(self) -> int:
+        """How many connections the pool holds now, busy or idle."""
+        return 0 if self._pool is None else self._pool.get_size()
 
     async def close(self) -> None:
-        """Return every idle connection to the engine's pool."""
-        while self._idle:
-            connection = self._idle.pop()
-            self._leased -= 1
-            await greenlet_spawn(connection.close)
+        """Close every connection (those in use are closed when they come back)."""
+        pool, self._pool = self._pool, None
+        if pool is None:
+            return
+        if self._loop is asyncio.get_running_loop():
+            await pool.close()
+        else:
+            _abandon(pool)
 
-    def _wake_one(self) -> None:
-        while self._waiters:
-            waiter = self._waiters.popleft()
-            if not waiter.done():
-                waiter.set_result(None)
-                return
+    async def _open(self) -> asyncpg.Pool:
+        loop = asyncio.get_running_loop()
+        if self._loop is not loop:
+            if self._pool is not None:
+                _abandon(self._pool)
+                self._pool = None
+            self._loop, self._opening = loop, asyncio.Lock()
+        async with self._opening:
+            if self._pool is None:
+                self._pool = await asyncpg.create_pool(
+                    min_size=0,
+                    max_size=self.max_size,
+                    max_inactive_connection_lifetime=self._idle_timeout,
+                    reset=_keep_state,
+                    init=self._init if self._query_loggers else None,
+                    **self._connect_kwargs,
+                )
+            return self._pool
+
+    async def _init(self, connection: asyncpg.Connection) -> None:
+        for callback in self._query_loggers:
+            connection.add_query_logger(callback)
 
 
-def _is_closed(connection: PoolProxiedConnection) -> bool:
-    driver: Any = connection.driver_connection
-    return driver is None or bool(driver.is_closed())
+async def _keep_state(connection: asyncpg.Connection) -> None:
+    """The request path sets no session state, so a returned connection needs no RESET ALL round trip."""
+
+
+def _abandon(pool: asyncpg.Pool) -> None:
+    """Drop the connections of a pool opened on another event loop: they cannot be closed politely there."""
+    with contextlib.suppress(RuntimeError):  # that loop is closed already; its sockets went with it
+        pool.terminate()

@@ -7,11 +7,12 @@ signed lives in `signing`.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
-from typing import Any, Literal
+from typing import Any, Literal, TypeGuard
 
 from .durations import Duration, to_seconds, utcnow
 from .exceptions import ConfigurationError
@@ -23,6 +24,8 @@ Secure = bool | Literal["auto"]
 # express-session keeps the cookie's settings in the session object under this key.
 COOKIE_KEY = "cookie"
 _EPOCH_EXPIRES = "Thu, 01 Jan 1970 00:00:00 GMT"
+# A stored originalMaxAge beyond this (about 300 years) is not a lifetime but corrupt data.
+MAX_AGE_MS = 10**13
 _SEPARATORS = ' \t\r\n;,="()<>@:\\/[]?{}'  # RFC 9110's, not allowed in a token
 
 
@@ -190,7 +193,7 @@ def cookie_from_json(value: object) -> SessionCookie | None:
         return None
     original = value.get("originalMaxAge")
     expires = value.get("expires")
-    if original is not None and (not isinstance(original, (int, float)) or isinstance(original, bool)):
+    if original is not None and not _is_max_age_ms(original):
         return None
     if expires is None:
         when = None
@@ -213,7 +216,7 @@ def cookie_expiry(value: object, now: datetime) -> datetime | None:
     if when is not None:
         return when if when > now else None
     original = value.get("originalMaxAge")
-    if isinstance(original, (int, float)) and not isinstance(original, bool) and original > 0:
+    if _is_max_age_ms(original) and original > 0:
         return now + timedelta(milliseconds=original)
     return None
 
@@ -227,14 +230,24 @@ def parse_iso_utc(text: str) -> datetime | None:
     """The naive UTC datetime an ISO-8601 string (as `toISOString()` writes it) names, or None."""
     try:
         moment = datetime.fromisoformat(text)
-    except ValueError:
+        return moment.astimezone(UTC).replace(tzinfo=None) if moment.tzinfo else moment
+    except (ValueError, OverflowError):  # not a date, or out of datetime's range in UTC
         return None
-    return moment.astimezone(UTC).replace(tzinfo=None) if moment.tzinfo else moment
 
 
 def http_date(moment: datetime) -> str:
     """The Expires attribute's format (`Date.prototype.toUTCString()`) for a naive UTC datetime."""
     return format_datetime(moment.replace(microsecond=0, tzinfo=UTC), usegmt=True)
+
+
+def _is_max_age_ms(value: object) -> TypeGuard[int | float]:
+    """A lifetime in ms that a datetime can hold: finite, not negative, not past MAX_AGE_MS."""
+    return (
+        isinstance(value, (int, float))
+        and not isinstance(value, bool)
+        and math.isfinite(value)
+        and 0 <= value <= MAX_AGE_MS
+    )
 
 
 def check_choice(option: str, value: object, allowed: Sequence[object]) -> None:

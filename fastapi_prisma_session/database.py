@@ -9,17 +9,23 @@ and nowhere else.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Mapping, Sequence
-from dataclasses import dataclass
+import asyncio
+import contextlib
+import inspect
+import sqlite3
+from collections.abc import AsyncIterator, Awaitable, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import asyncpg
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
-from .connections import LeasedConnections
+from .connections import RequestPool
 from .exceptions import ConfigurationError, SessionError, StoreUnavailableError, TableMissingError
+from .logs import redact
 
 if TYPE_CHECKING:
     from sqlalchemy import Executable, Result
@@ -35,16 +41,26 @@ ASYNC_DRIVERS = {
     "postgres": "postgresql+asyncpg",
     "sqlite": "sqlite+aiosqlite",
 }
-POOL_SIZE = 10
+# The request path's connections: at most this many per store, each closed after idling this long.
+REQUEST_CONNECTIONS = 10
+IDLE_TIMEOUT = 60.0
+# The engine's own pool serves everything else: prune, set, matching, destroy_all.
 ADMIN_CONNECTIONS = 2
-CONNECT_TIMEOUT = 5.0
+# Every request-path operation ends within this many seconds, in a 503 if need be.
+DEADLINE = 5.0
+# The share of the deadline after which the server abandons a request-path statement or lock wait.
+SERVER_TIMEOUT_SHARE = 0.7
+# Statements outside the request path (a prune batch, a match over a big table) may take longer.
 COMMAND_TIMEOUT = 15.0
-POOL_TIMEOUT = 10.0
 UNDEFINED_TABLE = "42P01"
-# SQLSTATE classes 08 (connection exception) and 57 (operator intervention: shutdown, restart).
+# SQLSTATE classes 08 (connection exception) and 57 (operator intervention: shutdown, restart, and a
+# statement_timeout), and 55P03 (lock_timeout): the database cannot serve the request now.
 CONNECTION_SQLSTATE_CLASSES = ("08", "57")
+LOCK_NOT_AVAILABLE = "55P03"
+# What SQLite says when the database file cannot be used right now.
+SQLITE_UNAVAILABLE = ("locked", "busy", "unable to open", "disk i/o", "readonly", "disk is full")
 # The statements a request runs; on asyncpg they skip SQLAlchemy.
-REQUEST_PATH = ("load", "insert", "update", "update_if_unchanged", "touch", "merge")
+REQUEST_PATH = ("load", "insert", "update", "update_if_unchanged", "touch", "rename")
 
 
 def driver_url(url: str) -> str:
@@ -54,28 +70,31 @@ def driver_url(url: str) -> str:
     return ASYNC_DRIVERS[scheme] + sep + rest if sep and scheme in ASYNC_DRIVERS else url
 
 
-def create_engine(url: str, given: Mapping[str, Any] | None = None) -> AsyncEngine:
+def create_engine(
+    url: str, given: Mapping[str, Any] | None = None, deadline: float = DEADLINE
+) -> AsyncEngine:
     """An engine for a plain or driver URL, with the pool and timeouts the store needs."""
     url = driver_url(url)
-    return create_async_engine(url, **engine_options(url, given))
+    return create_async_engine(url, **engine_options(url, given, deadline))
 
 
-def engine_options(url: str, given: Mapping[str, Any] | None) -> dict[str, Any]:
+def engine_options(url: str, given: Mapping[str, Any] | None, deadline: float = DEADLINE) -> dict[str, Any]:
     options = dict(given or {})
     parsed = make_url(url)
     if parsed.get_backend_name() == "postgresql":
         # Statements hold a connection for one round trip. Waiting briefly for a pooled connection is far
-        # cheaper than SQLAlchemy's default overflow, which opens and closes a connection per statement
-        # once more than five are busy.
-        # The request path leases POOL_SIZE of them; the rest serve prune, set and the other calls.
-        options.setdefault("pool_size", POOL_SIZE + ADMIN_CONNECTIONS)
+        # cheaper than SQLAlchemy's default overflow, which opens and closes a connection per statement.
+        # On asyncpg the request path has a pool of its own (connections.py); this one serves the rest.
+        options.setdefault("pool_size", ADMIN_CONNECTIONS)
         options.setdefault("max_overflow", 0)
-        options.setdefault("pool_timeout", POOL_TIMEOUT)
+        options.setdefault("pool_timeout", deadline)
+        # A connection the server closed (a restart, an idle timeout) is noticed before it is used.
+        options.setdefault("pool_pre_ping", True)
         if parsed.get_driver_name() == "asyncpg":
             # Fail fast when the server is unreachable (asyncpg waits 60 s to connect) or stops answering
-            # (it waits forever for a statement), rather than hang the request.
+            # (it waits forever for a statement), rather than hang the caller.
             options["connect_args"] = {
-                "timeout": CONNECT_TIMEOUT,
+                "timeout": deadline,
                 "command_timeout": COMMAND_TIMEOUT,
                 **options.get("connect_args", {}),
             }
@@ -102,7 +121,13 @@ class Database:
     """Runs the statements of `sql` on `engine`, by name for the request path or as given."""
 
     def __init__(
-        self, engine: AsyncEngine, sql: SQLDialect, *, table_name: str, request_connections: int | None
+        self,
+        engine: AsyncEngine,
+        sql: SQLDialect,
+        *,
+        table_name: str,
+        request_connections: int | None,
+        deadline: float,
     ) -> None:
         self.engine = engine
         self.sql = sql
@@ -110,11 +135,47 @@ class Database:
         # Single statements on an autocommit connection: no BEGIN/COMMIT round trips.
         self._autocommit = engine.execution_options(isolation_level="AUTOCOMMIT")
         self._native: dict[str, NativeStatement] = {}
-        self._leased: LeasedConnections | None = None
+        self._deadline = deadline
+        self._writers: dict[str, _Writers] = {}
+        self._requests: RequestPool | None = None
+        if request_connections is not None and (
+            not isinstance(request_connections, int) or request_connections < 1
+        ):
+            raise ConfigurationError("request_connections must be a positive whole number")
         if engine.dialect.driver == "asyncpg":
             for name in REQUEST_PATH:
                 self._native[name] = NativeStatement.compile(getattr(sql, name), engine.dialect)
-            self._leased = LeasedConnections(engine, lease_size(engine, request_connections))
+            self._requests = RequestPool(
+                asyncpg_connect_kwargs(engine, deadline),
+                max_size=request_connections or REQUEST_CONNECTIONS,
+                idle_timeout=IDLE_TIMEOUT,
+                deadline=deadline,
+            )
+
+    @contextlib.asynccontextmanager
+    async def one_writer(self, sid: str) -> AsyncIterator[None]:
+        """Let one write of session `sid` at a time run in this process, the wait and the write within
+        one deadline: the others wait here, rather than each holding a connection that waits on the same
+        row lock while every other user waits for a connection."""
+        writers = self._writers.get(sid)
+        if writers is None:
+            writers = self._writers[sid] = _Writers()
+        writers.count += 1
+        try:
+            async with asyncio.timeout(self._deadline), writers.lock:
+                yield
+        except TimeoutError:
+            message = f"writing session {redact(sid)} did not finish within {self._deadline:g} s"
+            raise StoreUnavailableError(message) from None
+        finally:
+            writers.count -= 1
+            if writers.count == 0:
+                del self._writers[sid]
+
+    @property
+    def requests(self) -> RequestPool | None:
+        """The request path's own connection pool, on asyncpg."""
+        return self._requests
 
     def connect(self) -> AsyncConnection:
         """An autocommit connection, for a run of statements that must share one (a prune and its lock)."""
@@ -122,24 +183,19 @@ class Database:
 
     async def fetch_row(self, name: str, params: Mapping[str, Any]) -> Sequence[Any] | None:
         """The first row of the request-path statement `name`."""
-        native, leased = self._native.get(name), self._leased
-        if native is None or leased is None:
+        native, requests = self._native.get(name), self._requests
+        if native is None or requests is None:
             return (await self.execute(getattr(self.sql, name), params)).first()
-        try:
-            row: Sequence[Any] | None = await self._run_native(leased, "fetchrow", native, params)
-        except StoreUnavailableError:
-            # The connection failed, not the query (a server restart, an idle timeout), and it was
-            # discarded. A read is safe to repeat, so try once more on a fresh connection.
-            row = await self._run_native(leased, "fetchrow", native, params)
+        row: Sequence[Any] | None = await self._run_native(requests, "fetchrow", native, params, retry=True)
         return row
 
     async def write(self, name: str, params: Mapping[str, Any]) -> int:
         """Run the request-path write `name`; returns the number of rows it changed."""
-        native, leased = self._native.get(name), self._leased
-        if native is None or leased is None:
+        native, requests = self._native.get(name), self._requests
+        if native is None or requests is None:
             result = await self.execute(getattr(self.sql, name), params)
             return int(result.rowcount)  # type: ignore[attr-defined]
-        status: str = await self._run_native(leased, "execute", native, params)
+        status: str = await self._run_native(requests, "execute", native, params)
         return int(status.rsplit(" ", 1)[-1])
 
     async def execute(
@@ -149,9 +205,9 @@ class Database:
         return await self._translated(self._execute(statement, params, conn))
 
     async def close(self) -> None:
-        """Return the request path's connections to the engine's pool."""
-        if self._leased is not None:
-            await self._leased.close()
+        """Close the request path's connections."""
+        if self._requests is not None:
+            await self._requests.close()
 
     async def _execute(
         self, statement: Executable, params: Mapping[str, Any], conn: AsyncConnection | None
@@ -162,9 +218,17 @@ class Database:
             return await own.execute(statement, params)
 
     async def _run_native(
-        self, leased: LeasedConnections, method: str, statement: NativeStatement, params: Mapping[str, Any]
+        self,
+        requests: RequestPool,
+        method: str,
+        statement: NativeStatement,
+        params: Mapping[str, Any],
+        *,
+        retry: bool = False,
     ) -> Any:
-        return await self._translated(leased.run(method, statement.sql, statement.args(params)))
+        return await self._translated(
+            requests.run(method, statement.sql, statement.args(params), retry=retry)
+        )
 
     async def _translated(self, operation: Awaitable[T]) -> T:
         try:
@@ -176,16 +240,34 @@ class Database:
             raise translated from error
 
 
-def lease_size(engine: AsyncEngine, requested: int | None) -> int:
-    if requested is not None:
-        if not isinstance(requested, int) or requested < 1:
-            raise ConfigurationError("request_connections must be a positive whole number")
-        return requested
-    size = getattr(engine.pool, "size", None)
-    if not callable(size):
-        return POOL_SIZE
-    pool_size = int(size())
-    return POOL_SIZE if pool_size >= POOL_SIZE + ADMIN_CONNECTIONS else max(1, pool_size // 2)
+@dataclass(slots=True)
+class _Writers:
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    count: int = 0  # writes holding or waiting for the lock
+
+
+def asyncpg_connect_kwargs(engine: AsyncEngine, deadline: float) -> dict[str, Any]:
+    """`asyncpg.connect` keyword arguments for the request path's connections to the engine's database.
+
+    The server itself gives up on a statement, or on a row lock, a little before the deadline: a write
+    stuck behind another transaction's lock then fails there, cleanly, rather than being cancelled from
+    here while the lock may just be going."""
+    _, params = engine.dialect.create_connect_args(engine.url)
+    accepted = inspect.signature(asyncpg.connect).parameters
+    kwargs = {key: value for key, value in params.items() if key in accepted}
+    kwargs["timeout"] = deadline
+    server_timeout = f"{int(deadline * 1000 * SERVER_TIMEOUT_SHARE)}ms"
+    kwargs["server_settings"] = {
+        "lock_timeout": server_timeout,
+        "statement_timeout": server_timeout,
+        **kwargs.get("server_settings", {}),
+    }
+    return kwargs
+
+
+def _sqlite_unavailable(error: sqlite3.Error) -> bool:
+    text = str(error).lower()
+    return any(sign in text for sign in SQLITE_UNAVAILABLE)
 
 
 def store_error(error: Exception, table_name: str) -> SessionError | None:
@@ -196,13 +278,17 @@ def store_error(error: Exception, table_name: str) -> SessionError | None:
     code = str(getattr(original, "sqlstate", None) or getattr(original, "pgcode", None) or "")
     if code == UNDEFINED_TABLE or "no such table" in str(original):
         return TableMissingError(table_name)
-    lost = isinstance(error, DBAPIError) and (
-        error.connection_invalidated or isinstance(error, (OperationalError, InterfaceError))
+    lost = isinstance(error, PoolTimeoutError) or (
+        isinstance(error, DBAPIError)
+        and (error.connection_invalidated or isinstance(error, (OperationalError, InterfaceError)))
+        # SQLite says OperationalError for bad SQL and bad JSON too: those are bugs, not outages.
+        and not (isinstance(original, sqlite3.Error) and not _sqlite_unavailable(original))
     )
     if (
         lost
         or isinstance(original, (OSError, TimeoutError, asyncpg.InterfaceError, asyncpg.InternalClientError))
         or code[:2] in CONNECTION_SQLSTATE_CLASSES
+        or code == LOCK_NOT_AVAILABLE
     ):
         return StoreUnavailableError(f"the session database is unreachable: {original!r}")
     return None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from datetime import UTC, datetime, timedelta
 
 from .exceptions import ConfigurationError
@@ -9,6 +10,8 @@ from .exceptions import ConfigurationError
 Duration = int | float | timedelta
 
 ONE_DAY = 24 * 3600.0
+# About 300 years: longer durations are mistakes, and would overflow a datetime.
+MAX_SECONDS = 10**10
 
 
 def utcnow() -> datetime:
@@ -27,6 +30,10 @@ def to_seconds(value: Duration | None, option: str, *, allow_zero: bool = True) 
     else:
         raise ConfigurationError(
             f"{option} must be a number of seconds or a datetime.timedelta, not {type(value).__name__}"
+        )
+    if not math.isfinite(seconds) or seconds > MAX_SECONDS:
+        raise ConfigurationError(
+            f"{option} must be a finite number of seconds up to {MAX_SECONDS:.0f}, got {seconds}"
         )
     if seconds < 0 or (seconds == 0 and not allow_zero):
         bound = "zero or more" if allow_zero else "more than zero"

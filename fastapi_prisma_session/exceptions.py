@@ -40,6 +40,17 @@ class SessionTooLargeError(SessionError):
         self.limit = limit
 
 
+class SessionDataError(SessionError, ValueError):
+    """A session holds data its serializer cannot store (NaN or Infinity in JSON, a set, an object);
+    nothing was written and the stored session stays as it was."""
+
+    def __init__(self, session: str, cause: Exception) -> None:
+        super().__init__(
+            f"session {session} cannot be saved: {cause}. Store only JSON values "
+            "(str, int, finite float, bool, None, list, dict with str keys)."
+        )
+
+
 class StoreUnavailableError(SessionError):
     """The session database cannot be reached (stopped, restarting, or the network is down).
 

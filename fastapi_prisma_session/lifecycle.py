@@ -74,6 +74,9 @@ class SessionLifecycle:
     async def destroy(self, sid: str) -> None:
         await self.store.destroy(sid)
 
+    async def rename(self, sid: str, new_sid: str) -> bool:
+        return await self.store.rename(sid, new_sid)
+
     async def save(self, session: Session) -> bool:
         """Write `session` now: an INSERT for a new one, an UPDATE for a loaded one.
 
@@ -89,9 +92,9 @@ class SessionLifecycle:
             logger.debug("created session %s", redact(session.id))
             stored = True
         else:
+            # With resave, an unchanged session still writes only what it owns (cookie, expiry): the
+            # other keys stay as any concurrent request left them.
             changed, removed = session.changes()
-            if self.resave:
-                changed = set(session.data())
             stored = await self.store.update(
                 session.id,
                 payload,
@@ -128,12 +131,16 @@ class SessionLifecycle:
         touched, costs nothing more than this test."""
         return session.accessed or not session.is_new or self.save_uninitialized or not kept
 
-    async def commit(self, session: Session, *, kept: bool) -> str | None:
+    async def commit(self, session: Session, *, kept: bool, failed: bool = False) -> str | None:
         """Persist what the request did to the session; returns the Set-Cookie value, if any.
 
-        `kept` is False when the app removed the session from the request.
+        `kept` is False when the app removed the session from the request. `failed` is True for a 5xx
+        response: as in Django, a request that failed saves nothing (what it destroyed or regenerated is
+        gone already: those take effect when called).
         """
-        if not kept:
+        if failed:
+            pass
+        elif not kept:
             if self.unset == "destroy":
                 await session.destroy()
         elif session.is_new:
@@ -163,15 +170,20 @@ class SessionLifecycle:
         patch: dict[str, Any] = {
             COOKIE_KEY: self.cookie.to_json(SessionCookie(original, cookie_expires), session.secure)
         }
-        # Only a ttl function looks at the user's data; the other expiries need none of it.
-        for_ttl = {**patch, **session.data()} if self.store.rows.ttl_reads_session else patch
-        expires_at = self.store.rows.expiry(session.id, for_ttl, cookie_expires, now)
+        # Only a ttl function looks at the user's data: a touch that is not due copies none of it.
+        rows = self.store.rows
+        for_ttl = {**patch, **session.data()} if rows.ttl_reads_session else patch
+        expires_at = rows.expiry(session.id, for_ttl, cookie_expires, now)
         lifetime = (expires_at - now).total_seconds()
         touch_after = self.touch_after if self.touch_after is not None else lifetime * DEFAULT_TOUCH_FRACTION
         row_expires = session.row_expires
         if row_expires is not None and (expires_at - row_expires).total_seconds() < touch_after:
             return
-        if await self.store.touch(session.id, patch, expires_at=expires_at):
+        # One statement while the row is as loaded; else only the cookie is applied to what is stored.
+        payload = for_ttl if for_ttl is not patch else {**patch, **session.data()}
+        if await self.store.update(
+            session.id, payload, changed=(), expected=session.loaded_text, expires_at=expires_at
+        ):
             session.mark_touched(cookie_expires, send_cookie=self.rolling)
 
     def cookie_value(self, sid: str) -> str:

@@ -130,7 +130,9 @@ class SessionMiddleware:
                 kept = scope.get("session") is session
                 if lifecycle.wants_commit(session, kept):
                     try:
-                        set_cookie = await lifecycle.commit(session, kept=kept)
+                        set_cookie = await lifecycle.commit(
+                            session, kept=kept, failed=message["status"] >= 500
+                        )
                     except StoreUnavailableError as error:
                         failed = True
                         await _unavailable(scope, send, error)

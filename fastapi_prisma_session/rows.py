@@ -14,7 +14,7 @@ from cuid2 import create_id
 
 from .cookies import COOKIE_KEY, cookie_expiry
 from .durations import ONE_DAY, Duration, to_seconds, utcnow
-from .exceptions import ConfigurationError, SessionTooLargeError
+from .exceptions import ConfigurationError, SessionDataError, SessionTooLargeError
 from .logs import StoreLog, redact
 from .serializers import JSONSerializer, resolve_serializer
 from .signing import is_valid_session_id
@@ -78,11 +78,14 @@ class RowFormat:
     def params(self, sid: str, session: Mapping[str, Any], expires: datetime) -> dict[str, Any]:
         """The statement parameters of a row: `session_id`, `payload` and `expires`.
 
-        Raises ValueError for an unusable sid and SessionTooLargeError over `max_data_size`, before any
-        statement runs."""
+        Raises ValueError for an unusable sid, SessionDataError for data the serializer refuses (NaN, a
+        set) and SessionTooLargeError over `max_data_size`, before any statement runs."""
         if not is_valid_session_id(sid):
             raise ValueError(f"a session id must be 1 to 255 visible ASCII characters, got {sid!r:.80}")
-        payload = self.serializer.dumps(dict(session))
+        try:
+            payload = self.serializer.dumps(dict(session))
+        except (TypeError, ValueError) as error:
+            raise SessionDataError(redact(sid), error) from error
         if self._max_data_size is not None:
             size = len(payload.encode())
             if size > self._max_data_size:
@@ -92,6 +95,11 @@ class RowFormat:
     def new_row(self, sid: str, session: Mapping[str, Any], expires: datetime) -> dict[str, Any]:
         """`params` plus the `record_id` of a row about to be inserted."""
         return {**self.params(sid, session, expires), "record_id": self._record_id(sid)}
+
+    def renamed_id(self, new_sid: str) -> str | None:
+        """The row id after a move to `new_sid`: the sid itself with `db_record_id_is_session_id`, else
+        None (the id stays)."""
+        return new_sid if self._record_id_is_sid else None
 
     def _record_id(self, sid: str) -> str:
         if self._record_id_is_sid:

@@ -22,7 +22,8 @@ class JSONSerializer:
     """The default: compact JSON with the key order kept, as `JSON.stringify` writes it."""
 
     def dumps(self, obj: Any, /) -> str:
-        return json.dumps(obj, separators=(",", ":"), ensure_ascii=False)
+        # NaN and Infinity are not JSON: JSON.parse, jsonb and SQLite all refuse the text.
+        return json.dumps(obj, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
 
     def loads(self, s: str, /) -> Any:
         return json.loads(s)

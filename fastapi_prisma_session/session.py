@@ -25,6 +25,8 @@ class SessionBackend(Protocol):
 
     async def destroy(self, sid: str) -> None: ...
 
+    async def rename(self, sid: str, new_sid: str) -> bool: ...
+
     async def fetch(self, sid: str) -> StoredSession | None: ...
 
 
@@ -228,17 +230,32 @@ class Session(MutableMapping[str, Any]):
     async def regenerate(self, *, keep_data: bool = False) -> None:
         """Give the session a new id and delete the old row at once. Call it on login (session fixation).
 
-        Like express-session the data starts empty; `keep_data=True` carries it over (Django's cycle_key).
+        Like express-session the data starts empty; `keep_data=True` carries it over (Django's cycle_key):
+        the stored row moves to the new id in one statement, so a logout (or `destroy_all`) that got to
+        it first is never undone: the session then starts empty instead.
         """
         old = self._id
-        await self._drop()
-        if not keep_data:
-            self._data.clear()
+        if keep_data and not self.is_new:
+            self._accessed = True
+            new = self._backend.new_id()
+            moved = await self._backend.rename(self.id, new)
+            self._id, self._dropped = new, True
+            if moved:
+                self._refresh = True  # saved, and its cookie sent, under the new id
+            else:
+                middleware_logger.info("session %s was gone before it could be regenerated", redact(old))
+                self._data.clear()
+                self.is_new = True
+                self.modified = False
+        else:
+            await self._drop()
+            if not keep_data:
+                self._data.clear()
+            self.modified = False
+            self._everything = bool(self._data)  # a kept new session is saved whole under its new id
         if middleware_logger.isEnabledFor(logging.INFO):
             middleware_logger.info("regenerated session %s as %s", redact(old), redact(self.id))
         self.cookie.reset()
-        self.modified = False
-        self._everything = bool(self._data)  # a kept session is saved whole under its new id
 
     async def destroy(self) -> None:
         """Delete the session's row now. The response clears the cookie; setting a key afterwards starts

@@ -18,21 +18,24 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from .cookies import COOKIE_KEY
-from .database import Database, create_engine
+from .database import DEADLINE, Database, create_engine
 from .dialects import for_database
 from .durations import Duration, to_seconds, utcnow
-from .exceptions import ConfigurationError
-from .logs import LevelName, StoreLog
+from .exceptions import ConfigurationError, StoreUnavailableError
+from .logs import LevelName, StoreLog, redact
 from .matching import DataMatcher, check_match
 from .models import DEFAULT_TABLE_NAME, session_table
 from .pruning import PRUNE_BATCH_SIZE, PRUNE_PAUSE, PruneLoop, Pruner
 from .rows import DisposeFunction, RowFormat, SessionData, TTLFunction
+from .signing import is_valid_session_id
 
 if TYPE_CHECKING:
     from sqlalchemy import Executable
     from sqlalchemy.ext.asyncio import AsyncConnection
 
 UPSERT_ATTEMPTS = 3
+# A merge that keeps losing compare-and-set races to other processes gives up after this many tries.
+MERGE_ATTEMPTS = 10
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,8 +76,10 @@ class PrismaSessionStore:
         max_data_size: the largest serialized session, in bytes, that a write accepts; a larger one
             raises `SessionTooLargeError` and the stored session stays as it was. Default: no limit.
         engine_options: keyword arguments for `create_async_engine` when a URL is given.
-        request_connections: on asyncpg, how many of the engine's pooled connections the request path
-            keeps leased. Default: 10 of the store's own engine, or half the pool of a caller's engine.
+        request_connections: on PostgreSQL, the most connections the request path opens (default 10);
+            they are opened as concurrent requests need them and closed after a minute idle.
+        operation_timeout: seconds within which every request-path operation (waiting for a connection,
+            opening one, running the statement) ends, in `StoreUnavailableError` (a 503) if need be.
     """
 
     def __init__(
@@ -97,6 +102,7 @@ class PrismaSessionStore:
         max_data_size: int | None = None,
         engine_options: Mapping[str, Any] | None = None,
         request_connections: int | None = None,
+        operation_timeout: Duration = DEADLINE,
     ) -> None:
         options = dict(locals())
         for name in ("self", "engine_or_url", "engine_options"):
@@ -116,12 +122,13 @@ class PrismaSessionStore:
         self._stale = stale
         self.table_name = table_name
 
+        deadline = to_seconds(operation_timeout, "operation_timeout", allow_zero=False) or DEADLINE
         if isinstance(engine_or_url, AsyncEngine):
             self._owns_engine = False
             engine = engine_or_url
         elif isinstance(engine_or_url, str):
             self._owns_engine = True
-            engine = create_engine(engine_or_url, engine_options)
+            engine = create_engine(engine_or_url, engine_options, deadline)
         else:
             raise ConfigurationError(
                 "PrismaSessionStore needs an AsyncEngine or a URL such as "
@@ -130,8 +137,10 @@ class PrismaSessionStore:
         self.engine = engine
         self.table = session_table(table_name)
         sql = for_database(engine.dialect.name, self.table, prune_batch_size=prune_batch_size)
-        self._db = Database(engine, sql, table_name=table_name, request_connections=request_connections)
-        self._matcher = DataMatcher(self._db, rows.serializer, rows.parse, self._log, in_sql=rows.is_json)
+        self._db = Database(
+            engine, sql, table_name=table_name, request_connections=request_connections, deadline=deadline
+        )
+        self._matcher = DataMatcher(self._db, rows.serializer, rows.parse, self._log, is_json=rows.is_json)
         pause = to_seconds(prune_pause, "prune_pause") or 0.0
         self._pruner = Pruner(self._db, self._delete, batch_size=prune_batch_size, pause=pause, log=self._log)
         period = to_seconds(check_period, "check_period")
@@ -178,8 +187,8 @@ class PrismaSessionStore:
         expires = expires_at or self.rows.expiry_from_cookie(sid, session)
         cookie = session.get(COOKIE_KEY)
         if self.rows.is_json and isinstance(cookie, Mapping):
-            patch = self.rows.serializer.dumps({COOKIE_KEY: dict(cookie)})
-            return await self._db.write("merge", self._db.sql.merge_params(sid, patch, [], expires)) > 0
+            async with self._db.one_writer(sid):
+                return await self._merge(sid, {COOKIE_KEY: dict(cookie)}, (), expires)
         return await self._db.write("touch", {"session_id": sid, "expires": expires}) > 0
 
     async def destroy_all(self, **match: Any) -> int:
@@ -199,7 +208,7 @@ class PrismaSessionStore:
         """
         check_match(match, "matching", "all() lists every session")
         found = await self._matcher.select(match)
-        return {sid: StoredSession(data, expires_at) for sid, data, expires_at, _ in found}
+        return {sid: StoredSession(data, expires_at) for sid, data, expires_at in found}
 
     async def all(self) -> dict[str, SessionData]:
         """Every live session by sid. A row that cannot be read is logged and left out."""
@@ -271,6 +280,13 @@ class PrismaSessionStore:
     ) -> None:
         await self.shutdown()
 
+    def add_query_logger(self, callback: Callable[[Any], None]) -> None:
+        """On PostgreSQL, call `callback` with asyncpg's `LoggedQuery` for every request-path statement
+        (load, insert, update, touch), for instrumentation. Other statements go through SQLAlchemy,
+        whose engine events see them."""
+        if self._db.requests is not None:
+            self._db.requests.add_query_logger(callback)
+
     async def create_table(self) -> None:
         """Create the table if it is missing. For demos and tests; production uses `alembic upgrade head`."""
         async with self.engine.begin() as conn:
@@ -316,26 +332,53 @@ class PrismaSessionStore:
 
         With `changed` (the keys set since the session was loaded) and `removed` (the keys deleted), and
         the default JSON serializer, no other request's changes are lost. If the row still holds
-        `expected` (the text that was loaded), it is rewritten whole; otherwise, another request changed
-        it meanwhile, and only these keys and the cookie are merged into it, in one statement. Without
-        `changed`, the whole row is replaced. Returns whether the row still existed.
+        `expected` (the text that was loaded), it is rewritten whole in one statement; otherwise another
+        request changed it meanwhile, and only these keys and the cookie are applied to what is stored
+        now, every other value kept exactly as it is. Without `changed`, the whole row is replaced.
+        Returns whether the row still existed.
         """
         params = self.rows.params(sid, session, expires_at or self.rows.expiry_from_cookie(sid, session))
         if changed is None or not self.rows.is_json:
             return await self._db.write("update", params) > 0
-        if expected is not None and await self._db.write(
-            "update_if_unchanged", {**params, "expected": expected}
-        ):
-            return True
-        patch = {key: session[key] for key in changed if key in session}
-        if COOKIE_KEY in session:
-            patch[COOKIE_KEY] = session[COOKIE_KEY]
-        merge = self._db.sql.merge_params(
-            sid, self.rows.serializer.dumps(patch), list(removed), params["expires"]
-        )
-        return await self._db.write("merge", merge) > 0
+        async with self._db.one_writer(sid):
+            if expected is not None and await self._db.write(
+                "update_if_unchanged", {**params, "expected": expected}
+            ):
+                return True
+            patch = {key: session[key] for key in changed if key in session}
+            if COOKIE_KEY in session:
+                patch[COOKIE_KEY] = session[COOKIE_KEY]
+            return await self._merge(sid, patch, removed, params["expires"])
+
+    async def rename(self, sid: str, new_sid: str) -> bool:
+        """Move the live session `sid` to `new_sid` in one statement, its data untouched (`regenerate`
+        with `keep_data`). Returns False, and creates nothing, when the row is already gone: a logout
+        that came first stays a logout."""
+        if not is_valid_session_id(new_sid):
+            raise ValueError(f"a session id must be 1 to 255 visible ASCII characters, got {new_sid!r:.80}")
+        params = {"session_id": sid, "new_sid": new_sid, "record_id": self.rows.renamed_id(new_sid)}
+        async with self._db.one_writer(sid):
+            return await self._db.write("rename", {**params, "now": utcnow()}) > 0
 
     # -- internals -----------------------------------------------------------------------------------
+
+    async def _merge(
+        self, sid: str, patch: Mapping[str, Any], removed: Iterable[str], expires: datetime
+    ) -> bool:
+        """Apply `patch` and `removed` to the row as stored now, in Python (SQL's JSON functions change
+        numbers and refuse some strings), and write it back only if nobody changed it meanwhile."""
+        gone = set(removed)
+        for _ in range(MERGE_ATTEMPTS):
+            row = await self._db.fetch_row("load", {"session_id": sid})
+            if row is None or row[1] <= utcnow():
+                return False  # destroyed, pruned or expired meanwhile: not brought back
+            stored = self.rows.parse(sid, row[0]) or {}
+            merged = {key: value for key, value in stored.items() if key not in gone and key not in patch}
+            merged.update(patch)
+            params = self.rows.params(sid, merged, expires)
+            if await self._db.write("update_if_unchanged", {**params, "expected": row[0]}):
+                return True
+        raise StoreUnavailableError(f"session {redact(sid)} is written by too many requests at once")
 
     async def _delete(
         self,

@@ -87,5 +87,5 @@ async def store(make_store: Callable[..., PrismaSessionStore]) -> PrismaSessionS
 
 
 @pytest.fixture
-def statements(engine: AsyncEngine) -> StatementLog:
-    return StatementLog(engine)
+def statements(engine: AsyncEngine, store: PrismaSessionStore) -> StatementLog:
+    return StatementLog(engine, store)

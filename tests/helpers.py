@@ -15,7 +15,6 @@ import subprocess
 import sys
 import time
 import uuid
-import weakref
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime, timedelta
@@ -197,27 +196,20 @@ def serve(app: str, env: dict[str, str], ready_path: str = "/docs") -> Iterator[
 
 
 class StatementLog:
-    """Counts the SQL statements an engine sends, by their first word.
+    """Counts the SQL statements sent for a store, by their first word.
 
-    Statements that go through SQLAlchemy are seen by its cursor events; on asyncpg, those the store
-    sends on the raw driver connection are seen by asyncpg's query logger.
+    Statements that go through SQLAlchemy are seen by its cursor events; on PostgreSQL, those of the
+    request path (its own asyncpg pool) by the store's query logger.
     """
 
-    def __init__(self, engine: AsyncEngine) -> None:
+    def __init__(self, engine: AsyncEngine, store: PrismaSessionStore | None = None) -> None:
         self.statements: list[str] = []
-        self._watched: weakref.WeakSet[Any] = weakref.WeakSet()
         event.listen(engine.sync_engine, "before_cursor_execute", self._record)
-        if engine.dialect.driver == "asyncpg":
-            event.listen(engine.sync_engine, "checkout", self._watch)
+        if store is not None:
+            store.add_query_logger(lambda logged: self._record(None, None, logged.query))
 
     def _record(self, conn: Any, cursor: Any, statement: str, *args: Any) -> None:
         self.statements.append(statement.lstrip().split(None, 1)[0].upper())
-
-    def _watch(self, dbapi_connection: Any, record: Any, proxy: Any) -> None:
-        driver = dbapi_connection.driver_connection
-        if driver not in self._watched:
-            self._watched.add(driver)
-            driver.add_query_logger(lambda logged: self._record(None, None, logged.query))
 
     def clear(self) -> None:
         self.statements.clear()

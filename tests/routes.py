@@ -100,6 +100,19 @@ def add_dump_route(app: FastAPI) -> None:
             return {"error": str(error)}
         return {"error": ""}
 
+    @app.post("/slow-login-keep")
+    async def slow_login_keep(request: Request, session: SessionDep) -> dict[str, str]:
+        session.get("user_id")
+        await request.app.state.gate.wait()
+        await session.regenerate(keep_data=True)
+        return {"id": session.id}
+
+    @app.post("/slow-read")
+    async def slow_read(request: Request, session: SessionDep) -> dict[str, Any]:
+        data = dict(session)
+        await request.app.state.gate.wait()
+        return data
+
     @app.get("/cached")
     async def cached(session: SessionDep) -> JSONResponse:
         session["seen"] = True

@@ -1,79 +1,100 @@
-"""The leased asyncpg connections of the request path, on the real PostgreSQL server."""
+"""The request path's connection pool (asyncpg's own), on the real PostgreSQL server."""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+import time
+from typing import Any
 
 import pytest
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.engine import make_url
 
 from fastapi_prisma_session import ConfigurationError, PrismaSessionStore
-from fastapi_prisma_session.connections import LeasedConnections
+from fastapi_prisma_session.connections import RequestPool
+from tests.helpers import wait_until
 
 
-@pytest.fixture
-async def pg_engine(postgres_url: str) -> AsyncIterator[AsyncEngine]:
-    engine = create_async_engine(postgres_url, pool_size=4, max_overflow=0)
-    yield engine
-    await engine.dispose()
+def pool_for(postgres_url: str, **options: Any) -> RequestPool:
+    url = make_url(postgres_url)
+    kwargs = {"host": url.host, "port": url.port, "user": url.username, "database": url.database}
+    settings: dict[str, Any] = {"max_size": 2, "idle_timeout": 60.0, "deadline": 5.0, **options}
+    return RequestPool(kwargs, **settings)
 
 
-def checked_out(engine: AsyncEngine) -> int:
-    return int(engine.pool.checkedout())  # type: ignore[attr-defined]
-
-
-async def test_connections_are_reused_not_checked_out_per_statement(pg_engine: AsyncEngine) -> None:
-    leased = LeasedConnections(pg_engine, size=2)
-    pids = [await leased.run("fetchval", "SELECT pg_backend_pid()", []) for _ in range(5)]
+async def test_connections_are_opened_as_needed_and_reused(postgres_url: str) -> None:
+    pool = pool_for(postgres_url)
+    assert pool.open_connections == 0  # nothing is opened before the first request
+    pids = [await pool.run("fetchval", "SELECT pg_backend_pid()", []) for _ in range(5)]
     assert len(set(pids)) == 1
-    assert checked_out(pg_engine) == 1
-    await leased.close()
-    assert checked_out(pg_engine) == 0
+    assert pool.open_connections == 1
+    await pool.close()
+    assert pool.open_connections == 0
 
 
-async def test_callers_wait_when_every_connection_is_busy(pg_engine: AsyncEngine) -> None:
-    leased = LeasedConnections(pg_engine, size=2)
-    first, second = await leased.acquire(), await leased.acquire()
-    third = asyncio.ensure_future(leased.acquire())
-    await asyncio.sleep(0.05)
-    assert not third.done()
-    assert checked_out(pg_engine) == 2  # never more than its size
-    leased.release(first)
-    assert await asyncio.wait_for(third, 1) is first
-    leased.release(second)
-    leased.release(await third)
-    await leased.close()
+async def test_concurrent_callers_beyond_the_size_wait_and_all_succeed(postgres_url: str) -> None:
+    pool = pool_for(postgres_url, max_size=2)
+    results = await asyncio.gather(*(pool.run("fetchval", "SELECT $1::int", [n]) for n in range(50)))
+    assert results == list(range(50))
+    assert pool.open_connections <= 2
+    await pool.close()
 
 
-async def test_a_cancelled_waiter_does_not_swallow_a_wake_up(pg_engine: AsyncEngine) -> None:
-    leased = LeasedConnections(pg_engine, size=1)
-    only = await leased.acquire()
-    cancelled = asyncio.ensure_future(leased.acquire())
-    waiting = asyncio.ensure_future(leased.acquire())
-    await asyncio.sleep(0.01)
-    cancelled.cancel()
-    leased.release(only)
-    assert await asyncio.wait_for(waiting, 1) is only
-    leased.release(only)
-    await leased.close()
+async def test_idle_connections_are_closed(postgres_url: str) -> None:
+    pool = pool_for(postgres_url, idle_timeout=0.2)
+    await asyncio.gather(*(pool.run("fetchval", "SELECT pg_sleep(0.05)", []) for _ in range(2)))
+    assert pool.open_connections == 2
+    await wait_until(lambda: pool.open_connections == 0)
+    assert await pool.run("fetchval", "SELECT 1", []) == 1  # and it opens one again when needed
+    await pool.close()
 
 
-async def test_an_interrupted_connection_is_discarded_and_replaced(pg_engine: AsyncEngine) -> None:
-    leased = LeasedConnections(pg_engine, size=1)
-    before = await leased.run("fetchval", "SELECT pg_backend_pid()", [])
-    slow = asyncio.ensure_future(leased.run("execute", "SELECT pg_sleep(5)", []))
-    await asyncio.sleep(0.2)
-    slow.cancel()
-    with pytest.raises(asyncio.CancelledError):
-        await slow
-    after = await leased.run("fetchval", "SELECT pg_backend_pid()", [])
-    assert after != before
-    assert checked_out(pg_engine) == 1
-    await leased.close()
+async def test_a_statement_past_the_deadline_is_cancelled_on_the_server(postgres_url: str) -> None:
+    pool = pool_for(postgres_url, deadline=0.5)
+    started = time.monotonic()
+    with pytest.raises(TimeoutError):
+        await pool.run("execute", "SELECT pg_sleep(5) /* past the deadline */", [])
+    assert time.monotonic() - started < 2
+    # The server confirmed the cancellation before the call returned: nothing still runs there.
+    running = await pool.run(
+        "fetchval",
+        "SELECT count(*) FROM pg_stat_activity WHERE state = 'active' AND query LIKE '%past the deadline%' "
+        "AND pid <> pg_backend_pid()",
+        [],
+    )
+    assert running == 0
+    await pool.close()
 
 
-async def test_concurrent_requests_beyond_the_lease_all_succeed(postgres_url: str) -> None:
+async def test_a_server_error_keeps_the_connection(postgres_url: str) -> None:
+    pool = pool_for(postgres_url)
+    before = await pool.run("fetchval", "SELECT pg_backend_pid()", [])
+    with pytest.raises(Exception, match="division by zero"):
+        await pool.run("fetchval", "SELECT 1/0", [])
+    assert await pool.run("fetchval", "SELECT pg_backend_pid()", []) == before
+    await pool.close()
+
+
+def test_each_event_loop_gets_its_own_connections(postgres_url: str) -> None:
+    """Tests that each run their own loop (pytest-asyncio's default) can share one store."""
+    pool = pool_for(postgres_url)
+
+    async def pid() -> int:
+        value: int = await pool.run("fetchval", "SELECT pg_backend_pid()", [])
+        return value
+
+    first_loop, second_loop = asyncio.new_event_loop(), asyncio.new_event_loop()
+    try:
+        first = first_loop.run_until_complete(pid())
+        second = second_loop.run_until_complete(pid())
+        assert first != second
+        second_loop.run_until_complete(pool.close())
+        first_loop.run_until_complete(asyncio.sleep(0))  # the first loop finishes closing its sockets
+    finally:
+        first_loop.close()
+        second_loop.close()
+
+
+async def test_a_store_serves_more_concurrent_requests_than_connections(postgres_url: str) -> None:
     async with PrismaSessionStore(postgres_url, table_name="custom_sessions", request_connections=2) as store:
         await store.create_table()
         try:

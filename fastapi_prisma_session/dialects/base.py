@@ -2,8 +2,8 @@
 
 Statements are built once per store, so that no request builds SQL. Each write is a single statement:
 the store runs them on an autocommit connection, so none of them pays for BEGIN/COMMIT round trips.
-Bound parameters are `session_id`, `sids`, `record_id`, `payload`, `expires`, `expected`, `patch`,
-`removed` and `now`, named apart from the columns, which SQLAlchemy reserves in INSERT and UPDATE.
+Bound parameters are `session_id`, `new_sid`, `sids`, `record_id`, `payload`, `expires`, `expected`
+and `now`, named apart from the columns, which SQLAlchemy reserves in INSERT and UPDATE.
 """
 
 from __future__ import annotations
@@ -12,15 +12,12 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from sqlalchemy import DateTime, Text, bindparam, delete, func, insert, select, text, update
+from sqlalchemy import Text, bindparam, delete, func, insert, select, update
 
 if TYPE_CHECKING:
-    from datetime import datetime
-
     from sqlalchemy import ColumnElement, Executable, Table
     from sqlalchemy.dialects.postgresql import Insert as PostgresInsert
     from sqlalchemy.dialects.sqlite import Insert as SQLiteInsert
-    from sqlalchemy.types import TypeEngine
 
 Serialize = Callable[[Any], str]
 
@@ -50,6 +47,12 @@ class SQLDialect(ABC):
             update(table).where(by_sid, c.data == bindparam("expected")).values(**row_values)
         )
         self.touch: Executable = update(table).where(by_sid).values(expiresAt=bindparam("expires"))
+        # regenerate(keep_data=True): the live row moves to the new sid, or nothing happens.
+        self.rename: Executable = (
+            update(table)
+            .where(by_sid, live)
+            .values(sid=bindparam("new_sid"), id=func.coalesce(bindparam("record_id", type_=Text), c.id))
+        )
 
         by_sids = delete(table).where(c.sid.in_(bindparam("sids", expanding=True)))
         self.delete: Executable = by_sids
@@ -66,7 +69,6 @@ class SQLDialect(ABC):
         )
 
         self.upsert: Executable = self.build_upsert()
-        self.merge: Executable = self.build_merge()
         self.prune_batch: Executable = delete(table).where(c.id.in_(self.expired_ids(prune_batch_size)))
         self.prune_batch_returning: Executable = self.prune_batch.returning(*self.returned)
 
@@ -77,24 +79,16 @@ class SQLDialect(ABC):
         """Insert the row, or on a conflict of `sid` replace its data and expiry (keeping its id)."""
 
     @abstractmethod
-    def build_merge(self) -> Executable:
-        """Replace the keys in the JSON object `patch`, delete the keys in `removed`, keep every other
-        stored key, and set the expiry: concurrent requests that change different keys all keep theirs.
-        `merge_statement` builds it from the database's SQL text."""
-
-    @abstractmethod
-    def merge_params(self, sid: str, patch: str, removed: list[str], expires: datetime) -> dict[str, Any]:
-        """The parameters of `merge`."""
-
-    @abstractmethod
     def expired_ids(self, limit: int) -> Any:
         """A subquery of at most `limit` ids of rows expired at `now`, found through the expiry index."""
 
     @abstractmethod
     def matching(
         self, match: dict[str, Any], serialize: Serialize
-    ) -> tuple[ColumnElement[Any], dict[str, Any]]:
-        """A condition true for rows whose JSON data holds all of `match`'s pairs, and its parameters."""
+    ) -> tuple[ColumnElement[Any], dict[str, Any]] | None:
+        """A condition true for rows whose JSON data has each of `match`'s keys at the top level with a
+        value equal to the given one, as JSON values (true is not 1, "42" is not 42), and its
+        parameters; or None where the database cannot say that, and matching.py compares in Python."""
 
     def prune_lock(self) -> tuple[Executable, Executable] | None:
         """Statements that take and release the lock that lets one process prune at a time (parameter
@@ -117,34 +111,21 @@ class SQLDialect(ABC):
             set_={"data": stmt.excluded.data, "expiresAt": stmt.excluded.expiresAt},
         )
 
-    def merge_statement(self, sql: str, removed_type: TypeEngine[Any]) -> Executable:
-        """The merge from its SQL text, whose `{table}` is the quoted table name."""
-        return text(sql.format(table=quote(self.table.name))).bindparams(
-            bindparam("removed", type_=removed_type),
-            bindparam("patch", type_=Text),
-            bindparam("expires", type_=DateTime),
-            bindparam("session_id", type_=Text),
-        )
-
     # -- built on the above --------------------------------------------------------------------------
 
     def delete_matching(
         self, match: dict[str, Any], serialize: Serialize
-    ) -> tuple[Executable, dict[str, Any]]:
-        """A DELETE of every row whose JSON data holds all of `match`'s key/value pairs, and its params."""
-        condition, params = self.matching(match, serialize)
-        return delete(self.table).where(condition), params
+    ) -> tuple[Executable, dict[str, Any]] | None:
+        """A DELETE of every row that `matching` matches, and its parameters."""
+        found = self.matching(match, serialize)
+        return None if found is None else (delete(self.table).where(found[0]), found[1])
 
     def select_matching(
         self, match: dict[str, Any], serialize: Serialize
-    ) -> tuple[Executable, dict[str, Any]]:
-        """A SELECT of the live rows (sid, data, expiresAt) whose JSON data holds all of `match`."""
+    ) -> tuple[Executable, dict[str, Any]] | None:
+        """A SELECT of the live rows (sid, data, expiresAt) that `matching` matches, and its parameters."""
+        found = self.matching(match, serialize)
+        if found is None:
+            return None
         c = self.table.c
-        condition, params = self.matching(match, serialize)
-        statement = select(c.sid, c.data, c.expiresAt).where(condition, c.expiresAt > bindparam("now"))
-        return statement, params
-
-
-def quote(name: str) -> str:
-    """A table name quoted for SQL text, as the ANSI standard (and PostgreSQL and SQLite) quote it."""
-    return '"' + name.replace('"', '""') + '"'
+        return select(c.sid, c.data, c.expiresAt).where(found[0], c.expiresAt > bindparam("now")), found[1]

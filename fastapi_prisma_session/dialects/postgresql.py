@@ -1,25 +1,17 @@
-"""PostgreSQL: jsonb merges and containment, ON CONFLICT upserts, SKIP LOCKED prune batches, and an
+"""PostgreSQL: matching by jsonb, ON CONFLICT upserts, SKIP LOCKED prune batches, and an
 advisory lock so that one process prunes at a time across processes and hosts."""
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import BigInteger, Text, bindparam, cast, func, select
+from sqlalchemy import BigInteger, Text, and_, bindparam, cast, func, select
 from sqlalchemy.dialects import postgresql
 
 from .base import Serialize, SQLDialect
 
 if TYPE_CHECKING:
-    from datetime import datetime
-
     from sqlalchemy import ColumnElement, Executable
-
-MERGE = (
-    "UPDATE {table} SET "
-    "data = ((data::jsonb - CAST(:removed AS text[])) || CAST(:patch AS jsonb))::text, "
-    '"expiresAt" = :expires WHERE sid = :session_id'
-)
 
 
 class Dialect(SQLDialect):
@@ -27,12 +19,6 @@ class Dialect(SQLDialect):
 
     def build_upsert(self) -> Executable:
         return self.upsert_on_sid(postgresql.insert)
-
-    def build_merge(self) -> Executable:
-        return self.merge_statement(MERGE, postgresql.ARRAY(Text))
-
-    def merge_params(self, sid: str, patch: str, removed: list[str], expires: datetime) -> dict[str, Any]:
-        return {"session_id": sid, "patch": patch, "removed": removed, "expires": expires}
 
     def expired_ids(self, limit: int) -> Any:
         c = self.table.c
@@ -48,8 +34,16 @@ class Dialect(SQLDialect):
     def matching(
         self, match: dict[str, Any], serialize: Serialize
     ) -> tuple[ColumnElement[Any], dict[str, Any]]:
-        match_json = cast(bindparam("match", type_=Text), postgresql.JSONB)
-        return cast(self.table.c.data, postgresql.JSONB).op("@>")(match_json), {"match": serialize(match)}
+        # Each key's value equals the given one as jsonb: true is not 1 and "42" is not 42, and unlike
+        # containment (@>) ["admin"] does not match ["admin", "user"].
+        data = cast(self.table.c.data, postgresql.JSONB)
+        params: dict[str, Any] = {}
+        checks = []
+        for n, (key, value) in enumerate(match.items()):
+            params[f"key{n}"], params[f"value{n}"] = key, serialize(value)
+            value_json = cast(bindparam(f"value{n}", type_=Text), postgresql.JSONB)
+            checks.append(data.op("->")(bindparam(f"key{n}", type_=Text)) == value_json)
+        return and_(*checks), params
 
     def prune_lock(self) -> tuple[Executable, Executable]:
         key = bindparam("key", type_=BigInteger)
