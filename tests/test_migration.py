@@ -250,7 +250,7 @@ def test_migrate_creates_prismas_table_on_postgresql_from_any_folder(
 def test_migrate_twice_is_a_no_op(empty_postgres: str, tmp_path: Path) -> None:
     assert migrate("--database-url", empty_postgres, cwd=tmp_path).returncode == 0
     postgres(empty_postgres, """INSERT INTO "Session" VALUES ('a', 'a', '{}', now()) RETURNING id""")
-    again = migrate("--database-url", empty_postgres, cwd=tmp_path)
+    again = migrate(cwd=tmp_path, env={**os.environ, "DATABASE_URL": empty_postgres})
     assert again.returncode == 0, again.stderr
     assert again.stdout == 'nothing to do: the session table "Session" is at head already\n'
     assert postgres(empty_postgres, 'SELECT id FROM "Session"') == [("a",)]
@@ -302,9 +302,9 @@ def test_sql_needs_no_database_at_all(tmp_path: Path) -> None:
     assert f"DELETE FROM {VERSION_TABLE}" in result.stdout
 
 
-def test_migrate_on_sqlite_reads_database_url_and_runs_twice(tmp_path: Path) -> None:
+def test_migrate_on_sqlite_in_the_current_folder_runs_twice_and_downgrades(tmp_path: Path) -> None:
     path = tmp_path / "app.db"
-    env = {**os.environ, "DATABASE_URL": f"sqlite:///{path}"}
+    env = {**os.environ, "DATABASE_URL": "sqlite:///app.db"}  # relative: in the folder it runs in
     first = migrate(cwd=tmp_path, env=env)
     assert first.returncode == 0, first.stderr
     assert sqlite_schema(path) == SQLITE_SESSION
@@ -312,10 +312,15 @@ def test_migrate_on_sqlite_reads_database_url_and_runs_twice(tmp_path: Path) -> 
     unique = sqlite_query(path, """SELECT "unique" FROM pragma_index_list('Session') ORDER BY name""")
     assert unique == [(0,), (1,), (1,)]  # expiresAt_idx, sid_key, and the primary key's own index
 
-    second = migrate(cwd=tmp_path, env=env)
+    second = migrate("--revision", HEAD, cwd=tmp_path, env=env)
     assert second.returncode == 0, second.stderr
-    assert second.stdout.startswith("nothing to do")
+    assert second.stdout == f'nothing to do: the session table "Session" is at {HEAD} already\n'
     assert sqlite_schema(path) == SQLITE_SESSION
+
+    down = migrate("--database-url", "sqlite:///app.db", "--downgrade", cwd=tmp_path)
+    assert down.returncode == 0, down.stderr
+    assert sqlite_schema(path) == {("table", VERSION_TABLE, VERSION_TABLE)}
+    assert sqlite_query(path, f"SELECT version_num FROM {VERSION_TABLE}") == []
 
 
 def test_migrate_records_a_table_prisma_already_made(tmp_path: Path) -> None:
@@ -354,6 +359,16 @@ def test_a_custom_table_name_has_a_version_table_of_its_own(tmp_path: Path) -> N
     too_long = migrate("--database-url", url, "--table-name", "s" * 30, cwd=tmp_path)
     assert too_long.returncode == 2
     assert "at most 24 characters" in too_long.stderr
+
+
+def test_the_repositorys_alembic_takes_the_table_name_as_an_x_argument(tmp_path: Path) -> None:
+    path = tmp_path / "x.db"
+    result = alembic(f"sqlite:///{path}", "-x", "table_name=sessions", "upgrade", "head")
+    assert result.returncode == 0, result.stderr
+    assert ("index", "sessions_sid_key", "sessions") in sqlite_schema(path)
+    assert sqlite_query(path, f"SELECT version_num FROM {VERSION_TABLE}_sessions") == [(HEAD,)]
+    again = migrate("--database-url", f"sqlite:///{path}", "--table-name", "sessions", cwd=tmp_path)
+    assert again.stdout.startswith("nothing to do"), again.stdout + again.stderr
 
 
 def test_migrate_without_a_database_url_says_how_to_give_one(tmp_path: Path) -> None:
