@@ -168,21 +168,6 @@ def safe_url(url: str) -> str:
         return "the database URL"
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    if not args.database_url:
-        print("error: give --database-url or set DATABASE_URL", file=sys.stderr)
-        return 2
-    if args.command == "migrate":
-        return run_migrate(args)
-    try:
-        asyncio.run(prune(args.database_url, args.table_name, args.batch_size, args.pause, args.quiet))
-    except (SessionError, OSError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 1
-    return 0
-
-
 def unsupported(url: str) -> str | None:
     """Why `url` cannot be migrated, before anything is tried; None when it can."""
     try:
@@ -217,5 +202,20 @@ def run_migrate(args: argparse.Namespace) -> int:
         return 1
     except (SQLAlchemyError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as error:
         print(f"error: cannot migrate {safe_url(args.database_url)}: {unreachable(error)}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if not args.database_url:
+        print("error: give --database-url or set DATABASE_URL", file=sys.stderr)
+        return 2
+    if args.command == "migrate":
+        return run_migrate(args)
+    try:
+        asyncio.run(prune(args.database_url, args.table_name, args.batch_size, args.pause, args.quiet))
+    except (SessionError, OSError) as error:
+        print(f"error: {error}", file=sys.stderr)
         return 1
     return 0
