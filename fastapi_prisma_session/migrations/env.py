@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import threading
 from logging.config import fileConfig
 from typing import Any
 
@@ -78,6 +79,18 @@ async def run_async_migrations() -> None:
             await connection.run_sync(do_run_migrations)
     finally:
         await engine.dispose()
+        await aiosqlite_workers_stopped()
+
+
+async def aiosqlite_workers_stopped() -> None:
+    """Wait for aiosqlite's worker threads to end while the event loop still runs.
+
+    When opening the file fails, aiosqlite stops its thread without waiting for it, and the thread then
+    reports to the loop: were the loop closed by then, "Exception in thread ... Event loop is closed"
+    would follow the CLI's one-line error (aiosqlite issue 241). The join runs off the loop."""
+    for thread in threading.enumerate():
+        if thread.name.endswith("(_connection_worker_thread)"):
+            await asyncio.to_thread(thread.join, CONNECT_TIMEOUT)
 
 
 if context.is_offline_mode():
