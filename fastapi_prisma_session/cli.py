@@ -1,15 +1,28 @@
-"""`python -m fastapi_prisma_session prune`: prune expired sessions from cron or a Kubernetes CronJob."""
+"""`python -m fastapi_prisma_session`: `migrate` creates the session table, `prune` deletes expired sessions.
+
+`migrate` runs the package's own Alembic revisions (shipped in the wheel), from any folder; `prune` suits
+cron or a Kubernetes CronJob.
+"""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
 import os
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 
-from .exceptions import SessionError
+import asyncpg
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError, DBAPIError, SQLAlchemyError
+
+from . import migration
+from .database import driver_url
+from .dialects import SUPPORTED
+from .exceptions import ConfigurationError, SessionError
 from .models import DEFAULT_TABLE_NAME
 from .pruning import PRUNE_BATCH_SIZE, PRUNE_PAUSE
 from .store import PrismaSessionStore
@@ -18,15 +31,48 @@ from .store import PrismaSessionStore
 PROGRESS_EVERY_SECONDS = 5.0
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m fastapi_prisma_session", description=__doc__)
-    commands = parser.add_subparsers(dest="command", required=True)
-    prune = commands.add_parser("prune", help="delete expired sessions, in batches")
-    prune.add_argument(
+def add_database_url(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
         "--database-url",
         default=os.environ.get("DATABASE_URL"),
         help="the database (default: $DATABASE_URL); postgresql://, postgres:// and sqlite:// work",
     )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m fastapi_prisma_session", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+    migrate = commands.add_parser(
+        "migrate",
+        help="create the session table: the package's Alembic revisions, up to head",
+        description="Bring the session table up to date with the package's own Alembic revisions. They "
+        "record their progress in a version table of their own, alembic_version_fastapi_prisma_session, "
+        "never in your project's alembic_version. A table that already exists (made by Prisma) is "
+        "left as it is and recorded.",
+    )
+    add_database_url(migrate)
+    migrate.add_argument(
+        "--table-name",
+        default=DEFAULT_TABLE_NAME,
+        help=f"the session table (default {DEFAULT_TABLE_NAME}); each name has its own version "
+        f"table, {migration.VERSION_TABLE}_<name>",
+    )
+    migrate.add_argument("--revision", help="the revision to go to (default: head, or base with --downgrade)")
+    migrate.add_argument(
+        "--downgrade",
+        action="store_true",
+        help="go back instead, to --revision or base: this DROPS the table and every session in it",
+    )
+    migrate.add_argument(
+        "--sql",
+        action="store_true",
+        help="print the SQL for a DBA to run instead of running it (Alembic's offline mode); "
+        "the database is not contacted",
+    )
+    migrate.add_argument("--quiet", action="store_true", help="print nothing but errors")
+
+    prune = commands.add_parser("prune", help="delete expired sessions, in batches")
+    add_database_url(prune)
     prune.add_argument("--table-name", default=DEFAULT_TABLE_NAME)
     prune.add_argument(
         "--batch-size",
@@ -67,11 +113,106 @@ async def prune(url: str, table_name: str, batch_size: int, pause: float, quiet:
     return total
 
 
+@contextmanager
+def alembic_steps() -> Iterator[list[str]]:
+    """The steps Alembic runs ("Running upgrade  -> 0001_session_table, ..."), which it logs at INFO."""
+    steps: list[str] = []
+
+    class Collect(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            message = record.getMessage()
+            if message.startswith("Running "):
+                steps.append(message)
+
+    logger = logging.getLogger("alembic.runtime.migration")
+    handler, level = Collect(), logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    try:
+        yield steps
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+
+
+def migrate(url: str, table_name: str, revision: str | None, downgrade: bool, sql: bool, quiet: bool) -> None:
+    """Run the package's revisions on `url`; with `sql`, print their SQL instead."""
+    from alembic import command
+
+    config = migration.config(url, table_name)
+    target = revision or ("base" if downgrade else "head")
+    with alembic_steps() as steps:
+        if downgrade:
+            # Offline, Alembic cannot read where the database is, so the SQL starts from head.
+            command.downgrade(config, f"head:{target}" if sql and ":" not in target else target, sql=sql)
+        else:
+            command.upgrade(config, target, sql=sql)
+    if quiet or sql:
+        return
+    for step in steps:
+        print(step.replace("  ", " "))
+    where = f'the session table "{table_name}" is at {target}'
+    print(f"done: {where}" if steps else f"nothing to do: {where} already")
+
+
+def unreachable(error: Exception) -> str:
+    """What went wrong, in one line: the driver's message rather than SQLAlchemy's wrapping."""
+    original = error.orig if isinstance(error, DBAPIError) and error.orig is not None else error
+    return f"{type(original).__name__}: {original}".splitlines()[0]
+
+
+def safe_url(url: str) -> str:
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except ArgumentError:
+        return "the database URL"
+
+
+def unsupported(url: str) -> str | None:
+    """Why `url` cannot be migrated, before anything is tried; None when it can."""
+    try:
+        backend = make_url(driver_url(url)).get_backend_name()
+    except ArgumentError as error:
+        return str(error)
+    if backend not in SUPPORTED:
+        return f"{backend} is not supported; give a postgresql://, postgres:// or sqlite:// URL"
+    return None
+
+
+def run_migrate(args: argparse.Namespace) -> int:
+    from alembic.util import CommandError
+
+    problem = unsupported(args.database_url)
+    if problem:
+        print(f"error: {problem}", file=sys.stderr)
+        return 2
+    try:
+        migrate(args.database_url, args.table_name, args.revision, args.downgrade, args.sql, args.quiet)
+    except (ConfigurationError, ArgumentError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    except ImportError as error:  # a driver named in the URL and not installed
+        print(
+            f"error: {error}; plain postgresql:// and sqlite:// URLs use asyncpg and aiosqlite",
+            file=sys.stderr,
+        )
+        return 2
+    except CommandError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    except (SQLAlchemyError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as error:
+        print(f"error: cannot migrate {safe_url(args.database_url)}: {unreachable(error)}", file=sys.stderr)
+        return 1
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if not args.database_url:
         print("error: give --database-url or set DATABASE_URL", file=sys.stderr)
         return 2
+    if args.command == "migrate":
+        return run_migrate(args)
     try:
         asyncio.run(prune(args.database_url, args.table_name, args.batch_size, args.pause, args.quiet))
     except (SessionError, OSError) as error:

@@ -15,10 +15,12 @@ class TableMissingError(SessionError):
     """The session table does not exist in the database."""
 
     def __init__(self, table_name: str) -> None:
+        named = "" if table_name == "Session" else f" --table-name {table_name}"
         super().__init__(
             f'The session table "{table_name}" does not exist. Create it with '
-            "`DATABASE_URL=... alembic upgrade head` (see the README's migration section), "
-            "or call `await store.create_table()` for a throwaway database."
+            f"`python -m fastapi_prisma_session migrate --database-url ...{named}` (or, in a clone of the "
+            "repository or your own Alembic project, `alembic upgrade head`; see the README's migration "
+            "section), or call `await store.create_table()` for a throwaway database."
         )
         self.table_name = table_name
 

@@ -1,6 +1,6 @@
-"""Alembic operations that create and drop the session table.
+"""The session table's migrations: the Alembic operations, and the package's own revisions.
 
-The repository's own revision calls these, and so can a revision in an application's Alembic tree::
+**Your own Alembic project.** A revision creates the table with the helpers::
 
     from fastapi_prisma_session import migration
 
@@ -9,16 +9,62 @@ The repository's own revision calls these, and so can a revision in an applicati
 
     def downgrade() -> None:
         migration.downgrade()
+
+and `target_metadata = migration.metadata` in its env.py lets `alembic check` and `--autogenerate` see the
+table as it is. `alembic_url` turns a plain `postgresql://` URL into the async one an `alembic init -t
+async` environment needs.
+
+**The package's own revisions** live in `fastapi_prisma_session/migrations/` and ship in the wheel:
+`python -m fastapi_prisma_session migrate` runs them through `config()`, and the repository's
+`alembic.ini` points at the same folder. Their version table is `version_table(table_name)`, never the
+`alembic_version` of an application's own Alembic project.
 """
 
 from __future__ import annotations
 
-from alembic import op
+from pathlib import Path
+from typing import TYPE_CHECKING
 
+from alembic import op
+from sqlalchemy import MetaData
+
+from .database import driver_url
+from .exceptions import ConfigurationError
 from .models import DEFAULT_TABLE_NAME, session_table
+
+if TYPE_CHECKING:
+    from alembic.config import Config
+
+# The package's Alembic environment (env.py) and revisions (versions/).
+SCRIPT_LOCATION = Path(__file__).resolve().parent / "migrations"
+# Where the package's revisions record how far a database has got: a table of our own, so that an
+# application's Alembic project on the same database keeps its `alembic_version` to itself.
+VERSION_TABLE = "alembic_version_fastapi_prisma_session"
+# PostgreSQL cuts longer identifiers short, and Alembic would then not find its version table again.
+MAX_IDENTIFIER_LENGTH = 63
+# Where the package's env.py finds what `config()` was given (`Config.attributes`) and, in an ini file or
+# with `alembic -x table_name=...`, the session table's name.
+URL_ATTRIBUTE = "fastapi_prisma_session.database_url"
+TABLE_NAME_ATTRIBUTE = "fastapi_prisma_session.table_name"
+TABLE_NAME_OPTION = "table_name"
+
+__all__ = [
+    "SCRIPT_LOCATION",
+    "VERSION_TABLE",
+    "alembic_url",
+    "config",
+    "current_table_name",
+    "downgrade",
+    "driver_url",
+    "metadata",
+    "session_metadata",
+    "upgrade",
+    "version_table",
+]
 
 
 def upgrade(table_name: str = DEFAULT_TABLE_NAME) -> None:
+    """Create the session table and its indexes, as Prisma names them (in a revision's `upgrade()`)."""
     table = session_table(table_name)
     op.create_table(
         table.name,
@@ -30,4 +76,70 @@ def upgrade(table_name: str = DEFAULT_TABLE_NAME) -> None:
 
 
 def downgrade(table_name: str = DEFAULT_TABLE_NAME) -> None:
+    """Drop the session table (in a revision's `downgrade()`)."""
     op.drop_table(table_name)
+
+
+def session_metadata(table_name: str = DEFAULT_TABLE_NAME) -> MetaData:
+    """A `MetaData` holding the session table alone, under `table_name`: an env.py's `target_metadata`
+    (or one of a list of them), so that `alembic check` sees the table as it should be."""
+    found = MetaData()
+    session_table(table_name, found)
+    return found
+
+
+# The `target_metadata` for the default table, "Session".
+metadata = session_metadata()
+
+
+def alembic_url(url: str) -> str:
+    """`url` as an Alembic env.py's `sqlalchemy.url` option: with the async driver (`postgresql://` →
+    `postgresql+asyncpg://`, `sqlite://` → `sqlite+aiosqlite://`) and `%` doubled, as the ini syntax of
+    `Config.set_main_option` wants it."""
+    return driver_url(url).replace("%", "%%")
+
+
+def version_table(table_name: str = DEFAULT_TABLE_NAME) -> str:
+    """The version table of the package's revisions for the session table `table_name`.
+
+    Each session table has its own, so that `migrate --table-name` runs the revisions once per table."""
+    name = VERSION_TABLE if table_name == DEFAULT_TABLE_NAME else f"{VERSION_TABLE}_{table_name}"
+    if len(name) > MAX_IDENTIFIER_LENGTH:
+        raise ConfigurationError(
+            f'the table name "{table_name}" is too long for its version table "{name}" (at most '
+            f"{MAX_IDENTIFIER_LENGTH} characters); choose a table name of at most "
+            f"{MAX_IDENTIFIER_LENGTH - len(VERSION_TABLE) - 1} characters"
+        )
+    return name
+
+
+def config(database_url: str | None = None, table_name: str = DEFAULT_TABLE_NAME) -> Config:
+    """An Alembic `Config` for the package's own revisions, wherever the package is installed.
+
+    `alembic.command.upgrade(migration.config(url), "head")` is what `python -m fastapi_prisma_session
+    migrate` runs. The URL may be plain (`postgresql://`, `sqlite://`) or name its driver; without one
+    the environment reads `DATABASE_URL` (enough for `--sql`, which only needs the database's kind)."""
+    from alembic.config import Config
+
+    version_table(table_name)  # a name too long fails here, before any connection
+    found = Config()
+    found.set_main_option("script_location", str(SCRIPT_LOCATION))
+    found.attributes[URL_ATTRIBUTE] = database_url
+    found.attributes[TABLE_NAME_ATTRIBUTE] = table_name
+    return found
+
+
+def current_table_name() -> str:
+    """The session table the package's revisions work on, while they run: the one `config()` was given,
+    else `alembic -x table_name=...`, else the `table_name` option of alembic.ini, else "Session"."""
+    from alembic import context
+
+    given = context.config.attributes.get(TABLE_NAME_ATTRIBUTE)
+    if given:
+        return str(given)
+    x_arguments = context.get_x_argument(as_dictionary=True)
+    return str(
+        x_arguments.get(TABLE_NAME_OPTION)
+        or context.config.get_main_option(TABLE_NAME_OPTION)
+        or DEFAULT_TABLE_NAME
+    )

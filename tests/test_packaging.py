@@ -14,6 +14,8 @@ How, and what that leaves out:
   site-packages, and the `.pth` files inside it are not run, so the project's editable install there (an
   import hook installed by a `.pth` file) stays inert. The smoke test checks through `__file__` that the
   wheel's copy is the one imported, and `__version__` comes from the wheel's own metadata, found first.
+  Then `python -I -m fastapi_prisma_session migrate` in an empty folder creates the table from the
+  revisions the wheel ships, as a pip user's first command.
 - The trade-off: the dependencies are the versions this environment has, not the ones pip would resolve
   from the wheel's metadata. A clean install with its dependencies from the index is a slower check, by
   hand: `python -m venv v && v/bin/pip install <the wheel> httpx` (httpx for the script), then SMOKE.
@@ -23,6 +25,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import sqlite3
 import subprocess
 import sys
 import sysconfig
@@ -40,6 +43,11 @@ PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
 VERSION: str = PYPROJECT["version"]
 PACKAGE = "fastapi_prisma_session"
 DIST_NAME = f"{PACKAGE}-{VERSION}"
+MIGRATIONS = [
+    f"{PACKAGE}/migrations/env.py",
+    f"{PACKAGE}/migrations/script.py.mako",
+    f"{PACKAGE}/migrations/versions/0001_create_session_table.py",
+]
 
 
 @dataclass(frozen=True)
@@ -102,6 +110,7 @@ def test_the_wheel_holds_the_package_and_its_metadata_only(built: Built) -> None
         metadata = wheel.read(f"{DIST_NAME}.dist-info/METADATA").decode()
     assert f"{PACKAGE}/py.typed" in names
     assert f"{PACKAGE}/__init__.py" in names
+    assert set(MIGRATIONS) <= set(names)  # the revisions `migrate` runs from an installed copy
     assert f"{DIST_NAME}.dist-info/licenses/LICENSE" in names
     top_level = {name.split("/", 1)[0] for name in names}
     assert top_level == {PACKAGE, f"{DIST_NAME}.dist-info"}  # no tests/, benchmarks/, demo/, alembic/
@@ -113,7 +122,14 @@ def test_the_wheel_holds_the_package_and_its_metadata_only(built: Built) -> None
 def test_the_sdist_holds_the_docs_and_the_license(built: Built) -> None:
     with tarfile.open(built.sdist) as sdist:
         names = {name.removeprefix(f"{DIST_NAME}/") for name in sdist.getnames()}
-    assert {"README.md", "CHANGELOG.md", "LICENSE", "pyproject.toml", f"{PACKAGE}/py.typed"} <= names
+    assert {
+        "README.md",
+        "CHANGELOG.md",
+        "LICENSE",
+        "pyproject.toml",
+        f"{PACKAGE}/py.typed",
+        *MIGRATIONS,
+    } <= names
     assert not any(name.startswith(("tests/", "benchmarks/", "demo/")) for name in names)
 
 
@@ -178,3 +194,14 @@ def test_the_installed_wheel_works(built: Built, tmp_path: Path) -> None:
     found = json.loads(smoke.stdout.strip().splitlines()[-1])
     assert found["version"] == VERSION
     assert Path(found["file"]).is_relative_to(site_packages), found["file"]
+
+    # A pip user's first command, in a folder of their own: the wheel's revisions make the table.
+    project = tmp_path / "project"
+    project.mkdir()
+    command = [str(python), "-I", "-m", PACKAGE, "migrate", "--database-url", f"sqlite:///{project / 'x.db'}"]
+    migrated = run(command, project, timeout=60)
+    assert 'done: the session table "Session" is at head' in migrated.stdout
+    with sqlite3.connect(project / "x.db") as conn:
+        tables = {name for (name,) in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    conn.close()
+    assert tables == {"Session", "alembic_version_fastapi_prisma_session"}

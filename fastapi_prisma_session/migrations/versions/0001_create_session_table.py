@@ -1,0 +1,35 @@
+"""Create the Session table, as `prisma migrate` creates it for prisma-session-store's model.
+
+A table that is already there is left as it is and only recorded: one `prisma migrate` made (when
+someone runs the migration anyway), or one this revision made when the repository's Alembic recorded its
+revisions in `alembic_version` (before 0.2).
+
+Revision ID: 0001_session_table
+Revises:
+Create Date: 2026-11-27
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from alembic import context, op
+from sqlalchemy import inspect
+
+from fastapi_prisma_session import migration
+
+revision: str = "0001_session_table"
+down_revision: str | None = None
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
+
+
+def upgrade() -> None:
+    table_name = migration.current_table_name()
+    if not context.is_offline_mode() and inspect(op.get_bind()).has_table(table_name):
+        return
+    migration.upgrade(table_name)
+
+
+def downgrade() -> None:
+    migration.downgrade(migration.current_table_name())
