@@ -1,4 +1,4 @@
-"""`python -m fastapi_prisma_session prune --database-url ...`"""
+"""`python -m fastapi_prisma_session migrate|prune --database-url ...`"""
 
 import sys
 

@@ -1,4 +1,4 @@
-"""The own-Alembic recipe of docs/migrations.md, followed as a user would, in an empty folder.
+"""The own-Alembic recipe of the README, followed as a user would, in an empty folder.
 
 `alembic init -t async migrations`, the edits the docs give (applied as text, and checked to be the docs'
 own words), `alembic revision`, the revision's body, `alembic upgrade head` and a clean `alembic check`:
@@ -25,9 +25,9 @@ import pytest
 from tests.helpers import scratch_database
 
 ROOT = Path(__file__).resolve().parents[1]
-DOCS = ROOT / "docs" / "migrations.md"
+DOCS = ROOT / "README.md"
 
-# The recipe, as docs/migrations.md gives it.
+# The recipe, as the README gives it.
 INIT = "alembic init -t async migrations"
 TEMPLATE_METADATA = "target_metadata = None\n"
 TARGET_METADATA = "from fastapi_prisma_session import migration\n\ntarget_metadata = migration.metadata\n"
@@ -48,7 +48,7 @@ CLEAN = "No new upgrade operations detected."
 
 
 def doc_blocks() -> list[str]:
-    """The fenced blocks of docs/migrations.md, dedented."""
+    """The fenced blocks of the README, dedented."""
     found = re.findall(r"^( *)```\w*\n(.*?)^\1```", DOCS.read_text(), flags=re.M | re.S)
     return [textwrap.dedent(body) for _, body in found]
 
@@ -65,7 +65,7 @@ def test_the_docs_give_the_recipe_this_test_follows() -> None:
         REVISION_BODY,
         UPGRADE_AND_CHECK,
     ):
-        assert snippet in blocks, f"docs/migrations.md has no block\n{snippet}"
+        assert snippet in blocks, f"the README has no block\n{snippet}"
     text = DOCS.read_text()
     assert "Replace `target_metadata = None` with:" in text
     assert CLEAN in text
