@@ -1,17 +1,27 @@
-"""The request path's PostgreSQL connections: asyncpg's own pool, bounded in size, time and idleness.
+"""The request path's PostgreSQL connections: a small pool of asyncpg connections, and deadlines.
+
+Why not asyncpg's own `Pool`: measured on this project's benchmark machine (2 cores, uvloop), its
+acquire and release cost about 50 µs of CPU per statement, on top of about 60 µs for the statement
+itself on a free list, and `asyncio.timeout` another 15 µs: with them a read request fell from 1.07 to
+0.85 times the throughput of the raw asyncpg floor (BENCHMARKS.md, 2026-11-28). So the pool is a plain
+free list, and all deadlines share one timer.
 
 The pool opens connections as concurrent requests need them, up to `max_size`, and closes those idle
-for `idle_timeout` seconds, so a quiet worker holds none. Every operation (waiting for a connection,
-opening one, running the statement) ends within one deadline; whatever is still pending then is
-cancelled and the caller gets `TimeoutError`. A pool belongs to one event loop: when the store is used
-from another loop (each test with its own loop, say), the old pool is dropped and a new one opened.
+for `idle_timeout` seconds, so a quiet worker holds none. A caller that finds every connection busy
+waits for one; a connection that fails to open wakes the next waiter. Every call ends within its
+deadline: whatever is still pending then (waiting for a connection, opening one, the statement) is
+cancelled and the caller gets `TimeoutError`; a statement cut off is cancelled on the server before
+that. A pool belongs to one event loop: used from another loop (each test with its own loop, say), it
+drops the old loop's connections and opens new ones.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections import deque
 from collections.abc import Callable, Mapping, Sequence
+from types import TracebackType
 from typing import Any
 
 import asyncpg
@@ -21,6 +31,68 @@ import asyncpg
 STATEMENT_SHARE = 0.85
 # A read found its idle connection dead (after a restart, every idle one is): it tries this many more.
 DEAD_CONNECTION_RETRIES = 3
+# How often the shared deadline timer looks for calls past their deadline, while there are calls.
+DEADLINE_TICK = 0.05
+LOST = (OSError, asyncpg.InterfaceError, asyncpg.InternalClientError)
+
+
+class Deadlines:
+    """`async with deadlines.within(seconds)`: like `asyncio.timeout`, but every call shares one timer
+    that ticks every DEADLINE_TICK seconds while calls are running, instead of a timer per call."""
+
+    def __init__(self) -> None:
+        self._running: dict[asyncio.Task[Any], list[float]] = {}
+        self._expired: set[asyncio.Task[Any]] = set()
+        self._timer: asyncio.TimerHandle | None = None
+
+    def within(self, seconds: float) -> _Within:
+        return _Within(self, seconds)
+
+    def _enter(self, seconds: float) -> asyncio.Task[Any]:
+        task = asyncio.current_task()
+        if task is None:
+            raise RuntimeError("a deadline needs a running task")
+        loop = task.get_loop()
+        self._running.setdefault(task, []).append(loop.time() + seconds)
+        if self._timer is None:
+            self._timer = loop.call_later(DEADLINE_TICK, self._tick, loop)
+        return task
+
+    def _exit(self, task: asyncio.Task[Any], cancelled: bool) -> bool:
+        """Whether a CancelledError in `task` was this deadline's doing (and is now a TimeoutError)."""
+        stack = self._running[task]
+        stack.pop()
+        if not stack:
+            del self._running[task]
+        if cancelled and task in self._expired:
+            self._expired.discard(task)
+            task.uncancel()
+            return True
+        return False
+
+    def _tick(self, loop: asyncio.AbstractEventLoop) -> None:
+        now = loop.time()
+        for task, deadlines in self._running.items():
+            if min(deadlines) <= now and task not in self._expired:
+                self._expired.add(task)
+                task.cancel()
+        self._timer = loop.call_later(DEADLINE_TICK, self._tick, loop) if self._running else None
+
+
+class _Within:
+    __slots__ = ("_deadlines", "_seconds", "_task")
+
+    def __init__(self, deadlines: Deadlines, seconds: float) -> None:
+        self._deadlines, self._seconds = deadlines, seconds
+
+    async def __aenter__(self) -> None:
+        self._task = self._deadlines._enter(self._seconds)
+
+    async def __aexit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        if self._deadlines._exit(self._task, kind is asyncio.CancelledError):
+            raise TimeoutError from error
 
 
 class RequestPool:
@@ -33,15 +105,29 @@ class RequestPool:
         max_size: int,
         idle_timeout: float,
         deadline: float,
+        deadlines: Deadlines | None = None,
     ) -> None:
         self.max_size = max_size
         self.deadline = deadline
+        self.deadlines = deadlines or Deadlines()
         self._connect_kwargs = dict(connect_kwargs)
         self._idle_timeout = idle_timeout
-        self._pool: asyncpg.Pool | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._opening = asyncio.Lock()
+        self._idle: list[tuple[asyncpg.Connection, float]] = []  # (connection, idle since); newest last
+        self._mine: set[asyncpg.Connection] = set()  # open on this loop, busy or idle
+        self._opened = 0  # open or opening
+        self._waiters: deque[asyncio.Future[None]] = deque()
+        self._reaper: asyncio.TimerHandle | None = None
         self._query_loggers: list[Callable[[Any], None]] = []
+
+    @property
+    def open_connections(self) -> int:
+        """How many connections the pool holds now, busy or idle."""
+        return self._opened
+
+    def add_query_logger(self, callback: Callable[[Any], None]) -> None:
+        """Have `callback(asyncpg LoggedQuery)` called for every statement of connections opened from now."""
+        self._query_loggers.append(callback)
 
     async def run(self, method: str, sql: str, args: Sequence[Any], *, retry: bool = False) -> Any:
         """`await connection.<method>(sql, *args)` on a pooled connection; asyncpg prepares the statement
@@ -50,86 +136,136 @@ class RequestPool:
         With `retry` (a read, safe to repeat), a statement whose connection turns out to be dead (the
         server restarted, or closed it while it sat idle) runs again on another, a few times, within the
         same deadline. A timeout is never retried."""
-        async with asyncio.timeout(self.deadline * STATEMENT_SHARE):
-            pool = self._pool if self._loop is asyncio.get_running_loop() else None
-            if pool is None:
-                pool = await self._open()
+        async with self.deadlines.within(self.deadline * STATEMENT_SHARE):
+            if self._loop is not asyncio.get_running_loop():
+                self._move_to_this_loop()
             for _ in range(DEAD_CONNECTION_RETRIES if retry else 0):
-                try:
-                    return await self._run_once(pool, method, sql, args)
-                except (OSError, asyncpg.InterfaceError, asyncpg.InternalClientError):
-                    pass  # that connection is closed now; the next try gets another, or a new one
-            return await self._run_once(pool, method, sql, args)
+                with contextlib.suppress(*LOST):
+                    return await self._run_once(method, sql, args)
+            return await self._run_once(method, sql, args)
 
-    async def _run_once(self, pool: asyncpg.Pool, method: str, sql: str, args: Sequence[Any]) -> Any:
-        connection = await pool.acquire()
+    async def close(self) -> None:
+        """Close the idle connections; those in use are closed when they come back."""
+        if self._reaper is not None:
+            self._reaper.cancel()
+            self._reaper = None
+        idle, self._idle = self._idle, []
+        for connection, _ in idle:
+            self._forget(connection)
+        if self._loop is asyncio.get_running_loop():
+            for connection, _ in idle:
+                with contextlib.suppress(Exception):
+                    await connection.close(timeout=1)
+        else:
+            self._abandon(idle)
+
+    async def _run_once(self, method: str, sql: str, args: Sequence[Any]) -> Any:
+        connection = await self._acquire()
         try:
             result = await getattr(connection, method)(sql, *args)
         except asyncpg.PostgresError:
-            await pool.release(connection)  # the server refused the statement; the connection is fine
+            self._release(connection)  # the server refused the statement; the connection is fine
             raise
         except asyncio.CancelledError:
-            # The deadline: asyncpg has asked the server to cancel the statement. Wait (briefly) for the
-            # server to confirm, so that a write reported as failed does not go through later, when the
-            # lock it waited for is released. release() closes the connection if no answer comes.
-            with contextlib.suppress(Exception):
-                await pool.release(connection, timeout=self.deadline * (1 - STATEMENT_SHARE))
+            # The deadline (or the caller) cut the statement off, and asyncpg has asked the server to
+            # cancel it. Wait, briefly, until the server confirms, so that a write reported as failed
+            # does not go through later, when the lock it waited for is released.
+            await self._settle(connection)
             raise
         except BaseException:
-            connection.terminate()  # broken: never used again
-            await pool.release(connection)
+            self._discard(connection)  # broken: never used again
             raise
-        await pool.release(connection)
+        self._release(connection)
         return result
 
-    def add_query_logger(self, callback: Callable[[Any], None]) -> None:
-        """Have `callback(asyncpg LoggedQuery)` called for every statement of connections opened from now."""
-        self._query_loggers.append(callback)
+    async def _acquire(self) -> asyncpg.Connection:
+        while True:
+            if self._idle:
+                connection, _ = self._idle.pop()
+                if not connection.is_closed():
+                    return connection
+                self._forget(connection)  # the server closed it while it sat idle
+                continue
+            if self._opened < self.max_size:
+                self._opened += 1
+                try:
+                    connection = await asyncpg.connect(**self._connect_kwargs)
+                except BaseException:
+                    self._opened -= 1
+                    self._wake_one()  # a waiter may open one, or fail quickly, in its turn
+                    raise
+                self._mine.add(connection)
+                for callback in self._query_loggers:
+                    connection.add_query_logger(callback)
+                return connection
+            waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            self._waiters.append(waiter)
+            try:
+                await waiter
+            except asyncio.CancelledError:
+                if waiter.done() and not waiter.cancelled():
+                    self._wake_one()  # pass the wake-up on to the next waiter
+                raise
 
-    @property
-    def open_connections(self) -> int:
-        """How many connections the pool holds now, busy or idle."""
-        return 0 if self._pool is None else self._pool.get_size()
-
-    async def close(self) -> None:
-        """Close every connection (those in use are closed when they come back)."""
-        pool, self._pool = self._pool, None
-        if pool is None:
+    def _release(self, connection: asyncpg.Connection) -> None:
+        if connection not in self._mine:  # opened on an event loop the pool has left
+            self._abandon([(connection, 0.0)])
             return
-        if self._loop is asyncio.get_running_loop():
-            await pool.close()
-        else:
-            _abandon(pool)
-
-    async def _open(self) -> asyncpg.Pool:
         loop = asyncio.get_running_loop()
-        if self._loop is not loop:
-            if self._pool is not None:
-                _abandon(self._pool)
-                self._pool = None
-            self._loop, self._opening = loop, asyncio.Lock()
-        async with self._opening:
-            if self._pool is None:
-                self._pool = await asyncpg.create_pool(
-                    min_size=0,
-                    max_size=self.max_size,
-                    max_inactive_connection_lifetime=self._idle_timeout,
-                    reset=_keep_state,
-                    init=self._init if self._query_loggers else None,
-                    **self._connect_kwargs,
-                )
-            return self._pool
+        self._idle.append((connection, loop.time()))
+        if self._reaper is None:
+            self._reaper = loop.call_later(self._idle_timeout, self._reap, loop)
+        self._wake_one()
 
-    async def _init(self, connection: asyncpg.Connection) -> None:
-        for callback in self._query_loggers:
-            connection.add_query_logger(callback)
+    def _discard(self, connection: asyncpg.Connection) -> None:
+        self._abandon([(connection, 0.0)])
+        self._forget(connection)
+        self._wake_one()
 
+    def _forget(self, connection: asyncpg.Connection) -> None:
+        if connection in self._mine:
+            self._mine.discard(connection)
+            self._opened -= 1
 
-async def _keep_state(connection: asyncpg.Connection) -> None:
-    """The request path sets no session state, so a returned connection needs no RESET ALL round trip."""
+    async def _settle(self, connection: asyncpg.Connection) -> None:
+        grace = self.deadline * (1 - STATEMENT_SHARE)
+        try:
+            # A new statement waits for asyncpg's pending cancel request to be answered.
+            async with asyncio.timeout(grace):
+                await connection.execute("SELECT 1")
+        except BaseException:
+            self._discard(connection)
+        else:
+            self._release(connection)
 
+    def _wake_one(self) -> None:
+        while self._waiters:
+            waiter = self._waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(None)
+                return
 
-def _abandon(pool: asyncpg.Pool) -> None:
-    """Drop the connections of a pool opened on another event loop: they cannot be closed politely there."""
-    with contextlib.suppress(RuntimeError):  # that loop is closed already; its sockets went with it
-        pool.terminate()
+    def _reap(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Close the connections idle for longer than `idle_timeout`; look again while some are idle."""
+        cutoff = loop.time() - self._idle_timeout
+        stale = [connection for connection, since in self._idle if since <= cutoff]
+        self._idle = [(connection, since) for connection, since in self._idle if since > cutoff]
+        for connection in stale:
+            self._forget(connection)
+            connection.terminate()
+        self._reaper = loop.call_later(self._idle_timeout, self._reap, loop) if self._idle else None
+
+    def _move_to_this_loop(self) -> None:
+        """Forget the connections of another event loop (they cannot be used, or closed politely, here)."""
+        if self._reaper is not None:
+            self._reaper.cancel()
+            self._reaper = None
+        self._abandon(self._idle)
+        self._idle, self._mine, self._opened, self._waiters = [], set(), 0, deque()
+        self._loop = asyncio.get_running_loop()
+
+    @staticmethod
+    def _abandon(idle: list[tuple[asyncpg.Connection, float]]) -> None:
+        for connection, _ in idle:
+            with contextlib.suppress(RuntimeError):  # its loop is closed already; its sockets went with it
+                connection.terminate()

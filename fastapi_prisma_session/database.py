@@ -23,7 +23,7 @@ from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
-from .connections import RequestPool
+from .connections import Deadlines, RequestPool
 from .exceptions import ConfigurationError, SessionError, StoreUnavailableError, TableMissingError
 from .logs import redact
 
@@ -136,6 +136,7 @@ class Database:
         self._autocommit = engine.execution_options(isolation_level="AUTOCOMMIT")
         self._native: dict[str, NativeStatement] = {}
         self._deadline = deadline
+        self._deadlines = Deadlines()
         self._writers: dict[str, _Writers] = {}
         self._requests: RequestPool | None = None
         if request_connections is not None and (
@@ -150,6 +151,7 @@ class Database:
                 max_size=request_connections or REQUEST_CONNECTIONS,
                 idle_timeout=IDLE_TIMEOUT,
                 deadline=deadline,
+                deadlines=self._deadlines,
             )
 
     @contextlib.asynccontextmanager
@@ -162,7 +164,7 @@ class Database:
             writers = self._writers[sid] = _Writers()
         writers.count += 1
         try:
-            async with asyncio.timeout(self._deadline), writers.lock:
+            async with self._deadlines.within(self._deadline), writers.lock:
                 yield
         except TimeoutError:
             message = f"writing session {redact(sid)} did not finish within {self._deadline:g} s"

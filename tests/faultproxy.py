@@ -182,6 +182,8 @@ class FaultProxy:
         return asyncio.run_coroutine_threadsafe(coroutine, self._loop).result(_SWITCH_TIMEOUT)
 
     def _record_error(self, loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+        if isinstance(context.get("exception"), asyncio.CancelledError):
+            return  # a task the proxy cancelled while stopping, not a fault of the proxy
         self.errors.append(str(context.get("exception") or context["message"]))
         loop.default_exception_handler(context)
 

@@ -154,6 +154,7 @@ async def test_a_locked_row_stalls_only_its_own_session(
     other users, reading and writing their own sessions meanwhile, are not held up."""
     async with client_for(make_app(store)) as client:
         cookies = await log_in(client, 11)
+        await everyone(client, cookies * 3)  # the pool has opened its connections before the clock starts
         locked, others = cookies[0], cookies[1:]
         sid = Signer([SECRET]).session_id(locked.split("=", 1)[1])
         blocker = await asyncpg.connect(
