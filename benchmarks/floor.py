@@ -78,13 +78,20 @@ class FloorSessionMiddleware:
         pool = self.pool
         sid = self._sid(scope)
         session = TrackedDict()
-        if sid is not None:
-            row = await pool.fetchrow(SELECT, sid, datetime.now(UTC).replace(tzinfo=None))
-            if row is not None:
-                session.update(json.loads(row[0]))
-            else:
-                sid = None
         scope["session"] = session
+
+        async def load() -> None:
+            # Only routes that use the session load it, as a lazy middleware does.
+            nonlocal sid
+            if sid is not None:
+                row = await pool.fetchrow(SELECT, sid, datetime.now(UTC).replace(tzinfo=None))
+                if row is not None:
+                    session.update(json.loads(row[0]))
+                    session.modified = False
+                else:
+                    sid = None
+
+        scope["load_session"] = load
 
         async def send_wrapper(message: Message) -> None:
             nonlocal sid

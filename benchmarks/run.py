@@ -27,7 +27,8 @@ from tests.helpers import ROOT, free_port, scratch_database
 
 VARIANTS = ["none", "starlette", "starsessions", "floor", "ours"]
 SCENARIOS = [
-    ("noop", "GET", "/noop", False),
+    ("plain", "GET", "/noop", False),
+    ("noop", "GET", "/noop", True),
     ("read", "GET", "/read", True),
     ("write", "POST", "/write", True),
 ]
@@ -175,15 +176,21 @@ def report(best: dict[str, dict[str, Result]], args: argparse.Namespace) -> str:
                 f"| {variant} | /{label} | {r.rps:.0f} | {r.p50_ms:.2f} | {r.p99_ms:.2f} | {r.errors} |"
             )
     ours, floor, none, star = best["ours"], best["floor"], best["none"], best["starsessions"]
+    # (what, value, target, whether the value must be at least the target rather than at most)
     targets = [
-        ("/read, ours ÷ floor", ours["read"].rps / floor["read"].rps, 0.85),
-        ("/write, ours ÷ floor", ours["write"].rps / floor["write"].rps, 0.85),
-        ("/noop without cookie, ours ÷ no middleware", ours["noop"].rps / none["noop"].rps, 0.9),
-        ("/read, ours ÷ starsessions+Redis", ours["read"].rps / star["read"].rps, 1.5),
+        ("/read, ours ÷ floor", ours["read"].rps / floor["read"].rps, 0.85, True),
+        ("/write, ours ÷ floor", ours["write"].rps / floor["write"].rps, 0.85, True),
+        ("/noop with a session cookie, ours ÷ floor", ours["noop"].rps / floor["noop"].rps, 0.9, True),
+        ("/noop without cookie, ours ÷ no middleware", ours["plain"].rps / none["plain"].rps, 0.9, True),
+        ("/read, ours ÷ starsessions+Redis", ours["read"].rps / star["read"].rps, 1.5, True),
+        ("/read p99, ours ÷ floor", ours["read"].p99_ms / floor["read"].p99_ms, 1.5, False),
+        ("/write p99, ours ÷ floor", ours["write"].p99_ms / floor["write"].p99_ms, 1.5, False),
     ]
-    lines += ["", "| ratio (req/s, same run) | value | target | met |", "|---|---:|---:|---|"]
-    for label, value, target in targets:
-        lines.append(f"| {label} | {value:.2f} | {target:.2f} | {'yes' if value >= target else 'no'} |")
+    lines += ["", "| ratio (same run) | value | target | met |", "|---|---:|---:|---|"]
+    for label, value, target, at_least in targets:
+        met = value >= target if at_least else value <= target
+        bound = "≥" if at_least else "≤"
+        lines.append(f"| {label} | {value:.2f} | {bound} {target:.2f} | {'yes' if met else 'no'} |")
     errors = sum(r.errors for routes in best.values() for r in routes.values())
     lines.append("")
     lines.append(

@@ -12,12 +12,14 @@ for your tests) and `cli` (`python -m fastapi_prisma_session`).
 from importlib.metadata import version as _distribution_version
 
 from .cookies import SessionCookie
-from .dependencies import SessionDep, get_session
+from .dependencies import SessionDep, get_session, load_session
 from .exceptions import (
     ConfigurationError,
     SessionDataError,
     SessionError,
+    SessionInterruptedError,
     SessionNotFoundError,
+    SessionNotLoadedError,
     SessionTooLargeError,
     StoreUnavailableError,
     TableMissingError,
@@ -40,12 +42,15 @@ __all__ = [
     "SessionDataError",
     "SessionDep",
     "SessionError",
+    "SessionInterruptedError",
     "SessionMiddleware",
     "SessionNotFoundError",
+    "SessionNotLoadedError",
     "SessionRecord",
     "SessionTooLargeError",
     "StoreUnavailableError",
     "TableMissingError",
     "get_session",
+    "load_session",
     "session_table",
 ]

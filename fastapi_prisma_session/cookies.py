@@ -23,6 +23,9 @@ Secure = bool | Literal["auto"]
 
 # express-session keeps the cookie's settings in the session object under this key.
 COOKIE_KEY = "cookie"
+# With absolute_timeout, when the session ends however active it is, kept beside the data (Node
+# leaves unknown keys alone, but drops unknown keys inside the cookie object).
+ABSOLUTE_KEY = "__absoluteExpires"
 _EPOCH_EXPIRES = "Thu, 01 Jan 1970 00:00:00 GMT"
 # A stored originalMaxAge beyond this (about 300 years) is not a lifetime but corrupt data.
 MAX_AGE_MS = 10**13
@@ -37,7 +40,7 @@ class SessionCookie:
     datetime, or None for a browser-session cookie.
     """
 
-    __slots__ = ("_changed", "_expires", "_started", "original_max_age")
+    __slots__ = ("_changed", "_expires", "_fixed", "_started", "original_max_age")
 
     def __init__(
         self, original_max_age: float | None, expires: datetime | None = None, *, started: bool = True
@@ -48,16 +51,31 @@ class SessionCookie:
         # requests never create a session, and they should not pay for the clock.
         self._started = started
         self._changed = False
+        self._fixed = False  # the app set `expires`: this save keeps it rather than starting anew
 
     @property
     def expires(self) -> datetime | None:
+        """When the cookie and the session end (naive UTC), or None for a browser-session cookie.
+
+        Setting it (express-session's `cookie.expires = date`) ends this session then: the response
+        saves it and re-sends the cookie, and, as in express-session, `original_max_age` becomes the time
+        left, which later requests of a rolling session start again from."""
         if not self._started:
             self.reset()
         return self._expires
 
     @expires.setter
     def expires(self, value: datetime | None) -> None:
+        if value is not None and value.tzinfo is not None:
+            value = value.astimezone(UTC).replace(tzinfo=None)
         self._expires = value
+        self._started = True
+        self._changed = self._fixed = True
+        self.original_max_age = None if value is None else max((value - utcnow()).total_seconds(), 0.0)
+
+    def moved_to(self, expires: datetime | None) -> None:
+        """The stored expiry moved (a touch): the cookie follows, nothing else changes."""
+        self._expires = expires
         self._started = True
 
     @property
@@ -73,8 +91,13 @@ class SessionCookie:
 
     @property
     def changed(self) -> bool:
-        """The app gave this session a new `max_age` since it was last saved."""
+        """The app gave this session a new `max_age` or `expires` since it was last saved."""
         return self._changed
+
+    @property
+    def fixed(self) -> bool:
+        """The app set `expires` since the last save: the save keeps it."""
+        return self._fixed
 
     def reset(self, now: datetime | None = None) -> None:
         """Start the lifetime again from `now` (default: the clock)."""
@@ -86,7 +109,12 @@ class SessionCookie:
         self._started = True
 
     def saved(self) -> None:
-        self._changed = False
+        self._changed = self._fixed = False
+
+    def cap(self, latest: datetime) -> None:
+        """End no later than `latest` (an absolute timeout)."""
+        if self._expires is None or self._expires > latest:
+            self._expires = latest
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,4 +1,4 @@
-"""FastAPI dependencies: `get_session` and the `SessionDep` alias."""
+"""Getting the session from async code: `load_session`, FastAPI's `get_session` and `SessionDep`."""
 
 from __future__ import annotations
 
@@ -10,15 +10,23 @@ from starlette.requests import HTTPConnection
 from .session import Session
 
 
-async def get_session(connection: HTTPConnection) -> Session:
-    """The current request's session. Async, so FastAPI does not send it to a thread pool."""
+async def load_session(connection: HTTPConnection) -> Session:
+    """The current request's (or websocket's) session, loaded: one indexed SELECT the first time, when
+    the request carries a session cookie. After it, `request.session` works from sync code too."""
     session = connection.scope.get("session")
     if not isinstance(session, Session):
         raise RuntimeError(
             "No session on this request: add SessionMiddleware(app, store=..., secret=...) to the app, "
-            "and check that the request path is inside the cookie's path"
+            "and check that the request path is inside the cookie's path and not excluded"
         )
+    await session.load()
     return session
+
+
+async def get_session(connection: HTTPConnection) -> Session:
+    """FastAPI's dependency for the session (`SessionDep`): `load_session`. Async, so FastAPI does not
+    send it to a thread pool."""
+    return await load_session(connection)
 
 
 SessionDep = Annotated[Session, Depends(get_session)]

@@ -29,6 +29,15 @@ class SessionNotFoundError(SessionError, LookupError):
     """`Session.reload()` found no live row: the session was destroyed or has expired."""
 
 
+class SessionNotLoadedError(SessionError, RuntimeError):
+    """The request's session was used from sync code before it was loaded; the message says how to load it."""
+
+
+class SessionInterruptedError(SessionError):
+    """`await session.save()` found the session ended by another request (a logout) meanwhile: nothing
+    was written. Like Django's `SessionInterrupted`."""
+
+
 class SessionTooLargeError(SessionError):
     """A session's serialized data is larger than the store's `max_data_size`; nothing was written."""
 

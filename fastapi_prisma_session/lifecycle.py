@@ -11,12 +11,21 @@ from collections.abc import Callable
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any, Literal
 
-from .cookies import COOKIE_KEY, CookieAttributes, SessionCookie, check_choice, cookie_from_json
+from .cookies import (
+    ABSOLUTE_KEY,
+    COOKIE_KEY,
+    CookieAttributes,
+    SessionCookie,
+    check_choice,
+    cookie_from_json,
+    iso_utc,
+    parse_iso_utc,
+)
 from .durations import Duration, to_seconds, utcnow
 from .exceptions import ConfigurationError
 from .logs import middleware_logger as logger
 from .logs import redact
-from .session import Session
+from .session import Session, Stored
 from .signing import Signer, is_valid_session_id
 
 if TYPE_CHECKING:
@@ -45,6 +54,7 @@ class SessionLifecycle:
         unset: Unset = "keep",
         genid: Callable[[], str] | None = None,
         touch_after: Duration | None = None,
+        absolute_timeout: Duration | None = None,
     ) -> None:
         check_choice("unset", unset, ("keep", "destroy"))
         if genid is not None and not callable(genid):
@@ -54,6 +64,8 @@ class SessionLifecycle:
         self.cookie = cookie
         self.max_age = to_seconds(max_age, "max_age", allow_zero=False)
         self.touch_after = to_seconds(touch_after, "touch_after")
+        absolute = to_seconds(absolute_timeout, "absolute_timeout", allow_zero=False)
+        self.absolute_timeout = None if absolute is None else timedelta(seconds=absolute)
         self.rolling = rolling
         self.resave = resave
         self.save_uninitialized = save_uninitialized
@@ -68,8 +80,31 @@ class SessionLifecycle:
             raise ValueError(f"genid must return 1 to 255 visible ASCII characters, returned {sid!r:.80}")
         return sid
 
+    def new_cookie(self) -> SessionCookie:
+        return SessionCookie(self.max_age, started=False)
+
     async def fetch(self, sid: str) -> StoredSession | None:
         return await self.store.load(sid)
+
+    async def read(self, sid: str) -> Stored | None:
+        """The stored session `sid` as a Session takes it over, or None when it is missing, expired,
+        past its absolute timeout, or has no readable cookie object (logged: a corrupt row, kept)."""
+        stored = await self.store.load(sid)
+        if stored is None:
+            logger.debug("no live session %s; starting a new one", redact(sid))
+            return None
+        data = stored.data
+        cookie = cookie_from_json(data.pop(COOKIE_KEY, None))
+        if cookie is None:
+            logger.warning("session %s has no readable cookie object; starting a new session", redact(sid))
+            return None
+        ends = data.pop(ABSOLUTE_KEY, None)
+        absolute = parse_iso_utc(ends) if isinstance(ends, str) else None
+        if absolute is not None and absolute <= utcnow():
+            logger.info("session %s reached its absolute timeout; starting a new one", redact(sid))
+            await self.store.destroy(sid)
+            return None
+        return Stored(data, cookie, stored.expires_at, stored.text, absolute)
 
     async def destroy(self, sid: str) -> None:
         await self.store.destroy(sid)
@@ -84,9 +119,18 @@ class SessionLifecycle:
         brought back.
         """
         now = utcnow()
-        session.cookie.reset(now)
-        payload = {COOKIE_KEY: self.cookie.to_json(session.cookie, session.secure), **session.data()}
-        expires_at = self.store.rows.expiry(session.id, payload, session.cookie.expires, now)
+        cookie = session.cookie
+        if not cookie.fixed:
+            cookie.reset(now)
+        if self.absolute_timeout is not None and session.is_new:
+            session.start_absolute(now + self.absolute_timeout)
+        absolute = session.absolute_expires
+        if absolute is not None:
+            cookie.cap(absolute)
+        payload = self._payload(session, cookie)
+        expires_at = self.store.rows.expiry(session.id, payload, cookie.expires, now)
+        if absolute is not None:
+            expires_at = min(expires_at, absolute)
         if session.is_new:
             await self.store.create(session.id, payload, expires_at=expires_at)
             logger.debug("created session %s", redact(session.id))
@@ -106,29 +150,33 @@ class SessionLifecycle:
         session.mark_saved(stored=stored)
         return stored
 
+    def _payload(self, session: Session, cookie: SessionCookie) -> dict[str, Any]:
+        """What is stored: express-session's cookie object, the data, and the absolute timeout if any."""
+        payload = {COOKIE_KEY: self.cookie.to_json(cookie, session.secure), **session.data()}
+        if session.absolute_expires is not None:
+            payload[ABSOLUTE_KEY] = iso_utc(session.absolute_expires)
+        return payload
+
     # -- a request's session -------------------------------------------------------------------------
 
     def new(self, secure: bool) -> Session:
-        return Session(self, {}, SessionCookie(self.max_age, started=False), secure=secure)
+        return Session(self, {}, self.new_cookie(), secure=secure)
+
+    def lazy(self, sid: str, secure: bool) -> Session:
+        """The session the request's cookie names, loaded on first use (`await session.load()`)."""
+        return Session(self, {}, self.new_cookie(), sid, secure=secure, loaded=False)
 
     async def load(self, sid: str, secure: bool) -> Session:
-        """The stored session `sid`, or a new one when it is missing, expired or unreadable."""
-        stored = await self.store.load(sid)
-        if stored is None:
-            logger.debug("no live session %s; starting a new one", redact(sid))
-            return self.new(secure)
-        data = stored.data
-        cookie = cookie_from_json(data.pop(COOKIE_KEY, None))
-        if cookie is None:
-            logger.warning("session %s has no readable cookie object; starting a new session", redact(sid))
-            return self.new(secure)
-        return Session(
-            self, data, cookie, sid, secure=secure, row_expires=stored.expires_at, loaded_text=stored.text
-        )
+        """The stored session `sid`, loaded now, or a new one when it is missing, expired or unreadable."""
+        session = self.lazy(sid, secure)
+        await session.load()
+        return session
 
     def wants_commit(self, session: Session, kept: bool) -> bool:
-        """Whether the response must look at the session. The commonest response, a new session nobody
-        touched, costs nothing more than this test."""
+        """Whether the response must look at the session. The commonest responses, a new session nobody
+        touched and a session the route never loaded, cost nothing more than this test."""
+        if not session.loaded:
+            return not kept
         return session.accessed or not session.is_new or self.save_uninitialized or not kept
 
     async def commit(self, session: Session, *, kept: bool, failed: bool = False) -> str | None:
@@ -143,11 +191,19 @@ class SessionLifecycle:
         elif not kept:
             if self.unset == "destroy":
                 await session.destroy()
+        elif not session.loaded:
+            return None  # the route never used the session: nothing to write, not even a touch
         elif session.is_new:
             if session.modified or (self.save_uninitialized and not session.dropped):
                 await self.save(session)
         elif session.needs_save or self.resave:
-            await self.save(session)
+            changed = session.modified
+            if not await self.save(session) and changed:
+                logger.warning(
+                    "session %s was ended by another request (a logout?) while this one changed it; "
+                    "its changes were dropped",
+                    redact(session.id),
+                )
         elif self.rolling or session.cookie.original_max_age is None:
             await self._touch_if_due(session)
 
@@ -170,17 +226,22 @@ class SessionLifecycle:
         patch: dict[str, Any] = {
             COOKIE_KEY: self.cookie.to_json(SessionCookie(original, cookie_expires), session.secure)
         }
+        absolute = session.absolute_expires
+        if absolute is not None and cookie_expires is not None:
+            cookie_expires = min(cookie_expires, absolute)
         # Only a ttl function looks at the user's data: a touch that is not due copies none of it.
         rows = self.store.rows
         for_ttl = {**patch, **session.data()} if rows.ttl_reads_session else patch
         expires_at = rows.expiry(session.id, for_ttl, cookie_expires, now)
+        if absolute is not None:
+            expires_at = min(expires_at, absolute)
         lifetime = (expires_at - now).total_seconds()
         touch_after = self.touch_after if self.touch_after is not None else lifetime * DEFAULT_TOUCH_FRACTION
         row_expires = session.row_expires
         if row_expires is not None and (expires_at - row_expires).total_seconds() < touch_after:
             return
         # One statement while the row is as loaded; else only the cookie is applied to what is stored.
-        payload = for_ttl if for_ttl is not patch else {**patch, **session.data()}
+        payload = self._payload(session, SessionCookie(original, cookie_expires))
         if await self.store.update(
             session.id, payload, changed=(), expected=session.loaded_text, expires_at=expires_at
         ):

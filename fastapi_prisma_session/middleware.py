@@ -7,6 +7,7 @@ when the response starts, and adds the Set-Cookie header. It answers 503 when th
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Literal
 
@@ -47,6 +48,13 @@ class SessionMiddleware:
         genid: `callable() -> str` that makes new session ids; default 24 random bytes, URL-safe.
         touch_after: seconds that must pass before an unchanged session's expiry is rewritten; default a
             tenth of its lifetime.
+        absolute_timeout: seconds after which a session ends however active it is (OWASP's absolute
+            timeout; `max_age` is the idle one). Default: none.
+        autoload: load the session before the app runs, so that sync code can use `request.session`:
+            True for every path, or regular expressions of the paths that need it. Elsewhere a session is
+            loaded on first use (`Depends(get_session)`, `await load_session(request)`), and a route
+            that never uses it costs no query.
+        exclude: regular expressions of paths that get no session at all (static files, health checks).
     """
 
     def __init__(
@@ -71,6 +79,9 @@ class SessionMiddleware:
         genid: Callable[[], str] | None = None,
         proxy: bool = False,
         touch_after: Duration | None = None,
+        absolute_timeout: Duration | None = None,
+        autoload: bool | Sequence[str] = False,
+        exclude: Sequence[str] = (),
     ) -> None:
         self.app = app
         if not isinstance(store, PrismaSessionStore):
@@ -93,39 +104,48 @@ class SessionMiddleware:
             unset=unset,
             genid=genid,
             touch_after=touch_after,
+            absolute_timeout=absolute_timeout,
         )
         self._proxy = proxy
+        self._autoload_all = autoload is True
+        self._autoload = _paths("autoload", () if isinstance(autoload, bool) else autoload)
+        self._exclude = _paths("exclude", exclude)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
         if kind == "lifespan":
             await self.app(scope, receive, self._lifespan_send(send))
             return
-        if kind not in ("http", "websocket") or not scope["path"].startswith(self.cookie.path):
+        if kind not in ("http", "websocket"):
+            await self.app(scope, receive, send)
+            return
+        path = scope["path"]
+        if not path.startswith(self.cookie.path) or (self._exclude is not None and self._exclude.match(path)):
             await self.app(scope, receive, send)
             return
 
         lifecycle = self.lifecycle
         secure = self._request_is_secure(scope)
         sid = self._session_id(scope)
-        try:
-            session = await lifecycle.load(sid, secure) if sid is not None else lifecycle.new(secure)
-        except StoreUnavailableError as error:
-            await _unavailable(scope, send, error)
-            return
+        if sid is None:
+            session = lifecycle.new(secure)
+        elif self._autoload_all or (self._autoload is not None and self._autoload.match(path)):
+            try:
+                session = await lifecycle.load(sid, secure)
+            except StoreUnavailableError as error:
+                await _unavailable(scope, send, error)
+                return
+        else:
+            session = lifecycle.lazy(sid, secure)
         scope["session"] = session
         scope.setdefault("state", {})["session"] = session
-        if kind == "websocket":
-            # A websocket handshake cannot set cookies; the session is there to read.
-            await self.app(scope, receive, send)
-            return
-
-        failed = False
+        started = failed = False
 
         async def send_with_cookie(message: Message) -> None:
-            nonlocal failed
+            nonlocal started, failed
             if failed:
                 return  # the app's response was replaced by a 503
+            started = True
             if message["type"] == "http.response.start":
                 kept = scope.get("session") is session
                 if lifecycle.wants_commit(session, kept):
@@ -144,7 +164,19 @@ class SessionMiddleware:
                         _mark_private(headers)
             await send(message)
 
-        await self.app(scope, receive, send_with_cookie)
+        async def websocket_send(message: Message) -> None:
+            # A websocket handshake cannot set cookies: its session is there to read.
+            nonlocal started
+            started = True
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_cookie if kind == "http" else websocket_send)
+        except StoreUnavailableError as error:
+            # The route loaded its session (on first use) while the database was down.
+            if started:
+                raise
+            await _unavailable(scope, send, error)
 
     def _lifespan_send(self, send: Send) -> Send:
         # Pruning follows the app's lifespan, so users add nothing to theirs.
@@ -204,6 +236,16 @@ def _mark_private(headers: MutableHeaders) -> None:
     headers.add_vary_header("Cookie")
     if "cache-control" not in headers:
         headers["cache-control"] = "private"
+
+
+def _paths(option: str, patterns: Sequence[str]) -> re.Pattern[str] | None:
+    """One regular expression matching a path that any of `patterns` matches from its start."""
+    if isinstance(patterns, str):
+        patterns = [patterns]
+    try:
+        return re.compile("|".join(f"(?:{pattern})" for pattern in patterns)) if patterns else None
+    except (re.error, TypeError) as error:
+        raise ConfigurationError(f"{option} must be regular expressions of paths: {error}") from None
 
 
 def _client(scope: Scope) -> str:

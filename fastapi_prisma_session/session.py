@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator, MutableMapping
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
-from .cookies import COOKIE_KEY, SessionCookie
-from .exceptions import SessionNotFoundError
+from .cookies import ABSOLUTE_KEY, COOKIE_KEY, SessionCookie
+from .exceptions import SessionInterruptedError, SessionNotFoundError, SessionNotLoadedError
 from .logs import middleware_logger, redact
 
 if TYPE_CHECKING:
@@ -15,11 +16,33 @@ if TYPE_CHECKING:
 
     from .store import StoredSession
 
+NOT_LOADED = (
+    "the session of this request is not loaded yet: sessions load on first use, from async code. Take it "
+    "as a dependency (`session: SessionDep`, or `Depends(get_session)`), call `await load_session(request)` "
+    "before using `request.session`, or have the middleware load it for this path: "
+    "SessionMiddleware(autoload=True) or autoload=[r'/admin'] (see the README's 'Loading')"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Stored:
+    """A stored session as a `Session` takes it over: its data, cookie, row expiry and text."""
+
+    data: dict[str, Any]
+    cookie: SessionCookie
+    row_expires: datetime
+    text: str | None
+    absolute_expires: datetime | None = None
+
 
 class SessionBackend(Protocol):
     """What a session asks of whoever loads and saves it (the middleware's `SessionLifecycle`)."""
 
     def new_id(self) -> str: ...
+
+    def new_cookie(self) -> SessionCookie: ...
+
+    async def read(self, sid: str) -> Stored | None: ...
 
     async def save(self, session: Session) -> bool: ...
 
@@ -42,6 +65,7 @@ class Session(MutableMapping[str, Any]):
 
     __slots__ = (
         "__weakref__",
+        "_absolute_expires",
         "_accessed",
         "_backend",
         "_changed",
@@ -49,6 +73,7 @@ class Session(MutableMapping[str, Any]):
         "_dropped",
         "_everything",
         "_id",
+        "_loaded",
         "_loaded_text",
         "_refresh",
         "_removed",
@@ -69,6 +94,7 @@ class Session(MutableMapping[str, Any]):
         secure: bool = False,
         row_expires: datetime | None = None,
         loaded_text: str | None = None,
+        loaded: bool = True,
     ) -> None:
         self._backend = backend
         self._data = data
@@ -86,10 +112,14 @@ class Session(MutableMapping[str, Any]):
         self._loaded_text = loaded_text  # the loaded row's data, as text
         self._secure = secure  # the request came over https
         self._send_cookie = False  # the session was written: the response carries its cookie
+        self._loaded = loaded  # False until first use, for a session named by the request's cookie
+        self._absolute_expires: datetime | None = None  # absolute_timeout: when it ends, however active
 
     @property
     def id(self) -> str:
         """The session id (the `sid` column). A new session gets one the first time it is asked for."""
+        if not self._loaded:
+            raise SessionNotLoadedError(NOT_LOADED)
         self._accessed = True
         if self._id is None:
             self._id = self._backend.new_id()
@@ -111,6 +141,36 @@ class Session(MutableMapping[str, Any]):
             self._changed = self._removed = None
 
     # -- what the backend reads and records; the app has no need of these ---------------------------
+
+    @property
+    def loaded(self) -> bool:
+        """The session's data is here: it was loaded, or this request started it."""
+        return self._loaded
+
+    async def load(self) -> None:
+        """Load the session the request's cookie names, if that has not happened yet. A missing,
+        expired or unreadable one becomes a new, empty session."""
+        if self._loaded:
+            return
+        sid = self._id
+        stored = None if sid is None else await self._backend.read(sid)
+        if stored is None:
+            self._id, self.is_new, self.cookie = None, True, self._backend.new_cookie()
+        else:
+            self._data, self.cookie = stored.data, stored.cookie
+            self._row_expires, self._loaded_text = stored.row_expires, stored.text
+            self._absolute_expires = stored.absolute_expires
+        self._loaded = True
+
+    @property
+    def absolute_expires(self) -> datetime | None:
+        """With the middleware's `absolute_timeout`: when this session ends, however active it is."""
+        return self._absolute_expires
+
+    def start_absolute(self, moment: datetime) -> None:
+        """The backend fixes when a new session ends at the latest (`absolute_timeout`)."""
+        if self._absolute_expires is None:
+            self._absolute_expires = moment
 
     @property
     def accessed(self) -> bool:
@@ -168,18 +228,22 @@ class Session(MutableMapping[str, Any]):
 
     def mark_touched(self, expires: datetime | None, *, send_cookie: bool) -> None:
         """The backend moved the stored expiry of this unchanged session to `expires`."""
-        self.cookie.expires = expires
+        self.cookie.moved_to(expires)
         self._send_cookie = send_cookie
 
     # -- mapping -------------------------------------------------------------------------------------
 
     def __getitem__(self, key: str) -> Any:
+        if not self._loaded:
+            raise SessionNotLoadedError(NOT_LOADED)
         self._accessed = True
         return self._data[key]
 
     def __setitem__(self, key: str, value: Any) -> None:
-        if key == COOKIE_KEY:
-            raise KeyError("'cookie' is reserved for the session cookie; use session.cookie instead")
+        if key in (COOKIE_KEY, ABSOLUTE_KEY):
+            raise KeyError(f"{key!r} is reserved for the session's cookie and expiry; use session.cookie")
+        if not self._loaded:
+            raise SessionNotLoadedError(NOT_LOADED)
         self._accessed = True
         self._data[key] = value
         if self._changed is None:
@@ -189,27 +253,39 @@ class Session(MutableMapping[str, Any]):
             self._removed.discard(key)
 
     def __delitem__(self, key: str) -> None:
+        if not self._loaded:
+            raise SessionNotLoadedError(NOT_LOADED)
         self._accessed = True
         del self._data[key]
         self._mark_removed(key)
 
     def __iter__(self) -> Iterator[str]:
+        if not self._loaded:
+            raise SessionNotLoadedError(NOT_LOADED)
         self._accessed = True
         return iter(self._data)
 
     def __len__(self) -> int:
+        if not self._loaded:
+            raise SessionNotLoadedError(NOT_LOADED)
         self._accessed = True
         return len(self._data)
 
     def __contains__(self, key: object) -> bool:
+        if not self._loaded:
+            raise SessionNotLoadedError(NOT_LOADED)
         self._accessed = True
         return key in self._data
 
     def get(self, key: str, default: Any = None) -> Any:
+        if not self._loaded:
+            raise SessionNotLoadedError(NOT_LOADED)
         self._accessed = True
         return self._data.get(key, default)
 
     def clear(self) -> None:
+        if not self._loaded:
+            raise SessionNotLoadedError(NOT_LOADED)
         self._accessed = True
         for key in list(self._data):
             self._mark_removed(key)
@@ -234,6 +310,7 @@ class Session(MutableMapping[str, Any]):
         the stored row moves to the new id in one statement, so a logout (or `destroy_all`) that got to
         it first is never undone: the session then starts empty instead.
         """
+        await self.load()
         old = self._id
         if keep_data and not self.is_new:
             self._accessed = True
@@ -261,12 +338,14 @@ class Session(MutableMapping[str, Any]):
         """Delete the session's row now. The response clears the cookie; setting a key afterwards starts
         a new session with a new id."""
         await self._drop()
+        self._absolute_expires = None
         self._data.clear()
         self.cookie.reset()
         self.modified = False
 
     async def reload(self) -> None:
         """Replace the data with what is stored now. Raises `SessionNotFoundError` if the row is gone."""
+        await self.load()
         stored = None if self.is_new else await self._backend.fetch(self.id)
         if stored is None:
             raise SessionNotFoundError(f"session {redact(self.id)} is not stored (destroyed or expired)")
@@ -276,19 +355,29 @@ class Session(MutableMapping[str, Any]):
         self.modified = False
 
     async def save(self) -> None:
-        """Write the session now instead of when the response starts."""
-        await self._backend.save(self)
+        """Write the session now instead of when the response starts.
+
+        Raises `SessionInterruptedError` when another request ended the session (a logout, say) while
+        this one had it: the changes are dropped, as the session is gone."""
+        await self.load()
+        if not await self._backend.save(self):
+            raise SessionInterruptedError(
+                f"session {redact(self._id)} was ended by another request while this one changed it"
+            )
 
     def touch(self) -> None:
         """Restart the lifetime from now; the response saves the new expiry and re-sends the cookie."""
+        if not self._loaded:
+            raise SessionNotLoadedError(NOT_LOADED)
         self.cookie.reset()
         self._refresh = True
 
     async def _drop(self) -> None:
         self._accessed = True
-        if not self.is_new:
-            await self._backend.destroy(self.id)
-            middleware_logger.info("destroyed session %s", redact(self.id))
+        if not self.is_new and self._id is not None:  # an unloaded session is dropped by its cookie's id
+            await self._backend.destroy(self._id)
+            middleware_logger.info("destroyed session %s", redact(self._id))
             self._dropped = True
         self._id = None
         self.is_new = True
+        self._loaded = True

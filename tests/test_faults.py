@@ -8,6 +8,7 @@ import logging
 import time
 from collections.abc import Iterator
 from datetime import timedelta
+from typing import Any
 
 import asyncpg
 import pytest
@@ -104,11 +105,12 @@ async def test_an_unreachable_database_answers_503_without_hanging(postgres_url:
         async def record(message: dict[str, object]) -> None:
             sent.append(message)
 
-        async def never_called(scope: object, receive: object, send: object) -> None:
-            raise AssertionError("the app must not run without its session")
+        async def uses_its_session(scope: dict[str, Any], receive: object, send: object) -> None:
+            await scope["session"].load()  # what load_session(websocket) does
+            raise AssertionError("the session cannot have loaded")
 
         scope = {"type": "websocket", "path": "/ws", "headers": [(b"cookie", cookie["cookie"].encode())]}
-        await SessionMiddleware(never_called, store=store, secret=SECRET)(scope, None, record)  # type: ignore[arg-type]
+        await SessionMiddleware(uses_its_session, store=store, secret=SECRET)(scope, None, record)  # type: ignore[arg-type]
         assert sent == [{"type": "websocket.close", "code": 1011, "reason": "session store unavailable"}]
     finally:
         await store.shutdown()

@@ -104,7 +104,15 @@ async def check_starsessions_guide(ns: dict[str, Any]) -> None:
     assert first != second
 
 
+async def check_loading(ns: dict[str, Any]) -> None:
+    await ready(ns["app"])
+    async with client(ns["app"]) as c:
+        assert (await c.get("/profile")).json() == {"user_id": None}
+        assert (await c.get("/legacy")).json() == {"user_id": None}
+
+
 CHECKS: dict[str, Callable[[dict[str, Any]], Awaitable[None]]] = {
+    "legacy": check_loading,
     "index": check_quick_start,
     "logout": check_login_logout,
     "add_to_cart": check_cart,

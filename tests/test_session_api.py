@@ -5,8 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncEngine
+from starlette.websockets import WebSocket
 
-from fastapi_prisma_session import PrismaSessionStore, Session, SessionMiddleware
+from fastapi_prisma_session import PrismaSessionStore, Session, SessionMiddleware, load_session
 from fastapi_prisma_session.signing import Signer
 from tests.helpers import SECRET, client_for, make_app, rows
 
@@ -41,7 +42,7 @@ async def test_a_websocket_reads_the_session(store: PrismaSessionStore) -> None:
     seen: list[Any] = []
 
     async def websocket_app(scope: Any, receive: Any, send: Any) -> None:
-        session = scope["session"]
+        session = await load_session(WebSocket(scope, receive, send))
         seen.append((type(session), session.get("value"), scope["state"]["session"] is session))
 
     middleware = SessionMiddleware(websocket_app, store=store, secret=SECRET)
