@@ -78,6 +78,20 @@ def create_engine(
     return create_async_engine(url, **engine_options(url, given, deadline))
 
 
+def engine_for(
+    engine_or_url: AsyncEngine | str, given: Mapping[str, Any] | None, deadline: float
+) -> AsyncEngine:
+    """The caller's engine as it is, or one made for a URL with `create_engine`."""
+    if isinstance(engine_or_url, AsyncEngine):
+        return engine_or_url
+    if isinstance(engine_or_url, str):
+        return create_engine(engine_or_url, given, deadline)
+    raise ConfigurationError(
+        "PrismaSessionStore needs an AsyncEngine or a URL such as "
+        "'postgresql://user@host/db' or 'sqlite:///sessions.db'"
+    )
+
+
 def engine_options(url: str, given: Mapping[str, Any] | None, deadline: float = DEADLINE) -> dict[str, Any]:
     options = dict(given or {})
     parsed = make_url(url)

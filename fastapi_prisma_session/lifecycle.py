@@ -89,7 +89,8 @@ class SessionLifecycle:
     async def read(self, sid: str) -> Stored | None:
         """The stored session `sid` as a Session takes it over, or None when it is missing, expired,
         past its absolute timeout, or has no readable cookie object (logged: a corrupt row, kept)."""
-        stored = await self.store.load(sid)
+        now = utcnow()  # the request's one clock reading; its save uses it too
+        stored = await self.store.load(sid, now=now)
         if stored is None:
             logger.debug("no live session %s; starting a new one", redact(sid))
             return None
@@ -100,11 +101,11 @@ class SessionLifecycle:
             return None
         ends = data.pop(ABSOLUTE_KEY, None)
         absolute = parse_iso_utc(ends) if isinstance(ends, str) else None
-        if absolute is not None and absolute <= utcnow():
+        if absolute is not None and absolute <= now:
             logger.info("session %s reached its absolute timeout; starting a new one", redact(sid))
             await self.store.destroy(sid)
             return None
-        return Stored(data, cookie, stored.expires_at, stored.text, absolute)
+        return Stored(data, cookie, stored.expires_at, stored.text, now, absolute)
 
     async def destroy(self, sid: str) -> None:
         await self.store.destroy(sid)
@@ -118,7 +119,7 @@ class SessionLifecycle:
         Returns False when a loaded session's row is gone (destroyed or pruned meanwhile): it is not
         brought back.
         """
-        now = utcnow()
+        now = session.clock or utcnow()
         cookie = session.cookie
         if not cookie.fixed:
             cookie.reset(now)
@@ -220,7 +221,7 @@ class SessionLifecycle:
 
     async def _touch_if_due(self, session: Session) -> None:
         """Refresh an unchanged session's expiry, at most once per `touch_after`."""
-        now = utcnow()
+        now = session.clock or utcnow()
         original = session.cookie.original_max_age
         cookie_expires = None if original is None else now + timedelta(seconds=original)
         patch: dict[str, Any] = {

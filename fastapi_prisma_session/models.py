@@ -9,6 +9,8 @@ from sqlalchemy.dialects import postgresql
 from sqlalchemy.sql.elements import quoted_name
 from sqlmodel import Field, SQLModel
 
+from .exceptions import ConfigurationError
+
 DEFAULT_TABLE_NAME = "Session"
 
 # Prisma's DateTime on PostgreSQL: TIMESTAMP(3) without time zone, holding UTC.
@@ -34,6 +36,8 @@ class SessionRecord(SQLModel, table=True):
 
 def session_table(name: str = DEFAULT_TABLE_NAME, metadata: MetaData | None = None) -> Table:
     """The session table under `name`, with Prisma's constraint and index names derived from it."""
+    if not isinstance(name, str) or not name:
+        raise ConfigurationError("table_name must be a non-empty string")
     base: Table = SessionRecord.__table__  # type: ignore[attr-defined]
     if name == DEFAULT_TABLE_NAME and metadata is None:
         return base

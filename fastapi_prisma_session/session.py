@@ -32,6 +32,7 @@ class Stored:
     cookie: SessionCookie
     row_expires: datetime
     text: str | None
+    read_at: datetime
     absolute_expires: datetime | None = None
 
 
@@ -69,6 +70,7 @@ class Session(MutableMapping[str, Any]):
         "_accessed",
         "_backend",
         "_changed",
+        "_clock",
         "_data",
         "_dropped",
         "_everything",
@@ -114,6 +116,7 @@ class Session(MutableMapping[str, Any]):
         self._send_cookie = False  # the session was written: the response carries its cookie
         self._loaded = loaded  # False until first use, for a session named by the request's cookie
         self._absolute_expires: datetime | None = None  # absolute_timeout: when it ends, however active
+        self._clock: datetime | None = None  # when the stored session was read: the request's "now"
 
     @property
     def id(self) -> str:
@@ -159,8 +162,13 @@ class Session(MutableMapping[str, Any]):
         else:
             self._data, self.cookie = stored.data, stored.cookie
             self._row_expires, self._loaded_text = stored.row_expires, stored.text
-            self._absolute_expires = stored.absolute_expires
+            self._absolute_expires, self._clock = stored.absolute_expires, stored.read_at
         self._loaded = True
+
+    @property
+    def clock(self) -> datetime | None:
+        """The time the stored session was read, which its save reuses: one clock reading a request."""
+        return self._clock
 
     @property
     def absolute_expires(self) -> datetime | None:

@@ -18,12 +18,13 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from .cookies import COOKIE_KEY
-from .database import DEADLINE, Database, create_engine
+from .database import DEADLINE, Database, engine_for
 from .dialects import for_database
 from .durations import Duration, to_seconds, utcnow
-from .exceptions import ConfigurationError, StoreUnavailableError
-from .logs import LevelName, StoreLog, redact
+from .exceptions import ConfigurationError
+from .logs import LevelName, StoreLog
 from .matching import DataMatcher, check_match
+from .merging import Merger
 from .models import DEFAULT_TABLE_NAME, session_table
 from .pruning import PRUNE_BATCH_SIZE, PRUNE_PAUSE, PruneLoop, Pruner
 from .rows import DisposeFunction, RowFormat, SessionData, TTLFunction
@@ -34,8 +35,6 @@ if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncConnection
 
 UPSERT_ATTEMPTS = 3
-# A merge that keeps losing compare-and-set races to other processes gives up after this many tries.
-MERGE_ATTEMPTS = 10
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,10 +109,6 @@ class PrismaSessionStore:
         self.options: Mapping[str, Any] = MappingProxyType(options)
         if dispose is not None and not callable(dispose):
             raise ConfigurationError("dispose must be a callable taking (sid, session)")
-        if not isinstance(table_name, str) or not table_name:
-            raise ConfigurationError("table_name must be a non-empty string")
-        if not isinstance(prune_batch_size, int) or prune_batch_size < 1:
-            raise ConfigurationError("prune_batch_size must be a positive whole number")
         self._log = StoreLog(logger, logger_level)
         #: how a session becomes a row: its data text, its id and when it expires
         self.rows = rows = RowFormat(self.options, self._log)
@@ -123,23 +118,14 @@ class PrismaSessionStore:
         self.table_name = table_name
 
         deadline = to_seconds(operation_timeout, "operation_timeout", allow_zero=False) or DEADLINE
-        if isinstance(engine_or_url, AsyncEngine):
-            self._owns_engine = False
-            engine = engine_or_url
-        elif isinstance(engine_or_url, str):
-            self._owns_engine = True
-            engine = create_engine(engine_or_url, engine_options, deadline)
-        else:
-            raise ConfigurationError(
-                "PrismaSessionStore needs an AsyncEngine or a URL such as "
-                "'postgresql://user@host/db' or 'sqlite:///sessions.db'"
-            )
-        self.engine = engine
+        self._owns_engine = not isinstance(engine_or_url, AsyncEngine)
+        self.engine = engine = engine_for(engine_or_url, engine_options, deadline)
         self.table = session_table(table_name)
         sql = for_database(engine.dialect.name, self.table, prune_batch_size=prune_batch_size)
         self._db = Database(
             engine, sql, table_name=table_name, request_connections=request_connections, deadline=deadline
         )
+        self._merger = Merger(self._db, rows)
         self._matcher = DataMatcher(self._db, rows.serializer, rows.parse, self._log, is_json=rows.is_json)
         pause = to_seconds(prune_pause, "prune_pause") or 0.0
         self._pruner = Pruner(self._db, self._delete, batch_size=prune_batch_size, pause=pause, log=self._log)
@@ -187,8 +173,7 @@ class PrismaSessionStore:
         expires = expires_at or self.rows.expiry_from_cookie(sid, session)
         cookie = session.get(COOKIE_KEY)
         if self.rows.is_json and isinstance(cookie, Mapping):
-            async with self._db.one_writer(sid):
-                return await self._merge(sid, {COOKIE_KEY: dict(cookie)}, (), expires)
+            return await self._merger.patch(sid, {COOKIE_KEY: dict(cookie)}, expires)
         return await self._db.write("touch", {"session_id": sid, "expires": expires}) > 0
 
     async def destroy_all(self, **match: Any) -> int:
@@ -294,8 +279,9 @@ class PrismaSessionStore:
 
     # -- the row API the middleware uses -------------------------------------------------------------
 
-    async def load(self, sid: str) -> StoredSession | None:
-        """One indexed SELECT: the live session `sid` with its expiry, or None.
+    async def load(self, sid: str, *, now: datetime | None = None) -> StoredSession | None:
+        """One indexed SELECT: the live session `sid` with its expiry, or None. `now` is the caller's
+        clock reading, if it has one.
 
         An expired row is deleted (and disposed); with `stale` its data is returned that one last time.
         """
@@ -306,7 +292,7 @@ class PrismaSessionStore:
         data = self.rows.parse(sid, text)
         if data is None:
             return None
-        if expires_at <= utcnow():
+        if expires_at <= (now or utcnow()):
             await self.destroy(sid)  # disposes it too, when there is a dispose
             return StoredSession(data, expires_at, text) if self._stale else None
         return StoredSession(data, expires_at, text)
@@ -340,15 +326,7 @@ class PrismaSessionStore:
         params = self.rows.params(sid, session, expires_at or self.rows.expiry_from_cookie(sid, session))
         if changed is None or not self.rows.is_json:
             return await self._db.write("update", params) > 0
-        async with self._db.one_writer(sid):
-            if expected is not None and await self._db.write(
-                "update_if_unchanged", {**params, "expected": expected}
-            ):
-                return True
-            patch = {key: session[key] for key in changed if key in session}
-            if COOKIE_KEY in session:
-                patch[COOKIE_KEY] = session[COOKIE_KEY]
-            return await self._merge(sid, patch, removed, params["expires"])
+        return await self._merger.write_back(params, session, changed, removed, expected)
 
     async def rename(self, sid: str, new_sid: str) -> bool:
         """Move the live session `sid` to `new_sid` in one statement, its data untouched (`regenerate`
@@ -361,24 +339,6 @@ class PrismaSessionStore:
             return await self._db.write("rename", {**params, "now": utcnow()}) > 0
 
     # -- internals -----------------------------------------------------------------------------------
-
-    async def _merge(
-        self, sid: str, patch: Mapping[str, Any], removed: Iterable[str], expires: datetime
-    ) -> bool:
-        """Apply `patch` and `removed` to the row as stored now, in Python (SQL's JSON functions change
-        numbers and refuse some strings), and write it back only if nobody changed it meanwhile."""
-        gone = set(removed)
-        for _ in range(MERGE_ATTEMPTS):
-            row = await self._db.fetch_row("load", {"session_id": sid})
-            if row is None or row[1] <= utcnow():
-                return False  # destroyed, pruned or expired meanwhile: not brought back
-            stored = self.rows.parse(sid, row[0]) or {}
-            merged = {key: value for key, value in stored.items() if key not in gone and key not in patch}
-            merged.update(patch)
-            params = self.rows.params(sid, merged, expires)
-            if await self._db.write("update_if_unchanged", {**params, "expected": row[0]}):
-                return True
-        raise StoreUnavailableError(f"session {redact(sid)} is written by too many requests at once")
 
     async def _delete(
         self,

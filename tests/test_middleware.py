@@ -486,6 +486,16 @@ async def test_requests_outside_the_cookie_path_get_no_session(
         ({"samesite": "none", "secure": False}, "samesite='none' needs secure"),
         ({"genid": "abc"}, "genid must be a callable"),
         ({"touch_after": timedelta(seconds=-1)}, "touch_after must be"),
+        ({"touch_after": float("inf")}, "touch_after must be a finite"),
+        ({"max_age": float("nan")}, "max_age must be a finite"),
+        ({"absolute_timeout": 0}, "absolute_timeout must be"),
+        # Set-Cookie header splitting: an attribute cannot end itself or the header.
+        ({"domain": "example.com; Secure"}, "domain must be a host name"),
+        ({"domain": "example.com\r\nSet-Cookie: x=1"}, "domain must be a host name"),
+        ({"path": "/a;HttpOnly"}, "path must start with '/' and hold no"),
+        ({"path": "/a\nb"}, "path must start with '/' and hold no"),
+        ({"path": "/é"}, "path must start with '/' and hold no"),
+        ({"autoload": ["("]}, "autoload must be regular expressions"),
     ],
 )
 def test_invalid_options_say_what_to_fix(

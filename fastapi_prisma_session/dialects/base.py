@@ -14,6 +14,8 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from sqlalchemy import Text, bindparam, delete, func, insert, select, update
 
+from ..exceptions import ConfigurationError
+
 if TYPE_CHECKING:
     from sqlalchemy import ColumnElement, Executable, Table
     from sqlalchemy.dialects.postgresql import Insert as PostgresInsert
@@ -29,6 +31,12 @@ class SQLDialect(ABC):
     name: ClassVar[str]
 
     def __init__(self, table: Table, *, prune_batch_size: int) -> None:
+        if (
+            not isinstance(prune_batch_size, int)
+            or isinstance(prune_batch_size, bool)
+            or prune_batch_size < 1
+        ):
+            raise ConfigurationError("prune_batch_size must be a positive whole number")
         self.table = table
         c = table.c
         by_sid = c.sid == bindparam("session_id")
