@@ -164,14 +164,18 @@ class SessionMiddleware:
                         _mark_private(headers)
             await send(message)
 
-        async def websocket_send(message: Message) -> None:
-            # A websocket handshake cannot set cookies: its session is there to read.
-            nonlocal started
-            started = True
-            await send(message)
+        if kind == "http":
+            app_send = send_with_cookie
+        else:
+
+            async def app_send(message: Message) -> None:
+                # A websocket handshake cannot set cookies: its session is there to read.
+                nonlocal started
+                started = True
+                await send(message)
 
         try:
-            await self.app(scope, receive, send_with_cookie if kind == "http" else websocket_send)
+            await self.app(scope, receive, app_send)
         except StoreUnavailableError as error:
             # The route loaded its session (on first use) while the database was down.
             if started:
