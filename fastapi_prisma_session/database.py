@@ -193,9 +193,17 @@ class Database:
         """The request path's own connection pool, on asyncpg."""
         return self._requests
 
-    def connect(self) -> AsyncConnection:
-        """An autocommit connection, for a run of statements that must share one (a prune and its lock)."""
-        return self._autocommit.connect()
+    @contextlib.asynccontextmanager
+    async def transaction(self) -> AsyncIterator[AsyncConnection]:
+        """A connection in a transaction, committed at the end (a prune batch and its lock)."""
+        try:
+            async with self.engine.begin() as conn:
+                yield conn
+        except Exception as error:
+            translated = store_error(error, self.table_name)
+            if translated is None:
+                raise
+            raise translated from error
 
     async def fetch_row(self, name: str, params: Mapping[str, Any]) -> Sequence[Any] | None:
         """The first row of the request-path statement `name`."""

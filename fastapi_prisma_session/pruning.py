@@ -50,41 +50,42 @@ class Pruner:
         self.last_skipped = False
 
     async def run(self, progress: Callable[[int], None] | None = None) -> int:
+        """Delete the expired rows, batch by batch, each batch a transaction of its own that first takes
+        the pruning lock for itself: the lock ends with the transaction, so it never outlives a batch,
+        not even behind a transaction pooler (PgBouncer), where a session lock could stay on an idle
+        server connection for good. A run that finds the lock taken does nothing more: another process
+        is pruning."""
         started = time.monotonic()
-        lock = self._database.sql.prune_lock()
-        async with self._database.connect() as conn:
-            if lock is not None:
-                locked = await self._database.execute(lock[0], {"key": self.lock_key}, conn)
-                self.last_skipped = not locked.scalar()
-                if self.last_skipped:
-                    self._log(
-                        logging.INFO, "another process is pruning %s; this run skipped", self._table_name
-                    )
-                    return 0
-            try:
-                total = await self._batches(conn, progress)
-            finally:
-                if lock is not None:
-                    await self._database.execute(lock[1], {"key": self.lock_key}, conn)
+        sql = self._database.sql
+        lock = sql.prune_lock()
+        params = {"now": utcnow()}
+        total = 0
+        self.last_skipped = False
+        while True:
+            async with self._database.transaction() as conn:
+                if (
+                    lock is not None
+                    and not (await self._database.execute(lock, {"key": self.lock_key}, conn)).scalar()
+                ):
+                    self.last_skipped = total == 0
+                    self._log(logging.INFO, "another process is pruning %s; this run stops", self._table_name)
+                    break
+                removed = await self._delete(sql.prune_batch, sql.prune_batch_returning, params, conn)
+            total += removed
+            if progress is not None:
+                progress(total)
+            if removed < self._batch_size:
+                break
+            if self._pause:
+                await asyncio.sleep(self._pause)
         elapsed = time.monotonic() - started
         self._log(
             logging.INFO, "pruned %d expired sessions from %s in %.2f s", total, self._table_name, elapsed
         )
         return total
 
-    async def _batches(self, conn: AsyncConnection, progress: Callable[[int], None] | None) -> int:
-        sql = self._database.sql
-        params = {"now": utcnow()}
-        total = 0
-        while True:
-            removed = await self._delete(sql.prune_batch, sql.prune_batch_returning, params, conn)
-            total += removed
-            if progress is not None:
-                progress(total)
-            if removed < self._batch_size:
-                return total
-            if self._pause:
-                await asyncio.sleep(self._pause)
+    async def _locked(self, lock: Executable, conn: AsyncConnection) -> bool:
+        return bool((await self._database.execute(lock, {"key": self.lock_key}, conn)).scalar())
 
 
 class PruneLoop:

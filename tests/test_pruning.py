@@ -63,6 +63,33 @@ async def test_a_prune_run_skips_while_another_process_holds_the_lock(
     assert await counts(migrated) == (0, 2)
 
 
+async def test_no_prune_lock_outlives_a_prune_run(migrated: str) -> None:
+    """The lock is taken per batch, for its transaction only: after three stores prune at once nothing
+    holds it (a session lock could stay on an idle server connection behind a transaction pooler), and a
+    fresh store's prune runs."""
+    await seed(migrated, expired=3000, live=5)
+    stores = [PrismaSessionStore(migrated, prune_batch_size=100, prune_pause=0) for _ in range(3)]
+    try:
+        removed = await asyncio.gather(*(store.prune() for store in stores))
+        assert sum(removed) <= 3000
+        admin = await asyncpg.connect(migrated)
+        try:
+            assert await admin.fetchval("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'") == 0
+        finally:
+            await admin.close()
+        await seed(migrated, expired=0, live=0)
+        fresh = PrismaSessionStore(migrated)
+        try:
+            await fresh.prune()
+            assert not fresh.last_prune_skipped
+        finally:
+            await fresh.shutdown()
+        assert await counts(migrated) == (0, 5)
+    finally:
+        for store in stores:
+            await store.shutdown()
+
+
 async def test_prune_reports_progress_per_batch(migrated: str) -> None:
     await seed(migrated, expired=2500, live=10)
     seen: list[int] = []

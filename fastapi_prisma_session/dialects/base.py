@@ -98,9 +98,10 @@ class SQLDialect(ABC):
         value equal to the given one, as JSON values (true is not 1, "42" is not 42), and its
         parameters; or None where the database cannot say that, and matching.py compares in Python."""
 
-    def prune_lock(self) -> tuple[Executable, Executable] | None:
-        """Statements that take and release the lock that lets one process prune at a time (parameter
-        `key`), or None where the database needs none."""
+    def prune_lock(self) -> Executable | None:
+        """A statement that tries to take, for the current transaction only, the lock that lets one
+        process prune at a time (parameter `key`), and says whether it did; or None where the database
+        needs none."""
         return None
 
     # -- helpers for the database modules ------------------------------------------------------------

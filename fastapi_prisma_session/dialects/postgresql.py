@@ -45,6 +45,6 @@ class Dialect(SQLDialect):
             checks.append(data.op("->")(bindparam(f"key{n}", type_=Text)) == value_json)
         return and_(*checks), params
 
-    def prune_lock(self) -> tuple[Executable, Executable]:
-        key = bindparam("key", type_=BigInteger)
-        return select(func.pg_try_advisory_lock(key)), select(func.pg_advisory_unlock(key))
+    def prune_lock(self) -> Executable:
+        # A transaction-level lock: it ends with the batch's transaction, whatever the pooler does.
+        return select(func.pg_try_advisory_xact_lock(bindparam("key", type_=BigInteger)))
