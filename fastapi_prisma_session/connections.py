@@ -38,12 +38,14 @@ LOST = (OSError, asyncpg.InterfaceError, asyncpg.InternalClientError)
 
 class Deadlines:
     """`async with deadlines.within(seconds)`: like `asyncio.timeout`, but every call shares one timer
-    that ticks every DEADLINE_TICK seconds while calls are running, instead of a timer per call."""
+    that ticks every DEADLINE_TICK seconds while calls are running, instead of a timer per call. Used
+    from another event loop than before, it starts afresh there."""
 
     def __init__(self) -> None:
         self._running: dict[asyncio.Task[Any], list[float]] = {}
         self._expired: set[asyncio.Task[Any]] = set()
         self._timer: asyncio.TimerHandle | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     def within(self, seconds: float) -> _Within:
         return _Within(self, seconds)
@@ -53,24 +55,30 @@ class Deadlines:
         if task is None:
             raise RuntimeError("a deadline needs a running task")
         loop = task.get_loop()
+        if loop is not self._loop:
+            # The tasks and the timer of a loop that is gone (or not running here) are of no use.
+            self._running, self._expired, self._timer, self._loop = {}, set(), None, loop
         self._running.setdefault(task, []).append(loop.time() + seconds)
         if self._timer is None:
             self._timer = loop.call_later(DEADLINE_TICK, self._tick, loop)
         return task
 
-    def _exit(self, task: asyncio.Task[Any], cancelled: bool) -> bool:
-        """Whether a CancelledError in `task` was this deadline's doing (and is now a TimeoutError)."""
-        stack = self._running[task]
-        stack.pop()
-        if not stack:
-            del self._running[task]
-        if cancelled and task in self._expired:
+    def _exit(self, task: asyncio.Task[Any], cancelling: int, cancelled: bool) -> bool:
+        """Whether a CancelledError in `task` was this deadline's doing alone (and is now a TimeoutError),
+        as `asyncio.timeout` decides it: another cancellation of the task is passed on as it is."""
+        stack = self._running.get(task)
+        if stack:
+            stack.pop()
+            if not stack:
+                del self._running[task]
+        if task in self._expired:
             self._expired.discard(task)
-            task.uncancel()
-            return True
+            return task.uncancel() <= cancelling and cancelled
         return False
 
     def _tick(self, loop: asyncio.AbstractEventLoop) -> None:
+        if loop is not self._loop:
+            return
         now = loop.time()
         for task, deadlines in self._running.items():
             if min(deadlines) <= now and task not in self._expired:
@@ -80,18 +88,19 @@ class Deadlines:
 
 
 class _Within:
-    __slots__ = ("_deadlines", "_seconds", "_task")
+    __slots__ = ("_cancelling", "_deadlines", "_seconds", "_task")
 
     def __init__(self, deadlines: Deadlines, seconds: float) -> None:
         self._deadlines, self._seconds = deadlines, seconds
 
     async def __aenter__(self) -> None:
         self._task = self._deadlines._enter(self._seconds)
+        self._cancelling = self._task.cancelling()
 
     async def __aexit__(
         self, kind: type[BaseException] | None, error: BaseException | None, tb: TracebackType | None
     ) -> None:
-        if self._deadlines._exit(self._task, kind is asyncio.CancelledError):
+        if self._deadlines._exit(self._task, self._cancelling, kind is asyncio.CancelledError):
             raise TimeoutError from error
 
 
@@ -140,18 +149,22 @@ class RequestPool:
             if self._loop is not asyncio.get_running_loop():
                 self._move_to_this_loop()
             for _ in range(DEAD_CONNECTION_RETRIES if retry else 0):
-                with contextlib.suppress(*LOST):
+                try:
                     return await self._run_once(method, sql, args)
+                except TimeoutError:
+                    raise  # an OSError too, but one that must not be tried again
+                except LOST:
+                    pass  # that connection is closed now; the next try gets another, or a new one
             return await self._run_once(method, sql, args)
 
     async def close(self) -> None:
-        """Close the idle connections; those in use are closed when they come back."""
+        """Close the idle connections; those in use are closed when they come back. Used again, the pool
+        opens new ones."""
         if self._reaper is not None:
             self._reaper.cancel()
             self._reaper = None
         idle, self._idle = self._idle, []
-        for connection, _ in idle:
-            self._forget(connection)
+        self._mine, self._opened = set(), 0  # what is in use now is not the pool's any more
         if self._loop is asyncio.get_running_loop():
             for connection, _ in idle:
                 with contextlib.suppress(Exception):
@@ -208,8 +221,9 @@ class RequestPool:
                 raise
 
     def _release(self, connection: asyncpg.Connection) -> None:
-        if connection not in self._mine:  # opened on an event loop the pool has left
+        if connection not in self._mine:  # opened before close(), or on an event loop the pool has left
             self._abandon([(connection, 0.0)])
+            self._wake_one()
             return
         loop = asyncio.get_running_loop()
         self._idle.append((connection, loop.time()))

@@ -23,10 +23,8 @@ async def load_session(connection: HTTPConnection) -> Session:
     return session
 
 
-async def get_session(connection: HTTPConnection) -> Session:
-    """FastAPI's dependency for the session (`SessionDep`): `load_session`. Async, so FastAPI does not
-    send it to a thread pool."""
-    return await load_session(connection)
+#: FastAPI's dependency for the session (`SessionDep`). Async, so FastAPI does not send it to a thread.
+get_session = load_session
 
 
 SessionDep = Annotated[Session, Depends(get_session)]

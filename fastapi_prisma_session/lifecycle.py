@@ -29,7 +29,7 @@ from .session import Session, Stored
 from .signing import Signer, is_valid_session_id
 
 if TYPE_CHECKING:
-    from .store import PrismaSessionStore, StoredSession
+    from .store import PrismaSessionStore
 
 DEFAULT_MAX_AGE = 14 * 24 * 3600
 # Without an explicit touch_after, an unchanged session's expiry is rewritten at most once per this
@@ -83,13 +83,10 @@ class SessionLifecycle:
     def new_cookie(self) -> SessionCookie:
         return SessionCookie(self.max_age, started=False)
 
-    async def fetch(self, sid: str) -> StoredSession | None:
-        return await self.store.load(sid)
-
     async def read(self, sid: str) -> Stored | None:
         """The stored session `sid` as a Session takes it over, or None when it is missing, expired,
         past its absolute timeout, or has no readable cookie object (logged: a corrupt row, kept)."""
-        now = utcnow()  # the request's one clock reading; its save uses it too
+        now = utcnow()  # one reading for the load (its save, maybe much later, reads the clock again)
         stored = await self.store.load(sid, now=now)
         if stored is None:
             logger.debug("no live session %s; starting a new one", redact(sid))
@@ -105,7 +102,7 @@ class SessionLifecycle:
             logger.info("session %s reached its absolute timeout; starting a new one", redact(sid))
             await self.store.destroy(sid)
             return None
-        return Stored(data, cookie, stored.expires_at, stored.text, now, absolute)
+        return Stored(data, cookie, stored.expires_at, stored.text, absolute)
 
     async def destroy(self, sid: str) -> None:
         await self.store.destroy(sid)
@@ -119,11 +116,12 @@ class SessionLifecycle:
         Returns False when a loaded session's row is gone (destroyed or pruned meanwhile): it is not
         brought back.
         """
-        now = session.clock or utcnow()
+        now = utcnow()
         cookie = session.cookie
         if not cookie.fixed:
             cookie.reset(now)
-        if self.absolute_timeout is not None and session.is_new:
+        if self.absolute_timeout is not None and session.absolute_expires is None:
+            # New, regenerated, or stored before absolute_timeout was set: it counts from now.
             session.start_absolute(now + self.absolute_timeout)
         absolute = session.absolute_expires
         if absolute is not None:
@@ -221,7 +219,7 @@ class SessionLifecycle:
 
     async def _touch_if_due(self, session: Session) -> None:
         """Refresh an unchanged session's expiry, at most once per `touch_after`."""
-        now = session.clock or utcnow()
+        now = utcnow()
         original = session.cookie.original_max_age
         cookie_expires = None if original is None else now + timedelta(seconds=original)
         patch: dict[str, Any] = {

@@ -120,7 +120,11 @@ class SessionMiddleware:
             await self.app(scope, receive, send)
             return
         path = scope["path"]
-        if not path.startswith(self.cookie.path) or (self._exclude is not None and self._exclude.match(path)):
+        # Patterns name paths of the app the middleware wraps: inside a Mount, without its prefix.
+        route_path = path.removeprefix(scope.get("root_path", ""))
+        if not path.startswith(self.cookie.path) or (
+            self._exclude is not None and self._exclude.match(route_path)
+        ):
             await self.app(scope, receive, send)
             return
 
@@ -129,7 +133,7 @@ class SessionMiddleware:
         sid = self._session_id(scope)
         if sid is None:
             session = lifecycle.new(secure)
-        elif self._autoload_all or (self._autoload is not None and self._autoload.match(path)):
+        elif self._autoload_all or (self._autoload is not None and self._autoload.match(route_path)):
             try:
                 session = await lifecycle.load(sid, secure)
             except StoreUnavailableError as error:

@@ -97,9 +97,11 @@ class RowFormat:
         return {**self.params(sid, session, expires), "record_id": self._record_id(sid)}
 
     def renamed_id(self, new_sid: str) -> str | None:
-        """The row id after a move to `new_sid`: the sid itself with `db_record_id_is_session_id`, else
-        None (the id stays)."""
-        return new_sid if self._record_id_is_sid else None
+        """The row id after a move to `new_sid`, when it derives from the sid (`db_record_id_is_session_id`
+        or `db_record_id_function`); None when it is a random cuid2, which stays."""
+        if self._record_id_is_sid or self._record_id_function is not None:
+            return self._record_id(new_sid)
+        return None
 
     def _record_id(self, sid: str) -> str:
         if self._record_id_is_sid:

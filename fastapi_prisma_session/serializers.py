@@ -23,7 +23,14 @@ class JSONSerializer:
 
     def dumps(self, obj: Any, /) -> str:
         # NaN and Infinity are not JSON: JSON.parse, jsonb and SQLite all refuse the text.
-        return json.dumps(obj, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+        text = json.dumps(obj, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+        if not text.isascii():
+            try:
+                text.encode()
+            except UnicodeEncodeError:
+                # A lone surrogate ("\ud800") cannot be stored as UTF-8: escape it, as JSON.stringify does.
+                return json.dumps(obj, separators=(",", ":"), allow_nan=False)
+        return text
 
     def loads(self, s: str, /) -> Any:
         return json.loads(s)

@@ -14,7 +14,6 @@ from .logs import middleware_logger, redact
 if TYPE_CHECKING:
     from datetime import datetime
 
-    from .store import StoredSession
 
 NOT_LOADED = (
     "the session of this request is not loaded yet: sessions load on first use, from async code. Take it "
@@ -32,7 +31,6 @@ class Stored:
     cookie: SessionCookie
     row_expires: datetime
     text: str | None
-    read_at: datetime
     absolute_expires: datetime | None = None
 
 
@@ -51,8 +49,6 @@ class SessionBackend(Protocol):
 
     async def rename(self, sid: str, new_sid: str) -> bool: ...
 
-    async def fetch(self, sid: str) -> StoredSession | None: ...
-
 
 class Session(MutableMapping[str, Any]):
     """The current request's session: a mutable mapping of JSON-serializable values.
@@ -70,7 +66,6 @@ class Session(MutableMapping[str, Any]):
         "_accessed",
         "_backend",
         "_changed",
-        "_clock",
         "_data",
         "_dropped",
         "_everything",
@@ -116,14 +111,11 @@ class Session(MutableMapping[str, Any]):
         self._send_cookie = False  # the session was written: the response carries its cookie
         self._loaded = loaded  # False until first use, for a session named by the request's cookie
         self._absolute_expires: datetime | None = None  # absolute_timeout: when it ends, however active
-        self._clock: datetime | None = None  # when the stored session was read: the request's "now"
 
     @property
     def id(self) -> str:
         """The session id (the `sid` column). A new session gets one the first time it is asked for."""
-        if not self._loaded:
-            raise SessionNotLoadedError(NOT_LOADED)
-        self._accessed = True
+        self._use()
         if self._id is None:
             self._id = self._backend.new_id()
         return self._id
@@ -162,13 +154,8 @@ class Session(MutableMapping[str, Any]):
         else:
             self._data, self.cookie = stored.data, stored.cookie
             self._row_expires, self._loaded_text = stored.row_expires, stored.text
-            self._absolute_expires, self._clock = stored.absolute_expires, stored.read_at
+            self._absolute_expires = stored.absolute_expires
         self._loaded = True
-
-    @property
-    def clock(self) -> datetime | None:
-        """The time the stored session was read, which its save reuses: one clock reading a request."""
-        return self._clock
 
     @property
     def absolute_expires(self) -> datetime | None:
@@ -241,19 +228,20 @@ class Session(MutableMapping[str, Any]):
 
     # -- mapping -------------------------------------------------------------------------------------
 
-    def __getitem__(self, key: str) -> Any:
+    def _use(self) -> dict[str, Any]:
+        """The data, for a read or a write by the app: loaded, and the response now varies on Cookie."""
         if not self._loaded:
             raise SessionNotLoadedError(NOT_LOADED)
         self._accessed = True
-        return self._data[key]
+        return self._data
+
+    def __getitem__(self, key: str) -> Any:
+        return self._use()[key]
 
     def __setitem__(self, key: str, value: Any) -> None:
         if key in (COOKIE_KEY, ABSOLUTE_KEY):
             raise KeyError(f"{key!r} is reserved for the session's cookie and expiry; use session.cookie")
-        if not self._loaded:
-            raise SessionNotLoadedError(NOT_LOADED)
-        self._accessed = True
-        self._data[key] = value
+        self._use()[key] = value
         if self._changed is None:
             self._changed = set()
         self._changed.add(key)
@@ -261,43 +249,26 @@ class Session(MutableMapping[str, Any]):
             self._removed.discard(key)
 
     def __delitem__(self, key: str) -> None:
-        if not self._loaded:
-            raise SessionNotLoadedError(NOT_LOADED)
-        self._accessed = True
-        del self._data[key]
+        del self._use()[key]
         self._mark_removed(key)
 
     def __iter__(self) -> Iterator[str]:
-        if not self._loaded:
-            raise SessionNotLoadedError(NOT_LOADED)
-        self._accessed = True
-        return iter(self._data)
+        return iter(self._use())
 
     def __len__(self) -> int:
-        if not self._loaded:
-            raise SessionNotLoadedError(NOT_LOADED)
-        self._accessed = True
-        return len(self._data)
+        return len(self._use())
 
     def __contains__(self, key: object) -> bool:
-        if not self._loaded:
-            raise SessionNotLoadedError(NOT_LOADED)
-        self._accessed = True
-        return key in self._data
+        return key in self._use()
 
     def get(self, key: str, default: Any = None) -> Any:
-        if not self._loaded:
-            raise SessionNotLoadedError(NOT_LOADED)
-        self._accessed = True
-        return self._data.get(key, default)
+        return self._use().get(key, default)
 
     def clear(self) -> None:
-        if not self._loaded:
-            raise SessionNotLoadedError(NOT_LOADED)
-        self._accessed = True
-        for key in list(self._data):
+        data = self._use()
+        for key in list(data):
             self._mark_removed(key)
-        self._data.clear()
+        data.clear()
 
     def __repr__(self) -> str:
         return f"<Session {redact(self._id)} {self._data!r}>"
@@ -340,6 +311,7 @@ class Session(MutableMapping[str, Any]):
             self._everything = bool(self._data)  # a kept new session is saved whole under its new id
         if middleware_logger.isEnabledFor(logging.INFO):
             middleware_logger.info("regenerated session %s as %s", redact(old), redact(self.id))
+        self._absolute_expires = None  # a new session (a log-in): its absolute timeout starts again
         self.cookie.reset()
 
     async def destroy(self) -> None:
@@ -354,12 +326,11 @@ class Session(MutableMapping[str, Any]):
     async def reload(self) -> None:
         """Replace the data with what is stored now. Raises `SessionNotFoundError` if the row is gone."""
         await self.load()
-        stored = None if self.is_new else await self._backend.fetch(self.id)
+        stored = None if self.is_new else await self._backend.read(self.id)
         if stored is None:
             raise SessionNotFoundError(f"session {redact(self.id)} is not stored (destroyed or expired)")
-        self._data = stored.data
-        self._data.pop(COOKIE_KEY, None)
-        self._loaded_text = stored.text
+        self._data, self._loaded_text = stored.data, stored.text
+        self._absolute_expires = stored.absolute_expires
         self.modified = False
 
     async def save(self) -> None:

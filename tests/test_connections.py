@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy.engine import make_url
 
 from fastapi_prisma_session import ConfigurationError, PrismaSessionStore
-from fastapi_prisma_session.connections import RequestPool
+from fastapi_prisma_session.connections import Deadlines, RequestPool
 from tests.helpers import wait_until
 
 
@@ -109,3 +109,51 @@ async def test_a_store_serves_more_concurrent_requests_than_connections(postgres
 def test_request_connections_must_be_positive(postgres_url: str) -> None:
     with pytest.raises(ConfigurationError, match="request_connections"):
         PrismaSessionStore(postgres_url, request_connections=0)
+
+
+def test_deadlines_keep_working_on_the_next_event_loop() -> None:
+    deadlines = Deadlines()
+
+    async def quick() -> None:
+        async with deadlines.within(1):
+            await asyncio.sleep(0)
+
+    async def slow() -> float:
+        started = time.monotonic()
+        with pytest.raises(TimeoutError):
+            async with deadlines.within(0.2):
+                await asyncio.sleep(1.5)
+        return time.monotonic() - started
+
+    asyncio.run(quick())  # this loop ends with the shared timer still pending
+    assert asyncio.run(slow()) < 1
+
+
+async def test_a_cancellation_from_outside_stays_a_cancellation() -> None:
+    deadlines = Deadlines()
+
+    async def body() -> None:
+        async with deadlines.within(0.1):
+            try:
+                await asyncio.sleep(1)
+            except asyncio.CancelledError:
+                await asyncio.sleep(0.3)  # cleaning up after the deadline, when the caller cancels too
+                raise
+
+    task = asyncio.create_task(body())
+    await asyncio.sleep(0.25)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+
+
+async def test_close_also_closes_the_connections_in_use(postgres_url: str) -> None:
+    pool = pool_for(postgres_url)
+    busy = asyncio.create_task(pool.run("execute", "SELECT pg_sleep(0.3)", []))
+    await asyncio.sleep(0.1)
+    await pool.close()
+    await busy
+    assert pool.open_connections == 0
+    assert pool._idle == []  # the busy one was closed when it came back
+    assert await pool.run("fetchval", "SELECT 1", []) == 1  # and the pool opens new ones when used again
+    await pool.close()

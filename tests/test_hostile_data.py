@@ -346,3 +346,31 @@ async def test_an_expired_row_is_not_merged_back_to_life(
     await insert_row(engine, "old", {"cookie": COOKIE, "a": 1}, utcnow() - timedelta(seconds=1))
     assert await store.update("old", {"cookie": COOKIE, "b": 2}, changed={"b"}) is False
     assert json.loads((await rows(engine))["old"]["data"]) == {"cookie": COOKIE, "a": 1}
+
+
+async def test_a_lone_surrogate_is_stored_escaped_as_json_stringify_does(
+    store: PrismaSessionStore, engine: AsyncEngine
+) -> None:
+    app = make_app(store)
+
+    @app.post("/surrogate")
+    async def surrogate(session: SessionDep) -> dict[str, bool]:
+        session["name"] = "\ud800"
+        return {"ok": True}
+
+    async with client_for(app) as client:
+        assert (await client.post("/surrogate")).status_code == 200
+        sid = next(iter(await rows(engine)))
+        assert "\\ud800" in (await rows(engine))[sid]["data"]
+        assert (await store.get(sid) or {})["name"] == "\ud800"
+        assert (await client.post("/write", params={"value": "more"})).status_code == 200  # still saveable
+
+
+async def test_regenerate_keep_data_derives_the_new_row_id_like_the_first(
+    make_store: Any, engine: AsyncEngine
+) -> None:
+    store = make_store(db_record_id_function=lambda sid: f"id-{sid}")
+    await store.create_table()
+    await store.set("old", {"cookie": {**COOKIE}, "n": 1})
+    assert await store.rename("old", "new")
+    assert (await rows(engine))["new"]["id"] == "id-new"

@@ -4,6 +4,7 @@ keeps answering while the database is down; sync code gets a clear error until t
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from datetime import timedelta
@@ -22,7 +23,7 @@ from fastapi_prisma_session import (
     SessionNotLoadedError,
     load_session,
 )
-from fastapi_prisma_session.cookies import iso_utc
+from fastapi_prisma_session.cookies import iso_utc, parse_iso_utc
 from fastapi_prisma_session.durations import utcnow
 from fastapi_prisma_session.signing import Signer
 from tests.faultproxy import FaultProxy
@@ -268,3 +269,77 @@ async def test_a_stored_session_is_loaded_once_per_request(
         statements.clear()
         assert (await client.get("/twice", headers=cookie)).json() == {"same": True, "value": "v"}
     assert statements.statements == ["SELECT"]
+
+
+@pytest.mark.parametrize("keep_data", [False, True])
+async def test_regenerating_starts_the_absolute_timeout_again(
+    store: PrismaSessionStore, engine: AsyncEngine, keep_data: bool
+) -> None:
+    app = make_app(store, absolute_timeout=timedelta(hours=1))
+
+    @app.post("/log-in")
+    async def log_in(session: SessionDep) -> dict[str, str]:
+        await session.regenerate(keep_data=keep_data)
+        session["user"] = "ada"
+        return {"id": session.id}
+
+    async with client_for(app) as client:
+        old = await signed_in(client)
+        soon = iso_utc(utcnow() + timedelta(seconds=60))
+        async with engine.begin() as conn:  # the anonymous session was about to reach its limit
+            data = json.loads((await rows(engine))[old]["data"])
+            await conn.exec_driver_sql(
+                'UPDATE "Session" SET data = ? WHERE sid = ?'
+                if engine.dialect.name == "sqlite"
+                else 'UPDATE "Session" SET data = $1 WHERE sid = $2',
+                (json.dumps({**data, "__absoluteExpires": soon}), old),
+            )
+        new = (await client.post("/log-in")).json()["id"]
+    ends = json.loads((await rows(engine))[new]["data"])["__absoluteExpires"]
+    assert close_to(parse_iso_utc(ends) or utcnow(), utcnow() + timedelta(hours=1), seconds=10)
+
+
+async def test_reload_keeps_the_absolute_timeout_out_of_the_data(store: PrismaSessionStore) -> None:
+    app = make_app(store, absolute_timeout=timedelta(hours=1))
+
+    @app.post("/reload-keys")
+    async def reload_keys(session: SessionDep) -> list[str]:
+        await session.reload()
+        return sorted(session)
+
+    async with client_for(app) as client:
+        await signed_in(client)
+        assert (await client.post("/reload-keys")).json() == ["value"]
+
+
+async def test_a_request_longer_than_the_lifetime_saves_a_live_session(store: PrismaSessionStore) -> None:
+    app = make_app(store, max_age=1)
+
+    @app.post("/slow-change")
+    async def slow_change(session: SessionDep) -> dict[str, bool]:
+        await asyncio.sleep(1.2)
+        session["value"] = "after a long request"
+        return {"ok": True}
+
+    async with client_for(app) as client:
+        await signed_in(client)
+        await client.post("/slow-change")
+        assert (await client.get("/read")).json()["value"] == "after a long request"
+
+
+async def test_patterns_apply_to_paths_inside_a_mounted_app(store: PrismaSessionStore) -> None:
+    from starlette.applications import Starlette
+    from starlette.routing import Mount
+
+    inner = make_app(store, exclude=[r"/health$"], autoload=[r"/sync$"])
+    add_sync_routes(inner)
+
+    @inner.get("/health")
+    async def health(request: Request) -> dict[str, bool]:
+        return {"session": "session" in request.scope}
+
+    outer = Starlette(routes=[Mount("/sub", app=inner)])
+    async with client_for(outer) as client:
+        await client.post("/sub/write", params={"value": "mine"})
+        assert (await client.get("/sub/health")).json() == {"session": False}
+        assert (await client.get("/sub/sync")).json() == {"value": "mine"}
