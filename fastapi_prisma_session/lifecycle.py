@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import secrets as random_source
 from collections.abc import Callable
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Literal
 
 from .cookies import (
@@ -123,13 +123,10 @@ class SessionLifecycle:
         if self.absolute_timeout is not None and session.absolute_expires is None:
             # New, regenerated, or stored before absolute_timeout was set: it counts from now.
             session.start_absolute(now + self.absolute_timeout)
-        absolute = session.absolute_expires
-        if absolute is not None:
-            cookie.cap(absolute)
+        if session.absolute_expires is not None:
+            cookie.cap(session.absolute_expires)
         payload = self._payload(session, cookie)
-        expires_at = self.store.rows.expiry(session.id, payload, cookie.expires, now)
-        if absolute is not None:
-            expires_at = min(expires_at, absolute)
+        expires_at = self._row_expiry(session, payload, cookie.expires, now)
         if session.is_new:
             await self.store.create(session.id, payload, expires_at=expires_at)
             logger.debug("created session %s", redact(session.id))
@@ -148,6 +145,14 @@ class SessionLifecycle:
             )
         session.mark_saved(stored=stored)
         return stored
+
+    def _row_expiry(
+        self, session: Session, for_ttl: dict[str, Any], cookie_expires: datetime | None, now: datetime
+    ) -> datetime:
+        """When the row ends: after the store's `ttl`, else with its cookie; never past absolute_timeout."""
+        expires_at = self.store.rows.expiry(session.id, for_ttl, cookie_expires, now)
+        absolute = session.absolute_expires
+        return expires_at if absolute is None else min(expires_at, absolute)
 
     def _payload(self, session: Session, cookie: SessionCookie) -> dict[str, Any]:
         """What is stored: express-session's cookie object, the data, and the absolute timeout if any."""
@@ -220,31 +225,25 @@ class SessionLifecycle:
     async def _touch_if_due(self, session: Session) -> None:
         """Refresh an unchanged session's expiry, at most once per `touch_after`."""
         now = utcnow()
-        original = session.cookie.original_max_age
-        cookie_expires = None if original is None else now + timedelta(seconds=original)
-        patch: dict[str, Any] = {
-            COOKIE_KEY: self.cookie.to_json(SessionCookie(original, cookie_expires), session.secure)
-        }
-        absolute = session.absolute_expires
-        if absolute is not None and cookie_expires is not None:
-            cookie_expires = min(cookie_expires, absolute)
+        cookie = SessionCookie(session.cookie.original_max_age, started=False)
+        cookie.reset(now)
+        if session.absolute_expires is not None:
+            cookie.cap(session.absolute_expires)
+        patch: dict[str, Any] = {COOKIE_KEY: self.cookie.to_json(cookie, session.secure)}
         # Only a ttl function looks at the user's data: a touch that is not due copies none of it.
-        rows = self.store.rows
-        for_ttl = {**patch, **session.data()} if rows.ttl_reads_session else patch
-        expires_at = rows.expiry(session.id, for_ttl, cookie_expires, now)
-        if absolute is not None:
-            expires_at = min(expires_at, absolute)
+        for_ttl = {**patch, **session.data()} if self.store.rows.ttl_reads_session else patch
+        expires_at = self._row_expiry(session, for_ttl, cookie.expires, now)
         lifetime = (expires_at - now).total_seconds()
         touch_after = self.touch_after if self.touch_after is not None else lifetime * DEFAULT_TOUCH_FRACTION
         row_expires = session.row_expires
         if row_expires is not None and (expires_at - row_expires).total_seconds() < touch_after:
             return
         # One statement while the row is as loaded; else only the cookie is applied to what is stored.
-        payload = self._payload(session, SessionCookie(original, cookie_expires))
+        payload = self._payload(session, cookie)
         if await self.store.update(
             session.id, payload, changed=(), expected=session.loaded_text, expires_at=expires_at
         ):
-            session.mark_touched(cookie_expires, send_cookie=self.rolling)
+            session.mark_touched(cookie.expires, send_cookie=self.rolling)
 
     def cookie_value(self, sid: str) -> str:
         """The signed, URL-encoded cookie value that names session `sid`."""
