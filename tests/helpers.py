@@ -15,7 +15,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator, Mapping
 from contextlib import contextmanager
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -72,11 +72,22 @@ def scratch_database(prefix: str, *, migrate: bool = True) -> Iterator[str]:
         asyncio.run(admin_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
 
+def run_module(
+    module: str, *args: str, cwd: Path = ROOT, env: Mapping[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """`python -m <module> <args>` in `cwd`, as a user runs it, with this checkout's package on
+    PYTHONPATH so that it is the one imported wherever `cwd` is."""
+    environment = dict(os.environ if env is None else env)
+    environment["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), environment.get("PYTHONPATH")]))
+    command = [sys.executable, "-m", module, *args]
+    return subprocess.run(
+        command, cwd=cwd, env=environment, capture_output=True, text=True, check=False, timeout=120
+    )
+
+
 def alembic(database_url: str, *args: str) -> subprocess.CompletedProcess[str]:
     """`alembic <args>` in the repository, on `database_url`."""
-    env = {**os.environ, "DATABASE_URL": database_url}
-    command = [sys.executable, "-m", "alembic", *args]
-    return subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, check=False)
+    return run_module("alembic", *args, env={**os.environ, "DATABASE_URL": database_url})
 
 
 async def seed(url: str, expired: int, live: int) -> None:

@@ -23,7 +23,7 @@ from sqlalchemy import Connection, inspect
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from fastapi_prisma_session import migration
-from tests.helpers import alembic, free_port, scratch_database
+from tests.helpers import alembic, free_port, run_module, scratch_database
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -161,17 +161,7 @@ HEAD = "0001_session_table"
 def migrate(*args: str, cwd: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     """`python -m fastapi_prisma_session migrate <args>` in `cwd`, as a pip user runs it outside the
     repository: PYTHONPATH names the repository only so that this checkout's package is the one imported."""
-    env = dict(os.environ if env is None else env)
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
-    return subprocess.run(
-        [sys.executable, "-m", "fastapi_prisma_session", "migrate", *args],
-        cwd=cwd,
-        env=env,
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=60,
-    )
+    return run_module("fastapi_prisma_session", "migrate", *args, cwd=cwd, env=env)
 
 
 async def _postgres(url: str, sql: str) -> list[tuple[object, ...]]:

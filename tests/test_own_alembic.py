@@ -14,7 +14,6 @@ import re
 import shlex
 import sqlite3
 import subprocess
-import sys
 import textwrap
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,7 +21,7 @@ from pathlib import Path
 import asyncpg
 import pytest
 
-from tests.helpers import scratch_database
+from tests.helpers import run_module, scratch_database
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = ROOT / "README.md"
@@ -75,16 +74,7 @@ def run_alembic(folder: Path, command: str, env: dict[str, str]) -> subprocess.C
     """`command` (an `alembic ...` line of the docs) in `folder`, with this checkout's package."""
     program, *argv = shlex.split(command)
     assert program == "alembic"
-    env = {**env, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))}
-    result = subprocess.run(
-        [sys.executable, "-m", "alembic", *argv],
-        cwd=folder,
-        env=env,
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=60,
-    )
+    result = run_module("alembic", *argv, cwd=folder, env=env)
     assert result.returncode == 0, f"{command} exited {result.returncode}:\n{result.stdout}{result.stderr}"
     return result
 
