@@ -179,6 +179,15 @@ async def wait_until(
         await asyncio.sleep(interval)
 
 
+def wait_until_sync(condition: Callable[[], bool], *, within: float = 5.0, interval: float = 0.01) -> None:
+    """`wait_until` for sync code (threads, subprocesses): poll `condition` until it is true."""
+    deadline = time.monotonic() + within
+    while not condition():
+        if time.monotonic() >= deadline:
+            raise AssertionError(f"still not true after {within} s: {condition}")
+        time.sleep(interval)
+
+
 @contextmanager
 def serve(app: str, env: dict[str, str], ready_path: str = "/docs") -> Iterator[str]:
     """Run `uvicorn app` in its own process on a free port; yields its base URL once it answers."""
@@ -196,7 +205,7 @@ def serve(app: str, env: dict[str, str], ready_path: str = "/docs") -> Iterator[
         return True
 
     try:
-        asyncio.run(wait_until(answers, within=20, interval=0.1))
+        wait_until_sync(answers, within=20, interval=0.1)
         yield base
     finally:
         process.terminate()

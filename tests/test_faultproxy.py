@@ -20,7 +20,7 @@ import pytest
 from sqlalchemy.engine import make_url
 
 from tests.faultproxy import FaultProxy
-from tests.helpers import ADMIN_URL, IN_CI
+from tests.helpers import ADMIN_URL, IN_CI, wait_until, wait_until_sync
 
 SERVER = make_url(ADMIN_URL)
 SSL_REQUEST = struct.pack("!ii", 8, 80877103)
@@ -90,13 +90,6 @@ def ask_ssl(sock: socket.socket, wait: float = 2) -> bytes:
     return sock.recv(1)
 
 
-def wait_until(condition: Callable[[], bool], timeout: float = 5) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "timed out waiting"
-        time.sleep(0.01)
-
-
 def proxy_threads() -> list[threading.Thread]:
     return [thread for thread in threading.enumerate() if thread.name.startswith("faultproxy")]
 
@@ -109,7 +102,7 @@ async def test_pass_forwards_and_counts_connections(proxy: FaultProxy, connect: 
     assert await second.fetchval("SELECT $1::int + 1", 41) == 42
     assert (proxy.accepted, proxy.open_connections) == (2, 2)
     await first.close()
-    await asyncio.to_thread(wait_until, lambda: proxy.open_connections == 1)
+    await wait_until(lambda: proxy.open_connections == 1)
     assert proxy.accepted == 2
 
 
@@ -134,7 +127,7 @@ async def test_refuse_fails_new_connections_fast_and_cuts_open_ones(
 
 def test_refuse_at_the_socket_level(proxy: FaultProxy) -> None:
     sock = raw(proxy)
-    wait_until(lambda: proxy.open_connections == 1)
+    wait_until_sync(lambda: proxy.open_connections == 1)
     proxy.refuse()
     with sock:
         sock.settimeout(2)
@@ -172,7 +165,7 @@ async def test_blackhole_silences_an_open_connection(proxy: FaultProxy, connect:
 
 def test_blackhole_swallows_bytes_then_forwarding_resumes(proxy: FaultProxy) -> None:
     with raw(proxy) as sock:
-        wait_until(lambda: proxy.open_connections == 1)
+        wait_until_sync(lambda: proxy.open_connections == 1)
         proxy.blackhole()
         with pytest.raises(TimeoutError):
             ask_ssl(sock, wait=0.5)
@@ -184,13 +177,13 @@ def test_blackhole_swallows_bytes_then_forwarding_resumes(proxy: FaultProxy) -> 
 
 def test_blackhole_holds_back_the_end_of_a_connection(proxy: FaultProxy) -> None:
     with raw(proxy) as sock:
-        wait_until(lambda: proxy.open_connections == 1)
+        wait_until_sync(lambda: proxy.open_connections == 1)
         proxy.blackhole()
         sock.shutdown(socket.SHUT_WR)  # the client's FIN goes nowhere...
         time.sleep(0.3)
         assert proxy.open_connections == 1  # ...so both sides stay open
         proxy.forward()
-        wait_until(lambda: proxy.open_connections == 0)
+        wait_until_sync(lambda: proxy.open_connections == 0)
         sock.settimeout(2)
         assert sock.recv(1) == b""
 
@@ -200,7 +193,7 @@ async def test_reset_breaks_open_and_new_connections(proxy: FaultProxy, connect:
     proxy.reset()
     with pytest.raises(CONNECTION_LOST):
         await conn.fetchval("SELECT 1")
-    await asyncio.to_thread(wait_until, lambda: proxy.open_connections == 0)
+    await wait_until(lambda: proxy.open_connections == 0)
 
     started = time.monotonic()
     with pytest.raises(ConnectionResetError):
@@ -244,7 +237,7 @@ async def test_pause_for_some_seconds_resumes_by_itself(proxy: FaultProxy, conne
 
 def test_pause_holds_bytes_rather_than_dropping_them(proxy: FaultProxy) -> None:
     with raw(proxy) as sock:
-        wait_until(lambda: proxy.open_connections == 1)
+        wait_until_sync(lambda: proxy.open_connections == 1)
         proxy.pause()
         with pytest.raises(TimeoutError):
             ask_ssl(sock, wait=0.5)
