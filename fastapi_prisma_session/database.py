@@ -15,7 +15,7 @@ import inspect
 import sqlite3
 from collections.abc import AsyncIterator, Awaitable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 import asyncpg
 from sqlalchemy.engine import make_url
@@ -200,10 +200,7 @@ class Database:
             async with self.engine.begin() as conn:
                 yield conn
         except Exception as error:
-            translated = store_error(error, self.table_name)
-            if translated is None:
-                raise
-            raise translated from error
+            self._reraise(error)
 
     async def fetch_row(self, name: str, params: Mapping[str, Any]) -> Sequence[Any] | None:
         """The first row of the request-path statement `name`."""
@@ -258,10 +255,14 @@ class Database:
         try:
             return await operation
         except Exception as error:
-            translated = store_error(error, self.table_name)
-            if translated is None:
-                raise
-            raise translated from error
+            self._reraise(error)
+
+    def _reraise(self, error: Exception) -> NoReturn:
+        """Raise `error` as the package's error the caller can act on, or as it is."""
+        translated = store_error(error, self.table_name)
+        if translated is None:
+            raise error
+        raise translated from error
 
 
 @dataclass(slots=True)

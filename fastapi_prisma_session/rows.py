@@ -80,8 +80,7 @@ class RowFormat:
 
         Raises ValueError for an unusable sid, SessionDataError for data the serializer refuses (NaN, a
         set) and SessionTooLargeError over `max_data_size`, before any statement runs."""
-        if not is_valid_session_id(sid):
-            raise ValueError(f"a session id must be 1 to 255 visible ASCII characters, got {sid!r:.80}")
+        check_sid(sid)
         try:
             payload = self.serializer.dumps(dict(session))
         except (TypeError, ValueError) as error:
@@ -123,3 +122,9 @@ class RowFormat:
             self._log(logging.ERROR, "session %s does not hold an object; treating it as absent", redact(sid))
             return None
         return data
+
+
+def check_sid(sid: str) -> None:
+    """Refuse, before any statement runs, a session id that could not be stored or sent in a cookie."""
+    if not is_valid_session_id(sid):
+        raise ValueError(f"a session id must be 1 to 255 visible ASCII characters, got {sid!r:.80}")

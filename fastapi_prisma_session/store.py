@@ -27,8 +27,7 @@ from .matching import DataMatcher, check_match
 from .merging import Merger
 from .models import DEFAULT_TABLE_NAME, session_table
 from .pruning import PRUNE_BATCH_SIZE, PRUNE_PAUSE, PruneLoop, Pruner
-from .rows import DisposeFunction, RowFormat, SessionData, TTLFunction
-from .signing import is_valid_session_id
+from .rows import DisposeFunction, RowFormat, SessionData, TTLFunction, check_sid
 
 if TYPE_CHECKING:
     from sqlalchemy import Executable
@@ -332,8 +331,7 @@ class PrismaSessionStore:
         """Move the live session `sid` to `new_sid` in one statement, its data untouched (`regenerate`
         with `keep_data`). Returns False, and creates nothing, when the row is already gone: a logout
         that came first stays a logout."""
-        if not is_valid_session_id(new_sid):
-            raise ValueError(f"a session id must be 1 to 255 visible ASCII characters, got {new_sid!r:.80}")
+        check_sid(new_sid)
         params = {"session_id": sid, "new_sid": new_sid, "record_id": self.rows.renamed_id(new_sid)}
         async with self._db.one_writer(sid):
             return await self._db.write("rename", {**params, "now": utcnow()}) > 0
