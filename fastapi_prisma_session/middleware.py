@@ -107,8 +107,10 @@ class SessionMiddleware:
             absolute_timeout=absolute_timeout,
         )
         self._proxy = proxy
-        self._autoload_all = autoload is True
-        self._autoload = _paths("autoload", () if isinstance(autoload, bool) else autoload)
+        # autoload=True is the pattern that matches every path.
+        self._autoload = _paths(
+            "autoload", ([""] if autoload else []) if isinstance(autoload, bool) else autoload
+        )
         self._exclude = _paths("exclude", exclude)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -133,7 +135,7 @@ class SessionMiddleware:
         sid = self._session_id(scope)
         if sid is None:
             session = lifecycle.new(secure)
-        elif self._autoload_all or (self._autoload is not None and self._autoload.match(route_path)):
+        elif self._autoload is not None and self._autoload.match(route_path):
             try:
                 session = await lifecycle.load(sid, secure)
             except StoreUnavailableError as error:
