@@ -312,7 +312,9 @@ async def test_reload_keeps_the_absolute_timeout_out_of_the_data(store: PrismaSe
         assert (await client.post("/reload-keys")).json() == ["value"]
 
 
-async def test_a_request_longer_than_the_lifetime_saves_a_live_session(store: PrismaSessionStore) -> None:
+async def test_a_request_longer_than_the_lifetime_saves_a_live_session(
+    store: PrismaSessionStore, engine: AsyncEngine
+) -> None:
     app = make_app(store, max_age=1)
 
     @app.post("/slow-change")
@@ -322,9 +324,14 @@ async def test_a_request_longer_than_the_lifetime_saves_a_live_session(store: Pr
         return {"ok": True}
 
     async with client_for(app) as client:
-        await signed_in(client)
+        sid = await signed_in(client)
+        started = utcnow()
         await client.post("/slow-change")
-        assert (await client.get("/read")).json()["value"] == "after a long request"
+    # The lifetime counts from the save (at least 1.2 s + 1 s after the start), not from the load: a
+    # session saved with its load's clock would have expired before the response was sent.
+    row = (await rows(engine))[sid]
+    assert row["expires_at"] >= started + timedelta(seconds=2.1)
+    assert json.loads(row["data"])["value"] == "after a long request"
 
 
 async def test_patterns_apply_to_paths_inside_a_mounted_app(store: PrismaSessionStore) -> None:
