@@ -23,7 +23,7 @@ from . import migration
 from .database import driver_url
 from .dialects import SUPPORTED
 from .exceptions import ConfigurationError, SessionError
-from .models import DEFAULT_TABLE_NAME
+from .models import DEFAULT_TABLE_NAME, EXPIRES, EXPIRES_AT
 from .pruning import PRUNE_BATCH_SIZE, PRUNE_PAUSE
 from .store import PrismaSessionStore
 
@@ -56,6 +56,12 @@ def build_parser() -> argparse.ArgumentParser:
         default=DEFAULT_TABLE_NAME,
         help=f"the session table (default {DEFAULT_TABLE_NAME}); each name has its own version "
         f"table, {migration.VERSION_TABLE}_<name>",
+    )
+    migrate.add_argument(
+        "--expires-column",
+        default=EXPIRES_AT,
+        help=f"the expiry column's name: {EXPIRES_AT} (prisma-session-store 3.x's model, the default) or "
+        f"{EXPIRES} (2.x's)",
     )
     migrate.add_argument("--revision", help="the revision to go to (default: head, or base with --downgrade)")
     migrate.add_argument(
@@ -135,11 +141,19 @@ def alembic_steps() -> Iterator[list[str]]:
         logger.setLevel(level)
 
 
-def migrate(url: str, table_name: str, revision: str | None, downgrade: bool, sql: bool, quiet: bool) -> None:
+def migrate(
+    url: str,
+    table_name: str,
+    revision: str | None,
+    downgrade: bool,
+    sql: bool,
+    quiet: bool,
+    expires_column: str = EXPIRES_AT,
+) -> None:
     """Run the package's revisions on `url`; with `sql`, print their SQL instead."""
     from alembic import command
 
-    config = migration.config(url, table_name)
+    config = migration.config(url, table_name, expires_column)
     target = revision or ("base" if downgrade else "head")
     with alembic_steps() as steps:
         if downgrade:
@@ -187,7 +201,15 @@ def run_migrate(args: argparse.Namespace) -> int:
         print(f"error: {problem}", file=sys.stderr)
         return 2
     try:
-        migrate(args.database_url, args.table_name, args.revision, args.downgrade, args.sql, args.quiet)
+        migrate(
+            args.database_url,
+            args.table_name,
+            args.revision,
+            args.downgrade,
+            args.sql,
+            args.quiet,
+            args.expires_column,
+        )
     except (ConfigurationError, ArgumentError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

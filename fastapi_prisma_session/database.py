@@ -168,6 +168,12 @@ class Database:
                 deadlines=self._deadlines,
             )
 
+    def use(self, sql: SQLDialect) -> None:
+        """Run `sql`'s statements from now on (the store found another expiry column than it assumed)."""
+        self.sql = sql
+        for name in self._native:
+            self._native[name] = NativeStatement.compile(getattr(sql, name), self.engine.dialect)
+
     @contextlib.asynccontextmanager
     async def one_writer(self, sid: str) -> AsyncIterator[None]:
         """Let one write of session `sid` at a time run in this process, the wait and the write within

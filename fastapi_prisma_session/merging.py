@@ -65,7 +65,7 @@ class Merger:
         gone = set(removed)
         for _ in range(MERGE_ATTEMPTS):
             row = await self._db.fetch_row("load", {"session_id": sid})
-            if row is None or row[1] <= utcnow():
+            if row is None or row[1] is None or row[1] <= utcnow():
                 return False  # destroyed, pruned or expired meanwhile: not brought back
             stored = self._rows.parse(sid, row[0]) or {}
             merged = {key: value for key, value in stored.items() if key not in gone and key not in patch}

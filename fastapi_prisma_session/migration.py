@@ -5,7 +5,7 @@
     from fastapi_prisma_session import migration
 
     def upgrade() -> None:
-        migration.upgrade()            # or migration.upgrade(table_name="sessions")
+        migration.upgrade()            # or migration.upgrade(table_name="sessions", expires_column="expires")
 
     def downgrade() -> None:
         migration.downgrade()
@@ -30,7 +30,7 @@ from sqlalchemy import MetaData
 
 from .database import driver_url
 from .exceptions import ConfigurationError
-from .models import DEFAULT_TABLE_NAME, session_table
+from .models import DEFAULT_TABLE_NAME, EXPIRES_AT, session_table
 
 if TYPE_CHECKING:
     from alembic.config import Config
@@ -47,12 +47,16 @@ MAX_IDENTIFIER_LENGTH = 63
 URL_ATTRIBUTE = "fastapi_prisma_session.database_url"
 TABLE_NAME_ATTRIBUTE = "fastapi_prisma_session.table_name"
 TABLE_NAME_OPTION = "table_name"
+# The same for the expiry column's name: "expiresAt" (prisma-session-store 3.x) or "expires" (2.x).
+EXPIRES_COLUMN_ATTRIBUTE = "fastapi_prisma_session.expires_column"
+EXPIRES_COLUMN_OPTION = "expires_column"
 
 __all__ = [
     "SCRIPT_LOCATION",
     "VERSION_TABLE",
     "alembic_url",
     "config",
+    "current_expires_column",
     "current_table_name",
     "downgrade",
     "driver_url",
@@ -63,9 +67,11 @@ __all__ = [
 ]
 
 
-def upgrade(table_name: str = DEFAULT_TABLE_NAME) -> None:
-    """Create the session table and its indexes, as Prisma names them (in a revision's `upgrade()`)."""
-    table = session_table(table_name)
+def upgrade(table_name: str = DEFAULT_TABLE_NAME, expires_column: str = EXPIRES_AT) -> None:
+    """Create the session table and its indexes, as Prisma names them (in a revision's `upgrade()`).
+
+    `expires_column="expires"` makes prisma-session-store 2.x's model, the seed README's."""
+    table = session_table(table_name, expires_column=expires_column)
     op.create_table(
         table.name,
         *(column._copy() for column in table.columns),
@@ -80,11 +86,11 @@ def downgrade(table_name: str = DEFAULT_TABLE_NAME) -> None:
     op.drop_table(table_name)
 
 
-def session_metadata(table_name: str = DEFAULT_TABLE_NAME) -> MetaData:
+def session_metadata(table_name: str = DEFAULT_TABLE_NAME, expires_column: str = EXPIRES_AT) -> MetaData:
     """A `MetaData` holding the session table alone, under `table_name`: an env.py's `target_metadata`
     (or one of a list of them), so that `alembic check` sees the table as it should be."""
     found = MetaData()
-    session_table(table_name, found)
+    session_table(table_name, found, expires_column)
     return found
 
 
@@ -113,7 +119,9 @@ def version_table(table_name: str = DEFAULT_TABLE_NAME) -> str:
     return name
 
 
-def config(database_url: str | None = None, table_name: str = DEFAULT_TABLE_NAME) -> Config:
+def config(
+    database_url: str | None = None, table_name: str = DEFAULT_TABLE_NAME, expires_column: str = EXPIRES_AT
+) -> Config:
     """An Alembic `Config` for the package's own revisions, wherever the package is installed.
 
     `alembic.command.upgrade(migration.config(url), "head")` is what `python -m fastapi_prisma_session
@@ -126,20 +134,28 @@ def config(database_url: str | None = None, table_name: str = DEFAULT_TABLE_NAME
     found.set_main_option("script_location", str(SCRIPT_LOCATION))
     found.attributes[URL_ATTRIBUTE] = database_url
     found.attributes[TABLE_NAME_ATTRIBUTE] = table_name
+    found.attributes[EXPIRES_COLUMN_ATTRIBUTE] = expires_column
     return found
 
 
 def current_table_name() -> str:
     """The session table the package's revisions work on, while they run: the one `config()` was given,
     else `alembic -x table_name=...`, else the `table_name` option of alembic.ini, else "Session"."""
+    return _current(TABLE_NAME_ATTRIBUTE, TABLE_NAME_OPTION, DEFAULT_TABLE_NAME)
+
+
+def current_expires_column() -> str:
+    """The expiry column the package's revisions create, while they run: the one `config()` was given,
+    else `alembic -x expires_column=...`, else the `expires_column` option of alembic.ini, else
+    "expiresAt"."""
+    return _current(EXPIRES_COLUMN_ATTRIBUTE, EXPIRES_COLUMN_OPTION, EXPIRES_AT)
+
+
+def _current(attribute: str, option: str, default: str) -> str:
     from alembic import context
 
-    given = context.config.attributes.get(TABLE_NAME_ATTRIBUTE)
+    given = context.config.attributes.get(attribute)
     if given:
         return str(given)
     x_arguments = context.get_x_argument(as_dictionary=True)
-    return str(
-        x_arguments.get(TABLE_NAME_OPTION)
-        or context.config.get_main_option(TABLE_NAME_OPTION)
-        or DEFAULT_TABLE_NAME
-    )
+    return str(x_arguments.get(option) or context.config.get_main_option(option) or default)

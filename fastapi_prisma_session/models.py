@@ -2,19 +2,83 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from sqlalchemy import Column, DateTime, Index, MetaData, PrimaryKeyConstraint, Table, Text
-from sqlalchemy.dialects import postgresql
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Dialect
 from sqlalchemy.sql.elements import quoted_name
+from sqlalchemy.types import TypeDecorator
 from sqlmodel import Field, SQLModel
 
 from .exceptions import ConfigurationError
 
 DEFAULT_TABLE_NAME = "Session"
+#: The expiry column of prisma-session-store 3.x's model, and of 2.x's (the seed's own README).
+EXPIRES_AT = "expiresAt"
+EXPIRES = "expires"
+EPOCH = datetime(1970, 1, 1)
 
-# Prisma's DateTime on PostgreSQL: TIMESTAMP(3) without time zone, holding UTC.
-PrismaDateTime = DateTime().with_variant(postgresql.TIMESTAMP(precision=3), "postgresql")
+
+def sqlite_datetime_text(moment: datetime) -> str:
+    """`moment` as @prisma/adapter-better-sqlite3 stores a DateTime by default: `Date.toISOString()`
+    with `+00:00` for `Z`, to the millisecond (a naive `moment` is UTC)."""
+    if moment.tzinfo is not None:
+        moment = moment.astimezone(UTC).replace(tzinfo=None)
+    return f"{moment:%Y-%m-%dT%H:%M:%S}.{moment.microsecond // 1000:03d}+00:00"
+
+
+def parse_sqlite_datetime(value: object) -> datetime | None:
+    """A naive UTC datetime from any DateTime Prisma or this package has stored on SQLite: integer
+    milliseconds since the epoch (Prisma's Rust engine, the adapter's `unixepoch-ms`), ISO-8601 text
+    with `+00:00` or `Z` (the adapters), or naive text (this package before 0.2). None for anything
+    else, which no reader can place in time."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        try:
+            return EPOCH + timedelta(milliseconds=value)
+        except OverflowError:
+            return None
+    if not isinstance(value, str):
+        return None
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo is None else parsed.astimezone(UTC).replace(tzinfo=None)
+
+
+class _StoredSQLiteDateTime(sqlite.DATETIME):
+    """SQLite's DATETIME column type, with the value handed over as stored (text or a number), not
+    through SQLAlchemy's text-only conversion."""
+
+    def bind_processor(self, dialect: Dialect) -> None:
+        return None
+
+    def result_processor(self, dialect: Dialect, coltype: object) -> None:
+        return None
+
+
+class SQLiteDateTime(TypeDecorator[datetime]):
+    """Prisma's DateTime on SQLite: writes Prisma's adapter text, reads every encoding Prisma writes."""
+
+    impl = _StoredSQLiteDateTime
+    cache_ok = True
+
+    def process_bind_param(self, value: Any, dialect: Dialect) -> Any:
+        return sqlite_datetime_text(value) if isinstance(value, datetime) else value
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
+        return None if value is None else parse_sqlite_datetime(value)
+
+
+# Prisma's DateTime: on PostgreSQL TIMESTAMP(3) without time zone, holding UTC; on SQLite a DATETIME
+# column holding text or integer milliseconds.
+PrismaDateTime = (
+    DateTime()
+    .with_variant(postgresql.TIMESTAMP(precision=3), "postgresql")
+    .with_variant(SQLiteDateTime(), "sqlite")
+)
 
 
 class SessionRecord(SQLModel, table=True):
@@ -25,24 +89,46 @@ class SessionRecord(SQLModel, table=True):
     __table_args__ = (
         PrimaryKeyConstraint("id", name=f"{DEFAULT_TABLE_NAME}_pkey"),
         Index(f"{DEFAULT_TABLE_NAME}_sid_key", "sid", unique=True),
-        Index(f"{DEFAULT_TABLE_NAME}_expiresAt_idx", "expiresAt"),
+        Index(f"{DEFAULT_TABLE_NAME}_{EXPIRES_AT}_idx", EXPIRES_AT),
     )
 
     id: str = Field(sa_column=Column("id", Text, nullable=False))
     sid: str = Field(sa_column=Column("sid", Text, nullable=False))
     data: str = Field(sa_column=Column("data", Text, nullable=False))
-    expires_at: datetime = Field(sa_column=Column("expiresAt", PrismaDateTime, nullable=False))
+    expires_at: datetime = Field(sa_column=Column(EXPIRES_AT, PrismaDateTime, nullable=False))
 
 
-def session_table(name: str = DEFAULT_TABLE_NAME, metadata: MetaData | None = None) -> Table:
-    """The session table under `name`, with Prisma's constraint and index names derived from it."""
+def session_table(
+    name: str = DEFAULT_TABLE_NAME, metadata: MetaData | None = None, expires_column: str = EXPIRES_AT
+) -> Table:
+    """The session table under `name`, with Prisma's constraint and index names derived from it.
+
+    `expires_column` is the expiry column's name in the database (`expires` for prisma-session-store
+    2.x's model); its key stays `expiresAt`, so `table.c.expiresAt` is the expiry column either way."""
     if not isinstance(name, str) or not name:
         raise ConfigurationError("table_name must be a non-empty string")
+    if not isinstance(expires_column, str) or not expires_column:
+        raise ConfigurationError('expires_column must be a column name, such as "expiresAt" or "expires"')
     base: Table = SessionRecord.__table__  # type: ignore[attr-defined]
-    if name == DEFAULT_TABLE_NAME and metadata is None:
+    if name == DEFAULT_TABLE_NAME and metadata is None and expires_column == EXPIRES_AT:
         return base
-    table = base.to_metadata(metadata if metadata is not None else MetaData(), name=name)
-    table.primary_key.name = f"{name}_pkey"
-    for index in table.indexes:
-        index.name = quoted_name(name + str(index.name).removeprefix(DEFAULT_TABLE_NAME), quote=None)
+    columns = [
+        Column(expires_column, PrismaDateTime, key=EXPIRES_AT, nullable=False)
+        if column.key == EXPIRES_AT
+        else column._copy()
+        for column in base.columns
+    ]
+    table = Table(
+        name,
+        metadata if metadata is not None else MetaData(),
+        *columns,
+        PrimaryKeyConstraint("id", name=f"{name}_pkey"),
+    )
+    for index in base.indexes:
+        # Prisma names an index after the table and the database names of its columns.
+        keys = [column.key for column in index.columns]
+        suffix = "_".join(table.c[key].name for key in keys) + ("_key" if index.unique else "_idx")
+        Index(
+            quoted_name(f"{name}_{suffix}", quote=None), *(table.c[key] for key in keys), unique=index.unique
+        )
     return table

@@ -6,14 +6,17 @@ them for each database, `pruning` deletes expired rows and `matching` finds rows
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import inspect
 import logging
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from types import MappingProxyType, TracebackType
-from typing import TYPE_CHECKING, Any, Self
+from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, Self, TypeVar
 
+from sqlalchemy import literal_column, select, table
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -22,10 +25,10 @@ from .database import DEADLINE, Database, engine_for
 from .dialects import for_database
 from .durations import Duration, to_seconds, utcnow
 from .exceptions import ConfigurationError
-from .logs import LevelName, StoreLog
+from .logs import LevelName, StoreLog, redact
 from .matching import DataMatcher, check_match
 from .merging import Merger
-from .models import DEFAULT_TABLE_NAME, session_table
+from .models import DEFAULT_TABLE_NAME, EXPIRES, EXPIRES_AT, session_table
 from .pruning import PRUNE_BATCH_SIZE, PRUNE_PAUSE, PruneLoop, Pruner
 from .rows import DisposeFunction, RowFormat, SessionData, TTLFunction, check_sid
 
@@ -34,6 +37,25 @@ if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncConnection
 
 UPSERT_ATTEMPTS = 3
+# The columns every generation of prisma-session-store's model has, besides its expiry column.
+ROW_COLUMNS = ("id", "sid", "data")
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def _on_the_table(
+    method: Callable[Concatenate[PrismaSessionStore, P], Awaitable[R]],
+) -> Callable[Concatenate[PrismaSessionStore, P], Coroutine[Any, Any, R]]:
+    """A store method that runs statements: the first one looks at the table's columns first."""
+
+    @functools.wraps(method)
+    async def on_the_table(store: PrismaSessionStore, /, *args: P.args, **kwargs: P.kwargs) -> R:
+        if not store.table_checked:
+            await store.check_table()
+        return await method(store, *args, **kwargs)
+
+    return on_the_table
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,6 +91,9 @@ class PrismaSessionStore:
         logger_level: the level, or list of levels, that the store emits: "debug", "info" (or "log"),
             "warn", "error", or `logging` constants. Default: errors only.
         table_name: the session table's name.
+        expires_column: the table's expiry column: "expiresAt" (prisma-session-store 3.x's model) or
+            "expires" (2.x's, the seed README's). Default None: the store looks at the table the first
+            time it reaches it and takes whichever of the two it has.
         prune_batch_size: rows deleted per statement by `prune()`.
         prune_pause: seconds `prune()` rests between batches, to leave the database to requests.
         max_data_size: the largest serialized session, in bytes, that a write accepts; a larger one
@@ -95,6 +120,7 @@ class PrismaSessionStore:
         logger: logging.Logger | bool | None = None,
         logger_level: LevelName | Sequence[LevelName] = "error",
         table_name: str = DEFAULT_TABLE_NAME,
+        expires_column: str | None = None,
         prune_batch_size: int = PRUNE_BATCH_SIZE,
         prune_pause: Duration = PRUNE_PAUSE,
         max_data_size: int | None = None,
@@ -119,7 +145,12 @@ class PrismaSessionStore:
         deadline = to_seconds(operation_timeout, "operation_timeout", allow_zero=False) or DEADLINE
         self._owns_engine = not isinstance(engine_or_url, AsyncEngine)
         self.engine = engine = engine_for(engine_or_url, engine_options, deadline)
-        self.table = session_table(table_name)
+        self.table = session_table(table_name, expires_column=expires_column or EXPIRES_AT)
+        self._expires_column = expires_column
+        self._prune_batch_size = prune_batch_size
+        #: True once the first statement has found the table's expiry column (`check_table`).
+        self.table_checked = False
+        self._checking = asyncio.Lock()
         sql = for_database(engine.dialect.name, self.table, prune_batch_size=prune_batch_size)
         self._db = Database(
             engine, sql, table_name=table_name, request_connections=request_connections, deadline=deadline
@@ -138,6 +169,7 @@ class PrismaSessionStore:
         stored = await self.load(sid)
         return None if stored is None else stored.data
 
+    @_on_the_table
     async def set(self, sid: str, session: Mapping[str, Any]) -> None:
         """Create or replace the session `sid`, in one atomic upsert."""
         params = self.rows.new_row(sid, session, self.rows.expiry_from_cookie(sid, session))
@@ -155,12 +187,14 @@ class PrismaSessionStore:
         if previous is not None:
             await self._call_dispose(sid, previous.data)
 
+    @_on_the_table
     async def destroy(self, sid: str | Sequence[str]) -> None:
         """Delete one session, or a list of them in one statement. Missing sessions are ignored."""
         sids = [sid] if isinstance(sid, str) else list(sid)
         if sids:
             await self._delete(self._db.sql.delete, self._db.sql.delete_returning, {"sids": sids})
 
+    @_on_the_table
     async def touch(
         self, sid: str, session: Mapping[str, Any], *, expires_at: datetime | None = None
     ) -> bool:
@@ -175,7 +209,8 @@ class PrismaSessionStore:
             return await self._merger.patch(sid, {COOKIE_KEY: dict(cookie)}, expires)
         return await self._db.write("touch", {"session_id": sid, "expires": expires}) > 0
 
-    async def destroy_all(self, **match: Any) -> int:
+    @_on_the_table
+    async def destroy_all(self, /, **match: Any) -> int:
         """End every session whose data holds all the given key/value pairs: "log out everywhere".
 
         `await store.destroy_all(user_id=42)` deletes them in one statement and returns how many went.
@@ -184,7 +219,8 @@ class PrismaSessionStore:
         check_match(match, "destroy_all", "clear() deletes everything")
         return await self._matcher.delete(match, self._delete, self.destroy)
 
-    async def matching(self, **match: Any) -> dict[str, StoredSession]:
+    @_on_the_table
+    async def matching(self, /, **match: Any) -> dict[str, StoredSession]:
         """Every live session whose data holds all the given key/value pairs, by sid, in one SELECT.
 
         `await store.matching(user_id=42)` lists a user's sessions (devices), for example to show them
@@ -194,6 +230,7 @@ class PrismaSessionStore:
         found = await self._matcher.select(match)
         return {sid: StoredSession(data, expires_at) for sid, data, expires_at in found}
 
+    @_on_the_table
     async def all(self) -> dict[str, SessionData]:
         """Every live session by sid. A row that cannot be read is logged and left out."""
         result = await self._db.execute(self._db.sql.live_rows, {"now": utcnow()})
@@ -204,20 +241,24 @@ class PrismaSessionStore:
                 sessions[sid] = data
         return sessions
 
+    @_on_the_table
     async def ids(self) -> list[str]:
         """The sids of every live session."""
         result = await self._db.execute(self._db.sql.live_ids, {"now": utcnow()})
         return list(result.scalars().all())
 
+    @_on_the_table
     async def length(self) -> int:
         """How many live sessions there are (a COUNT, not a fetch)."""
         result = await self._db.execute(self._db.sql.live_count, {"now": utcnow()})
         return int(result.scalar_one())
 
+    @_on_the_table
     async def clear(self) -> None:
         """Delete every session."""
         await self._delete(self._db.sql.clear, self._db.sql.clear_returning, {})
 
+    @_on_the_table
     async def prune(self, *, progress: Callable[[int], None] | None = None) -> int:
         """Delete expired sessions in bounded batches through the `expiresAt` index.
 
@@ -276,8 +317,52 @@ class PrismaSessionStore:
         async with self.engine.begin() as conn:
             await conn.run_sync(self.table.create, checkfirst=True)
 
+    async def check_table(self) -> None:
+        """Look at the table's columns, once (every store method that runs statements does this first):
+        which expiry column it has, `expiresAt` or `expires`, or that it is `expires_column`.
+
+        Raises ConfigurationError when the table lacks a column the store needs, TableMissingError when
+        there is no table (looked at again next time)."""
+        async with self._checking:
+            if self.table_checked:
+                return
+            # A query for no rows: the database describes the table as the store's statements see it.
+            look: Executable = select(literal_column("*")).select_from(table(self.table_name)).limit(0)
+            columns = list((await self._db.execute(look, {})).keys())
+            expires_column = self._expiry_column(columns)
+            if expires_column != self.table.c.expiresAt.name:
+                self.table = session_table(self.table_name, expires_column=expires_column)
+                self._db.use(
+                    for_database(
+                        self.engine.dialect.name, self.table, prune_batch_size=self._prune_batch_size
+                    )
+                )
+            self.table_checked = True
+
+    def _expiry_column(self, columns: list[str]) -> str:
+        """The expiry column among the table's `columns`; ConfigurationError if a column is missing."""
+        where = f'the session table "{self.table_name}" (columns: {", ".join(columns)})'
+        missing = [name for name in ROW_COLUMNS if name not in columns]
+        if missing:
+            raise ConfigurationError(
+                f"{where} lacks {', '.join(missing)}: it is not prisma-session-store's Session model"
+            )
+        if self._expires_column is not None:
+            if self._expires_column not in columns:
+                raise ConfigurationError(f'{where} has no column "{self._expires_column}" (expires_column)')
+            return self._expires_column
+        found = [name for name in (EXPIRES_AT, EXPIRES) if name in columns]
+        if len(found) != 1:
+            has = "has both" if found else "has neither"
+            raise ConfigurationError(
+                f'{where} {has} "{EXPIRES_AT}" (prisma-session-store 3.x) and "{EXPIRES}" (2.x): name the '
+                'expiry column with PrismaSessionStore(..., expires_column="...")'
+            )
+        return found[0]
+
     # -- the row API the middleware uses -------------------------------------------------------------
 
+    @_on_the_table
     async def load(self, sid: str, *, now: datetime | None = None) -> StoredSession | None:
         """One indexed SELECT: the live session `sid` with its expiry, or None. `now` is the caller's
         clock reading, if it has one.
@@ -291,11 +376,18 @@ class PrismaSessionStore:
         data = self.rows.parse(sid, text)
         if data is None:
             return None
+        if expires_at is None:
+            # SQLite only: an expiresAt that is neither a number nor a date. Kept, as a corrupt row is.
+            self._log(
+                logging.ERROR, "session %s has an unreadable expiresAt; treating it as absent", redact(sid)
+            )
+            return None
         if expires_at <= (now or utcnow()):
             await self.destroy(sid)  # disposes it too, when there is a dispose
             return StoredSession(data, expires_at, text) if self._stale else None
         return StoredSession(data, expires_at, text)
 
+    @_on_the_table
     async def create(
         self, sid: str, session: Mapping[str, Any], *, expires_at: datetime | None = None
     ) -> None:
@@ -303,6 +395,7 @@ class PrismaSessionStore:
         expires = expires_at or self.rows.expiry_from_cookie(sid, session)
         await self._db.write("insert", self.rows.new_row(sid, session, expires))
 
+    @_on_the_table
     async def update(
         self,
         sid: str,
@@ -327,6 +420,7 @@ class PrismaSessionStore:
             return await self._db.write("update", params) > 0
         return await self._merger.write_back(params, session, changed, removed, expected)
 
+    @_on_the_table
     async def rename(self, sid: str, new_sid: str) -> bool:
         """Move the live session `sid` to `new_sid` in one statement, its data untouched (`regenerate`
         with `keep_data`). Returns False, and creates nothing, when the row is already gone: a logout

@@ -40,7 +40,7 @@ class SQLDialect(ABC):
         self.table = table
         c = table.c
         by_sid = c.sid == bindparam("session_id")
-        live = c.expiresAt > bindparam("now")
+        live = self.live()
         row_values: dict[str, Any] = {"data": bindparam("payload"), "expiresAt": bindparam("expires")}
         # What a delete hands back when there is a `dispose` to call.
         self.returned = (c.sid, c.data)
@@ -81,6 +81,14 @@ class SQLDialect(ABC):
         self.prune_batch_returning: Executable = self.prune_batch.returning(*self.returned)
 
     # -- what each database writes its own way -------------------------------------------------------
+
+    def live(self) -> ColumnElement[bool]:
+        """True for a row that has not expired at `now`."""
+        return self.table.c.expiresAt > bindparam("now")
+
+    def expired(self) -> ColumnElement[bool]:
+        """True for a row that has expired at `now` (the prune batches' condition)."""
+        return self.table.c.expiresAt <= bindparam("now")
 
     @abstractmethod
     def build_upsert(self) -> Executable:
@@ -137,4 +145,4 @@ class SQLDialect(ABC):
         if found is None:
             return None
         c = self.table.c
-        return select(c.sid, c.data, c.expiresAt).where(found[0], c.expiresAt > bindparam("now")), found[1]
+        return select(c.sid, c.data, c.expiresAt).where(found[0], self.live()), found[1]

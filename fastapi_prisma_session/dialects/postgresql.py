@@ -25,7 +25,7 @@ class Dialect(SQLDialect):
         # SKIP LOCKED: concurrent pruners share the work instead of waiting on each other's rows.
         return (
             select(c.id)
-            .where(c.expiresAt <= bindparam("now"))
+            .where(self.expired())
             .limit(limit)
             .with_for_update(skip_locked=True)
             .scalar_subquery()

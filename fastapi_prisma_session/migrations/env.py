@@ -3,7 +3,8 @@
 - `python -m fastapi_prisma_session migrate` (and `migration.config()`): the URL and the table name come
   from the `Config`'s attributes.
 - `alembic upgrade head` in a clone of the repository (its alembic.ini points here): the URL comes from
-  `DATABASE_URL` (or a `sqlalchemy.url` option), the table name from `-x table_name=...`.
+  `DATABASE_URL` (or a `sqlalchemy.url` option), the table name from `-x table_name=...` and the expiry
+  column's from `-x expires_column=...`.
 
 Plain `postgresql://`, `postgres://` and `sqlite://` URLs are given their async drivers. Both ways record
 the revision in the same version table, `migration.version_table(table_name)`, so that a database
@@ -34,7 +35,7 @@ if config.config_file_name is not None and config.attributes.get("configure_logg
     fileConfig(config.config_file_name, disable_existing_loggers=False)
 
 table_name = migration.current_table_name()
-target_metadata = migration.session_metadata(table_name)
+target_metadata = migration.session_metadata(table_name, migration.current_expires_column())
 version_table = migration.version_table(table_name)
 
 

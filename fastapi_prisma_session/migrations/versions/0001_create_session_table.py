@@ -1,5 +1,7 @@
 """Create the Session table, as `prisma migrate` creates it for prisma-session-store's model.
 
+Its expiry column is `expiresAt` (3.x's model), or `expires` (2.x's) with `--expires-column expires`.
+
 A table that is already there is left as it is and only recorded: one `prisma migrate` made (when
 someone runs the migration anyway), or one this revision made when the repository's Alembic recorded its
 revisions in `alembic_version` (before 0.2).
@@ -28,7 +30,7 @@ def upgrade() -> None:
     table_name = migration.current_table_name()
     if not context.is_offline_mode() and inspect(op.get_bind()).has_table(table_name):
         return
-    migration.upgrade(table_name)
+    migration.upgrade(table_name, migration.current_expires_column())
 
 
 def downgrade() -> None:
