@@ -1,14 +1,15 @@
 #!/usr/bin/env node
 // Proves the Node system reads a session someone else (fastapi_prisma_session) wrote: runs the
 // same express + express-session + PrismaSessionStore app as record.mjs against an EXISTING
-// database and table, sends one request with the given Cookie header, and prints JSON.
+// database and table, sends one request per given Cookie header, and prints JSON.
 //
-//   node read.mjs --database postgresql|mariadb|sqlite --url URL --cookie 'connect.sid=s%3A...'
+//   node read.mjs --database postgresql|mariadb|sqlite --url URL --cookie 'connect.sid=s%3A...'...
 //                 [--table Session] [--secret S]... [--cookie-name connect.sid]
 //                 [--increment] [--no-touch] [--sqlite-timestamp-format iso8601|unixepoch-ms]
 //
-// stdout: one JSON object (see README.md). Exit status: 0 the session was found and loaded,
-// 3 it was not (JSON still printed), 2 bad arguments, 1 any other failure (message on stderr).
+// stdout: one JSON object per --cookie, one a line, in order (see README.md). Exit status: 0 every
+// session was found and loaded, 3 one was not (JSON still printed), 2 bad arguments, 1 any other
+// failure (message on stderr).
 import { existsSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 
@@ -18,7 +19,7 @@ import { COOKIE_NAME, MAX_AGE_MS, SECRET, startApp, userData } from './lib/app.m
 import { makeAdapter, normalizeUrl } from './lib/databases.mjs';
 import { checkTableName, loadPrismaClient } from './lib/prisma.mjs';
 
-const USAGE = `usage: node read.mjs --database postgresql|mariadb|sqlite --url URL --cookie 'NAME=VALUE[; ...]'
+const USAGE = `usage: node read.mjs --database postgresql|mariadb|sqlite --url URL --cookie 'NAME=VALUE[; ...]'...
                     [--table Session] [--secret S]... [--cookie-name connect.sid]
                     [--increment] [--no-touch] [--sqlite-timestamp-format iso8601|unixepoch-ms]
 `;
@@ -56,7 +57,7 @@ function parse() {
         database: { type: 'string', short: 'd' },
         url: { type: 'string' },
         table: { type: 'string', default: 'Session' },
-        cookie: { type: 'string' },
+        cookie: { type: 'string', multiple: true },
         secret: { type: 'string', multiple: true },
         'cookie-name': { type: 'string', default: COOKIE_NAME },
         'max-age-ms': { type: 'string', default: String(MAX_AGE_MS) },
@@ -95,58 +96,68 @@ function parse() {
   return { ...values, url, maxAge, secrets: values.secret?.length ? values.secret : [SECRET] };
 }
 
+// One request with the Cookie header `cookie`; what express-session and Prisma made of it.
+async function readOne(app, prisma, options, cookie, seen) {
+  const sid = cookieSid(cookie, options['cookie-name'], options.secrets);
+  seen.sid = sid;
+  seen.found = false;
+  seen.before = null;
+  // The row as Prisma reads it, before the request (a touch or a write changes it).
+  let row = null;
+  let rowError = null;
+  try {
+    row = sid === null ? null : await prisma.session.findUnique({ where: { sid } });
+  } catch (error) {
+    rowError = String(error?.message ?? error);
+  }
+  const response = await fetch(`${app.url}${options.increment ? '/increment' : '/session'}`, {
+    headers: { cookie },
+  });
+  const body = await response.json();
+  if (response.status !== 200) throw new Error(`HTTP ${response.status}: ${JSON.stringify(body)}`);
+  const { found, before } = seen;
+  return {
+    found,
+    cookie_sid: sid,
+    row_found: row !== null, // a row with the cookie's sid exists (it may have expired)
+    row_id: row?.id ?? null,
+    row_expires_at: row ? row.expiresAt.toISOString() : null, // expiresAt as Prisma reads it, ISO-8601 UTC
+    row_error: rowError, // why Prisma could not read that row, if it could not
+    session: before, // the session as loaded from the store (with its cookie), null if not found
+    data: found ? userData(before) : null, // the user data as loaded
+    data_after_request: options.increment ? body : found ? userData(before) : null,
+    status: response.status,
+    set_cookie: response.headers.getSetCookie(),
+  };
+}
+
 async function main() {
   const options = parse();
   const PrismaClient = loadPrismaClient(options.database, options.table);
   const adapterOptions = options['sqlite-timestamp-format'] ? { timestampFormat: options['sqlite-timestamp-format'] } : undefined;
   const prisma = new PrismaClient({ adapter: makeAdapter(options.database, options.url, adapterOptions) });
-  const sid = cookieSid(options.cookie, options['cookie-name'], options.secrets);
-  let found = false;
-  let before = null;
+  // The request in flight: its cookie's id, and what express-session loaded for it.
+  const seen = { sid: null, found: false, before: null };
   const app = await startApp(prisma, {
     session: { secret: options.secrets, name: options['cookie-name'], maxAge: options.maxAge },
     touch: !options['no-touch'],
     onRequest(req) {
       // express-session keeps the cookie's id only when the store returned a session for it;
       // otherwise it has already made a new, empty session with a new id.
-      found = sid !== null && req.sessionID === sid;
-      before = found ? JSON.parse(JSON.stringify(req.session)) : null;
+      seen.found = seen.sid !== null && req.sessionID === seen.sid;
+      seen.before = seen.found ? JSON.parse(JSON.stringify(req.session)) : null;
     },
   });
-  let result;
+  const results = [];
   try {
-    // The row as Prisma reads it, before the request (a touch or a write changes it).
-    let row = null;
-    let rowError = null;
-    try {
-      row = sid === null ? null : await prisma.session.findUnique({ where: { sid } });
-    } catch (error) {
-      rowError = String(error?.message ?? error);
-    }
-    const response = await fetch(`${app.url}${options.increment ? '/increment' : '/session'}`, {
-      headers: { cookie: options.cookie },
-    });
-    const body = await response.json();
-    if (response.status !== 200) throw new Error(`HTTP ${response.status}: ${JSON.stringify(body)}`);
-    result = {
-      found,
-      cookie_sid: sid,
-      row_found: row !== null, // a row with the cookie's sid exists (it may have expired)
-      row_id: row?.id ?? null,
-      row_expires_at: row ? row.expiresAt.toISOString() : null, // expiresAt as Prisma reads it, ISO-8601 UTC
-      row_error: rowError, // why Prisma could not read that row, if it could not
-      session: before, // the session as loaded from the store (with its cookie), null if not found
-      data: found ? userData(before) : null, // the user data as loaded
-      data_after_request: options.increment ? body : found ? userData(before) : null,
-      status: response.status,
-      set_cookie: response.headers.getSetCookie(),
-    };
+    // One after another, on one app and one client: a process start costs far more than a request.
+    for (const cookie of options.cookie) results.push(await readOne(app, prisma, options, cookie, seen));
   } finally {
     await app.close();
     await prisma.$disconnect();
   }
-  process.stdout.write(`${JSON.stringify(result)}\n`);
-  return result.found ? 0 : 3;
+  process.stdout.write(results.map((result) => `${JSON.stringify(result)}\n`).join(''));
+  return results.every((result) => result.found) ? 0 : 3;
 }
 
 main().then(

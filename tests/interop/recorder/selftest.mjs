@@ -122,6 +122,22 @@ for (const database of DATABASES) {
       assert.deepEqual(await row('still'), before);
     });
 
+    test('several --cookie options: one process, one JSON line each, in order', async () => {
+      await insert('Session', 'id-many1', 'many1', sessionData(LATER, 5), first(LATER));
+      await insert('Session', 'id-many2', 'many2', sessionData(LATER, 6), first(LATER));
+      const cookies = [cookieHeader('many2'), cookieHeader('nobody-here'), cookieHeader('many1')];
+      const { code, stdout, stderr } = await read([...base(), '--no-touch', ...cookies.flatMap((c) => ['--cookie', c])]);
+      assert.equal(code, 3, stderr); // one of them was not found
+      const lines = stdout.trim().split('\n').map((line) => JSON.parse(line));
+      assert.deepEqual(lines.map((line) => [line.cookie_sid, line.found, line.data]), [
+        ['many2', true, { n: 6 }],
+        ['nobody-here', false, null],
+        ['many1', true, { n: 5 }],
+      ]);
+      const all = await read([...base(), '--no-touch', '--cookie', cookies[0], '--cookie', cookies[2]]);
+      assert.equal(all.code, 0);
+    });
+
     test('--increment writes n + 1 back through PrismaSessionStore', async () => {
       await insert('Session', 'id-inc', 'inc', sessionData(LATER), first(LATER));
       const { code, json } = await read([...base(), '--cookie', cookieHeader('inc'), '--increment']);
