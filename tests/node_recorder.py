@@ -55,18 +55,25 @@ def _wanted_stamp(node: str) -> str:
     return f"{version.strip()} {lock}\n"
 
 
-def _run(command: Sequence[str], timeout: float, env: dict[str, str]) -> None:
+def _run(command: Sequence[str], timeout: float, env: dict[str, str] | None = None) -> tuple[int, str, str]:
+    """Run `command` in the recorder as a child process: its exit status, stdout and stderr. One that
+    outlives `timeout` is killed, by its pid, and raises RuntimeError."""
     process = subprocess.Popen(
-        command, cwd=RECORDER, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+        command, cwd=RECORDER, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
     )
     try:
-        output, _ = process.communicate(timeout=timeout)
+        stdout, stderr = process.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
-        process.kill()  # this process, by its pid
+        process.kill()
         process.communicate()
-        raise RuntimeError(f"{' '.join(command)} did not finish within {timeout:g} s") from None
-    if process.returncode:
-        raise RuntimeError(f"{' '.join(command)} failed ({process.returncode}):\n{output}")
+        raise RuntimeError(f"{' '.join(command[:2])} did not finish within {timeout:g} s") from None
+    return process.returncode, stdout, stderr
+
+
+def _checked(command: Sequence[str], timeout: float, env: dict[str, str]) -> None:
+    status, stdout, stderr = _run(command, timeout, env)
+    if status:
+        raise RuntimeError(f"{' '.join(command)} failed ({status}):\n{stdout}{stderr}")
 
 
 def install() -> bool:
@@ -84,8 +91,8 @@ def install() -> bool:
         env = dict(os.environ)
         if "npm_config_nodedir" not in env and LOCAL_NODE_HEADERS.is_file():
             env["npm_config_nodedir"] = str(LOCAL_NODE_HEADERS.parents[2])
-        _run([npm, "ci", "--no-audit", "--no-fund"], INSTALL_TIMEOUT, env)
-        _run([node, "generate.mjs"], READ_TIMEOUT, env)
+        _checked([npm, "ci", "--no-audit", "--no-fund"], INSTALL_TIMEOUT, env)
+        _checked([node, "generate.mjs"], READ_TIMEOUT, env)
         STAMP.write_text(wanted)
         return True
 
@@ -120,18 +127,10 @@ def read_sessions(url: str, cookies: Sequence[str], *options: str) -> tuple[int,
     command = [node, "read.mjs", "--database", reader_database(url), "--url", url, *options]
     for cookie in cookies:
         command += ["--cookie", cookie]
-    process = subprocess.Popen(
-        command, cwd=RECORDER, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-    )
-    try:
-        stdout, stderr = process.communicate(timeout=READ_TIMEOUT)
-    except subprocess.TimeoutExpired:
-        process.kill()  # this process, by its pid
-        process.communicate()
-        raise AssertionError(f"read.mjs did not finish within {READ_TIMEOUT:g} s") from None
-    if process.returncode not in (0, 3):
-        raise AssertionError(f"read.mjs failed ({process.returncode}):\n{stderr}")
-    return process.returncode, [json.loads(line) for line in stdout.splitlines()]
+    status, stdout, stderr = _run(command, READ_TIMEOUT)
+    if status not in (0, 3):
+        raise AssertionError(f"read.mjs failed ({status}):\n{stderr}")
+    return status, [json.loads(line) for line in stdout.splitlines()]
 
 
 if __name__ == "__main__":

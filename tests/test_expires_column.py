@@ -1,20 +1,16 @@
 """The seed's own model: prisma-session-store 2.x names the expiry column `expires`, 3.x `expiresAt`.
 
 The store finds which one its table has by itself, with one look at the table when it first reaches it
-(or is told, `expires_column=`), and then works the same on either; the migration helper creates
-either generation.
+(or is told, `expires_column=`), and then works the same on either. (The migration helper creates either
+generation: tests/test_migration.py.)
 """
 
 from __future__ import annotations
 
-import asyncio
-import sqlite3
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import timedelta
-from pathlib import Path
 from typing import Any
 
-import asyncpg
 import pytest
 from sqlalchemy import Column, MetaData, Table, Text, event, text
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -22,7 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from fastapi_prisma_session import ConfigurationError, PrismaSessionStore, TableMissingError
 from fastapi_prisma_session.durations import utcnow
 from fastapi_prisma_session.models import PrismaDateTime, session_table
-from tests.helpers import alembic, client_for, close_to, make_app, run_module, scratch_database
+from tests.helpers import client_for, close_to, make_app
 
 
 class Statements:
@@ -149,82 +145,3 @@ async def test_a_missing_table_is_looked_for_again_once_it_exists(
         await store.length()
     await store.create_table()
     assert await store.length() == 0
-
-
-# -- the migration helper ------------------------------------------------------------------------
-
-
-@pytest.fixture
-def empty_postgres(postgres_url: str) -> Iterator[str]:
-    with scratch_database("fps_expires", migrate=False) as url:
-        yield url
-
-
-async def _postgres_columns(url: str) -> tuple[list[str], set[str]]:
-    conn = await asyncpg.connect(url)
-    try:
-        columns = await conn.fetch(
-            "SELECT column_name FROM information_schema.columns WHERE table_name = 'Session' "
-            "ORDER BY ordinal_position"
-        )
-        indexes = await conn.fetch("SELECT indexname FROM pg_indexes WHERE tablename = 'Session'")
-    finally:
-        await conn.close()
-    return [row[0] for row in columns], {row[0] for row in indexes}
-
-
-def test_migrate_creates_the_expires_generation_on_postgresql(empty_postgres: str, tmp_path: Path) -> None:
-    done = run_module(
-        "fastapi_prisma_session",
-        "migrate",
-        "--database-url",
-        empty_postgres,
-        "--expires-column",
-        "expires",
-        cwd=tmp_path,
-    )
-    assert done.returncode == 0, done.stderr
-    columns, indexes = asyncio.run(_postgres_columns(empty_postgres))
-    assert columns == ["id", "sid", "data", "expires"]
-    assert indexes == {"Session_pkey", "Session_sid_key", "Session_expires_idx"}
-    checked = alembic(empty_postgres, "-x", "expires_column=expires", "check")
-    assert checked.returncode == 0, checked.stderr
-    assert alembic(empty_postgres, "check").returncode != 0  # the 3.x model is not what is there
-
-    async def use() -> dict[str, Any] | None:
-        async with PrismaSessionStore(empty_postgres) as store:
-            await store.set("s", {"cookie": {"originalMaxAge": 60_000, "expires": None}, "n": 1})
-            return await store.get("s")
-
-    assert asyncio.run(use()) == {"cookie": {"originalMaxAge": 60_000, "expires": None}, "n": 1}
-
-
-def test_migrate_creates_either_generation_on_sqlite(tmp_path: Path) -> None:
-    for column in ("expires", "expiresAt"):
-        path = tmp_path / f"{column}.db"
-        done = run_module(
-            "fastapi_prisma_session",
-            "migrate",
-            "--database-url",
-            f"sqlite:///{path}",
-            "--expires-column",
-            column,
-            cwd=tmp_path,
-        )
-        assert done.returncode == 0, done.stderr
-        with sqlite3.connect(path) as db:
-            names = [row[1] for row in db.execute("PRAGMA table_info('Session')")]
-            indexes = {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type = 'index'")}
-        assert names == ["id", "sid", "data", column]
-        assert f"Session_{column}_idx" in indexes
-    sql = run_module(
-        "fastapi_prisma_session",
-        "migrate",
-        "--sql",
-        "--database-url",
-        "sqlite:///x.db",
-        "--expires-column",
-        "expires",
-        cwd=tmp_path,
-    )
-    assert 'CREATE INDEX "Session_expires_idx" ON "Session" (expires);' in sql.stdout

@@ -22,7 +22,7 @@ from alembic.operations import Operations
 from sqlalchemy import Connection, inspect
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from fastapi_prisma_session import migration
+from fastapi_prisma_session import PrismaSessionStore, migration
 from tests.helpers import alembic, free_port, run_module, scratch_database
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -387,3 +387,39 @@ def test_a_database_migrate_cannot_use_is_one_line_not_a_traceback(
     assert "Traceback" not in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
     assert "secret" not in result.stderr
+
+
+def test_migrate_creates_the_2x_expires_model_on_postgresql(empty_postgres: str, tmp_path: Path) -> None:
+    result = migrate("--database-url", empty_postgres, "--expires-column", "expires", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    columns, indexes, _ = asyncio.run(_catalog(empty_postgres))
+    assert columns == [*PRISMA_COLUMNS[:3], ("expires", "timestamp without time zone", "NO", 3)]
+    assert (
+        indexes["Session_expires_idx"]
+        == 'CREATE INDEX "Session_expires_idx" ON public."Session" USING btree (expires)'
+    )
+    assert set(indexes) == {"Session_pkey", "Session_sid_key", "Session_expires_idx"}
+    check = alembic(empty_postgres, "-x", "expires_column=expires", "check")
+    assert check.returncode == 0, check.stdout + check.stderr
+    assert alembic(empty_postgres, "check").returncode != 0  # 3.x's model is not what is there
+
+    async def use() -> dict[str, object] | None:
+        async with PrismaSessionStore(empty_postgres) as store:  # finds `expires` by itself
+            await store.set("s", {"cookie": {"originalMaxAge": 60_000, "expires": None}, "n": 1})
+            return await store.get("s")
+
+    assert asyncio.run(use()) == {"cookie": {"originalMaxAge": 60_000, "expires": None}, "n": 1}
+
+
+def test_migrate_creates_the_2x_expires_model_on_sqlite(tmp_path: Path) -> None:
+    result = migrate("--database-url", "sqlite:///app.db", "--expires-column", "expires", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert sqlite_query(tmp_path / "app.db", "SELECT name FROM pragma_table_info('Session')") == [
+        ("id",),
+        ("sid",),
+        ("data",),
+        ("expires",),
+    ]
+    assert ("index", "Session_expires_idx", "Session") in sqlite_schema(tmp_path / "app.db")
+    sql = migrate("--sql", "--database-url", "sqlite:///x.db", "--expires-column", "expires", cwd=tmp_path)
+    assert 'CREATE INDEX "Session_expires_idx" ON "Session" (expires);' in sql.stdout
