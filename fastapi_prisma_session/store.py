@@ -24,7 +24,7 @@ from .cookies import COOKIE_KEY
 from .database import DEADLINE, Database, engine_for
 from .dialects import for_database
 from .durations import Duration, to_seconds, utcnow
-from .exceptions import ConfigurationError
+from .exceptions import ConfigurationError, StoreUnavailableError
 from .logs import LevelName, StoreLog, redact
 from .matching import DataMatcher, check_match
 from .merging import Merger
@@ -150,7 +150,9 @@ class PrismaSessionStore:
         self._prune_batch_size = prune_batch_size
         #: True once the first statement has found the table's expiry column (`check_table`).
         self.table_checked = False
-        self._checking = asyncio.Lock()
+        # The look at the table in flight: requests that arrive meanwhile wait for it, not for turns.
+        self._checking: asyncio.Future[None] | None = None
+        self._deadline = deadline
         sql = for_database(engine.dialect.name, self.table, prune_batch_size=prune_batch_size)
         self._db = Database(
             engine, sql, table_name=table_name, request_connections=request_connections, deadline=deadline
@@ -321,23 +323,40 @@ class PrismaSessionStore:
         """Look at the table's columns, once (every store method that runs statements does this first):
         which expiry column it has, `expiresAt` or `expires`, or that it is `expires_column`.
 
-        Raises ConfigurationError when the table lacks a column the store needs, TableMissingError when
-        there is no table (looked at again next time)."""
-        async with self._checking:
-            if self.table_checked:
-                return
-            # A query for no rows: the database describes the table as the store's statements see it.
-            look: Executable = select(literal_column("*")).select_from(table(self.table_name)).limit(0)
-            columns = list((await self._db.execute(look, {})).keys())
-            expires_column = self._expiry_column(columns)
-            if expires_column != self.table.c.expiresAt.name:
-                self.table = session_table(self.table_name, expires_column=expires_column)
-                self._db.use(
-                    for_database(
-                        self.engine.dialect.name, self.table, prune_batch_size=self._prune_batch_size
-                    )
-                )
-            self.table_checked = True
+        Calls that arrive while the look is under way share it. Raises ConfigurationError when the
+        table lacks a column the store needs, TableMissingError when there is no table, and
+        StoreUnavailableError when the database does not answer within `operation_timeout`; the next
+        call then looks again."""
+        checking = self._checking
+        if (
+            checking is None
+            or checking.get_loop() is not asyncio.get_running_loop()
+            or (checking.done() and (checking.cancelled() or checking.exception() is not None))
+        ):
+            checking = self._checking = asyncio.ensure_future(self._look_at_table())
+        try:
+            await asyncio.shield(checking)
+        except BaseException:
+            if checking.done() and self._checking is checking:
+                self._checking = None  # failed (or cancelled): the next call looks again
+            raise
+
+    async def _look_at_table(self) -> None:
+        # A query for no rows: the database describes the table as the store's statements see it.
+        look: Executable = select(literal_column("*")).select_from(table(self.table_name)).limit(0)
+        try:
+            async with asyncio.timeout(self._deadline):
+                columns = list((await self._db.execute(look, {})).keys())
+        except TimeoutError:
+            raise StoreUnavailableError(
+                f'the session database did not describe "{self.table_name}" within {self._deadline:g} s'
+            ) from None
+        expires_column = self._expiry_column(columns)
+        if expires_column != self.table.c.expiresAt.name:
+            self.table = session_table(self.table_name, expires_column=expires_column)
+            sql = for_database(self.engine.dialect.name, self.table, prune_batch_size=self._prune_batch_size)
+            self._db.use(sql)
+        self.table_checked = True
 
     def _expiry_column(self, columns: list[str]) -> str:
         """The expiry column among the table's `columns`; ConfigurationError if a column is missing."""

@@ -7,6 +7,7 @@ generation: tests/test_migration.py.)
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
@@ -145,3 +146,14 @@ async def test_a_missing_table_is_looked_for_again_once_it_exists(
         await store.length()
     await store.create_table()
     assert await store.length() == 0
+
+
+async def test_requests_that_arrive_together_share_the_one_look(
+    engine: AsyncEngine, make_store: Callable[..., PrismaSessionStore]
+) -> None:
+    await create(engine, session_table(expires_column="expires"))
+    statements = Statements(engine)
+    store = make_store()
+    assert await asyncio.gather(*(store.get(f"s{n}") for n in range(20))) == [None] * 20
+    assert await store.length() == 0
+    assert statements.look_ups == 1
