@@ -115,9 +115,11 @@ async def seed(url: str, expired: int, live: int) -> None:
 # -- what is really stored ---------------------------------------------------------------------------
 
 
-async def rows(engine: AsyncEngine, table_name: str = "Session") -> dict[str, dict[str, Any]]:
+async def rows(
+    engine: AsyncEngine, table_name: str = "Session", expires_column: str = "expiresAt"
+) -> dict[str, dict[str, Any]]:
     """Every row by sid, with `data` as stored (text) and `id`, `expires_at`."""
-    table = session_table(table_name)
+    table = session_table(table_name, expires_column=expires_column)
     async with engine.connect() as conn:
         result = await conn.execute(select(table))
         return {row.sid: {"id": row.id, "data": row.data, "expires_at": row.expiresAt} for row in result}

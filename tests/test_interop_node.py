@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -24,7 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from fastapi_prisma_session import PrismaSessionStore
 from fastapi_prisma_session.cookies import iso_utc
 from fastapi_prisma_session.durations import utcnow
-from fastapi_prisma_session.models import EPOCH, sqlite_datetime_text
+from fastapi_prisma_session.models import EPOCH, session_table, sqlite_datetime_text
 from tests.helpers import client_for, make_app, rows
 from tests.node_recorder import read_sessions, reader_database, recordings, require_node
 
@@ -153,7 +154,7 @@ async def python_sessions(
             cookies[name] = f"{options['cookie_name']}={client.cookies[options['cookie_name']]}"
             if name == "logged-out":
                 assert (await client.delete("/session")).status_code == 200
-    expired = next(sid for sid in await rows(engine) if f"%3A{sid}." in cookies["expired"])
+    expired = next(sid for sid in await store.ids() if f"%3A{sid}." in cookies["expired"])
     async with engine.begin() as conn:
         table = store.table
         await conn.execute(
@@ -162,25 +163,32 @@ async def python_sessions(
     return cookies
 
 
-async def raw_expiry(engine: AsyncEngine) -> dict[str, Any]:
-    """Each row's expiresAt exactly as stored, by sid."""
+async def raw_expiry(engine: AsyncEngine, column: str = "expiresAt") -> dict[str, Any]:
+    """Each row's expiry exactly as stored, by sid."""
     async with engine.connect() as conn:
-        return dict((await conn.execute(text('SELECT sid, "expiresAt" FROM "Session"'))).all())  # type: ignore[arg-type]
+        return dict((await conn.execute(text(f'SELECT sid, "{column}" FROM "Session"'))).all())  # type: ignore[arg-type]
 
 
 @on_each_database
+@pytest.mark.parametrize("expires_column", ["expiresAt", "expires"])
 async def test_node_reads_what_python_wrote_and_python_reads_nodes_write(
-    database_url: str, engine: AsyncEngine, store: PrismaSessionStore
+    database_url: str, engine: AsyncEngine, make_store: Callable[..., PrismaSessionStore], expires_column: str
 ) -> None:
+    """On 3.x's model, and on 2.x's (`expires`), which the Node side maps with `@map("expires")`."""
     require_node()
+    async with engine.begin() as conn:
+        await conn.run_sync(session_table(expires_column=expires_column).create)
+    store = make_store()  # finds the expiry column by itself
     options = node_options(next(iter(recordings(reader_database(database_url)).values())))
     cookies = await python_sessions(store, engine, options)
-    before = await rows(engine)
+    before = await rows(engine, expires_column=expires_column)
     assert len(before) == 4  # the logged-out session has no row
-    python_text = await raw_expiry(engine)
+    python_text = await raw_expiry(engine, expires_column)
 
     # One Node process reads every cookie and writes each session it finds back with n + 1.
-    status, found = read_sessions(database_url, list(cookies.values()), "--increment")
+    status, found = read_sessions(
+        database_url, list(cookies.values()), "--increment", "--expires-column", expires_column
+    )
     assert status == 3  # the logged-out and the expired session are not found
     results = dict(zip(cookies, found, strict=True))
     for name in ("live1", "live2", "live3"):
@@ -200,7 +208,7 @@ async def test_node_reads_what_python_wrote_and_python_reads_nodes_write(
     assert results["expired"]["found"] is False
     assert results["expired"]["row_found"] is True  # and prisma-session-store's get() deleted it
 
-    after = await rows(engine)
+    after = await rows(engine, expires_column=expires_column)
     assert results["expired"]["cookie_sid"] not in after
     async with client_for(make_app(store, **options)) as client:
         for name in ("live1", "live2", "live3"):
@@ -208,7 +216,7 @@ async def test_node_reads_what_python_wrote_and_python_reads_nodes_write(
             assert response.json() == {"n": 3}
     if engine.dialect.name == "sqlite":
         # What Python writes is what the adapter writes: text of the same form, to the millisecond.
-        node_text = await raw_expiry(engine)
+        node_text = await raw_expiry(engine, expires_column)
         assert all(ADAPTER_TEXT.fullmatch(value) for value in python_text.values()), python_text
         assert all(ADAPTER_TEXT.fullmatch(value) for value in node_text.values()), node_text
         rewritten = [results[name]["cookie_sid"] for name in ("live1", "live2", "live3")]

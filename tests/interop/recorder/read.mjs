@@ -4,7 +4,7 @@
 // database and table, sends one request per given Cookie header, and prints JSON.
 //
 //   node read.mjs --database postgresql|mariadb|sqlite --url URL --cookie 'connect.sid=s%3A...'...
-//                 [--table Session] [--secret S]... [--cookie-name connect.sid]
+//                 [--table Session] [--expires-column expiresAt] [--secret S]... [--cookie-name connect.sid]
 //                 [--increment] [--no-touch] [--sqlite-timestamp-format iso8601|unixepoch-ms]
 //
 // stdout: one JSON object per --cookie, one a line, in order (see README.md). Exit status: 0 every
@@ -20,7 +20,7 @@ import { makeAdapter, normalizeUrl } from './lib/databases.mjs';
 import { checkTableName, loadPrismaClient } from './lib/prisma.mjs';
 
 const USAGE = `usage: node read.mjs --database postgresql|mariadb|sqlite --url URL --cookie 'NAME=VALUE[; ...]'...
-                    [--table Session] [--secret S]... [--cookie-name connect.sid]
+                    [--table Session] [--expires-column expiresAt] [--secret S]... [--cookie-name connect.sid]
                     [--increment] [--no-touch] [--sqlite-timestamp-format iso8601|unixepoch-ms]
 `;
 
@@ -57,6 +57,7 @@ function parse() {
         database: { type: 'string', short: 'd' },
         url: { type: 'string' },
         table: { type: 'string', default: 'Session' },
+        'expires-column': { type: 'string', default: 'expiresAt' },
         cookie: { type: 'string', multiple: true },
         secret: { type: 'string', multiple: true },
         'cookie-name': { type: 'string', default: COOKIE_NAME },
@@ -82,6 +83,7 @@ function parse() {
   }
   try {
     checkTableName(values.table);
+    checkTableName(values['expires-column']);
   } catch (error) {
     throw new UsageError(error.message);
   }
@@ -133,7 +135,7 @@ async function readOne(app, prisma, options, cookie, seen) {
 
 async function main() {
   const options = parse();
-  const PrismaClient = loadPrismaClient(options.database, options.table);
+  const PrismaClient = loadPrismaClient(options.database, options.table, options['expires-column']);
   const adapterOptions = options['sqlite-timestamp-format'] ? { timestampFormat: options['sqlite-timestamp-format'] } : undefined;
   const prisma = new PrismaClient({ adapter: makeAdapter(options.database, options.url, adapterOptions) });
   // The request in flight: its cookie's id, and what express-session loaded for it.
