@@ -98,7 +98,9 @@ class PrismaURL:
 def prisma_url(url: str) -> PrismaURL:
     """Take Prisma's parameters out of `url`: `?pgbouncer=true` (a transaction pooler is in between),
     `connection_limit=N` (the request path's bound), `schema=public`; drop those this package has its
-    own settings for (PRISMA_DROPPED); refuse what asyncpg cannot be told this way."""
+    own settings for (PRISMA_DROPPED); refuse what asyncpg cannot be told this way. libpq's `sslmode`
+    (in the URLs Supabase and Neon hand out) becomes asyncpg's `ssl`, and `channel_binding` goes
+    (`require` is refused: asyncpg cannot do it)."""
     try:
         parsed = make_url(url)
     except ArgumentError as error:
@@ -116,17 +118,27 @@ def prisma_url(url: str) -> PrismaURL:
             f"the URL's schema={schema} is not supported: the session table is looked up on the "
             "server's search_path; remove the parameter and set the role's search_path instead"
         )
+    if _one(query, "channel_binding") == "require":
+        raise ConfigurationError(
+            "the URL's channel_binding=require cannot be honoured: asyncpg does not implement channel "
+            "binding; remove it (sslmode=verify-full authenticates the server by its certificate)"
+        )
     pgbouncer = _one(query, "pgbouncer")
     if pgbouncer not in (None, "true", "false"):
         raise ConfigurationError(f"pgbouncer={pgbouncer} in the URL: it must be true or false")
     limit = _one(query, "connection_limit")
     if limit is not None and not (limit.isdigit() and int(limit) > 0):
         raise ConfigurationError(f"connection_limit={limit} in the URL: it must be a positive whole number")
-    ours = ("pgbouncer", "connection_limit", "schema", *PRISMA_DROPPED)
+    ours = ("pgbouncer", "connection_limit", "schema", "channel_binding", "sslmode", *PRISMA_DROPPED)
     if not any(name in query for name in ours):
         return PrismaURL(url)
-    plain = parsed.difference_update_query(ours).render_as_string(hide_password=False)
-    return PrismaURL(plain, pgbouncer == "true", None if limit is None else int(limit))
+    plain = parsed.difference_update_query(ours)
+    sslmode = _one(query, "sslmode")
+    if sslmode is not None and "ssl" not in query:
+        # libpq's (and Prisma's) name; asyncpg takes the same values as `ssl`.
+        plain = plain.update_query_dict({"ssl": sslmode})
+    rendered = plain.render_as_string(hide_password=False)
+    return PrismaURL(rendered, pgbouncer == "true", None if limit is None else int(limit))
 
 
 def _one(query: Mapping[str, str | tuple[str, ...]], name: str) -> str | None:

@@ -294,7 +294,9 @@ def test_prisma_parameters_are_taken_out_of_the_url() -> None:
         "postgresql://u@db:6543/app?pgbouncer=true&connection_limit=3&schema=public&connect_timeout=9"
         "&pool_timeout=2&socket_timeout=5&statement_cache_size=0&sslmode=require"
     )
-    assert prisma == database.PrismaURL("postgresql://u@db:6543/app?sslmode=require", True, 3)
+    assert prisma == database.PrismaURL("postgresql://u@db:6543/app?ssl=require", True, 3)
+    neon = "postgresql://u@ep-1-pooler.aws.neon.tech/app?sslmode=verify-full&channel_binding=prefer"
+    assert database.prisma_url(neon).url == "postgresql://u@ep-1-pooler.aws.neon.tech/app?ssl=verify-full"
     assert database.prisma_url("postgresql://u@db/app") == database.PrismaURL("postgresql://u@db/app")
     assert not database.prisma_url("postgresql://u@db/app?pgbouncer=false").pgbouncer
 
@@ -325,6 +327,7 @@ async def test_a_prisma_url_sets_up_the_store() -> None:
         ("postgresql://u@db/app?sslaccept=strict", "sslaccept is Prisma's"),
         ("postgresql://u@db/app?pgbouncer=yes", "pgbouncer=yes in the URL"),
         ("postgresql://u@db/app?connection_limit=0", "connection_limit=0 in the URL"),
+        ("postgresql://u@db/app?channel_binding=require", "asyncpg does not implement channel binding"),
     ],
 )
 def test_prisma_parameters_that_cannot_be_honoured_are_refused(url: str, message: str) -> None:
