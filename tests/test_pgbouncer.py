@@ -45,14 +45,14 @@ def transaction_bouncer(postgres_url: str) -> Iterator[PgBouncer]:
         yield running
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def scratch_url(postgres_url: str) -> Iterator[str]:
-    """A migrated database of this test's own: its direct URL."""
+    """A migrated database of this module's own (each test uses sids of its own): its direct URL."""
     with scratch_database("fps_bouncer") as url:
         yield url
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def scratch(scratch_url: str) -> str:
     """That database's name."""
     name = make_url(scratch_url).database
@@ -173,7 +173,10 @@ async def expired_rows_left(url: str) -> int:
 async def advisory_locks(url: str) -> int:
     conn = await asyncpg.connect(url)
     try:
-        count: int = await conn.fetchval("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'")
+        count: int = await conn.fetchval(
+            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND database = "
+            "(SELECT oid FROM pg_database WHERE datname = current_database())"
+        )
         return count
     finally:
         await conn.close()
