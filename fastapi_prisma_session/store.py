@@ -79,9 +79,10 @@ class PrismaSessionStore:
         operation_timeout: seconds within which every request-path operation (waiting for a connection,
             opening one, running the statement) ends, in `StoreUnavailableError` (a 503) if need be.
         pgbouncer: a transaction pooler (PgBouncer, Supabase's or Neon's pooler) is between the store and
-            PostgreSQL: every statement is one the pooler can hand to any server connection, and no
-            startup parameter is sent. Default: what the URL says (Prisma's `?pgbouncer=true`); with an
-            engine of your own, build it with `connect_args=pooler_connect_args()` too.
+            PostgreSQL: every statement is one the pooler can hand to any server connection, and nothing
+            is SET on the server connections it shares. Default: what the URL says (Prisma's
+            `?pgbouncer=true`); with an engine of your own, build it with
+            `connect_args=pooler_connect_args()` too.
     """
 
     def __init__(
