@@ -11,6 +11,7 @@ import hashlib
 import hmac
 import json
 import secrets
+from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -38,9 +39,17 @@ async def _no_reset(connection: asyncpg.Connection) -> None:
 
 
 class FloorSessionMiddleware:
-    def __init__(self, app: ASGIApp, dsn: str, secret: str, cookie_name: str = "connect.sid") -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        dsn: str,
+        secret: str,
+        cookie_name: str = "connect.sid",
+        pool_options: Mapping[str, Any] | None = None,
+    ) -> None:
         self.app = app
         self.dsn = dsn
+        self.pool_options = dict(pool_options or {})
         self.key = secret.encode()
         self.prefix = cookie_name + "="
         self.pool: asyncpg.Pool | None = None
@@ -71,7 +80,9 @@ class FloorSessionMiddleware:
         if scope["type"] == "lifespan":
             # reset=_no_reset: asyncpg otherwise sends a reset query on every release, a round trip a
             # floor should not pay.
-            self.pool = await asyncpg.create_pool(self.dsn, min_size=10, max_size=10, reset=_no_reset)
+            self.pool = await asyncpg.create_pool(
+                self.dsn, min_size=10, max_size=10, reset=_no_reset, **self.pool_options
+            )
             await self.app(scope, receive, send)
             return
         assert self.pool is not None

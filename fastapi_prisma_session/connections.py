@@ -6,13 +6,13 @@ itself on a free list, and `asyncio.timeout` another 15 µs: with them a read re
 0.85 times the throughput of the raw asyncpg floor (BENCHMARKS.md, 2026-11-28). So the pool is a plain
 free list, and all deadlines share one timer.
 
-The pool opens connections as concurrent requests need them, up to `max_size`, and closes those idle
-for `idle_timeout` seconds, so a quiet worker holds none. A caller that finds every connection busy
-waits for one; a connection that fails to open wakes the next waiter. Every call ends within its
-deadline: whatever is still pending then (waiting for a connection, opening one, the statement) is
-cancelled and the caller gets `TimeoutError`; a statement cut off is cancelled on the server before
-that. A pool belongs to one event loop: used from another loop (each test with its own loop, say), it
-drops the old loop's connections and opens new ones.
+The pool opens connections as concurrent requests need them (running the `setup` SQL on each), up
+to `max_size`, and closes those idle for `idle_timeout` seconds, so a quiet worker holds none. A
+caller that finds every connection busy waits for one; a connection that fails to open wakes the next
+waiter. Every call ends within its deadline: whatever is still pending then (waiting for a
+connection, opening one, the statement) is cancelled and the caller gets `TimeoutError`; a statement
+cut off is cancelled on the server before that. A pool belongs to one event loop: used from another
+loop (each test with its own loop, say), it drops the old loop's connections and opens new ones.
 """
 
 from __future__ import annotations
@@ -110,6 +110,7 @@ class RequestPool:
     def __init__(
         self,
         connect_kwargs: Mapping[str, Any],
+        setup: str | None = None,
         *,
         max_size: int,
         idle_timeout: float,
@@ -120,6 +121,7 @@ class RequestPool:
         self.deadline = deadline
         self.deadlines = deadlines or Deadlines()
         self._connect_kwargs = dict(connect_kwargs)
+        self._setup = setup  # SQL run once on each new connection
         self._idle_timeout = idle_timeout
         self._loop: asyncio.AbstractEventLoop | None = None
         self._idle: list[tuple[asyncpg.Connection, float]] = []  # (connection, idle since); newest last
@@ -202,7 +204,7 @@ class RequestPool:
             if self._opened < self.max_size:
                 self._opened += 1
                 try:
-                    connection = await asyncpg.connect(**self._connect_kwargs)
+                    connection = await self._connect()
                 except BaseException:
                     self._opened -= 1
                     self._wake_one()  # a waiter may open one, or fail quickly, in its turn
@@ -219,6 +221,16 @@ class RequestPool:
                 if waiter.done() and not waiter.cancelled():
                     self._wake_one()  # pass the wake-up on to the next waiter
                 raise
+
+    async def _connect(self) -> asyncpg.Connection:
+        connection = await asyncpg.connect(**self._connect_kwargs)
+        if self._setup is not None:
+            try:
+                await connection.execute(self._setup)
+            except BaseException:
+                connection.terminate()
+                raise
+        return connection
 
     def _release(self, connection: asyncpg.Connection) -> None:
         if connection not in self._mine:  # opened before close(), or on an event loop the pool has left

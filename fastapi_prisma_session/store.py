@@ -103,6 +103,11 @@ class PrismaSessionStore:
             they are opened as concurrent requests need them and closed after a minute idle.
         operation_timeout: seconds within which every request-path operation (waiting for a connection,
             opening one, running the statement) ends, in `StoreUnavailableError` (a 503) if need be.
+        pgbouncer: a transaction pooler (PgBouncer, Supabase's or Neon's pooler) is between the store and
+            PostgreSQL: every statement is one the pooler can hand to any server connection, and nothing
+            is SET on the server connections it shares. Default: what the URL says (Prisma's
+            `?pgbouncer=true`); with an engine of your own, build it with
+            `connect_args=pooler_connect_args()` too.
     """
 
     def __init__(
@@ -127,6 +132,7 @@ class PrismaSessionStore:
         engine_options: Mapping[str, Any] | None = None,
         request_connections: int | None = None,
         operation_timeout: Duration = DEADLINE,
+        pgbouncer: bool | None = None,
     ) -> None:
         options = dict(locals())
         for name in ("self", "engine_or_url", "engine_options"):
@@ -144,7 +150,10 @@ class PrismaSessionStore:
 
         deadline = to_seconds(operation_timeout, "operation_timeout", allow_zero=False) or DEADLINE
         self._owns_engine = not isinstance(engine_or_url, AsyncEngine)
-        self.engine = engine = engine_for(engine_or_url, engine_options, deadline)
+        target = engine_for(engine_or_url, engine_options, deadline, pgbouncer)
+        self.engine = engine = target.engine
+        #: whether the store works through a transaction pooler (`pgbouncer`, or the URL's `?pgbouncer=true`)
+        self.pgbouncer = target.pgbouncer
         self.table = session_table(table_name, expires_column=expires_column or EXPIRES_AT)
         self._expires_column = expires_column
         self._prune_batch_size = prune_batch_size
@@ -155,7 +164,14 @@ class PrismaSessionStore:
         self._deadline = deadline
         sql = for_database(engine.dialect.name, self.table, prune_batch_size=prune_batch_size)
         self._db = Database(
-            engine, sql, table_name=table_name, request_connections=request_connections, deadline=deadline
+            engine,
+            sql,
+            table_name=table_name,
+            request_connections=target.connection_limit
+            if request_connections is None
+            else request_connections,
+            deadline=deadline,
+            pgbouncer=target.pgbouncer,
         )
         self._merger = Merger(self._db, rows)
         self._matcher = DataMatcher(self._db, rows.serializer, rows.parse, self._log, is_json=rows.is_json)

@@ -191,10 +191,13 @@ def wait_until_sync(condition: Callable[[], bool], *, within: float = 5.0, inter
 
 
 @contextmanager
-def serve(app: str, env: dict[str, str], ready_path: str = "/docs") -> Iterator[str]:
-    """Run `uvicorn app` in its own process on a free port; yields its base URL once it answers."""
+def serve(app: str, env: dict[str, str], ready_path: str = "/docs", *, workers: int = 1) -> Iterator[str]:
+    """Run `uvicorn app` (with `workers` worker processes) in its own process on a free port; yields its
+    base URL once it answers. Stopping uvicorn stops its workers."""
     port = free_port()
     command = [sys.executable, "-m", "uvicorn", app, "--port", str(port), "--log-level", "warning"]
+    if workers > 1:
+        command += ["--workers", str(workers)]
     process = subprocess.Popen(command, cwd=ROOT, env={**os.environ, **env})
     base = f"http://127.0.0.1:{port}"
 
