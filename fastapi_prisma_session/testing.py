@@ -17,7 +17,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from .cookies import COOKIE_KEY
-from .middleware import SessionMiddleware
+from .middleware import SessionMiddleware, Unbuilt
 
 if TYPE_CHECKING:
     import httpx
@@ -57,7 +57,10 @@ def session_middleware(app: Any) -> SessionMiddleware:
         return app
     for entry in getattr(app, "user_middleware", ()):
         if entry.cls is SessionMiddleware:
-            return SessionMiddleware(_no_app, *entry.args, **entry.kwargs)
+            middleware = SessionMiddleware(_no_app, *entry.args, **entry.kwargs)
+            if isinstance(middleware, Unbuilt):  # built in a running event loop: reported, not raised
+                raise middleware.error
+            return middleware
     raise ValueError(
         "this app has no SessionMiddleware: add it with app.add_middleware(SessionMiddleware, ...)"
     )
