@@ -10,6 +10,7 @@ import asyncio
 import inspect
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -19,6 +20,7 @@ from collections.abc import Awaitable, Callable, Iterator, Mapping
 from contextlib import contextmanager
 from datetime import datetime, timedelta
 from pathlib import Path
+from textwrap import dedent
 from typing import TYPE_CHECKING, Any
 
 import asyncpg
@@ -36,10 +38,45 @@ if TYPE_CHECKING:
     from fastapi_prisma_session import PrismaSessionStore
 
 ROOT = Path(__file__).resolve().parents[1]
+README = ROOT / "README.md"
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 SECRET = "a santa at nasa"
 # The server's administrator, who creates and drops the test databases.
 ADMIN_URL = os.environ.get("TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+
+
+# -- the README's samples ---------------------------------------------------------------------------
+
+FENCED_BLOCK = re.compile(r"^( *)```(\w*)\n(.*?)^\1```", flags=re.M | re.S)
+HEADING = re.compile(r"^#{1,6} .*$", flags=re.M)
+
+
+def readme_blocks(heading: str | None = None) -> list[tuple[str, str]]:
+    """The fenced blocks of README.md as (language, dedented text): all of them, or those between the
+    heading line `heading` (such as "### Run it") and the next heading."""
+    text = README.read_text()
+    blocks = list(FENCED_BLOCK.finditer(text))
+    start, end = 0, len(text)
+    if heading is not None:
+        inside_blocks = [range(block.start(), block.end()) for block in blocks]
+        headings = [
+            found
+            for found in HEADING.finditer(text)
+            if not any(found.start() in inside for inside in inside_blocks)
+        ]
+        [mine] = [index for index, found in enumerate(headings) if found.group() == heading]
+        start = headings[mine].end()
+        end = headings[mine + 1].start() if mine + 1 < len(headings) else len(text)
+    return [(block.group(2), dedent(block.group(3))) for block in blocks if start <= block.start() < end]
+
+
+def readme_file(name: str) -> str:
+    """The file `name` as the README gives it: the blocks whose first line is `# name` or
+    `# name, continued`, in order."""
+    labels = (f"# {name}\n", f"# {name}, continued\n")
+    parts = [body for _, body in readme_blocks() if body.startswith(labels)]
+    assert parts, f"README.md has no block that starts with {labels[0]!r}"
+    return "\n\n".join(parts)
 
 
 # -- databases of their own --------------------------------------------------------------------------
