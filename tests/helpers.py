@@ -11,13 +11,16 @@ import inspect
 import json
 import os
 import re
+import shutil
 import socket
 import subprocess
 import sys
+import sysconfig
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Iterator, Mapping
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 from textwrap import dedent
@@ -77,6 +80,63 @@ def readme_file(name: str) -> str:
     parts = [body for _, body in readme_blocks() if body.startswith(labels)]
     assert parts, f"README.md has no block that starts with {labels[0]!r}"
     return "\n\n".join(parts)
+
+
+# -- the package as it ships ------------------------------------------------------------------------
+# tests/test_packaging.py says how the wheel is built and installed, and what that leaves out.
+
+
+@dataclass(frozen=True)
+class Built:
+    sdist: Path
+    wheel: Path
+    log: str
+
+
+def run_checked(command: list[str], cwd: Path, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    """Run `command` to completion; a failure shows its output."""
+    result = subprocess.run(command, cwd=cwd, capture_output=True, text=True, timeout=timeout, check=False)
+    assert result.returncode == 0, f"{command} exited {result.returncode}:\n{result.stdout}{result.stderr}"
+    return result
+
+
+def git_status() -> str:
+    return run_checked(["git", "status", "--porcelain", "--ignored"], ROOT).stdout
+
+
+def copy_sources(target: Path) -> None:
+    """The files a fresh clone would have, plus new files not yet committed, as they are on disk."""
+    listed = run_checked(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"], ROOT).stdout
+    for name in filter(None, listed.split("\0")):
+        source = ROOT / name
+        if source.is_file():  # a tracked file deleted in the work tree is left out
+            (target / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, target / name)
+
+
+def build_package(source: Path, dist: Path, dist_name: str) -> Built:
+    """`python -m build` on a copy of the repository in `source`, into `dist`."""
+    copy_sources(source)
+    before = git_status()
+    result = run_checked([sys.executable, "-m", "build", "--outdir", str(dist), str(source)], source)
+    assert git_status() == before, "building left files in the repository"
+    return Built(
+        dist / f"{dist_name}.tar.gz", dist / f"{dist_name}-py3-none-any.whl", result.stdout + result.stderr
+    )
+
+
+def install_wheel(wheel: Path, venv: Path) -> tuple[Path, Path]:
+    """A new venv at `venv` with `wheel` installed, nothing downloaded, and this environment's packages
+    as its dependencies; returns its python and its site-packages."""
+    run_checked([sys.executable, "-m", "venv", "--without-pip", str(venv)], venv.parent)
+    python = venv / "bin" / "python"
+    pip = [sys.executable, "-m", "pip", "--python", str(python), "--disable-pip-version-check"]
+    run_checked([*pip, "install", "--quiet", "--no-deps", "--no-index", str(wheel)], venv.parent)
+    purelib = "import sysconfig; print(sysconfig.get_paths()['purelib'])"
+    site_packages = Path(run_checked([str(python), "-I", "-c", purelib], venv.parent).stdout.strip())
+    ours = dict.fromkeys(sysconfig.get_paths()[key] for key in ("purelib", "platlib"))
+    (site_packages / "_project_dependencies.pth").write_text("".join(f"{path}\n" for path in ours))
+    return python, site_packages
 
 
 # -- databases of their own --------------------------------------------------------------------------
@@ -226,11 +286,19 @@ def wait_until_sync(condition: Callable[[], bool], *, within: float = 5.0, inter
 
 
 @contextmanager
-def serve(app: str, env: dict[str, str], ready_path: str = "/docs") -> Iterator[str]:
-    """Run `uvicorn app` in its own process on a free port; yields its base URL once it answers."""
+def serve(
+    app: str,
+    env: dict[str, str],
+    ready_path: str = "/docs",
+    *,
+    python: Path | str = sys.executable,
+    cwd: Path = ROOT,
+) -> Iterator[str]:
+    """Run `python -m uvicorn app` in its own process, in `cwd`, on a free port; yields its base URL once
+    it answers."""
     port = free_port()
-    command = [sys.executable, "-m", "uvicorn", app, "--port", str(port), "--log-level", "warning"]
-    process = subprocess.Popen(command, cwd=ROOT, env={**os.environ, **env})
+    command = [str(python), "-m", "uvicorn", app, "--port", str(port), "--log-level", "warning"]
+    process = subprocess.Popen(command, cwd=cwd, env={**os.environ, **env})
     base = f"http://127.0.0.1:{port}"
 
     def answers() -> bool:
