@@ -90,7 +90,13 @@ async def start(app: ASGIApp) -> tuple[dict[str, Any], asyncio.Task[None], async
     await inbox.put({"type": "lifespan.startup"})
     scope = {"type": "lifespan", "asgi": {"version": "3.0"}, "state": {}}
     task = asyncio.create_task(app(scope, inbox.get, outbox.put))
-    return await outbox.get(), task, inbox
+    answer = asyncio.create_task(outbox.get())
+    await asyncio.wait({answer, task}, return_when=asyncio.FIRST_COMPLETED)
+    if not answer.done():  # the app raised without answering: what a server reads as "no lifespan"
+        answer.cancel()
+        await task
+        raise AssertionError("the lifespan ended without an answer")
+    return answer.result(), task, inbox
 
 
 async def test_an_invalid_option_fails_the_startup(sqlite_store: PrismaSessionStore) -> None:
@@ -99,6 +105,17 @@ async def test_an_invalid_option_fails_the_startup(sqlite_store: PrismaSessionSt
     assert answer["message"].startswith("ConfigurationError: secret must be")
     with pytest.raises(ConfigurationError, match="secret must be"):
         await lifespan  # raised after the report, as Starlette's router does: a TestClient raises it
+
+
+async def test_the_middleware_added_twice_fails_the_startup(sqlite_store: PrismaSessionStore) -> None:
+    app = counter_app(sqlite_store, secret=SECRET)
+    app.add_middleware(SessionMiddleware, store=sqlite_store, secret=SECRET, path="/a")
+    answer, lifespan, _ = await start(app)
+    assert answer["type"] == "lifespan.startup.failed"
+    assert answer["message"].startswith("ConfigurationError: SessionMiddleware is added twice")
+    with pytest.raises(ConfigurationError, match="added twice"):
+        await lifespan
+    assert not sqlite_store.interval_running
 
 
 async def test_without_a_lifespan_the_first_request_raises_it(sqlite_store: PrismaSessionStore) -> None:
