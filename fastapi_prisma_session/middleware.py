@@ -15,6 +15,7 @@ the startup too.
 from __future__ import annotations
 
 import asyncio
+import inspect
 import logging
 import re
 from collections.abc import Callable, Sequence
@@ -52,6 +53,12 @@ class _BuiltOrReported(type):
             except RuntimeError:
                 raise error from None  # built by hand, at import: the caller sees it now
             return Unbuilt(error)
+
+    @property
+    def __signature__(cls) -> inspect.Signature:
+        # What inspect shows for the class: its __init__'s parameters, not this __call__'s.
+        init = inspect.signature(cls.__init__)  # type: ignore[misc]
+        return init.replace(parameters=list(init.parameters.values())[1:])
 
 
 class SessionMiddleware(metaclass=_BuiltOrReported):

@@ -8,6 +8,7 @@ middleware added twice used to run silently, with two SELECTs per request.
 from __future__ import annotations
 
 import asyncio
+import inspect
 import subprocess
 import sys
 import textwrap
@@ -186,9 +187,14 @@ async def test_two_middlewares_that_share_no_request_start_and_serve(
     await lifespan
 
 
-async def test_built_by_hand_outside_an_event_loop_it_raises_at_once() -> None:
-    """Inside a running loop a failed build is reported at startup; the hand-built case is covered by
-    the option tests in test_middleware.py, which run outside any loop. Here: the stand-in's request."""
+def test_the_class_still_shows_its_options() -> None:
+    parameters = inspect.signature(SessionMiddleware).parameters
+    assert list(parameters)[:3] == ["app", "store", "secret"]
+
+
+async def test_built_by_hand_inside_a_running_loop_it_fails_at_its_first_call() -> None:
+    """Outside any loop (at import) a build raises at once: test_middleware.py's option tests. Inside one,
+    the stand-in raises the error at the first request."""
     store = PrismaSessionStore("sqlite+aiosqlite://")
     stand_in = SessionMiddleware(FastAPI(), store=store, secret=[])
     assert not isinstance(stand_in, SessionMiddleware)
