@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import tomllib
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
@@ -19,7 +20,15 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from fastapi_prisma_session import PrismaSessionStore
-from tests.helpers import ADMIN_URL, IN_CI, StatementLog, admin_sql
+from tests.helpers import ADMIN_URL, IN_CI, ROOT, Built, StatementLog, admin_sql, build_package
+
+
+@pytest.fixture(scope="session")
+def built(tmp_path_factory: pytest.TempPathFactory) -> Built:
+    """The sdist and the wheel `python -m build` makes of this checkout, once per run."""
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    dist_name = f"{project['name'].replace('-', '_')}-{project['version']}"
+    return build_package(tmp_path_factory.mktemp("source"), tmp_path_factory.mktemp("dist"), dist_name)
 
 
 @pytest.fixture(scope="session")
