@@ -40,7 +40,12 @@ ASYNC_DRIVERS = {
     "postgresql": "postgresql+asyncpg",
     "postgres": "postgresql+asyncpg",
     "sqlite": "sqlite+aiosqlite",
+    "mysql": "mysql+asyncmy",
+    "mariadb": "mysql+asyncmy",
 }
+MYSQL_BACKENDS = ("mysql", "mariadb")
+# MySQL closes a connection idle for wait_timeout (8 h by default): the pool replaces older ones first.
+MYSQL_POOL_RECYCLE = 3600
 # The request path's connections: at most this many per store, each closed after idling this long.
 REQUEST_CONNECTIONS = 10
 IDLE_TIMEOUT = 60.0
@@ -57,6 +62,11 @@ UNDEFINED_TABLE = "42P01"
 # statement_timeout), and 55P03 (lock_timeout): the database cannot serve the request now.
 CONNECTION_SQLSTATE_CLASSES = ("08", "57")
 LOCK_NOT_AVAILABLE = "55P03"
+# MySQL's error numbers for a database that cannot serve the request now: too many connections, server
+# shutdown, lock wait timeout, deadlock, a statement over its time (MariaDB's max_statement_time, MySQL's
+# max_execution_time), and the client's lost or refused connections (2000-2099). And no such table.
+MYSQL_UNAVAILABLE = frozenset({1040, 1053, 1205, 1213, 1969, 3024, *range(2000, 2100)})
+MYSQL_NO_SUCH_TABLE = 1146
 # What SQLite says when the database file cannot be used right now.
 SQLITE_UNAVAILABLE = ("locked", "busy", "unable to open", "disk i/o", "readonly", "disk is full")
 # The statements a request runs; on asyncpg they skip SQLAlchemy.
@@ -64,8 +74,8 @@ REQUEST_PATH = ("load", "insert", "update", "update_if_unchanged", "touch", "ren
 
 
 def driver_url(url: str) -> str:
-    """`postgresql://…` → `postgresql+asyncpg://…`, `sqlite://…` → `sqlite+aiosqlite://…`; a URL that
-    names its driver is left as it is."""
+    """`postgresql://…` → `postgresql+asyncpg://…`, `sqlite://…` → `sqlite+aiosqlite://…`, `mysql://…` and
+    `mariadb://…` → `mysql+asyncmy://…`; a URL that names its driver is left as it is."""
     scheme, sep, rest = url.partition("://")
     return ASYNC_DRIVERS[scheme] + sep + rest if sep and scheme in ASYNC_DRIVERS else url
 
@@ -112,6 +122,24 @@ def engine_options(url: str, given: Mapping[str, Any] | None, deadline: float = 
                 "command_timeout": COMMAND_TIMEOUT,
                 **options.get("connect_args", {}),
             }
+    elif parsed.get_backend_name() in MYSQL_BACKENDS:
+        # Every statement, the request path's too, goes through this pool.
+        options.setdefault("pool_size", REQUEST_CONNECTIONS)
+        options.setdefault("max_overflow", ADMIN_CONNECTIONS)
+        options.setdefault("pool_timeout", deadline)
+        options.setdefault("pool_pre_ping", True)
+        options.setdefault("pool_recycle", MYSQL_POOL_RECYCLE)
+        if parsed.get_driver_name() == "asyncmy":
+            # A write stuck behind another transaction's row lock gives up within the deadline (InnoDB
+            # waits 50 s by default), in whole seconds as MySQL counts them; utf8mb4 unless the URL says.
+            lock_wait = max(1, int(deadline * SERVER_TIMEOUT_SHARE))
+            defaults: dict[str, Any] = {
+                "connect_timeout": deadline,
+                "init_command": f"SET SESSION innodb_lock_wait_timeout = {lock_wait}",
+            }
+            if "charset" not in parsed.query:
+                defaults["charset"] = "utf8mb4"
+            options["connect_args"] = {**defaults, **options.get("connect_args", {})}
     return options
 
 
@@ -225,6 +253,22 @@ class Database:
         """Run `statement` through SQLAlchemy, on `conn` or on an autocommit connection of its own."""
         return await self._translated(self._execute(statement, params, conn))
 
+    async def deleted_rows(
+        self, returning: Executable, params: Mapping[str, Any], conn: AsyncConnection | None = None
+    ) -> list[tuple[str, str]]:
+        """Delete rows and hand back their (sid, data), through the dialect's `deleted()` statement: a
+        DELETE ... RETURNING, or a SELECT ... FOR UPDATE followed by a DELETE of those ids in the same
+        transaction (MySQL has no RETURNING)."""
+        if self.sql.deletes_returning:
+            return [(sid, data) for sid, data in (await self.execute(returning, params, conn)).all()]
+        if conn is None:
+            async with self.transaction() as own:
+                return await self.deleted_rows(returning, params, own)
+        found = (await self.execute(returning, params, conn)).all()
+        if found:
+            await self.execute(self.sql.delete_ids, {"ids": [row_id for _, _, row_id in found]}, conn)
+        return [(sid, data) for sid, data, _ in found]
+
     async def close(self) -> None:
         """Close the request path's connections."""
         if self._requests is not None:
@@ -295,25 +339,40 @@ def _sqlite_unavailable(error: sqlite3.Error) -> bool:
     return any(sign in text for sign in SQLITE_UNAVAILABLE)
 
 
+def mysql_errno(error: BaseException | None) -> int | None:
+    """The error number of a MySQL driver's error (asyncmy, PyMySQL, aiomysql), else None."""
+    if error is None:
+        return None
+    module = type(error).__module__.partition(".")[0]
+    args = error.args
+    if module in ("asyncmy", "pymysql", "aiomysql", "MySQLdb") and args and isinstance(args[0], int):
+        return args[0]
+    return None
+
+
 def store_error(error: Exception, table_name: str) -> SessionError | None:
     """The package's error for a driver or SQLAlchemy error, when it is one the caller can act on."""
     if isinstance(error, SessionError):
         return None
     original = error.orig if isinstance(error, DBAPIError) else error
     code = str(getattr(original, "sqlstate", None) or getattr(original, "pgcode", None) or "")
-    if code == UNDEFINED_TABLE or "no such table" in str(original):
+    errno = mysql_errno(original)
+    if code == UNDEFINED_TABLE or errno == MYSQL_NO_SUCH_TABLE or "no such table" in str(original):
         return TableMissingError(table_name)
     lost = isinstance(error, PoolTimeoutError) or (
         isinstance(error, DBAPIError)
         and (error.connection_invalidated or isinstance(error, (OperationalError, InterfaceError)))
-        # SQLite says OperationalError for bad SQL and bad JSON too: those are bugs, not outages.
+        # SQLite says OperationalError for bad SQL and bad JSON too, and MySQL's drivers for any error
+        # they do not classify (an unknown column): those are bugs, not outages.
         and not (isinstance(original, sqlite3.Error) and not _sqlite_unavailable(original))
+        and not (errno is not None and errno not in MYSQL_UNAVAILABLE and not error.connection_invalidated)
     )
     if (
         lost
         or isinstance(original, (OSError, TimeoutError, asyncpg.InterfaceError, asyncpg.InternalClientError))
         or code[:2] in CONNECTION_SQLSTATE_CLASSES
         or code == LOCK_NOT_AVAILABLE
+        or errno in MYSQL_UNAVAILABLE
     ):
         return StoreUnavailableError(f"the session database is unreachable: {original!r}")
     return None

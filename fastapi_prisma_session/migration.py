@@ -70,6 +70,7 @@ def upgrade(table_name: str = DEFAULT_TABLE_NAME) -> None:
         table.name,
         *(column._copy() for column in table.columns),
         table.primary_key._copy(),
+        **table.kwargs,  # the character set and collation on MySQL
     )
     for index in sorted(table.indexes, key=lambda i: str(i.name)):
         op.create_index(str(index.name), table.name, [c.name for c in index.columns], unique=index.unique)

@@ -345,11 +345,11 @@ class PrismaSessionStore:
         params: dict[str, Any],
         conn: AsyncConnection | None = None,
     ) -> int:
-        """Run a DELETE; with a `dispose`, through RETURNING so that each deleted session is disposed."""
+        """Run a DELETE; with a `dispose`, its `returning` form, so that each deleted session is disposed."""
         if self._dispose is None:
             result = await self._db.execute(plain, params, conn)
             return int(result.rowcount)  # type: ignore[attr-defined]
-        rows = (await self._db.execute(returning, params, conn)).all()
+        rows = await self._db.deleted_rows(returning, params, conn)
         for sid, text in rows:
             data = self.rows.parse(sid, text)
             if data is not None:

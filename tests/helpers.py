@@ -40,6 +40,8 @@ IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 SECRET = "a santa at nasa"
 # The server's administrator, who creates and drops the test databases.
 ADMIN_URL = os.environ.get("TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+# MariaDB's (or MySQL's) administrator, likewise.
+MARIADB_ADMIN_URL = os.environ.get("TEST_MARIADB_URL", "mysql://root@127.0.0.1:3306/test")
 
 
 # -- databases of their own --------------------------------------------------------------------------
@@ -70,6 +72,38 @@ def scratch_database(prefix: str, *, migrate: bool = True) -> Iterator[str]:
         yield url
     finally:
         asyncio.run(admin_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+async def mariadb_admin_sql(sql: str) -> None:
+    """Run one statement as MariaDB's administrator."""
+    import asyncmy
+
+    url = make_url(MARIADB_ADMIN_URL)
+    conn = await asyncmy.connect(
+        host=url.host or "127.0.0.1",
+        port=url.port or 3306,
+        user=url.username or "root",
+        password=url.password or "",
+        connect_timeout=5,
+    )
+    try:
+        async with conn.cursor() as cursor:
+            await cursor.execute(sql)
+    finally:
+        await conn.ensure_closed()
+
+
+@contextmanager
+def mariadb_database(prefix: str) -> Iterator[str]:
+    """A new, empty MariaDB database, dropped afterwards. Yields its plain mysql:// URL."""
+    name = f"{prefix}_{uuid.uuid4().hex[:8]}"
+    asyncio.run(
+        mariadb_admin_sql(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci")
+    )
+    try:
+        yield make_url(MARIADB_ADMIN_URL).set(database=name).render_as_string(hide_password=False)
+    finally:
+        asyncio.run(mariadb_admin_sql(f"DROP DATABASE IF EXISTS `{name}`"))
 
 
 def run_module(
@@ -141,6 +175,13 @@ async def insert_row(
                 id=sid, sid=sid, data=text, expiresAt=expires_at or utcnow() + timedelta(days=1)
             )
         )
+
+
+async def set_data(engine: AsyncEngine, sid: str, text: str, table_name: str = "Session") -> None:
+    """Overwrite a row's `data` text, as another process would."""
+    table = session_table(table_name)
+    async with engine.begin() as conn:
+        await conn.execute(update(table).where(table.c.sid == sid).values(data=text))
 
 
 def close_to(moment: datetime, expected: datetime, seconds: float = 5) -> bool:
