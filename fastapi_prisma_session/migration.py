@@ -30,7 +30,7 @@ from sqlalchemy import MetaData
 
 from .database import driver_url
 from .exceptions import ConfigurationError
-from .models import DEFAULT_TABLE_NAME, session_table
+from .models import DEFAULT_TABLE_NAME, MYSQL_DIALECTS, session_table
 
 if TYPE_CHECKING:
     from alembic.config import Config
@@ -66,10 +66,13 @@ __all__ = [
 def upgrade(table_name: str = DEFAULT_TABLE_NAME) -> None:
     """Create the session table and its indexes, as Prisma names them (in a revision's `upgrade()`)."""
     table = session_table(table_name)
+    primary_key = table.primary_key._copy()
+    if op.get_context().dialect.name in MYSQL_DIALECTS:
+        primary_key.name = None  # MySQL calls every primary key PRIMARY, and warns about any other name
     op.create_table(
         table.name,
         *(column._copy() for column in table.columns),
-        table.primary_key._copy(),
+        primary_key,
         **table.kwargs,  # the character set and collation on MySQL
     )
     for index in sorted(table.indexes, key=lambda i: str(i.name)):

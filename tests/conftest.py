@@ -27,8 +27,8 @@ from tests.helpers import (
     MARIADB_ADMIN_URL,
     StatementLog,
     admin_sql,
-    mariadb_admin_sql,
     mariadb_database,
+    mariadb_sql,
 )
 
 
@@ -51,7 +51,7 @@ def postgres_url() -> Iterator[str]:
 def mariadb_url() -> Iterator[str]:
     """A MariaDB database of its own for this test run (`mysql+asyncmy://…`), dropped at the end."""
     try:
-        asyncio.run(mariadb_admin_sql("SELECT 1"))
+        asyncio.run(mariadb_sql("SELECT 1"))
     except Exception as error:  # OSError, or asyncmy's own errors (a refused login)
         if not isinstance(error, OSError) and type(error).__module__.partition(".")[0] != "asyncmy":
             raise

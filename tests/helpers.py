@@ -74,21 +74,25 @@ def scratch_database(prefix: str, *, migrate: bool = True) -> Iterator[str]:
         asyncio.run(admin_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
 
-async def mariadb_admin_sql(sql: str) -> None:
-    """Run one statement as MariaDB's administrator."""
+async def mariadb_sql(sql: str, url: str = MARIADB_ADMIN_URL) -> list[tuple[Any, ...]]:
+    """Run one statement on MariaDB (by default as the administrator, on no database in particular);
+    returns its rows."""
     import asyncmy
 
-    url = make_url(MARIADB_ADMIN_URL)
+    parsed = make_url(url)
     conn = await asyncmy.connect(
-        host=url.host or "127.0.0.1",
-        port=url.port or 3306,
-        user=url.username or "root",
-        password=url.password or "",
+        host=parsed.host or "127.0.0.1",
+        port=parsed.port or 3306,
+        user=parsed.username or "root",
+        password=parsed.password or "",
+        database=None if url == MARIADB_ADMIN_URL else parsed.database,
         connect_timeout=5,
+        autocommit=True,
     )
     try:
         async with conn.cursor() as cursor:
             await cursor.execute(sql)
+            return list(await cursor.fetchall() or [])
     finally:
         await conn.ensure_closed()
 
@@ -97,13 +101,11 @@ async def mariadb_admin_sql(sql: str) -> None:
 def mariadb_database(prefix: str) -> Iterator[str]:
     """A new, empty MariaDB database, dropped afterwards. Yields its plain mysql:// URL."""
     name = f"{prefix}_{uuid.uuid4().hex[:8]}"
-    asyncio.run(
-        mariadb_admin_sql(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci")
-    )
+    asyncio.run(mariadb_sql(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci"))
     try:
         yield make_url(MARIADB_ADMIN_URL).set(database=name).render_as_string(hide_password=False)
     finally:
-        asyncio.run(mariadb_admin_sql(f"DROP DATABASE IF EXISTS `{name}`"))
+        asyncio.run(mariadb_sql(f"DROP DATABASE IF EXISTS `{name}`"))
 
 
 def run_module(

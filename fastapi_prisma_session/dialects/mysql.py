@@ -65,12 +65,13 @@ class Dialect(SQLDialect):
 
     def prune_lock(self) -> Executable:
         # Waits for nothing (timeout 0): 1 when taken, 0 when another connection holds it.
-        return select(func.get_lock(self._lock_name(), 0))
+        return select(func.get_lock(self.lock_name(), 0))
 
     def prune_unlock(self) -> Executable:
-        return select(func.release_lock(self._lock_name()))
+        return select(func.release_lock(self.lock_name()))
 
-    def _lock_name(self) -> ColumnElement[Any]:
+    def lock_name(self) -> ColumnElement[Any]:
+        """The lock's name, for the table's key (parameter `key`) in the current database."""
         key = func.concat_ws(".", func.database(), bindparam("key"))
         return func.concat(LOCK_PREFIX, func.sha1(key))
 
