@@ -374,7 +374,9 @@ def test_migrate_without_a_database_url_says_how_to_give_one(tmp_path: Path) -> 
     [
         ("postgresql://postgres:secret@127.0.0.1:{port}/app", 1, "ConnectionRefusedError"),
         ("sqlite:////no/such/folder/app.db", 1, "unable to open database file"),
-        ("mysql://root@127.0.0.1/app", 2, "mysql is not supported"),
+        ("mysql://root:secret@127.0.0.1:{port}/app", 1, "Can't connect to MySQL server"),
+        ("cockroachdb://root@127.0.0.1/app", 2, "CockroachDB speaks PostgreSQL's protocol"),
+        ("oracle://scott@127.0.0.1/app", 2, "oracle is not supported"),
         ("postgresql+psycopg2://postgres@127.0.0.1/app", 2, "No module named 'psycopg2'"),
     ],
 )
