@@ -1,7 +1,8 @@
 """The same three routes behind each session middleware the benchmark compares.
 
 `BENCH_VARIANT` picks the middleware: none, starlette, starsessions, floor or ours.
-`BENCH_DATABASE_URL` is the PostgreSQL database (plain postgresql://), `BENCH_REDIS_URL` the Redis server.
+`BENCH_DATABASE_URL` is the database (plain postgresql://, or mysql:// for MariaDB), `BENCH_REDIS_URL` the
+Redis server.
 """
 
 from __future__ import annotations
