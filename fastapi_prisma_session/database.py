@@ -44,6 +44,8 @@ ASYNC_DRIVERS = {
     "mariadb": "mysql+asyncmy",
 }
 MYSQL_BACKENDS = ("mysql", "mariadb")
+# The isolation of the store's few transactions on MySQL (prune batches, deletes that hand back rows).
+MYSQL_TRANSACTIONS = "READ COMMITTED"
 # MySQL closes a connection idle for wait_timeout (8 h by default): the pool replaces older ones first.
 MYSQL_POOL_RECYCLE = 3600
 # The request path's connections: at most this many per store, each closed after idling this long.
@@ -129,6 +131,12 @@ def engine_options(url: str, given: Mapping[str, Any] | None, deadline: float = 
         options.setdefault("pool_timeout", deadline)
         options.setdefault("pool_pre_ping", True)
         options.setdefault("pool_recycle", MYSQL_POOL_RECYCLE)
+        # Connections stay in autocommit mode: otherwise every statement outside a transaction pays for
+        # SET AUTOCOMMIT = 1 before it, and SET AUTOCOMMIT = 0, SET SESSION TRANSACTION ISOLATION LEVEL
+        # and COMMIT after it (four round trips), and the pool's ROLLBACK at check-in (a fifth).
+        # `Database.transaction()` asks for a real transaction where it needs one.
+        options.setdefault("isolation_level", "AUTOCOMMIT")
+        options.setdefault("pool_reset_on_return", None)
         if parsed.get_driver_name() == "asyncmy":
             # A write stuck behind another transaction's row lock gives up within the deadline (InnoDB
             # waits 50 s by default), in whole seconds as MySQL counts them; utf8mb4 unless the URL says.
@@ -223,10 +231,14 @@ class Database:
 
     @contextlib.asynccontextmanager
     async def transaction(self) -> AsyncIterator[AsyncConnection]:
-        """A connection in a transaction, committed at the end (a prune batch and its lock)."""
+        """A connection in a transaction, committed at the end (a prune batch and its lock). On MySQL,
+        whose engines the store makes in autocommit mode, the transaction is asked for explicitly."""
         try:
-            async with self.engine.begin() as conn:
-                yield conn
+            async with self.engine.connect() as conn:
+                if self.engine.dialect.name in MYSQL_BACKENDS:
+                    conn = await conn.execution_options(isolation_level=MYSQL_TRANSACTIONS)
+                async with conn.begin():
+                    yield conn
         except Exception as error:
             self._reraise(error)
 

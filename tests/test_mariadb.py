@@ -357,3 +357,54 @@ async def test_several_processes_prune_at_once_without_errors_or_touching_live_r
             assert last.startswith("another process is pruning")
     assert removed == 20_000  # each expired row removed once, by whichever process held the lock
     assert await counts(migrated) == (0, 2_000)
+
+
+async def test_a_write_stuck_behind_a_row_lock_is_unavailable_not_hung(migrated: str) -> None:
+    """innodb_lock_wait_timeout is set from operation_timeout: the server gives up first, with error 1205,
+    which is an outage (a 503), not a bug."""
+    async with PrismaSessionStore(migrated, operation_timeout=3) as store:
+        await store.set("abc", {"cookie": {}, "n": 1})
+        loaded = await store.load("abc")
+        assert loaded is not None
+        holder = create_async_engine(driver_url(migrated))
+        try:
+            async with holder.begin() as conn:
+                table = session_table()
+                await conn.execute(select(table.c.id).where(table.c.sid == "abc").with_for_update())
+                with pytest.raises(StoreUnavailableError, match="1205"):
+                    await store.update("abc", {"cookie": {}, "n": 2}, changed=["n"], expected=loaded.text)
+        finally:
+            await holder.dispose()
+        assert await store.get("abc") == {"cookie": {}, "n": 1}
+
+
+async def test_a_statement_mysql_refuses_is_a_bug_not_an_outage(migrated: str) -> None:
+    """asyncmy raises OperationalError for every error number it does not classify, an unknown column
+    among them: that is not the database being unavailable."""
+    from sqlalchemy import text
+    from sqlalchemy.exc import DBAPIError
+
+    from fastapi_prisma_session.database import store_error
+
+    engine = create_async_engine(driver_url(migrated))
+    try:
+        async with engine.connect() as conn:
+            with pytest.raises(DBAPIError) as caught:
+                await conn.execute(text("SELECT no_such_column FROM `Session`"))
+    finally:
+        await engine.dispose()
+    assert store_error(caught.value, "Session") is None
+
+
+async def test_statements_run_in_autocommit_and_transactions_are_real(store: PrismaSessionStore) -> None:
+    """The engine a mysql:// URL makes stays in autocommit mode (no SET AUTOCOMMIT round trips around
+    each statement); prune batches and deletes that hand back their rows still get a transaction."""
+    from sqlalchemy import text
+
+    autocommit = text("SELECT @@autocommit")
+    assert (await store._db.execute(autocommit, {})).scalar() == 1
+    async with store._db.transaction() as conn:
+        assert (await conn.execute(autocommit)).scalar() == 0
+        isolation = (await conn.execute(text("SELECT @@tx_isolation"))).scalar()
+        assert isolation == "READ-COMMITTED"
+    assert (await store._db.execute(autocommit, {})).scalar() == 1
