@@ -3,6 +3,8 @@
 Two ways run the same revisions: `python -m fastapi_prisma_session migrate` (from any folder, as a pip
 user runs it) and `alembic upgrade head` in the repository. They share one version table, so each sees
 what the other did.
+
+PostgreSQL and SQLite here; MariaDB's table (compared with Prisma's MySQL DDL) in test_mariadb.py.
 """
 
 from __future__ import annotations
