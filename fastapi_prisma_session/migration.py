@@ -98,8 +98,8 @@ metadata = session_metadata()
 
 def alembic_url(url: str) -> str:
     """`url` as an Alembic env.py's `sqlalchemy.url` option: with the async driver (`postgresql://` →
-    `postgresql+asyncpg://`, `sqlite://` → `sqlite+aiosqlite://`) and `%` doubled, as the ini syntax of
-    `Config.set_main_option` wants it."""
+    `postgresql+asyncpg://`, `sqlite://` → `sqlite+aiosqlite://`, `mysql://` → `mysql+asyncmy://`) and `%`
+    doubled, as the ini syntax of `Config.set_main_option` wants it."""
     return driver_url(url).replace("%", "%%")
 
 
@@ -121,8 +121,9 @@ def config(database_url: str | None = None, table_name: str = DEFAULT_TABLE_NAME
     """An Alembic `Config` for the package's own revisions, wherever the package is installed.
 
     `alembic.command.upgrade(migration.config(url), "head")` is what `python -m fastapi_prisma_session
-    migrate` runs. The URL may be plain (`postgresql://`, `sqlite://`) or name its driver; without one
-    the environment reads `DATABASE_URL` (enough for `--sql`, which only needs the database's kind)."""
+    migrate` runs. The URL may be plain (`postgresql://`, `sqlite://`, `mysql://`) or name its driver;
+    without one the environment reads `DATABASE_URL` (enough for `--sql`, which only needs the database's
+    kind)."""
     from alembic.config import Config
 
     version_table(table_name)  # a name too long fails here, before any connection
