@@ -125,9 +125,9 @@ def engine_options(url: str, given: Mapping[str, Any] | None, deadline: float = 
                 **options.get("connect_args", {}),
             }
     elif parsed.get_backend_name() in MYSQL_BACKENDS:
-        # Every statement, the request path's too, goes through this pool.
-        options.setdefault("pool_size", REQUEST_CONNECTIONS)
-        options.setdefault("max_overflow", ADMIN_CONNECTIONS)
+        # As on PostgreSQL: on asyncmy the request path has a pool of its own; this one serves the rest.
+        options.setdefault("pool_size", ADMIN_CONNECTIONS)
+        options.setdefault("max_overflow", 0)
         options.setdefault("pool_timeout", deadline)
         options.setdefault("pool_pre_ping", True)
         options.setdefault("pool_recycle", MYSQL_POOL_RECYCLE)
@@ -138,12 +138,11 @@ def engine_options(url: str, given: Mapping[str, Any] | None, deadline: float = 
         options.setdefault("isolation_level", "AUTOCOMMIT")
         options.setdefault("pool_reset_on_return", None)
         if parsed.get_driver_name() == "asyncmy":
-            # A write stuck behind another transaction's row lock gives up within the deadline (InnoDB
-            # waits 50 s by default), in whole seconds as MySQL counts them; utf8mb4 unless the URL says.
-            lock_wait = max(1, int(deadline * SERVER_TIMEOUT_SHARE))
+            # A write stuck behind another transaction's row lock gives up within the deadline; utf8mb4
+            # unless the URL says.
             defaults: dict[str, Any] = {
                 "connect_timeout": deadline,
-                "init_command": f"SET SESSION innodb_lock_wait_timeout = {lock_wait}",
+                "init_command": f"SET SESSION innodb_lock_wait_timeout = {mysql_lock_wait(deadline)}",
             }
             if "charset" not in parsed.query:
                 defaults["charset"] = "utf8mb4"
@@ -193,11 +192,23 @@ class Database:
             not isinstance(request_connections, int) or request_connections < 1
         ):
             raise ConfigurationError("request_connections must be a positive whole number")
+        driver: dict[str, Any] | None = None
         if engine.dialect.driver == "asyncpg":
+            driver = {"connect_kwargs": asyncpg_connect_kwargs(engine, deadline)}
+        elif engine.dialect.driver == "asyncmy":
+            from . import mysql_connections as mysql
+
+            lock_wait = mysql_lock_wait(deadline)
+            driver = {
+                "connect_kwargs": mysql.connect_kwargs(engine, deadline, lock_wait),
+                "connect": mysql.MySQLConnection.connect,
+                "refused": mysql.REFUSED,
+            }
+        if driver is not None:
             for name in REQUEST_PATH:
                 self._native[name] = NativeStatement.compile(getattr(sql, name), engine.dialect)
             self._requests = RequestPool(
-                asyncpg_connect_kwargs(engine, deadline),
+                **driver,
                 max_size=request_connections or REQUEST_CONNECTIONS,
                 idle_timeout=IDLE_TIMEOUT,
                 deadline=deadline,
@@ -349,6 +360,11 @@ def asyncpg_connect_kwargs(engine: AsyncEngine, deadline: float) -> dict[str, An
 def _sqlite_unavailable(error: sqlite3.Error) -> bool:
     text = str(error).lower()
     return any(sign in text for sign in SQLITE_UNAVAILABLE)
+
+
+def mysql_lock_wait(deadline: float) -> int:
+    """InnoDB's row lock wait (50 s by default) within the deadline, in whole seconds as MySQL counts."""
+    return max(1, int(deadline * SERVER_TIMEOUT_SHARE))
 
 
 def mysql_errno(error: BaseException | None) -> int | None:

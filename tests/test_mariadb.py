@@ -408,3 +408,20 @@ async def test_statements_run_in_autocommit_and_transactions_are_real(store: Pri
         isolation = (await conn.execute(text("SELECT @@tx_isolation"))).scalar()
         assert isolation == "READ-COMMITTED"
     assert (await store._db.execute(autocommit, {})).scalar() == 1
+
+
+async def test_reads_survive_connections_the_server_killed(store: PrismaSessionStore, migrated: str) -> None:
+    """The request path's own connections: one round trip a statement, and a read whose idle connection
+    the server closed (a restart, wait_timeout, a KILL) runs again on a new one."""
+    await store.set("abc", {"cookie": {}, "n": 1})
+    assert await store.get("abc") == {"cookie": {}, "n": 1}
+    requests = store._db.requests
+    assert requests is not None
+    assert requests.open_connections >= 1
+    database = make_url(migrated).database
+    ids = await mariadb_sql(f"SELECT id FROM information_schema.processlist WHERE db = '{database}'")
+    for (connection_id,) in ids:
+        await mariadb_sql(f"KILL {connection_id}")
+    assert await store.get("abc") == {"cookie": {}, "n": 1}
+    assert await store.update("abc", {"cookie": {}, "n": 2}) is True
+    assert await store.get("abc") == {"cookie": {}, "n": 2}
