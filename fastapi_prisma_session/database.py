@@ -138,14 +138,9 @@ def engine_options(url: str, given: Mapping[str, Any] | None, deadline: float = 
         options.setdefault("isolation_level", "AUTOCOMMIT")
         options.setdefault("pool_reset_on_return", None)
         if parsed.get_driver_name() == "asyncmy":
-            # A write stuck behind another transaction's row lock gives up within the deadline; utf8mb4
-            # unless the URL says.
-            defaults: dict[str, Any] = {
-                "connect_timeout": deadline,
-                "init_command": f"SET SESSION innodb_lock_wait_timeout = {mysql_lock_wait(deadline)}",
-            }
-            if "charset" not in parsed.query:
-                defaults["charset"] = "utf8mb4"
+            defaults = mysql_connect_defaults(deadline)
+            if "charset" in parsed.query:
+                del defaults["charset"]
             options["connect_args"] = {**defaults, **options.get("connect_args", {})}
     return options
 
@@ -198,9 +193,8 @@ class Database:
         elif engine.dialect.driver == "asyncmy":
             from . import mysql_connections as mysql
 
-            lock_wait = mysql_lock_wait(deadline)
             driver = {
-                "connect_kwargs": mysql.connect_kwargs(engine, deadline, lock_wait),
+                "connect_kwargs": mysql.connect_kwargs(engine, mysql_connect_defaults(deadline)),
                 "connect": mysql.MySQLConnection.connect,
                 "refused": mysql.REFUSED,
             }
@@ -362,9 +356,16 @@ def _sqlite_unavailable(error: sqlite3.Error) -> bool:
     return any(sign in text for sign in SQLITE_UNAVAILABLE)
 
 
-def mysql_lock_wait(deadline: float) -> int:
-    """InnoDB's row lock wait (50 s by default) within the deadline, in whole seconds as MySQL counts."""
-    return max(1, int(deadline * SERVER_TIMEOUT_SHARE))
+def mysql_connect_defaults(deadline: float) -> dict[str, Any]:
+    """What the store's asyncmy connections are opened with, unless the URL or `connect_args` say
+    otherwise: a connect timeout, utf8mb4, and a row lock wait (InnoDB's is 50 s) that the server ends
+    within the deadline, in whole seconds as MySQL counts them."""
+    lock_wait = max(1, int(deadline * SERVER_TIMEOUT_SHARE))
+    return {
+        "connect_timeout": deadline,
+        "charset": "utf8mb4",
+        "init_command": f"SET SESSION innodb_lock_wait_timeout = {lock_wait}",
+    }
 
 
 def mysql_errno(error: BaseException | None) -> int | None:

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Sequence
+    from collections.abc import Callable, Mapping, Sequence
 
     from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -117,17 +117,14 @@ def _lost(error: BaseException) -> ConnectionResetError:
     return ConnectionResetError(f"the MySQL connection was lost: {error}")
 
 
-def connect_kwargs(engine: AsyncEngine, deadline: float, lock_wait_seconds: int) -> dict[str, Any]:
+def connect_kwargs(engine: AsyncEngine, defaults: Mapping[str, Any]) -> dict[str, Any]:
     """`asyncmy.connect` keyword arguments for the request path's connections to the engine's database:
-    autocommit, found rows counted as changed ones (an UPDATE that rewrites equal values still says it
-    found its row), utf8mb4, and row lock waits ended by the server within the deadline."""
+    `defaults` under what the engine's URL says, in autocommit mode, and counting found rows as changed
+    ones (an UPDATE that rewrites equal values still says it found its row)."""
     from asyncmy.constants import CLIENT
 
     _, params = engine.dialect.create_connect_args(engine.url)
-    kwargs: dict[str, Any] = dict(params)
+    kwargs: dict[str, Any] = {**defaults, **params}
     kwargs["client_flag"] = int(kwargs.get("client_flag", 0)) | CLIENT.FOUND_ROWS
     kwargs["autocommit"] = True
-    kwargs["connect_timeout"] = deadline
-    kwargs.setdefault("charset", "utf8mb4")
-    kwargs["init_command"] = f"SET SESSION innodb_lock_wait_timeout = {lock_wait_seconds}"
     return kwargs
