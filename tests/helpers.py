@@ -46,6 +46,8 @@ IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 SECRET = "a santa at nasa"
 # The server's administrator, who creates and drops the test databases.
 ADMIN_URL = os.environ.get("TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+# MariaDB's (or MySQL's) administrator, likewise.
+MARIADB_ADMIN_URL = os.environ.get("TEST_MARIADB_URL", "mysql://root@127.0.0.1:3306/test")
 
 
 # -- the README's samples ---------------------------------------------------------------------------
@@ -169,6 +171,40 @@ def scratch_database(prefix: str, *, migrate: bool = True) -> Iterator[str]:
         asyncio.run(admin_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
 
+async def mariadb_sql(sql: str, url: str = MARIADB_ADMIN_URL) -> list[tuple[Any, ...]]:
+    """Run one statement on MariaDB (by default as the administrator, on no database in particular);
+    returns its rows."""
+    import asyncmy
+
+    parsed = make_url(url)
+    conn = await asyncmy.connect(
+        host=parsed.host or "127.0.0.1",
+        port=parsed.port or 3306,
+        user=parsed.username or "root",
+        password=parsed.password or "",
+        database=None if url == MARIADB_ADMIN_URL else parsed.database,
+        connect_timeout=5,
+        autocommit=True,
+    )
+    try:
+        async with conn.cursor() as cursor:
+            await cursor.execute(sql)
+            return list(await cursor.fetchall() or [])
+    finally:
+        await conn.ensure_closed()
+
+
+@contextmanager
+def mariadb_database(prefix: str) -> Iterator[str]:
+    """A new, empty MariaDB database, dropped afterwards. Yields its plain mysql:// URL."""
+    name = f"{prefix}_{uuid.uuid4().hex[:8]}"
+    asyncio.run(mariadb_sql(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci"))
+    try:
+        yield make_url(MARIADB_ADMIN_URL).set(database=name).render_as_string(hide_password=False)
+    finally:
+        asyncio.run(mariadb_sql(f"DROP DATABASE IF EXISTS `{name}`"))
+
+
 def run_module(
     module: str, *args: str, cwd: Path = ROOT, env: Mapping[str, str] | None = None
 ) -> subprocess.CompletedProcess[str]:
@@ -238,6 +274,13 @@ async def insert_row(
                 id=sid, sid=sid, data=text, expiresAt=expires_at or utcnow() + timedelta(days=1)
             )
         )
+
+
+async def set_data(engine: AsyncEngine, sid: str, text: str, table_name: str = "Session") -> None:
+    """Overwrite a row's `data` text, as another process would."""
+    table = session_table(table_name)
+    async with engine.begin() as conn:
+        await conn.execute(update(table).where(table.c.sid == sid).values(data=text))
 
 
 def close_to(moment: datetime, expected: datetime, seconds: float = 5) -> bool:
