@@ -1,9 +1,10 @@
 """The same three routes behind each session middleware the benchmark compares.
 
 `BENCH_VARIANT` picks the middleware: none, starlette, starsessions, floor or ours.
-`BENCH_DATABASE_URL` is the PostgreSQL database (plain postgresql://), `BENCH_REDIS_URL` the Redis server.
-With `BENCH_PGBOUNCER=1` that URL is a PgBouncer in transaction mode: ours gets Prisma's `?pgbouncer=true`,
-the floor turns asyncpg's statement cache off (what asyncpg's documentation says to do there).
+`BENCH_DATABASE_URL` is the database (plain postgresql://, or mysql:// for MariaDB), `BENCH_REDIS_URL` the
+Redis server. With `BENCH_PGBOUNCER=1` that URL is a PgBouncer in transaction mode: ours gets Prisma's
+`?pgbouncer=true`, the floor turns asyncpg's statement cache off (what asyncpg's documentation says to do
+there).
 """
 
 from __future__ import annotations

@@ -59,3 +59,14 @@ def test_report_pooled_gives_ours_over_the_floor_through_pgbouncer() -> None:
     assert "| /read, ours ÷ floor | 0.90 |" in text
     assert "| /write, ours ÷ floor | 1.20 |" in text
     assert "| /write p99, ours ÷ floor | 1.50 |" in text
+
+
+def test_a_report_of_the_floor_and_ours_alone_has_only_their_ratios() -> None:
+    """On MariaDB only the floor and ours run: the other apps' rows and ratios are left out."""
+    best = {v: {label: Result(500.0, 1.0, 2.0, 0) for label, *_ in SCENARIOS} for v in ("floor", "ours")}
+    best["ours"]["write"] = Result(400.0, 1.0, 3.0, 0)
+    text = report(best, argparse.Namespace(connections=16, duration=4.0, rounds=1, sessions=300))
+    assert "| /write, ours ÷ floor | 0.80 | ≥ 0.85 | no |" in text
+    assert "| /write p99, ours ÷ floor | 1.50 | ≤ 1.50 | yes |" in text
+    assert "starsessions" not in text
+    assert "| none |" not in text

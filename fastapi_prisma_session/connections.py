@@ -20,7 +20,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections import deque
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from types import TracebackType
 from typing import Any
 
@@ -105,7 +105,11 @@ class _Within:
 
 
 class RequestPool:
-    """Runs single statements on pooled asyncpg connections, each call ending within `deadline` seconds."""
+    """Runs single statements on pooled asyncpg connections, each call ending within `deadline` seconds.
+
+    `connect` and `refused` (the errors of a statement the server refused, after which the connection
+    is fine) let it pool another driver's connections that offer the same methods (MySQL's, in
+    mysql_connections.py)."""
 
     def __init__(
         self,
@@ -116,7 +120,11 @@ class RequestPool:
         idle_timeout: float,
         deadline: float,
         deadlines: Deadlines | None = None,
+        connect: Callable[..., Awaitable[Any]] = asyncpg.connect,
+        refused: tuple[type[BaseException], ...] = (asyncpg.PostgresError,),
     ) -> None:
+        self._driver_connect = connect
+        self._refused = refused
         self.max_size = max_size
         self.deadline = deadline
         self.deadlines = deadlines or Deadlines()
@@ -178,7 +186,7 @@ class RequestPool:
         connection = await self._acquire()
         try:
             result = await getattr(connection, method)(sql, *args)
-        except asyncpg.PostgresError:
+        except self._refused:
             self._release(connection)  # the server refused the statement; the connection is fine
             raise
         except asyncio.CancelledError:
@@ -204,7 +212,7 @@ class RequestPool:
             if self._opened < self.max_size:
                 self._opened += 1
                 try:
-                    connection = await self._connect()
+                    connection = await self._open()
                 except BaseException:
                     self._opened -= 1
                     self._wake_one()  # a waiter may open one, or fail quickly, in its turn
@@ -222,8 +230,8 @@ class RequestPool:
                     self._wake_one()  # pass the wake-up on to the next waiter
                 raise
 
-    async def _connect(self) -> asyncpg.Connection:
-        connection = await asyncpg.connect(**self._connect_kwargs)
+    async def _open(self) -> asyncpg.Connection:
+        connection = await self._driver_connect(**self._connect_kwargs)
         if self._setup is not None:
             try:
                 await connection.execute(self._setup)

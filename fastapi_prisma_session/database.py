@@ -40,6 +40,8 @@ ASYNC_DRIVERS = {
     "postgresql": "postgresql+asyncpg",
     "postgres": "postgresql+asyncpg",
     "sqlite": "sqlite+aiosqlite",
+    "mysql": "mysql+asyncmy",
+    "mariadb": "mysql+asyncmy",
 }
 # Prisma's own parameters in a DATABASE_URL. Its query engine reads them; SQLAlchemy would hand them to
 # asyncpg.connect as keyword arguments, which it refuses. `pgbouncer` and `connection_limit` are honoured
@@ -47,6 +49,11 @@ ASYNC_DRIVERS = {
 PRISMA_DROPPED = ("connect_timeout", "pool_timeout", "socket_timeout", "statement_cache_size")
 # Prisma's TLS options have no asyncpg keyword of the same name: refused, with what to use instead.
 PRISMA_REFUSED = ("sslaccept", "sslidentity", "sslpassword")
+MYSQL_BACKENDS = ("mysql", "mariadb")
+# The isolation of the store's few transactions on MySQL (prune batches, deletes that hand back rows).
+MYSQL_TRANSACTIONS = "READ COMMITTED"
+# MySQL closes a connection idle for wait_timeout (8 h by default): the pool replaces older ones first.
+MYSQL_POOL_RECYCLE = 3600
 # The request path's connections: at most this many per store, each closed after idling this long.
 REQUEST_CONNECTIONS = 10
 IDLE_TIMEOUT = 60.0
@@ -63,6 +70,11 @@ UNDEFINED_TABLE = "42P01"
 # statement_timeout), and 55P03 (lock_timeout): the database cannot serve the request now.
 CONNECTION_SQLSTATE_CLASSES = ("08", "57")
 LOCK_NOT_AVAILABLE = "55P03"
+# MySQL's error numbers for a database that cannot serve the request now: too many connections, server
+# shutdown, lock wait timeout, deadlock, a statement over its time (MariaDB's max_statement_time, MySQL's
+# max_execution_time), and the client's lost or refused connections (2000-2099). And no such table.
+MYSQL_UNAVAILABLE = frozenset({1040, 1053, 1205, 1213, 1969, 3024, *range(2000, 2100)})
+MYSQL_NO_SUCH_TABLE = 1146
 # What SQLite says when the database file cannot be used right now.
 SQLITE_UNAVAILABLE = ("locked", "busy", "unable to open", "disk i/o", "readonly", "disk is full")
 # The statements a request runs; on asyncpg they skip SQLAlchemy.
@@ -70,8 +82,8 @@ REQUEST_PATH = ("load", "insert", "update", "update_if_unchanged", "touch", "ren
 
 
 def driver_url(url: str) -> str:
-    """`postgresql://…` → `postgresql+asyncpg://…`, `sqlite://…` → `sqlite+aiosqlite://…`; a URL that
-    names its driver is left as it is."""
+    """`postgresql://…` → `postgresql+asyncpg://…`, `sqlite://…` → `sqlite+aiosqlite://…`, `mysql://…` and
+    `mariadb://…` → `mysql+asyncmy://…`; a URL that names its driver is left as it is."""
     scheme, sep, rest = url.partition("://")
     return ASYNC_DRIVERS[scheme] + sep + rest if sep and scheme in ASYNC_DRIVERS else url
 
@@ -222,6 +234,24 @@ def engine_options(
                 **(pooler_connect_args() if pgbouncer else {}),
                 **options.get("connect_args", {}),
             }
+    elif parsed.get_backend_name() in MYSQL_BACKENDS:
+        # As on PostgreSQL: on asyncmy the request path has a pool of its own; this one serves the rest.
+        options.setdefault("pool_size", ADMIN_CONNECTIONS)
+        options.setdefault("max_overflow", 0)
+        options.setdefault("pool_timeout", deadline)
+        options.setdefault("pool_pre_ping", True)
+        options.setdefault("pool_recycle", MYSQL_POOL_RECYCLE)
+        # Connections stay in autocommit mode: otherwise every statement outside a transaction pays for
+        # SET AUTOCOMMIT = 1 before it, and SET AUTOCOMMIT = 0, SET SESSION TRANSACTION ISOLATION LEVEL
+        # and COMMIT after it (four round trips), and the pool's ROLLBACK at check-in (a fifth).
+        # `Database.transaction()` asks for a real transaction where it needs one.
+        options.setdefault("isolation_level", "AUTOCOMMIT")
+        options.setdefault("pool_reset_on_return", None)
+        if parsed.get_driver_name() == "asyncmy":
+            defaults = mysql_connect_defaults(deadline)
+            if "charset" in parsed.query:
+                del defaults["charset"]
+            options["connect_args"] = {**defaults, **options.get("connect_args", {})}
     return options
 
 
@@ -268,12 +298,25 @@ class Database:
             not isinstance(request_connections, int) or request_connections < 1
         ):
             raise ConfigurationError("request_connections must be a positive whole number")
+        driver: dict[str, Any] | None = None
         if engine.dialect.driver == "asyncpg":
+            driver = {
+                "connect_kwargs": asyncpg_connect_kwargs(engine, deadline, pgbouncer=pgbouncer),
+                "setup": session_settings(deadline, pgbouncer=pgbouncer),
+            }
+        elif engine.dialect.driver == "asyncmy":
+            from . import mysql_connections as mysql
+
+            driver = {
+                "connect_kwargs": mysql.connect_kwargs(engine, mysql_connect_defaults(deadline)),
+                "connect": mysql.MySQLConnection.connect,
+                "refused": mysql.REFUSED,
+            }
+        if driver is not None:
             for name in REQUEST_PATH:
                 self._native[name] = NativeStatement.compile(getattr(sql, name), engine.dialect)
             self._requests = RequestPool(
-                asyncpg_connect_kwargs(engine, deadline, pgbouncer=pgbouncer),
-                session_settings(deadline, pgbouncer=pgbouncer),
+                **driver,
                 max_size=request_connections or REQUEST_CONNECTIONS,
                 idle_timeout=IDLE_TIMEOUT,
                 deadline=deadline,
@@ -313,10 +356,14 @@ class Database:
 
     @contextlib.asynccontextmanager
     async def transaction(self) -> AsyncIterator[AsyncConnection]:
-        """A connection in a transaction, committed at the end (a prune batch and its lock)."""
+        """A connection in a transaction, committed at the end (a prune batch and its lock). On MySQL,
+        whose engines the store makes in autocommit mode, the transaction is asked for explicitly."""
         try:
-            async with self.engine.begin() as conn:
-                yield conn
+            async with self.engine.connect() as conn:
+                if self.engine.dialect.name in MYSQL_BACKENDS:
+                    conn = await conn.execution_options(isolation_level=MYSQL_TRANSACTIONS)
+                async with conn.begin():
+                    yield conn
         except Exception as error:
             self._reraise(error)
 
@@ -342,6 +389,22 @@ class Database:
     ) -> Result[*tuple[Any, ...]]:
         """Run `statement` through SQLAlchemy, on `conn` or on an autocommit connection of its own."""
         return await self._translated(self._execute(statement, params, conn))
+
+    async def deleted_rows(
+        self, returning: Executable, params: Mapping[str, Any], conn: AsyncConnection | None = None
+    ) -> list[tuple[str, str]]:
+        """Delete rows and hand back their (sid, data), through the dialect's `deleted()` statement: a
+        DELETE ... RETURNING, or a SELECT ... FOR UPDATE followed by a DELETE of those ids in the same
+        transaction (MySQL has no RETURNING)."""
+        if self.sql.deletes_returning:
+            return [(sid, data) for sid, data in (await self.execute(returning, params, conn)).all()]
+        if conn is None:
+            async with self.transaction() as own:
+                return await self.deleted_rows(returning, params, own)
+        found = (await self.execute(returning, params, conn)).all()
+        if found:
+            await self.execute(self.sql.delete_ids, {"ids": [row_id for _, _, row_id in found]}, conn)
+        return [(sid, data) for sid, data, _ in found]
 
     async def close(self) -> None:
         """Close the request path's connections."""
@@ -427,25 +490,52 @@ def _sqlite_unavailable(error: sqlite3.Error) -> bool:
     return any(sign in text for sign in SQLITE_UNAVAILABLE)
 
 
+def mysql_connect_defaults(deadline: float) -> dict[str, Any]:
+    """What the store's asyncmy connections are opened with, unless the URL or `connect_args` say
+    otherwise: a connect timeout, utf8mb4, and a row lock wait (InnoDB's is 50 s) that the server ends
+    within the deadline, in whole seconds as MySQL counts them."""
+    lock_wait = max(1, int(deadline * SERVER_TIMEOUT_SHARE))
+    return {
+        "connect_timeout": deadline,
+        "charset": "utf8mb4",
+        "init_command": f"SET SESSION innodb_lock_wait_timeout = {lock_wait}",
+    }
+
+
+def mysql_errno(error: BaseException | None) -> int | None:
+    """The error number of a MySQL driver's error (asyncmy, PyMySQL, aiomysql), else None."""
+    if error is None:
+        return None
+    module = type(error).__module__.partition(".")[0]
+    args = error.args
+    if module in ("asyncmy", "pymysql", "aiomysql", "MySQLdb") and args and isinstance(args[0], int):
+        return args[0]
+    return None
+
+
 def store_error(error: Exception, table_name: str) -> SessionError | None:
     """The package's error for a driver or SQLAlchemy error, when it is one the caller can act on."""
     if isinstance(error, SessionError):
         return None
     original = error.orig if isinstance(error, DBAPIError) else error
     code = str(getattr(original, "sqlstate", None) or getattr(original, "pgcode", None) or "")
-    if code == UNDEFINED_TABLE or "no such table" in str(original):
+    errno = mysql_errno(original)
+    if code == UNDEFINED_TABLE or errno == MYSQL_NO_SUCH_TABLE or "no such table" in str(original):
         return TableMissingError(table_name)
     lost = isinstance(error, PoolTimeoutError) or (
         isinstance(error, DBAPIError)
         and (error.connection_invalidated or isinstance(error, (OperationalError, InterfaceError)))
-        # SQLite says OperationalError for bad SQL and bad JSON too: those are bugs, not outages.
+        # SQLite says OperationalError for bad SQL and bad JSON too, and MySQL's drivers for any error
+        # they do not classify (an unknown column): those are bugs, not outages.
         and not (isinstance(original, sqlite3.Error) and not _sqlite_unavailable(original))
+        and not (errno is not None and errno not in MYSQL_UNAVAILABLE and not error.connection_invalidated)
     )
     if (
         lost
         or isinstance(original, (OSError, TimeoutError, asyncpg.InterfaceError, asyncpg.InternalClientError))
         or code[:2] in CONNECTION_SQLSTATE_CLASSES
         or code == LOCK_NOT_AVAILABLE
+        or errno in MYSQL_UNAVAILABLE
     ):
         return StoreUnavailableError(f"the session database is unreachable: {original!r}")
     return None

@@ -78,7 +78,7 @@ class DataMatcher:
         if in_sql is not None:
             statement, params = in_sql
             try:
-                return await delete(statement, statement.returning(*sql.returned), params)  # type: ignore[attr-defined]
+                return await delete(statement, sql.deleted(statement), params)  # type: ignore[arg-type]
             except DBAPIError as error:
                 self._unless_unreadable(error)
         sids = [sid for sid, *_ in await self._in_python(match, live_only=False)]

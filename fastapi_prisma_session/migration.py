@@ -30,7 +30,7 @@ from sqlalchemy import MetaData
 
 from .database import driver_url
 from .exceptions import ConfigurationError
-from .models import DEFAULT_TABLE_NAME, EXPIRES_AT, session_table
+from .models import DEFAULT_TABLE_NAME, EXPIRES_AT, MYSQL_DIALECTS, session_table
 
 if TYPE_CHECKING:
     from alembic.config import Config
@@ -72,10 +72,14 @@ def upgrade(table_name: str = DEFAULT_TABLE_NAME, expires_column: str = EXPIRES_
 
     `expires_column="expires"` makes prisma-session-store 2.x's model, the seed README's."""
     table = session_table(table_name, expires_column=expires_column)
+    primary_key = table.primary_key._copy()
+    if op.get_context().dialect.name in MYSQL_DIALECTS:
+        primary_key.name = None  # MySQL calls every primary key PRIMARY, and warns about any other name
     op.create_table(
         table.name,
         *(column._copy() for column in table.columns),
-        table.primary_key._copy(),
+        primary_key,
+        **table.kwargs,  # the character set and collation on MySQL
     )
     for index in sorted(table.indexes, key=lambda i: str(i.name)):
         op.create_index(str(index.name), table.name, [c.name for c in index.columns], unique=index.unique)
@@ -100,8 +104,8 @@ metadata = session_metadata()
 
 def alembic_url(url: str) -> str:
     """`url` as an Alembic env.py's `sqlalchemy.url` option: with the async driver (`postgresql://` →
-    `postgresql+asyncpg://`, `sqlite://` → `sqlite+aiosqlite://`) and `%` doubled, as the ini syntax of
-    `Config.set_main_option` wants it."""
+    `postgresql+asyncpg://`, `sqlite://` → `sqlite+aiosqlite://`, `mysql://` → `mysql+asyncmy://`) and `%`
+    doubled, as the ini syntax of `Config.set_main_option` wants it."""
     return driver_url(url).replace("%", "%%")
 
 
@@ -125,8 +129,9 @@ def config(
     """An Alembic `Config` for the package's own revisions, wherever the package is installed.
 
     `alembic.command.upgrade(migration.config(url), "head")` is what `python -m fastapi_prisma_session
-    migrate` runs. The URL may be plain (`postgresql://`, `sqlite://`) or name its driver; without one
-    the environment reads `DATABASE_URL` (enough for `--sql`, which only needs the database's kind)."""
+    migrate` runs. The URL may be plain (`postgresql://`, `sqlite://`, `mysql://`) or name its driver;
+    without one the environment reads `DATABASE_URL` (enough for `--sql`, which only needs the database's
+    kind)."""
     from alembic.config import Config
 
     version_table(table_name)  # a name too long fails here, before any connection

@@ -1,4 +1,10 @@
-"""The `Session` table, column for column the one `prisma migrate` creates for the seed's model."""
+"""The `Session` table, column for column the one `prisma migrate` creates for the seed's model.
+
+Each database gets Prisma's own types for it: on PostgreSQL `TEXT` and `TIMESTAMP(3)`; on MySQL and
+MariaDB `VARCHAR(191)` (Prisma's `String`: the longest key an InnoDB index of utf8mb4 held), the
+`MEDIUMTEXT` that prisma-session-store's README asks for as `@db.MediumText`, `DATETIME(3)`, and the
+table in `utf8mb4` / `utf8mb4_unicode_ci`; on SQLite `TEXT` and `DATETIME`.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +12,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Column, DateTime, Index, MetaData, PrimaryKeyConstraint, Table, Text
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.dialects import mysql, postgresql, sqlite
 from sqlalchemy.engine import Dialect
 from sqlalchemy.sql.elements import quoted_name
 from sqlalchemy.types import TypeDecorator
@@ -72,13 +78,21 @@ class SQLiteDateTime(TypeDecorator[datetime]):
         return None if value is None else parse_sqlite_datetime(value)
 
 
-# Prisma's DateTime: on PostgreSQL TIMESTAMP(3) without time zone, holding UTC; on SQLite a DATETIME
-# column holding text or integer milliseconds.
+MYSQL_DIALECTS = ("mysql", "mariadb")
+# Prisma's DateTime: TIMESTAMP(3) without time zone on PostgreSQL, DATETIME(3) on MySQL, holding UTC; on
+# SQLite a DATETIME column holding text or integer milliseconds.
 PrismaDateTime = (
     DateTime()
     .with_variant(postgresql.TIMESTAMP(precision=3), "postgresql")
+    .with_variant(mysql.DATETIME(fsp=3), *MYSQL_DIALECTS)
     .with_variant(SQLiteDateTime(), "sqlite")
 )
+# Prisma's String: TEXT, but VARCHAR(191) on MySQL, where a key cannot be TEXT.
+PrismaString = Text().with_variant(mysql.VARCHAR(191), *MYSQL_DIALECTS)
+# The `data` column: `String @db.MediumText` on MySQL (TEXT there holds only 64 KiB).
+PrismaLongString = Text().with_variant(mysql.MEDIUMTEXT(), *MYSQL_DIALECTS)
+# Prisma's table options on MySQL.
+MYSQL_TABLE_OPTIONS = {"mysql_charset": "utf8mb4", "mysql_collate": "utf8mb4_unicode_ci"}
 
 
 class SessionRecord(SQLModel, table=True):
@@ -90,11 +104,12 @@ class SessionRecord(SQLModel, table=True):
         PrimaryKeyConstraint("id", name=f"{DEFAULT_TABLE_NAME}_pkey"),
         Index(f"{DEFAULT_TABLE_NAME}_sid_key", "sid", unique=True),
         Index(f"{DEFAULT_TABLE_NAME}_{EXPIRES_AT}_idx", EXPIRES_AT),
+        MYSQL_TABLE_OPTIONS,
     )
 
-    id: str = Field(sa_column=Column("id", Text, nullable=False))
-    sid: str = Field(sa_column=Column("sid", Text, nullable=False))
-    data: str = Field(sa_column=Column("data", Text, nullable=False))
+    id: str = Field(sa_column=Column("id", PrismaString, nullable=False))
+    sid: str = Field(sa_column=Column("sid", PrismaString, nullable=False))
+    data: str = Field(sa_column=Column("data", PrismaLongString, nullable=False))
     expires_at: datetime = Field(sa_column=Column(EXPIRES_AT, PrismaDateTime, nullable=False))
 
 
@@ -112,6 +127,7 @@ def session_table(
     base: Table = SessionRecord.__table__  # type: ignore[attr-defined]
     if name == DEFAULT_TABLE_NAME and metadata is None and expires_column == EXPIRES_AT:
         return base
+    options: dict[str, Any] = MYSQL_TABLE_OPTIONS
     columns = [
         Column(expires_column, PrismaDateTime, key=EXPIRES_AT, nullable=False)
         if column.key == EXPIRES_AT
@@ -123,6 +139,7 @@ def session_table(
         metadata if metadata is not None else MetaData(),
         *columns,
         PrimaryKeyConstraint("id", name=f"{name}_pkey"),
+        **options,
     )
     for index in base.indexes:
         # Prisma names an index after the table and the database names of its columns.

@@ -99,8 +99,8 @@ class PrismaSessionStore:
         max_data_size: the largest serialized session, in bytes, that a write accepts; a larger one
             raises `SessionTooLargeError` and the stored session stays as it was. Default: no limit.
         engine_options: keyword arguments for `create_async_engine` when a URL is given.
-        request_connections: on PostgreSQL, the most connections the request path opens (default 10);
-            they are opened as concurrent requests need them and closed after a minute idle.
+        request_connections: on PostgreSQL and MySQL, the most connections the request path opens
+            (default 10); they are opened as concurrent requests need them and closed after a minute idle.
         operation_timeout: seconds within which every request-path operation (waiting for a connection,
             opening one, running the statement) ends, in `StoreUnavailableError` (a 503) if need be.
         pgbouncer: a transaction pooler (PgBouncer, Supabase's or Neon's pooler) is between the store and
@@ -324,9 +324,9 @@ class PrismaSessionStore:
         await self.shutdown()
 
     def add_query_logger(self, callback: Callable[[Any], None]) -> None:
-        """On PostgreSQL, call `callback` with asyncpg's `LoggedQuery` for every request-path statement
-        (load, insert, update, touch), for instrumentation. Other statements go through SQLAlchemy,
-        whose engine events see them."""
+        """On PostgreSQL and MySQL, call `callback` with asyncpg's `LoggedQuery` (or one like it) for
+        every request-path statement (load, insert, update, touch), for instrumentation. Other
+        statements go through SQLAlchemy, whose engine events see them."""
         if self._db.requests is not None:
             self._db.requests.add_query_logger(callback)
 
@@ -474,11 +474,11 @@ class PrismaSessionStore:
         params: dict[str, Any],
         conn: AsyncConnection | None = None,
     ) -> int:
-        """Run a DELETE; with a `dispose`, through RETURNING so that each deleted session is disposed."""
+        """Run a DELETE; with a `dispose`, its `returning` form, so that each deleted session is disposed."""
         if self._dispose is None:
             result = await self._db.execute(plain, params, conn)
             return int(result.rowcount)  # type: ignore[attr-defined]
-        rows = (await self._db.execute(returning, params, conn)).all()
+        rows = await self._db.deleted_rows(returning, params, conn)
         for sid, text in rows:
             data = self.rows.parse(sid, text)
             if data is not None:

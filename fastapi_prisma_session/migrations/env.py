@@ -6,7 +6,8 @@
   `DATABASE_URL` (or a `sqlalchemy.url` option), the table name from `-x table_name=...` and the expiry
   column's from `-x expires_column=...`.
 
-Plain `postgresql://`, `postgres://` and `sqlite://` URLs are given their async drivers. Both ways record
+Plain `postgresql://`, `postgres://`, `sqlite://`, `mysql://` and `mariadb://` URLs are given their
+async drivers. Both ways record
 the revision in the same version table, `migration.version_table(table_name)`, so that a database
 migrated one way is at head for the other.
 """
@@ -14,6 +15,7 @@ migrated one way is at head for the other.
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import threading
 from logging.config import fileConfig
@@ -31,6 +33,17 @@ from fastapi_prisma_session.database import driver_url
 CONNECT_TIMEOUT = 10.0
 
 config = context.config
+
+
+class PrimaryKeyNameNote(logging.Filter):
+    """MySQL names every primary key PRIMARY, and asyncmy logs its note that the name of Alembic's
+    version table's key was ignored: a harmless line that would look like a problem."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "ignored for PRIMARY key" not in record.getMessage()
+
+
+logging.getLogger("asyncmy").addFilter(PrimaryKeyNameNote())
 if config.config_file_name is not None and config.attributes.get("configure_logger", True):
     fileConfig(config.config_file_name, disable_existing_loggers=False)
 
