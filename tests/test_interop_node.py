@@ -30,8 +30,8 @@ from fastapi_prisma_session.models import EPOCH, session_table, sqlite_datetime_
 from tests.helpers import client_for, make_app, rows
 from tests.node_recorder import read_sessions, reader_database, recordings, require_node
 
-# The databases the Node system is run against; "mariadb" joins once its dialect is in.
-INTEROP_DATABASES = ["sqlite", "postgresql"]
+# The databases the Node system is run against (the database_url fixture's names).
+INTEROP_DATABASES = ["sqlite", "postgresql", "mariadb"]
 on_each_database = pytest.mark.parametrize("database_url", INTEROP_DATABASES, indirect=True)
 
 # How each database stores expiresAt in the recordings: raw value -> the same encoding of another instant.
