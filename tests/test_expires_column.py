@@ -13,7 +13,7 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import Column, MetaData, Table, Text, event, text
+from sqlalchemy import Column, MetaData, Table, Text, event
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from fastapi_prisma_session import ConfigurationError, PrismaSessionStore, TableMissingError
@@ -81,9 +81,8 @@ async def test_a_table_with_expires_works_through_http_and_the_store_api(
     assert close_to((await expires_column_values(engine))["a"], utcnow() + timedelta(hours=1))
     assert await store.destroy_all(user_id=8) == 1
     async with engine.begin() as conn:
-        await conn.execute(
-            text('UPDATE "Session" SET expires = :past'), {"past": utcnow() - timedelta(days=1)}
-        )
+        table = session_table(expires_column="expires")
+        await conn.execute(table.update().values(expiresAt=utcnow() - timedelta(days=1)))
     assert await store.length() == 0
     assert await store.prune() == 1
     assert statements.look_ups == 1  # one look at the table, the first time, and never again

@@ -111,13 +111,11 @@ async def test_prune_deletes_exactly_the_expired_rows_of_every_encoding_through_
     assert removed == sum(not is_live for is_live in live.values())
     assert set(await rows(engine)) == {sid for sid, is_live in live.items() if is_live}
 
-    statement = str(store._db.sql.prune_batch.compile(dialect=sqlite.dialect()))
+    compiled = store._db.sql.prune_batch.compile(dialect=sqlite.dialect())
+    values = compiled.construct_params({"now": "2026-11-28T10:00:00.000+00:00"})
+    arguments = tuple(values[name] for name in compiled.positiontup or ())
     async with engine.connect() as conn:
-        plan = (
-            await conn.exec_driver_sql(
-                "EXPLAIN QUERY PLAN " + statement, ("2026-11-28T10:00:00.000+00:00",) * 3 + (1, 0)
-            )
-        ).all()
+        plan = (await conn.exec_driver_sql("EXPLAIN QUERY PLAN " + str(compiled), arguments)).all()
     details = [row[-1] for row in plan]
     assert any("USING INDEX Session_expiresAt_idx" in detail for detail in details), details
     assert not any(re.match(r"SCAN Session\b", detail) for detail in details), details
