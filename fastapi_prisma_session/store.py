@@ -163,6 +163,7 @@ class PrismaSessionStore:
         self._checking: asyncio.Future[None] | None = None
         self._deadline = deadline
         sql = for_database(engine.dialect.name, self.table, prune_batch_size=prune_batch_size)
+        rows.longest_key = sql.longest_key
         self._db = Database(
             engine,
             sql,
@@ -460,7 +461,7 @@ class PrismaSessionStore:
         """Move the live session `sid` to `new_sid` in one statement, its data untouched (`regenerate`
         with `keep_data`). Returns False, and creates nothing, when the row is already gone: a logout
         that came first stays a logout."""
-        check_sid(new_sid)
+        check_sid(new_sid, self.rows.longest_key)
         params = {"session_id": sid, "new_sid": new_sid, "record_id": self.rows.renamed_id(new_sid)}
         async with self._db.one_writer(sid):
             return await self._db.write("rename", {**params, "now": utcnow()}) > 0

@@ -234,6 +234,17 @@ async def test_session_ids_are_compared_exactly(store: PrismaSessionStore) -> No
     assert await store.ids() == ["AbC"]
 
 
+async def test_a_sid_longer_than_the_column_is_refused_first(store: PrismaSessionStore) -> None:
+    long = "s" * 192  # VARCHAR(191): MySQL's strict mode would answer with a DataError
+    with pytest.raises(ValueError, match="at most 191 characters"):
+        await store.set(long, {"cookie": {}})
+    await store.set("short", {"cookie": {}})
+    with pytest.raises(ValueError, match="at most 191 characters"):
+        await store.rename("short", long)
+    assert await store.get(long) is None  # a read of such a sid finds nothing, and is no error
+    assert await store.ids() == ["short"]
+
+
 # -- pruning --------------------------------------------------------------------------------------------
 
 

@@ -29,6 +29,8 @@ class SQLDialect(ABC):
 
     #: SQLAlchemy's name for the database.
     name: ClassVar[str]
+    #: The most characters the `id` and `sid` columns hold, where that is fewer than a sid may have.
+    longest_key: ClassVar[int | None] = None
     #: Whether DELETE ... RETURNING hands back the deleted rows; where not (MySQL), `deleted()` is a
     #: SELECT ... FOR UPDATE of them, and the database deletes them by id in the same transaction.
     deletes_returning: ClassVar[bool] = True

@@ -27,6 +27,7 @@ LOCK_PREFIX = "fastapi_prisma_session:"
 
 class Dialect(SQLDialect):
     name = "mysql"
+    longest_key = 191  # Prisma's String on MySQL: VARCHAR(191)
     deletes_returning = False  # MySQL 8 has no DELETE ... RETURNING (MariaDB has, since 10.5)
 
     def build_upsert(self) -> Executable:
