@@ -34,6 +34,13 @@ DEAD_CONNECTION_RETRIES = 3
 # How often the shared deadline timer looks for calls past their deadline, while there are calls.
 DEADLINE_TICK = 0.05
 LOST = (OSError, asyncpg.InterfaceError, asyncpg.InternalClientError)
+# What asyncpg reports as a PostgresError although the connection is gone: lost, not refused.
+ENDED = (
+    asyncpg.PostgresConnectionError,  # ConnectionDoesNotExistError among them
+    asyncpg.AdminShutdownError,
+    asyncpg.CrashShutdownError,
+    asyncpg.CannotConnectNowError,
+)
 
 
 class Deadlines:
@@ -186,7 +193,12 @@ class RequestPool:
         connection = await self._acquire()
         try:
             result = await getattr(connection, method)(sql, *args)
-        except self._refused:
+        except self._refused as error:
+            if connection.is_closed() or isinstance(error, ENDED):
+                # Not a refusal: the server ended the connection (a restart, pg_terminate_backend), which
+                # asyncpg reports as a PostgresError too. Lost, and tried again on another where allowed.
+                self._discard(connection)
+                raise ConnectionResetError(f"the server closed the connection: {error}") from error
             self._release(connection)  # the server refused the statement; the connection is fine
             raise
         except asyncio.CancelledError:

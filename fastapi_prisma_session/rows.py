@@ -95,13 +95,14 @@ class RowFormat:
 
     def new_row(self, sid: str, session: Mapping[str, Any], expires: datetime) -> dict[str, Any]:
         """`params` plus the `record_id` of a row about to be inserted."""
+        params = self.params(sid, session, expires)  # the sid is checked first
         record_id = self._record_id(sid)
         if self.longest_key is not None and len(record_id) > self.longest_key:
             raise ValueError(
                 f"a row id on this database holds at most {self.longest_key} characters, got "
                 f"{len(record_id)} from db_record_id_function"
             )
-        return {**self.params(sid, session, expires), "record_id": record_id}
+        return {**params, "record_id": record_id}
 
     def renamed_id(self, new_sid: str) -> str | None:
         """The row id after a move to `new_sid`, when it derives from the sid (`db_record_id_is_session_id`

@@ -6,12 +6,13 @@ import asyncio
 import time
 from typing import Any
 
+import asyncpg
 import pytest
 from sqlalchemy.engine import make_url
 
 from fastapi_prisma_session import ConfigurationError, PrismaSessionStore
 from fastapi_prisma_session.connections import Deadlines, RequestPool
-from tests.helpers import wait_until
+from tests.helpers import ADMIN_URL, wait_until
 
 
 def pool_for(postgres_url: str, **options: Any) -> RequestPool:
@@ -37,6 +38,58 @@ async def test_concurrent_callers_beyond_the_size_wait_and_all_succeed(postgres_
     assert results == list(range(50))
     assert pool.open_connections <= 2
     await pool.close()
+
+
+async def test_a_read_whose_connection_ends_mid_statement_runs_again(postgres_url: str) -> None:
+    """The server ends the connection while the statement runs (asyncpg reports that as a PostgresError,
+    like a refusal): the connection is dropped and the read runs again on a new one."""
+    pool = pool_for(postgres_url, max_size=1)
+    pid = await pool.run("fetchval", "SELECT pg_backend_pid()", [])
+
+    async def terminate_soon() -> None:
+        admin = await asyncpg.connect(ADMIN_URL)
+        try:
+            await wait_until_async_active(admin, pid)
+            assert await admin.fetchval("SELECT pg_terminate_backend($1)", pid)
+        finally:
+            await admin.close()
+
+    killer = asyncio.create_task(terminate_soon())
+    value = await pool.run("fetchval", "SELECT 7 FROM pg_sleep(0.5)", [], retry=True)
+    await killer
+    assert value == 7
+    assert await pool.run("fetchval", "SELECT pg_backend_pid()", []) != pid  # on a new connection
+    assert pool.open_connections == 1
+    await pool.close()
+
+
+async def test_a_write_whose_connection_ends_is_reported_lost_not_refused(postgres_url: str) -> None:
+    pool = pool_for(postgres_url, max_size=1)
+    pid = await pool.run("fetchval", "SELECT pg_backend_pid()", [])
+    admin = await asyncpg.connect(ADMIN_URL)
+    try:
+        running = asyncio.create_task(pool.run("execute", "SELECT pg_sleep(0.5)", []))
+        await wait_until_async_active(admin, pid)
+        await admin.fetchval("SELECT pg_terminate_backend($1)", pid)
+    finally:
+        await admin.close()
+    with pytest.raises(ConnectionResetError):  # not retried: a write may have gone through
+        await running
+    assert pool.open_connections == 0  # and the dead connection is not handed out again
+    assert await pool.run("fetchval", "SELECT 1", []) == 1
+    await pool.close()
+
+
+async def wait_until_async_active(admin: asyncpg.Connection, pid: int) -> None:
+    async def active() -> bool:
+        state = await admin.fetchval("SELECT state FROM pg_stat_activity WHERE pid = $1", pid)
+        return bool(state == "active")
+
+    for _ in range(200):
+        if await active():
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError(f"backend {pid} never ran the statement")
 
 
 async def test_idle_connections_are_closed(postgres_url: str) -> None:
