@@ -409,3 +409,16 @@ def client_for(app: Any, base_url: str = "http://testserver") -> httpx.AsyncClie
         base_url=base_url,
         event_hooks={"response": [_let_query_loggers_run]},
     )
+
+
+async def advisory_locks(url: str) -> int:
+    """The advisory locks held in the database of `url` (other runs on the server hold their own)."""
+    conn = await asyncpg.connect(url)
+    try:
+        count: int = await conn.fetchval(
+            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND database = "
+            "(SELECT oid FROM pg_database WHERE datname = current_database())"
+        )
+        return count
+    finally:
+        await conn.close()

@@ -27,7 +27,7 @@ from fastapi_prisma_session import (
 )
 from fastapi_prisma_session.durations import utcnow
 from tests import test_concurrency, test_middleware, test_session_api, test_store
-from tests.helpers import ADMIN_URL, scratch_database, serve
+from tests.helpers import ADMIN_URL, advisory_locks, scratch_database, serve
 from tests.pgbouncer import PgBouncer, in_front_of_test_server, require_programs
 
 USERS = 40
@@ -164,18 +164,6 @@ async def expired_rows_left(url: str) -> int:
     try:
         count: int = await conn.fetchval(
             """SELECT count(*) FROM "Session" WHERE "expiresAt" <= now() AT TIME ZONE 'utc'"""
-        )
-        return count
-    finally:
-        await conn.close()
-
-
-async def advisory_locks(url: str) -> int:
-    conn = await asyncpg.connect(url)
-    try:
-        count: int = await conn.fetchval(
-            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND database = "
-            "(SELECT oid FROM pg_database WHERE datname = current_database())"
         )
         return count
     finally:

@@ -18,7 +18,7 @@ import pytest
 
 from fastapi_prisma_session import PrismaSessionStore
 from fastapi_prisma_session.pruning import JITTER, PruneLoop, advisory_lock_key
-from tests.helpers import alembic, scratch_database, seed
+from tests.helpers import advisory_locks, alembic, scratch_database, seed
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -76,11 +76,7 @@ async def test_no_prune_lock_outlives_a_prune_run(migrated: str) -> None:
     try:
         removed = await asyncio.gather(*(store.prune() for store in stores))
         assert sum(removed) <= 3000
-        admin = await asyncpg.connect(migrated)
-        try:
-            assert await admin.fetchval("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'") == 0
-        finally:
-            await admin.close()
+        assert await advisory_locks(migrated) == 0
         await seed(migrated, expired=0, live=0)
         fresh = PrismaSessionStore(migrated)
         try:
