@@ -22,7 +22,9 @@ lint: install
 	$(BIN)/mypy
 
 test: lint
+	rm -f .coverage .coverage.*
 	$(BIN)/coverage run -m pytest
+	$(BIN)/coverage combine --quiet
 	$(BIN)/coverage report
 
 # The peer benchmark (a few minutes): needs PostgreSQL, Redis and wrk; appends its table to BENCHMARKS.md.

@@ -103,7 +103,10 @@ def run_checked(command: list[str], cwd: Path, timeout: float = 120) -> subproce
 
 
 def git_status() -> str:
-    return run_checked(["git", "status", "--porcelain", "--ignored"], ROOT).stdout
+    """The repository's changed, new and ignored files, less the coverage data that the test processes
+    (two xdist workers, and what they start) write beside it while a build runs."""
+    listed = run_checked(["git", "status", "--porcelain", "--ignored"], ROOT).stdout.splitlines()
+    return "\n".join(line for line in listed if not line[3:].startswith(".coverage"))
 
 
 def copy_sources(target: Path) -> None:

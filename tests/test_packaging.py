@@ -32,7 +32,12 @@ import tomllib
 import zipfile
 from pathlib import Path
 
+import pytest
+
 from tests.helpers import Built, install_wheel, run_checked
+
+# Both modules use the one wheel the `built` fixture makes: one xdist worker runs them, and builds it once.
+pytestmark = pytest.mark.xdist_group("built")
 
 ROOT = Path(__file__).resolve().parents[1]
 PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]

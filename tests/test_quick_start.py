@@ -18,7 +18,12 @@ import sqlite3
 import subprocess
 from pathlib import Path
 
+import pytest
+
 from tests.helpers import Built, install_wheel, readme_blocks, readme_file, run_checked, serve
+
+# Both modules use the one wheel the `built` fixture makes: one xdist worker runs them, and builds it once.
+pytestmark = pytest.mark.xdist_group("built")
 
 INSTALL = (
     'pip install "fastapi-prisma-session @ git+https://github.com/fastapi-prisma-session/fastapi-prisma-session"'
