@@ -69,6 +69,16 @@ def build_parser() -> argparse.ArgumentParser:
         help="print the SQL for a DBA to run instead of running it (Alembic's offline mode); "
         "the database is not contacted",
     )
+    migrate.add_argument(
+        "--user-key",
+        metavar="KEY",
+        help="also add the index that the store's user_key=KEY option looks users up in (such as "
+        "user_id), so that destroy_all(KEY=...) and matching(KEY=...) need not read every row; "
+        "running it again does nothing",
+    )
+    migrate.add_argument(
+        "--drop-user-key", metavar="KEY", help="remove the index --user-key KEY added, and nothing else"
+    )
     migrate.add_argument("--quiet", action="store_true", help="print nothing but errors")
 
     prune = commands.add_parser("prune", help="delete expired sessions, in batches")
@@ -135,11 +145,26 @@ def alembic_steps() -> Iterator[list[str]]:
         logger.setLevel(level)
 
 
-def migrate(url: str, table_name: str, revision: str | None, downgrade: bool, sql: bool, quiet: bool) -> None:
-    """Run the package's revisions on `url`; with `sql`, print their SQL instead."""
+def migrate(
+    url: str,
+    table_name: str,
+    revision: str | None,
+    downgrade: bool,
+    sql: bool,
+    quiet: bool,
+    *,
+    user_key: str | None = None,
+    drop_user_key: str | None = None,
+) -> None:
+    """Run the package's revisions on `url`, and add or drop the user-key index if asked; with `sql`,
+    print their SQL instead."""
     from alembic import command
 
-    config = migration.config(url, table_name)
+    if downgrade and (user_key or drop_user_key):
+        raise ConfigurationError(
+            "--downgrade drops the table with its indexes: leave out the user key options"
+        )
+    config = migration.config(url, table_name, user_key=user_key, drop_user_key=drop_user_key)
     target = revision or ("base" if downgrade else "head")
     with alembic_steps() as steps:
         if downgrade:
@@ -153,6 +178,12 @@ def migrate(url: str, table_name: str, revision: str | None, downgrade: bool, sq
         print(step.replace("  ", " "))
     where = f'the session table "{table_name}" is at {target}'
     print(f"done: {where}" if steps else f"nothing to do: {where} already")
+    if drop_user_key:
+        print(f'the index of user key "{drop_user_key}" is gone')
+    if user_key:
+        print(
+            f'the index of user key "{user_key}" is there: use PrismaSessionStore(..., user_key="{user_key}")'
+        )
 
 
 def unreachable(error: Exception) -> str:
@@ -187,7 +218,16 @@ def run_migrate(args: argparse.Namespace) -> int:
         print(f"error: {problem}", file=sys.stderr)
         return 2
     try:
-        migrate(args.database_url, args.table_name, args.revision, args.downgrade, args.sql, args.quiet)
+        migrate(
+            args.database_url,
+            args.table_name,
+            args.revision,
+            args.downgrade,
+            args.sql,
+            args.quiet,
+            user_key=args.user_key,
+            drop_user_key=args.drop_user_key,
+        )
     except (ConfigurationError, ArgumentError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

@@ -29,11 +29,14 @@ from alembic import op
 from sqlalchemy import MetaData
 
 from .database import driver_url
+from .dialects import for_database
+from .dialects.base import check_user_key
 from .exceptions import ConfigurationError
 from .models import DEFAULT_TABLE_NAME, session_table
 
 if TYPE_CHECKING:
     from alembic.config import Config
+    from sqlalchemy import Executable
 
 # The package's Alembic environment (env.py) and revisions (versions/).
 SCRIPT_LOCATION = Path(__file__).resolve().parent / "migrations"
@@ -47,15 +50,20 @@ MAX_IDENTIFIER_LENGTH = 63
 URL_ATTRIBUTE = "fastapi_prisma_session.database_url"
 TABLE_NAME_ATTRIBUTE = "fastapi_prisma_session.table_name"
 TABLE_NAME_OPTION = "table_name"
+# `migrate --user-key KEY` / `--drop-user-key KEY`, and `alembic -x user_key=KEY` (`-x drop_user_key=KEY`).
+USER_KEY_ATTRIBUTE = "fastapi_prisma_session.user_key"
+DROP_USER_KEY_ATTRIBUTE = "fastapi_prisma_session.drop_user_key"
 
 __all__ = [
     "SCRIPT_LOCATION",
     "VERSION_TABLE",
+    "add_user_key_index",
     "alembic_url",
     "config",
     "current_table_name",
     "downgrade",
     "driver_url",
+    "drop_user_key_index",
     "metadata",
     "session_metadata",
     "upgrade",
@@ -73,6 +81,25 @@ def upgrade(table_name: str = DEFAULT_TABLE_NAME) -> None:
     )
     for index in sorted(table.indexes, key=lambda i: str(i.name)):
         op.create_index(str(index.name), table.name, [c.name for c in index.columns], unique=index.unique)
+
+
+def add_user_key_index(key: str, table_name: str = DEFAULT_TABLE_NAME) -> None:
+    """Add the index the store's `user_key=key` option looks users up in (in a revision's `upgrade()`):
+    on PostgreSQL a function of `data` and an index on it, on SQLite an index on a JSON expression. Rows
+    of any content stay writable. Does nothing where it is there already."""
+    for statement in _user_key_ddl(key, table_name)[0]:
+        op.execute(statement)
+
+
+def drop_user_key_index(key: str, table_name: str = DEFAULT_TABLE_NAME) -> None:
+    """Remove what `add_user_key_index` added (in a revision's `downgrade()`); nothing if it is gone."""
+    for statement in _user_key_ddl(key, table_name)[1]:
+        op.execute(statement)
+
+
+def _user_key_ddl(key: str, table_name: str) -> tuple[list[Executable], list[Executable]]:
+    sql = for_database(op.get_context().dialect.name, session_table(table_name), prune_batch_size=1)
+    return sql.user_key_ddl(check_user_key(key), if_exists=True)
 
 
 def downgrade(table_name: str = DEFAULT_TABLE_NAME) -> None:
@@ -113,11 +140,20 @@ def version_table(table_name: str = DEFAULT_TABLE_NAME) -> str:
     return name
 
 
-def config(database_url: str | None = None, table_name: str = DEFAULT_TABLE_NAME) -> Config:
+def config(
+    database_url: str | None = None,
+    table_name: str = DEFAULT_TABLE_NAME,
+    *,
+    user_key: str | None = None,
+    drop_user_key: str | None = None,
+) -> Config:
     """An Alembic `Config` for the package's own revisions, wherever the package is installed.
 
     `alembic.command.upgrade(migration.config(url), "head")` is what `python -m fastapi_prisma_session
-    migrate` runs. The URL may be plain (`postgresql://`, `sqlite://`) or name its driver; without one
+    migrate` runs. With `user_key`, the run also adds that key's index (`add_user_key_index`), whether
+    or not there were revisions to run; `drop_user_key` removes one.
+
+    The URL may be plain (`postgresql://`, `sqlite://`) or name its driver; without one
     the environment reads `DATABASE_URL` (enough for `--sql`, which only needs the database's kind)."""
     from alembic.config import Config
 
@@ -126,6 +162,8 @@ def config(database_url: str | None = None, table_name: str = DEFAULT_TABLE_NAME
     found.set_main_option("script_location", str(SCRIPT_LOCATION))
     found.attributes[URL_ATTRIBUTE] = database_url
     found.attributes[TABLE_NAME_ATTRIBUTE] = table_name
+    found.attributes[USER_KEY_ATTRIBUTE] = user_key and check_user_key(user_key)
+    found.attributes[DROP_USER_KEY_ATTRIBUTE] = drop_user_key and check_user_key(drop_user_key)
     return found
 
 
@@ -143,3 +181,20 @@ def current_table_name() -> str:
         or context.config.get_main_option(TABLE_NAME_OPTION)
         or DEFAULT_TABLE_NAME
     )
+
+
+def user_key_steps() -> None:
+    """Add or remove the user-key index as `config()` or `alembic -x user_key=KEY` (`-x
+    drop_user_key=KEY`) asked, after the revisions, in the same transaction (env.py calls this). It is
+    not a revision: the index can be added to a table at head, and dropped again, at any time."""
+    from alembic import context
+    from alembic.operations import Operations
+
+    x_arguments = context.get_x_argument(as_dictionary=True)
+    add = context.config.attributes.get(USER_KEY_ATTRIBUTE) or x_arguments.get("user_key")
+    drop = context.config.attributes.get(DROP_USER_KEY_ATTRIBUTE) or x_arguments.get("drop_user_key")
+    with Operations.context(context.get_context()):
+        if drop:
+            drop_user_key_index(drop, current_table_name())
+        if add:
+            add_user_key_index(add, current_table_name())

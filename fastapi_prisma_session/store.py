@@ -20,6 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from .cookies import COOKIE_KEY
 from .database import DEADLINE, Database, engine_for
 from .dialects import for_database
+from .dialects.base import check_user_key
 from .durations import Duration, to_seconds, utcnow
 from .exceptions import ConfigurationError
 from .logs import LevelName, StoreLog
@@ -78,6 +79,9 @@ class PrismaSessionStore:
             they are opened as concurrent requests need them and closed after a minute idle.
         operation_timeout: seconds within which every request-path operation (waiting for a connection,
             opening one, running the statement) ends, in `StoreUnavailableError` (a 503) if need be.
+        user_key: the top-level data key that names a session's user (such as "user_id"), when the
+            database has the index `migrate --user-key` adds for it: `destroy_all` and `matching` on that
+            key then look it up in the index instead of reading every row. Default: None (no index).
     """
 
     def __init__(
@@ -101,6 +105,7 @@ class PrismaSessionStore:
         engine_options: Mapping[str, Any] | None = None,
         request_connections: int | None = None,
         operation_timeout: Duration = DEADLINE,
+        user_key: str | None = None,
     ) -> None:
         options = dict(locals())
         for name in ("self", "engine_or_url", "engine_options"):
@@ -125,7 +130,14 @@ class PrismaSessionStore:
             engine, sql, table_name=table_name, request_connections=request_connections, deadline=deadline
         )
         self._merger = Merger(self._db, rows)
-        self._matcher = DataMatcher(self._db, rows.serializer, rows.parse, self._log, is_json=rows.is_json)
+        if user_key is not None:
+            check_user_key(user_key)
+            if not rows.is_json:
+                raise ConfigurationError("user_key needs the JSON serializer: the index reads data as JSON")
+        self.user_key = user_key
+        self._matcher = DataMatcher(
+            self._db, rows.serializer, rows.parse, self._log, is_json=rows.is_json, user_key=user_key
+        )
         pause = to_seconds(prune_pause, "prune_pause") or 0.0
         self._pruner = Pruner(self._db, self._delete, batch_size=prune_batch_size, pause=pause, log=self._log)
         period = to_seconds(check_period, "check_period")
@@ -272,9 +284,13 @@ class PrismaSessionStore:
             self._db.requests.add_query_logger(callback)
 
     async def create_table(self) -> None:
-        """Create the table if it is missing. For demos and tests; production uses `alembic upgrade head`."""
+        """Create the table if it is missing, with the `user_key` index if there is that option. For
+        demos and tests; production uses `python -m fastapi_prisma_session migrate`."""
         async with self.engine.begin() as conn:
             await conn.run_sync(self.table.create, checkfirst=True)
+            if self.user_key is not None:
+                for statement in self._db.sql.user_key_ddl(self.user_key, if_exists=True)[0]:
+                    await conn.execute(statement)
 
     # -- the row API the middleware uses -------------------------------------------------------------
 

@@ -60,12 +60,14 @@ def run_migrations_offline() -> None:
     )
     with context.begin_transaction():
         context.run_migrations()
+        migration.user_key_steps()
 
 
 def do_run_migrations(connection: Connection) -> None:
     context.configure(connection=connection, target_metadata=target_metadata, version_table=version_table)
     with context.begin_transaction():
         context.run_migrations()
+        migration.user_key_steps()
 
 
 async def run_async_migrations() -> None:
