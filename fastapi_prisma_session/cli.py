@@ -24,7 +24,6 @@ from .database import driver_url
 from .dialects import SUPPORTED
 from .exceptions import ConfigurationError, SessionError
 from .models import DEFAULT_TABLE_NAME
-from .pruning import PRUNE_BATCH_SIZE, PRUNE_PAUSE
 from .store import PrismaSessionStore
 
 # How often a long run reports how far it has got.
@@ -87,20 +86,19 @@ def build_parser() -> argparse.ArgumentParser:
     prune.add_argument(
         "--batch-size",
         type=int,
-        default=PRUNE_BATCH_SIZE,
-        help=f"rows per DELETE (default {PRUNE_BATCH_SIZE})",
+        help="rows per DELETE (default: each batch sized to take about 20 ms)",
     )
     prune.add_argument(
         "--pause",
         type=float,
-        default=PRUNE_PAUSE,
-        help=f"seconds to rest between batches (default {PRUNE_PAUSE}; 0 for full speed)",
+        help="seconds to rest between batches (default: a rest that grows when the database slows "
+        "down and shrinks when it is idle; 0 for full speed)",
     )
     prune.add_argument("--quiet", action="store_true", help="print nothing but errors")
     return parser
 
 
-async def prune(url: str, table_name: str, batch_size: int, pause: float, quiet: bool) -> int:
+async def prune(url: str, table_name: str, batch_size: int | None, pause: float | None, quiet: bool) -> int:
     started = last_report = time.monotonic()
 
     def report(total: int) -> None:

@@ -20,10 +20,22 @@ if TYPE_CHECKING:
 
     from .database import Database
 
-# Batches of 200 with 10 ms between them remove ~16,000 rows a second and keep the read p99 of a busy
-# app within 1.5x of its usual (BENCHMARKS.md, "Prune at scale"); pause 0 prunes at full speed.
-PRUNE_BATCH_SIZE = 200
-PRUNE_PAUSE = 0.01
+# The pace of a prune, when neither `prune_batch_size` nor `prune_pause` fixes it (BENCHMARKS.md, "Scale"):
+# each batch is sized to take about BATCH_BUDGET seconds, between MIN_BATCH and MAX_BATCH rows, and
+# after it the pruner rests in proportion to how much slower than its best the database answered.
+BATCH_BUDGET = 0.02
+START_BATCH = 500
+MIN_BATCH = 50
+MAX_BATCH = 10_000
+# A batch per row as fast as the best seen rests REST_SHARE of its own time; each time slower than that
+# adds BACKOFF times its own time, up to MAX_PAUSE seconds.
+REST_SHARE = 0.25
+BACKOFF = 3.0
+MAX_PAUSE = 1.0
+# The best pace seen is forgotten slowly (this much a batch), so that one lucky batch does not count forever.
+BEST_DRIFT = 0.02
+# Smoothing of the pace per row, so that one slow batch (a checkpoint, a page fault) is not a trend.
+SMOOTHING = 0.3
 # Each wait is the period give or take this fraction, so workers started together do not prune together.
 JITTER = 0.1
 
@@ -33,11 +45,47 @@ DeleteRows = Callable[["Executable", "Executable", dict[str, Any], "AsyncConnect
 Log = Callable[..., None]
 
 
+class Pace:
+    """The size of each prune batch and the rest after it: fixed when given, else learned from how
+    long the database takes. A batch is sized to take about `BATCH_BUDGET`; the rest grows when the
+    database answers more slowly per row than the best it did (it is busy with requests), and shrinks
+    back when it recovers, so a prune runs at full speed on an idle database and makes way for a busy one.
+    """
+
+    def __init__(self, batch_size: int | None, pause: float | None) -> None:
+        self._fixed_size = batch_size
+        self._fixed_pause = pause
+        self.size = batch_size or START_BATCH
+        self._best: float | None = None
+        self._recent: float | None = None
+
+    def rest(self, removed: int, seconds: float) -> float:
+        """The pause after a batch that removed `removed` rows in `seconds`; sizes the next batch."""
+        if self._fixed_size is None and seconds > 0:
+            grown = self.size * min(2.0, max(0.5, BATCH_BUDGET / seconds))
+            self.size = int(min(MAX_BATCH, max(MIN_BATCH, grown)))
+        if self._fixed_pause is not None:
+            return self._fixed_pause
+        per_row = seconds / max(removed, 1)
+        self._recent = (
+            per_row if self._recent is None else (1 - SMOOTHING) * self._recent + SMOOTHING * per_row
+        )
+        self._best = per_row if self._best is None else min(per_row, self._best * (1 + BEST_DRIFT))
+        slowdown = max(0.0, self._recent / self._best - 1) if self._best > 0 else 0.0
+        return min(MAX_PAUSE, seconds * (REST_SHARE + BACKOFF * slowdown))
+
+
 class Pruner:
-    """Deletes the expired rows of one table, `batch_size` rows a statement, `pause` seconds apart."""
+    """Deletes the expired rows of one table, batch by batch, at the pace `Pace` sets."""
 
     def __init__(
-        self, database: Database, delete: DeleteRows, *, batch_size: int, pause: float, log: Log
+        self,
+        database: Database,
+        delete: DeleteRows,
+        *,
+        batch_size: int | None,
+        pause: float | None,
+        log: Log,
     ) -> None:
         self._database = database
         self._delete = delete
@@ -58,10 +106,13 @@ class Pruner:
         started = time.monotonic()
         sql = self._database.sql
         lock = sql.prune_lock()
-        params = {"now": utcnow()}
+        now = utcnow()
+        pace = Pace(self._batch_size, self._pause)
         total = 0
         self.last_skipped = False
         while True:
+            size = pace.size
+            batch_started = time.perf_counter()
             async with self._database.transaction() as conn:
                 if (
                     lock is not None
@@ -70,14 +121,16 @@ class Pruner:
                     self.last_skipped = total == 0
                     self._log(logging.INFO, "another process is pruning %s; this run stops", self._table_name)
                     break
+                params = {"now": now, "batch_size": size}
                 removed = await self._delete(sql.prune_batch, sql.prune_batch_returning, params, conn)
             total += removed
             if progress is not None:
                 progress(total)
-            if removed < self._batch_size:
+            if removed < size:
                 break
-            if self._pause:
-                await asyncio.sleep(self._pause)
+            pause = pace.rest(removed, time.perf_counter() - batch_started)
+            if pause:
+                await asyncio.sleep(pause)
         elapsed = time.monotonic() - started
         self._log(
             logging.INFO, "pruned %d expired sessions from %s in %.2f s", total, self._table_name, elapsed

@@ -27,7 +27,7 @@ from .logs import LevelName, StoreLog
 from .matching import DataMatcher, check_match
 from .merging import Merger
 from .models import DEFAULT_TABLE_NAME, session_table
-from .pruning import PRUNE_BATCH_SIZE, PRUNE_PAUSE, PruneLoop, Pruner
+from .pruning import MAX_BATCH, PruneLoop, Pruner
 from .rows import DisposeFunction, RowFormat, SessionData, TTLFunction, check_sid
 
 if TYPE_CHECKING:
@@ -70,8 +70,11 @@ class PrismaSessionStore:
         logger_level: the level, or list of levels, that the store emits: "debug", "info" (or "log"),
             "warn", "error", or `logging` constants. Default: errors only.
         table_name: the session table's name.
-        prune_batch_size: rows deleted per statement by `prune()`.
+        prune_batch_size: rows deleted per statement by `prune()`. Default: each batch sized to take
+            about 20 ms, between 50 and 10,000 rows.
         prune_pause: seconds `prune()` rests between batches, to leave the database to requests.
+            Default: a rest that grows when batches slow down (the database is busy) and shrinks when it
+            is idle again.
         max_data_size: the largest serialized session, in bytes, that a write accepts; a larger one
             raises `SessionTooLargeError` and the stored session stays as it was. Default: no limit.
         engine_options: keyword arguments for `create_async_engine` when a URL is given.
@@ -99,8 +102,8 @@ class PrismaSessionStore:
         logger: logging.Logger | bool | None = None,
         logger_level: LevelName | Sequence[LevelName] = "error",
         table_name: str = DEFAULT_TABLE_NAME,
-        prune_batch_size: int = PRUNE_BATCH_SIZE,
-        prune_pause: Duration = PRUNE_PAUSE,
+        prune_batch_size: int | None = None,
+        prune_pause: Duration | None = None,
         max_data_size: int | None = None,
         engine_options: Mapping[str, Any] | None = None,
         request_connections: int | None = None,
@@ -125,7 +128,8 @@ class PrismaSessionStore:
         self._owns_engine = not isinstance(engine_or_url, AsyncEngine)
         self.engine = engine = engine_for(engine_or_url, engine_options, deadline)
         self.table = session_table(table_name)
-        sql = for_database(engine.dialect.name, self.table, prune_batch_size=prune_batch_size)
+        largest_batch = MAX_BATCH if prune_batch_size is None else prune_batch_size
+        sql = for_database(engine.dialect.name, self.table, prune_batch_size=largest_batch)
         self._db = Database(
             engine, sql, table_name=table_name, request_connections=request_connections, deadline=deadline
         )
@@ -138,7 +142,7 @@ class PrismaSessionStore:
         self._matcher = DataMatcher(
             self._db, rows.serializer, rows.parse, self._log, is_json=rows.is_json, user_key=user_key
         )
-        pause = to_seconds(prune_pause, "prune_pause") or 0.0
+        pause = None if prune_pause is None else to_seconds(prune_pause, "prune_pause") or 0.0
         self._pruner = Pruner(self._db, self._delete, batch_size=prune_batch_size, pause=pause, log=self._log)
         period = to_seconds(check_period, "check_period")
         self._prune_loop = PruneLoop(self.prune, period, self._log) if period else None

@@ -13,7 +13,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from sqlalchemy import Index, MetaData, Text, bindparam, delete, func, insert, select, update
+from sqlalchemy import Index, Integer, MetaData, Text, bindparam, delete, func, insert, select, update
 from sqlalchemy.schema import CreateIndex, DropIndex
 
 from ..exceptions import ConfigurationError
@@ -99,7 +99,9 @@ class SQLDialect(ABC):
         )
 
         self.upsert: Executable = self.build_upsert()
-        self.prune_batch: Executable = delete(table).where(c.id.in_(self.expired_ids(prune_batch_size)))
+        # The batch's size is a parameter (`batch_size`): the pruner sizes each batch to the database's pace.
+        batch_size = bindparam("batch_size", type_=Integer)
+        self.prune_batch: Executable = delete(table).where(c.id.in_(self.expired_ids(batch_size)))
         self.prune_batch_returning: Executable = self.prune_batch.returning(*self.returned)
 
     # -- what each database writes its own way -------------------------------------------------------
@@ -109,8 +111,9 @@ class SQLDialect(ABC):
         """Insert the row, or on a conflict of `sid` replace its data and expiry (keeping its id)."""
 
     @abstractmethod
-    def expired_ids(self, limit: int) -> Any:
-        """A subquery of at most `limit` ids of rows expired at `now`, found through the expiry index."""
+    def expired_ids(self, limit: ColumnElement[int]) -> Any:
+        """A subquery of at most `limit` (a bound parameter) ids of rows expired at `now`, found through
+        the expiry index."""
 
     @abstractmethod
     def matching(

@@ -22,7 +22,7 @@ class Dialect(SQLDialect):
     def build_upsert(self) -> Executable:
         return self.upsert_on_sid(postgresql.insert)
 
-    def expired_ids(self, limit: int) -> Any:
+    def expired_ids(self, limit: ColumnElement[int]) -> Any:
         c = self.table.c
         # SKIP LOCKED: concurrent pruners share the work instead of waiting on each other's rows.
         return (

@@ -33,7 +33,7 @@ class Dialect(SQLDialect):
     def build_upsert(self) -> Executable:
         return self.upsert_on_sid(sqlite.insert)
 
-    def expired_ids(self, limit: int) -> Any:
+    def expired_ids(self, limit: ColumnElement[int]) -> Any:
         c = self.table.c
         return select(c.id).where(c.expiresAt <= bindparam("now")).limit(limit).scalar_subquery()
 
