@@ -86,7 +86,7 @@ def build_parser() -> argparse.ArgumentParser:
     prune.add_argument(
         "--batch-size",
         type=int,
-        help="rows per DELETE (default: each batch sized to take about 20 ms)",
+        help="rows per DELETE (default: each batch sized to take about 50 ms)",
     )
     prune.add_argument(
         "--pause",

@@ -23,17 +23,19 @@ if TYPE_CHECKING:
 # The pace of a prune, when neither `prune_batch_size` nor `prune_pause` fixes it (BENCHMARKS.md, "Scale"):
 # each batch is sized to take about BATCH_BUDGET seconds, between MIN_BATCH and MAX_BATCH rows, and
 # after it the pruner rests in proportion to how much slower than its best the database answered.
-BATCH_BUDGET = 0.02
+BATCH_BUDGET = 0.05
 START_BATCH = 500
+SHRINK_AFTER = 4
 MIN_BATCH = 50
-MAX_BATCH = 10_000
+MAX_BATCH = 20_000
 # A batch per row as fast as the best seen rests REST_SHARE of its own time; each time slower than that
 # adds BACKOFF times its own time, up to MAX_PAUSE seconds.
 REST_SHARE = 0.25
 BACKOFF = 3.0
 MAX_PAUSE = 1.0
-# The best pace seen is forgotten slowly (this much a batch), so that one lucky batch does not count forever.
-BEST_DRIFT = 0.02
+# The best pace seen is forgotten slowly (this much a batch: half of it in about 350 batches, several
+# seconds), so that a fast start (cached pages) does not count forever, nor a long busy spell too soon.
+BEST_DRIFT = 0.002
 # Smoothing of the pace per row, so that one slow batch (a checkpoint, a page fault) is not a trend.
 SMOOTHING = 0.3
 # Each wait is the period give or take this fraction, so workers started together do not prune together.
@@ -61,16 +63,19 @@ class Pace:
 
     def rest(self, removed: int, seconds: float) -> float:
         """The pause after a batch that removed `removed` rows in `seconds`; sizes the next batch."""
-        if self._fixed_size is None and seconds > 0:
-            grown = self.size * min(2.0, max(0.5, BATCH_BUDGET / seconds))
-            self.size = int(min(MAX_BATCH, max(MIN_BATCH, grown)))
+        if self._fixed_size is None and 0 < seconds < BATCH_BUDGET:
+            self.size = int(min(MAX_BATCH, self.size * min(2.0, BATCH_BUDGET / seconds)))
+        elif self._fixed_size is None and seconds > SHRINK_AFTER * BATCH_BUDGET:
+            # Only a batch far over budget shrinks the next: each batch pays a fixed cost (its transaction's
+            # round trips), so smaller batches cost more per row, which would read as a slower database.
+            self.size = int(max(MIN_BATCH, self.size * max(0.5, BATCH_BUDGET / seconds)))
         if self._fixed_pause is not None:
             return self._fixed_pause
         per_row = seconds / max(removed, 1)
         self._recent = (
             per_row if self._recent is None else (1 - SMOOTHING) * self._recent + SMOOTHING * per_row
         )
-        self._best = per_row if self._best is None else min(per_row, self._best * (1 + BEST_DRIFT))
+        self._best = self._recent if self._best is None else min(self._recent, self._best * (1 + BEST_DRIFT))
         slowdown = max(0.0, self._recent / self._best - 1) if self._best > 0 else 0.0
         return min(MAX_PAUSE, seconds * (REST_SHARE + BACKOFF * slowdown))
 

@@ -71,7 +71,7 @@ class PrismaSessionStore:
             "warn", "error", or `logging` constants. Default: errors only.
         table_name: the session table's name.
         prune_batch_size: rows deleted per statement by `prune()`. Default: each batch sized to take
-            about 20 ms, between 50 and 10,000 rows.
+            about 50 ms, between 50 and 20,000 rows.
         prune_pause: seconds `prune()` rests between batches, to leave the database to requests.
             Default: a rest that grows when batches slow down (the database is busy) and shrinks when it
             is idle again.

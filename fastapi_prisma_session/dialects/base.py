@@ -101,7 +101,7 @@ class SQLDialect(ABC):
         self.upsert: Executable = self.build_upsert()
         # The batch's size is a parameter (`batch_size`): the pruner sizes each batch to the database's pace.
         batch_size = bindparam("batch_size", type_=Integer)
-        self.prune_batch: Executable = delete(table).where(c.id.in_(self.expired_ids(batch_size)))
+        self.prune_batch: Executable = delete(table).where(self.expired(batch_size))
         self.prune_batch_returning: Executable = self.prune_batch.returning(*self.returned)
 
     # -- what each database writes its own way -------------------------------------------------------
@@ -114,6 +114,10 @@ class SQLDialect(ABC):
     def expired_ids(self, limit: ColumnElement[int]) -> Any:
         """A subquery of at most `limit` (a bound parameter) ids of rows expired at `now`, found through
         the expiry index."""
+
+    def expired(self, limit: ColumnElement[int]) -> ColumnElement[bool]:
+        """The prune batch's condition: the row is one of `expired_ids(limit)`."""
+        return self.table.c.id.in_(self.expired_ids(limit))
 
     @abstractmethod
     def matching(

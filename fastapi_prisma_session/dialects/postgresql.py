@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import BigInteger, Text, and_, bindparam, cast, func, literal_column, select, text
+from sqlalchemy import BigInteger, Text, and_, any_, bindparam, cast, func, literal_column, select, text
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.sql.elements import quoted_name
 from sqlalchemy.sql.functions import Function
@@ -32,6 +32,11 @@ class Dialect(SQLDialect):
             .with_for_update(skip_locked=True)
             .scalar_subquery()
         )
+
+    def expired(self, limit: ColumnElement[int]) -> ColumnElement[bool]:
+        # id = ANY(ARRAY(subquery)): the batch is found first, then each row through the primary key. With
+        # `IN (subquery)` and the batch's size a parameter, a generic plan may hash-join the whole table.
+        return self.table.c.id == any_(func.array(self.expired_ids(limit)))
 
     def matching(
         self, match: dict[str, Any], serialize: Serialize
