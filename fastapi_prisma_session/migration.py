@@ -64,6 +64,7 @@ __all__ = [
     "downgrade",
     "driver_url",
     "drop_user_key_index",
+    "include_object",
     "metadata",
     "session_metadata",
     "upgrade",
@@ -95,6 +96,24 @@ def drop_user_key_index(key: str, table_name: str = DEFAULT_TABLE_NAME) -> None:
     """Remove what `add_user_key_index` added (in a revision's `downgrade()`); nothing if it is gone."""
     for statement in _user_key_ddl(key, table_name)[1]:
         op.execute(statement)
+
+
+def include_object(
+    obj: object, name: str | None, type_: str, reflected: bool, compare_to: object | None
+) -> bool:
+    """For an env.py's `context.configure(include_object=migration.include_object)`: leaves the user-key
+    index out of `alembic check` and `--autogenerate`, which would otherwise propose to drop it (the
+    model does not describe it: Prisma's table has no such index)."""
+    table = getattr(getattr(obj, "table", None), "name", None)
+    return not (
+        type_ == "index"
+        and reflected
+        and compare_to is None
+        and name is not None
+        and table is not None
+        and name.startswith(f"{table}_data_")
+        and name.endswith("_idx")
+    )
 
 
 def _user_key_ddl(key: str, table_name: str) -> tuple[list[Executable], list[Executable]]:

@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from fastapi_prisma_session import PrismaSessionStore
 from fastapi_prisma_session.durations import utcnow
 from fastapi_prisma_session.exceptions import ConfigurationError
-from tests.helpers import insert_row, rows, run_module
+from tests.helpers import alembic, insert_row, rows, run_module
 
 MakeStore = Callable[..., PrismaSessionStore]
 COOKIE = '"cookie":{"originalMaxAge":null,"expires":null}'
@@ -226,6 +226,9 @@ async def test_migrate_adds_and_drops_the_index(database_url: str, engine: Async
         await insert_row(engine, "bad", '{"user_id":1,"x":"\\u0000"')
         await insert_row(engine, "good", '{"user_id":1}')
         assert set(await store.matching(user_id=1)) == {"good"}
+        checked = alembic(plain, "check")  # the index is not a difference from the model
+        assert checked.returncode == 0, checked.stderr
+        assert "No new upgrade operations detected" in checked.stdout + checked.stderr
         done = run_module(
             "fastapi_prisma_session", "migrate", "--database-url", plain, "--drop-user-key", "user_id"
         )
