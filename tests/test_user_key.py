@@ -270,3 +270,17 @@ def test_migrate_sql_prints_the_index_and_its_function() -> None:
     )
     assert refused.returncode == 2
     assert "--downgrade drops the table" in refused.stderr
+
+
+async def test_destroy_all_through_the_index_disposes_each_session(
+    make_store: MakeStore, engine: AsyncEngine
+) -> None:
+    disposed: list[tuple[str, Any]] = []
+    store = make_store(user_key="user_id", dispose=lambda sid, data: disposed.append((sid, data)))
+    await store.create_table()
+    await insert_row(engine, "a", '{"user_id":5}')
+    await insert_row(engine, "b", '{"user_id":5,"x":"\\u0000"}')  # unreadable as jsonb
+    await insert_row(engine, "c", '{"user_id":6}')
+    assert await store.destroy_all(user_id=5) == 2
+    assert sorted(disposed) == [("a", {"user_id": 5}), ("b", {"user_id": 5, "x": "\u0000"})]
+    assert set(await rows(engine)) == {"c"}

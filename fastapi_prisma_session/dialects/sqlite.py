@@ -54,8 +54,10 @@ class Dialect(SQLDialect):
     def user_key_lookup(self, value: Any, serialize: Serialize) -> Any:
         if isinstance(value, bool):
             return int(value)
-        if isinstance(value, int):
-            return value if INT64_MIN <= value <= INT64_MAX else float(value)
+        if isinstance(value, int) and INT64_MIN <= value <= INT64_MAX:
+            return value
+        if isinstance(value, int) and abs(value) < 2**1023:
+            return float(value)
         if isinstance(value, float) and math.isfinite(value):
             return value
         if isinstance(value, str) and _encodable(value):
