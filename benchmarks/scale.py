@@ -178,7 +178,9 @@ async def measure(plain: str, rows: int, writes: int, fillfactor: int) -> dict[s
         print(f"  filled {rows:,} rows in {r['fill_s']:.1f} s ({r['table_mb']:.0f} MB)", file=sys.stderr)
         target = random.randint(1, users)
 
-        async with PrismaSessionStore(url) as store:
+        # A full read of a large table outlasts the store's 15 s statement timeout: give it longer here.
+        patient = {"connect_args": {"command_timeout": 900}}
+        async with PrismaSessionStore(url, engine_options=patient) as store:
             r["load"] = await timed(lambda: store.load(f"live{random.randint(1, rows)}"), samples)
             r["write"] = await timed(lambda: _one_write(store, rows), samples // 2)
             passes = 1 if rows >= 1_000_000 else 3

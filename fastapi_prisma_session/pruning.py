@@ -47,22 +47,41 @@ DeleteRows = Callable[["Executable", "Executable", dict[str, Any], "AsyncConnect
 Log = Callable[..., None]
 
 
+class Trend:
+    """A measure smoothed over the last few batches, against the best it has been lately."""
+
+    def __init__(self) -> None:
+        self._recent: float | None = None
+        self._best: float | None = None
+
+    def slowdown(self, value: float) -> float:
+        """How many times slower than its best the measure is now, after adding `value` (0 at best)."""
+        recent = value if self._recent is None else (1 - SMOOTHING) * self._recent + SMOOTHING * value
+        self._recent = recent
+        best = recent if self._best is None else min(recent, self._best * (1 + BEST_DRIFT))
+        self._best = best
+        return max(0.0, recent / best - 1) if best > 0 else 0.0
+
+
 class Pace:
     """The size of each prune batch and the rest after it: fixed when given, else learned from how
-    long the database takes. A batch is sized to take about `BATCH_BUDGET`; the rest grows when the
-    database answers more slowly per row than the best it did (it is busy with requests), and shrinks
-    back when it recovers, so a prune runs at full speed on an idle database and makes way for a busy one.
+    the database answers. A batch is sized to take about `BATCH_BUDGET`. The rest grows when the
+    database answers more slowly than its best: per row deleted, or (on PostgreSQL) to the trivial
+    statement that opens each batch, which waits like the app's own queries when requests keep the
+    database busy. It shrinks back when the database recovers, so a prune runs at close to full speed on
+    an idle database and makes way for a busy one.
     """
 
     def __init__(self, batch_size: int | None, pause: float | None) -> None:
         self._fixed_size = batch_size
         self._fixed_pause = pause
         self.size = batch_size or START_BATCH
-        self._best: float | None = None
-        self._recent: float | None = None
+        self._per_row = Trend()
+        self._probe = Trend()
 
-    def rest(self, removed: int, seconds: float) -> float:
-        """The pause after a batch that removed `removed` rows in `seconds`; sizes the next batch."""
+    def rest(self, removed: int, seconds: float, probe: float | None = None) -> float:
+        """The pause after a batch that removed `removed` rows in `seconds`, whose opening statement
+        took `probe` seconds; sizes the next batch."""
         if self._fixed_size is None and 0 < seconds < BATCH_BUDGET:
             self.size = int(min(MAX_BATCH, self.size * min(2.0, BATCH_BUDGET / seconds)))
         elif self._fixed_size is None and seconds > SHRINK_AFTER * BATCH_BUDGET:
@@ -71,12 +90,9 @@ class Pace:
             self.size = int(max(MIN_BATCH, self.size * max(0.5, BATCH_BUDGET / seconds)))
         if self._fixed_pause is not None:
             return self._fixed_pause
-        per_row = seconds / max(removed, 1)
-        self._recent = (
-            per_row if self._recent is None else (1 - SMOOTHING) * self._recent + SMOOTHING * per_row
-        )
-        self._best = self._recent if self._best is None else min(self._recent, self._best * (1 + BEST_DRIFT))
-        slowdown = max(0.0, self._recent / self._best - 1) if self._best > 0 else 0.0
+        slowdown = self._per_row.slowdown(seconds / max(removed, 1))
+        if probe is not None:
+            slowdown = max(slowdown, self._probe.slowdown(probe))
         return min(MAX_PAUSE, seconds * (REST_SHARE + BACKOFF * slowdown))
 
 
@@ -118,11 +134,12 @@ class Pruner:
         while True:
             size = pace.size
             batch_started = time.perf_counter()
+            probe = None
             async with self._database.transaction() as conn:
-                if (
-                    lock is not None
-                    and not (await self._database.execute(lock, {"key": self.lock_key}, conn)).scalar()
-                ):
+                if lock is not None:
+                    locked = (await self._database.execute(lock, {"key": self.lock_key}, conn)).scalar()
+                    probe = time.perf_counter() - batch_started
+                if lock is not None and not locked:
                     self.last_skipped = total == 0
                     self._log(logging.INFO, "another process is pruning %s; this run stops", self._table_name)
                     break
@@ -133,7 +150,7 @@ class Pruner:
                 progress(total)
             if removed < size:
                 break
-            pause = pace.rest(removed, time.perf_counter() - batch_started)
+            pause = pace.rest(removed, time.perf_counter() - batch_started, probe)
             if pause:
                 await asyncio.sleep(pause)
         elapsed = time.monotonic() - started
