@@ -232,3 +232,12 @@ async def test_a_default_prune_paces_itself_and_removes_every_expired_row(migrat
     assert batches[0] == START_BATCH
     assert len(set(batches)) > 1  # sized batch by batch
     assert await counts(migrated) == (0, 100)
+
+
+def test_the_pace_backs_off_when_the_opening_statement_waits() -> None:
+    """Requests keeping the database busy show first in how long the batch's lock statement waits."""
+    pace = Pace(1000, None)
+    calm = [pace.rest(1000, 0.01, probe=0.0005) for _ in range(10)]
+    busy = [pace.rest(1000, 0.01, probe=0.002) for _ in range(10)]  # same cost per row, slower answers
+    assert busy[-1] > 5 * calm[-1]
+    assert Pace(1000, None).rest(1000, 0.01) == pytest.approx(0.01 * REST_SHARE)  # SQLite: no probe
