@@ -30,7 +30,7 @@ MIN_BATCH = 50
 MAX_BATCH = 20_000
 # A batch per row as fast as the best seen rests REST_SHARE of its own time; each time slower than that
 # adds BACKOFF times its own time, up to MAX_PAUSE seconds.
-REST_SHARE = 0.25
+REST_SHARE = 0.1
 BACKOFF = 3.0
 MAX_PAUSE = 1.0
 # The best pace seen is forgotten slowly (this much a batch: half of it in about 350 batches, several
