@@ -1,7 +1,10 @@
 """The same three routes behind each session middleware the benchmark compares.
 
 `BENCH_VARIANT` picks the middleware: none, starlette, starsessions, floor or ours.
-`BENCH_DATABASE_URL` is the PostgreSQL database (plain postgresql://), `BENCH_REDIS_URL` the Redis server.
+`BENCH_DATABASE_URL` is the database (plain postgresql://, or mysql:// for MariaDB), `BENCH_REDIS_URL` the
+Redis server. With `BENCH_PGBOUNCER=1` that URL is a PgBouncer in transaction mode: ours gets Prisma's
+`?pgbouncer=true`, the floor turns asyncpg's statement cache off (what asyncpg's documentation says to do
+there).
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ SECRET = "a santa at nasa"
 VARIANT = os.environ.get("BENCH_VARIANT", "ours")
 DATABASE_URL = os.environ.get("BENCH_DATABASE_URL", "postgresql://postgres@127.0.0.1/test")
 REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/0")
+PGBOUNCER = os.environ.get("BENCH_PGBOUNCER") == "1"
 
 
 async def ensure_loaded(request: Request) -> None:
@@ -51,7 +55,10 @@ def middleware() -> list[Middleware]:
 
         ensure_loaded = load_floor
 
-        return [Middleware(FloorSessionMiddleware, dsn=DATABASE_URL, secret=SECRET)]
+        pool_options = {"statement_cache_size": 0} if PGBOUNCER else {}
+        return [
+            Middleware(FloorSessionMiddleware, dsn=DATABASE_URL, secret=SECRET, pool_options=pool_options)
+        ]
     if VARIANT == "ours":
         from fastapi_prisma_session import PrismaSessionStore
         from fastapi_prisma_session import SessionMiddleware as Ours
@@ -59,7 +66,8 @@ def middleware() -> list[Middleware]:
 
         ensure_loaded = load_ours
 
-        store = PrismaSessionStore(DATABASE_URL, db_record_id_is_session_id=True)
+        url = DATABASE_URL + "?pgbouncer=true" if PGBOUNCER else DATABASE_URL
+        store = PrismaSessionStore(url, db_record_id_is_session_id=True)
         return [Middleware(Ours, store=store, secret=SECRET, max_age=7 * 24 * 3600, secure=False)]
     raise SystemExit(f"unknown BENCH_VARIANT {VARIANT!r}")
 

@@ -1,9 +1,14 @@
 """The peer benchmark: /noop, /read and /write behind each session middleware, under wrk, in one run.
 
     make bench                      # or: python -m benchmarks.run --duration 5 --rounds 2 [--record]
+    python -m benchmarks.run --pgbouncer-only --record   # only the rows through PgBouncer
+    python -m benchmarks.run --database mariadb --rounds 1 --record   # ours against the floor on MariaDB
 
 Each app is served by uvicorn with one worker on loopback, and every route is driven by wrk with a pool
 of existing sessions (their cookies are rotated request by request). Ratios come from this run only.
+Ours and the floor also run with Debian's PgBouncer in transaction mode in front of PostgreSQL (started
+here, on a free port, and stopped by its pid): ours with Prisma's `?pgbouncer=true`, the floor with
+asyncpg's statement cache off.
 """
 
 from __future__ import annotations
@@ -22,10 +27,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
+from sqlalchemy.engine import make_url
 
-from tests.helpers import ROOT, free_port, scratch_database
+from tests.helpers import ROOT, free_port, mariadb_database, run_module, scratch_database
+from tests.pgbouncer import in_front_of_test_server
 
 VARIANTS = ["none", "starlette", "starsessions", "floor", "ours"]
+# On MariaDB only the two that use it: the hand-written floor and ours.
+MARIADB_VARIANTS = ["floor", "ours"]
 SCENARIOS = [
     ("plain", "GET", "/noop", False),
     ("noop", "GET", "/noop", True),
@@ -33,6 +42,11 @@ SCENARIOS = [
     ("write", "POST", "/write", True),
 ]
 REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/9")
+# The rows through PgBouncer (transaction mode): these apps and routes, and as many server connections
+# as the floor's own pool holds, so that the pooler's size is not what limits either.
+POOLED_VARIANTS = ["floor", "ours"]
+POOLED_SCENARIOS = [scenario for scenario in SCENARIOS if scenario[0] in ("read", "write")]
+POOLED_SERVER_CONNECTIONS = 10
 
 
 @dataclass
@@ -43,13 +57,16 @@ class Result:
     errors: int
 
 
-def start_server(variant: str, database_url: str) -> tuple[subprocess.Popen[bytes], str]:
+def start_server(
+    variant: str, database_url: str, *, pgbouncer: bool = False
+) -> tuple[subprocess.Popen[bytes], str]:
     port = free_port()
     env = {
         **os.environ,
         "BENCH_VARIANT": variant,
         "BENCH_DATABASE_URL": database_url,
         "BENCH_REDIS_URL": REDIS_URL,
+        "BENCH_PGBOUNCER": "1" if pgbouncer else "0",
     }
     command = [
         sys.executable, "-m", "uvicorn", "benchmarks.apps:app", "--port", str(port), "--workers", "1",
@@ -132,29 +149,39 @@ def parse_wrk(output: str) -> Result:
 
 
 def bench(
-    database_url: str, duration: float, rounds: int, sessions: int, connections: int
+    database_url: str,
+    duration: float,
+    rounds: int,
+    sessions: int,
+    connections: int,
+    *,
+    variants: list[str] = VARIANTS,
+    scenarios: list[tuple[str, str, str, bool]] = SCENARIOS,
+    pgbouncer: bool = False,
 ) -> dict[str, dict[str, Result]]:
-    subprocess.run(["redis-cli", "-u", REDIS_URL, "flushdb"], capture_output=True, check=False)
-    best: dict[str, dict[str, Result]] = {variant: {} for variant in VARIANTS}
+    if "starsessions" in variants:
+        subprocess.run(["redis-cli", "-u", REDIS_URL, "flushdb"], capture_output=True, check=False)
+    best: dict[str, dict[str, Result]] = {variant: {} for variant in variants}
     for round_number in range(rounds):
-        order = VARIANTS if round_number % 2 == 0 else list(reversed(VARIANTS))
+        order = variants if round_number % 2 == 0 else list(reversed(variants))
         for variant in order:
-            process, base = start_server(variant, database_url)
+            process, base = start_server(variant, database_url, pgbouncer=pgbouncer)
             try:
                 cookies = (
                     make_sessions(base, sessions, distinct=variant != "starlette")
                     if variant != "none"
                     else []
                 )
-                for label, method, path, with_cookie in SCENARIOS:
+                for label, method, path, with_cookie in scenarios:
                     pool = cookies if with_cookie else []
                     run_wrk(base, method, path, pool, 1, connections)  # warm-up
                     result = run_wrk(base, method, path, pool, duration, connections)
                     previous = best[variant].get(label)
                     if previous is None or result.rps > previous.rps:
                         best[variant][label] = result
+                    where = " via PgBouncer" if pgbouncer else ""
                     print(
-                        f"round {round_number + 1} {variant:>12} {label:>5}: {result.rps:8.0f} req/s "
+                        f"round {round_number + 1} {variant:>12} {label:>5}{where}: {result.rps:8.0f} req/s "
                         f"p50 {result.p50_ms:6.2f} ms p99 {result.p99_ms:6.2f} ms errors {result.errors}",
                         file=sys.stderr,
                     )
@@ -169,25 +196,28 @@ def report(best: dict[str, dict[str, Result]], args: argparse.Namespace) -> str:
         "| app | route | req/s | p50 ms | p99 ms | errors |",
         "|---|---|---:|---:|---:|---:|",
     ]
-    for variant in VARIANTS:
+    for variant in [v for v in VARIANTS if v in best]:
         for label, *_ in SCENARIOS:
             r = best[variant][label]
             lines.append(
                 f"| {variant} | /{label} | {r.rps:.0f} | {r.p50_ms:.2f} | {r.p99_ms:.2f} | {r.errors} |"
             )
-    ours, floor, none, star = best["ours"], best["floor"], best["none"], best["starsessions"]
-    # (what, value, target, whether the value must be at least the target rather than at most)
+    # (what, ours' route, the other app and its route, p99 rather than req/s, target, at least or at most)
     targets = [
-        ("/read, ours ÷ floor", ours["read"].rps / floor["read"].rps, 0.85, True),
-        ("/write, ours ÷ floor", ours["write"].rps / floor["write"].rps, 0.85, True),
-        ("/noop with a session cookie, ours ÷ floor", ours["noop"].rps / floor["noop"].rps, 0.9, True),
-        ("/noop without cookie, ours ÷ no middleware", ours["plain"].rps / none["plain"].rps, 0.9, True),
-        ("/read, ours ÷ starsessions+Redis", ours["read"].rps / star["read"].rps, 1.5, True),
-        ("/read p99, ours ÷ floor", ours["read"].p99_ms / floor["read"].p99_ms, 1.5, False),
-        ("/write p99, ours ÷ floor", ours["write"].p99_ms / floor["write"].p99_ms, 1.5, False),
+        ("/read, ours ÷ floor", "read", "floor", "read", False, 0.85, True),
+        ("/write, ours ÷ floor", "write", "floor", "write", False, 0.85, True),
+        ("/noop with a session cookie, ours ÷ floor", "noop", "floor", "noop", False, 0.9, True),
+        ("/noop without cookie, ours ÷ no middleware", "plain", "none", "plain", False, 0.9, True),
+        ("/read, ours ÷ starsessions+Redis", "read", "starsessions", "read", False, 1.5, True),
+        ("/read p99, ours ÷ floor", "read", "floor", "read", True, 1.5, False),
+        ("/write p99, ours ÷ floor", "write", "floor", "write", True, 1.5, False),
     ]
     lines += ["", "| ratio (same run) | value | target | met |", "|---|---:|---:|---|"]
-    for label, value, target, at_least in targets:
+    for label, route, other, other_route, tail, target, at_least in targets:
+        if other not in best:
+            continue  # not run (on MariaDB, only the floor and ours are)
+        ours, theirs = best["ours"][route], best[other][other_route]
+        value = ours.p99_ms / theirs.p99_ms if tail else ours.rps / theirs.rps
         met = value >= target if at_least else value <= target
         bound = "≥" if at_least else "≤"
         lines.append(f"| {label} | {value:.2f} | {bound} {target:.2f} | {'yes' if met else 'no'} |")
@@ -197,6 +227,55 @@ def report(best: dict[str, dict[str, Result]], args: argparse.Namespace) -> str:
         f"wrk -t1 -c{args.connections}, {args.duration:g} s per route after a 1 s warm-up, best of "
         f"{args.rounds} rounds, {args.sessions} sessions per app; {errors} errors in all."
     )
+    return "\n".join(lines)
+
+
+def bench_pooled(
+    plain_url: str, duration: float, rounds: int, sessions: int, connections: int
+) -> dict[str, dict[str, Result]]:
+    """Ours and the floor, /read and /write, through a PgBouncer in transaction mode of the run's own."""
+    database = make_url(plain_url).database
+    assert database is not None
+    with in_front_of_test_server("transaction", POOLED_SERVER_CONNECTIONS) as bouncer:
+        return bench(
+            bouncer.dsn(database),
+            duration,
+            rounds,
+            sessions,
+            connections,
+            variants=POOLED_VARIANTS,
+            scenarios=POOLED_SCENARIOS,
+            pgbouncer=True,
+        )
+
+
+def report_pooled(best: dict[str, dict[str, Result]], args: argparse.Namespace) -> str:
+    """The rows through PgBouncer, and ours ÷ floor there."""
+    lines = [
+        "Through PgBouncer (transaction mode, "
+        f"default_pool_size={POOLED_SERVER_CONNECTIONS}): ours with `?pgbouncer=true`, the floor with "
+        "asyncpg's statement cache off.",
+        "",
+        "| app | route | req/s | p50 ms | p99 ms | errors |",
+        "|---|---|---:|---:|---:|---:|",
+    ]
+    for variant in POOLED_VARIANTS:
+        for label, *_ in POOLED_SCENARIOS:
+            r = best[variant][label]
+            lines.append(
+                f"| {variant} via PgBouncer | /{label} | {r.rps:.0f} | {r.p50_ms:.2f} | {r.p99_ms:.2f} "
+                f"| {r.errors} |"
+            )
+    lines += ["", "| ratio (same run, through PgBouncer) | value |", "|---|---:|"]
+    for label, *_ in POOLED_SCENARIOS:
+        ours, floor = best["ours"][label], best["floor"][label]
+        lines.append(f"| /{label}, ours ÷ floor | {ours.rps / floor.rps:.2f} |")
+        lines.append(f"| /{label} p99, ours ÷ floor | {ours.p99_ms / floor.p99_ms:.2f} |")
+    lines += [
+        "",
+        f"wrk -t1 -c{args.connections}, {args.duration:g} s per route after a 1 s warm-up, best of "
+        f"{args.rounds} rounds, {args.sessions} sessions per app.",
+    ]
     return "\n".join(lines)
 
 
@@ -218,17 +297,37 @@ def main() -> None:
     parser.add_argument("--sessions", type=int, default=300)
     parser.add_argument("--connections", type=int, default=16)
     parser.add_argument("--record", action="store_true", help="append the results to BENCHMARKS.md")
+    parser.add_argument(
+        "--pgbouncer-only", action="store_true", help="run only ours and the floor through PgBouncer"
+    )
+    parser.add_argument(
+        "--database",
+        choices=["postgresql", "mariadb"],
+        default="postgresql",
+        help="mariadb: only the floor and ours, on a scratch MariaDB database",
+    )
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         raise SystemExit("wrk is not installed: apt-get install wrk")
-    with scratch_database("fps_bench") as plain_url:
-        best = bench(plain_url, args.duration, args.rounds, args.sessions, args.connections)
-    text = report(best, args)
+    measure = (args.duration, args.rounds, args.sessions, args.connections)
+    if args.database == "mariadb":
+        with mariadb_database("fps_bench") as plain_url:
+            done = run_module("fastapi_prisma_session", "migrate", "--database-url", plain_url)
+            if done.returncode:
+                raise SystemExit(f"migrate failed:\n{done.stderr}")
+            text = report(bench(plain_url, *measure, variants=MARIADB_VARIANTS), args)
+        title = "Peer benchmark on MariaDB"
+    else:
+        with scratch_database("fps_bench") as plain_url:
+            parts = [] if args.pgbouncer_only else [report(bench(plain_url, *measure), args)]
+            parts.append(report_pooled(bench_pooled(plain_url, *measure), args))
+        text = "\n\n".join(parts)
+        title = "Through PgBouncer" if args.pgbouncer_only else "Peer benchmark"
     print(text)
     if args.record:
         stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
         command = "python -m benchmarks.run " + " ".join(sys.argv[1:])
-        entry = f"\n## Peer benchmark, {stamp}\n\nMachine: {machine()}. Command: `{command}`.\n\n{text}\n"
+        entry = f"\n## {title}, {stamp}\n\nMachine: {machine()}. Command: `{command}`.\n\n{text}\n"
         with (ROOT / "BENCHMARKS.md").open("a") as out:
             out.write(entry)
 

@@ -6,7 +6,7 @@ import argparse
 
 import pytest
 
-from benchmarks.run import SCENARIOS, VARIANTS, Result, parse_wrk, report
+from benchmarks.run import SCENARIOS, VARIANTS, Result, parse_wrk, report, report_pooled
 
 WRK_OUTPUT = """Running 4s test @ http://127.0.0.1:40000
   1 threads and 16 connections
@@ -46,3 +46,27 @@ def test_report_computes_ratios_from_one_run() -> None:
     assert "| /noop without cookie, ours ÷ no middleware | 0.45 | ≥ 0.90 | no |" in text
     assert "| /read, ours ÷ starsessions+Redis | 1.50 | ≥ 1.50 | yes |" in text
     assert "| /read p99, ours ÷ floor | 1.00 | ≤ 1.50 | yes |" in text
+
+
+def test_report_pooled_gives_ours_over_the_floor_through_pgbouncer() -> None:
+    best = {
+        "floor": {"read": Result(1000.0, 1.0, 4.0, 0), "write": Result(500.0, 2.0, 8.0, 0)},
+        "ours": {"read": Result(900.0, 1.0, 2.0, 0), "write": Result(600.0, 2.0, 12.0, 0)},
+    }
+    args = argparse.Namespace(connections=16, duration=4.0, rounds=2, sessions=300)
+    text = report_pooled(best, args)
+    assert "| ours via PgBouncer | /read | 900 | 1.00 | 2.00 | 0 |" in text
+    assert "| /read, ours ÷ floor | 0.90 |" in text
+    assert "| /write, ours ÷ floor | 1.20 |" in text
+    assert "| /write p99, ours ÷ floor | 1.50 |" in text
+
+
+def test_a_report_of_the_floor_and_ours_alone_has_only_their_ratios() -> None:
+    """On MariaDB only the floor and ours run: the other apps' rows and ratios are left out."""
+    best = {v: {label: Result(500.0, 1.0, 2.0, 0) for label, *_ in SCENARIOS} for v in ("floor", "ours")}
+    best["ours"]["write"] = Result(400.0, 1.0, 3.0, 0)
+    text = report(best, argparse.Namespace(connections=16, duration=4.0, rounds=1, sessions=300))
+    assert "| /write, ours ÷ floor | 0.80 | ≥ 0.85 | no |" in text
+    assert "| /write p99, ours ÷ floor | 1.50 | ≤ 1.50 | yes |" in text
+    assert "starsessions" not in text
+    assert "| none |" not in text

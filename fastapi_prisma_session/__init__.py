@@ -12,6 +12,7 @@ for your tests) and `cli` (`python -m fastapi_prisma_session`).
 from importlib.metadata import version as _distribution_version
 
 from .cookies import SessionCookie
+from .database import pooler_connect_args
 from .dependencies import SessionDep, get_session, load_session
 from .exceptions import (
     ConfigurationError,
@@ -52,5 +53,6 @@ __all__ = [
     "TableMissingError",
     "get_session",
     "load_session",
+    "pooler_connect_args",
     "session_table",
 ]

@@ -21,7 +21,7 @@ from sqlalchemy.exc import ArgumentError, DBAPIError, SQLAlchemyError
 
 from . import migration
 from .database import driver_url
-from .dialects import SUPPORTED
+from .dialects import unsupported as unsupported_database
 from .exceptions import ConfigurationError, SessionError
 from .models import DEFAULT_TABLE_NAME
 from .store import PrismaSessionStore
@@ -34,7 +34,8 @@ def add_database_url(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--database-url",
         default=os.environ.get("DATABASE_URL"),
-        help="the database (default: $DATABASE_URL); postgresql://, postgres:// and sqlite:// work",
+        help="the database (default: $DATABASE_URL); postgresql://, postgres://, sqlite://, mysql:// and "
+        "mariadb:// work",
     )
 
 
@@ -203,8 +204,9 @@ def unsupported(url: str) -> str | None:
         backend = make_url(driver_url(url)).get_backend_name()
     except ArgumentError as error:
         return str(error)
-    if backend not in SUPPORTED:
-        return f"{backend} is not supported; give a postgresql://, postgres:// or sqlite:// URL"
+    problem = unsupported_database(backend)
+    if problem:
+        return problem.replace(f"the {backend!r} database", backend)
     return None
 
 
@@ -231,7 +233,8 @@ def run_migrate(args: argparse.Namespace) -> int:
         return 2
     except ImportError as error:  # a driver named in the URL and not installed
         print(
-            f"error: {error}; plain postgresql:// and sqlite:// URLs use asyncpg and aiosqlite",
+            f"error: {error}; plain postgresql:// and sqlite:// URLs use asyncpg and aiosqlite, and "
+            "mysql:// URLs asyncmy: pip install 'fastapi-prisma-session[mysql]'",
             file=sys.stderr,
         )
         return 2

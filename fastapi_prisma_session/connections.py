@@ -6,13 +6,13 @@ itself on a free list, and `asyncio.timeout` another 15 µs: with them a read re
 0.85 times the throughput of the raw asyncpg floor (BENCHMARKS.md, 2026-11-28). So the pool is a plain
 free list, and all deadlines share one timer.
 
-The pool opens connections as concurrent requests need them, up to `max_size`, and closes those idle
-for `idle_timeout` seconds, so a quiet worker holds none. A caller that finds every connection busy
-waits for one; a connection that fails to open wakes the next waiter. Every call ends within its
-deadline: whatever is still pending then (waiting for a connection, opening one, the statement) is
-cancelled and the caller gets `TimeoutError`; a statement cut off is cancelled on the server before
-that. A pool belongs to one event loop: used from another loop (each test with its own loop, say), it
-drops the old loop's connections and opens new ones.
+The pool opens connections as concurrent requests need them (running the `setup` SQL on each), up
+to `max_size`, and closes those idle for `idle_timeout` seconds, so a quiet worker holds none. A
+caller that finds every connection busy waits for one; a connection that fails to open wakes the next
+waiter. Every call ends within its deadline: whatever is still pending then (waiting for a
+connection, opening one, the statement) is cancelled and the caller gets `TimeoutError`; a statement
+cut off is cancelled on the server before that. A pool belongs to one event loop: used from another
+loop (each test with its own loop, say), it drops the old loop's connections and opens new ones.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections import deque
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from types import TracebackType
 from typing import Any
 
@@ -105,21 +105,31 @@ class _Within:
 
 
 class RequestPool:
-    """Runs single statements on pooled asyncpg connections, each call ending within `deadline` seconds."""
+    """Runs single statements on pooled asyncpg connections, each call ending within `deadline` seconds.
+
+    `connect` and `refused` (the errors of a statement the server refused, after which the connection
+    is fine) let it pool another driver's connections that offer the same methods (MySQL's, in
+    mysql_connections.py)."""
 
     def __init__(
         self,
         connect_kwargs: Mapping[str, Any],
+        setup: str | None = None,
         *,
         max_size: int,
         idle_timeout: float,
         deadline: float,
         deadlines: Deadlines | None = None,
+        connect: Callable[..., Awaitable[Any]] = asyncpg.connect,
+        refused: tuple[type[BaseException], ...] = (asyncpg.PostgresError,),
     ) -> None:
+        self._driver_connect = connect
+        self._refused = refused
         self.max_size = max_size
         self.deadline = deadline
         self.deadlines = deadlines or Deadlines()
         self._connect_kwargs = dict(connect_kwargs)
+        self._setup = setup  # SQL run once on each new connection
         self._idle_timeout = idle_timeout
         self._loop: asyncio.AbstractEventLoop | None = None
         self._idle: list[tuple[asyncpg.Connection, float]] = []  # (connection, idle since); newest last
@@ -176,7 +186,7 @@ class RequestPool:
         connection = await self._acquire()
         try:
             result = await getattr(connection, method)(sql, *args)
-        except asyncpg.PostgresError:
+        except self._refused:
             self._release(connection)  # the server refused the statement; the connection is fine
             raise
         except asyncio.CancelledError:
@@ -202,7 +212,7 @@ class RequestPool:
             if self._opened < self.max_size:
                 self._opened += 1
                 try:
-                    connection = await asyncpg.connect(**self._connect_kwargs)
+                    connection = await self._open()
                 except BaseException:
                     self._opened -= 1
                     self._wake_one()  # a waiter may open one, or fail quickly, in its turn
@@ -219,6 +229,16 @@ class RequestPool:
                 if waiter.done() and not waiter.cancelled():
                     self._wake_one()  # pass the wake-up on to the next waiter
                 raise
+
+    async def _open(self) -> asyncpg.Connection:
+        connection = await self._driver_connect(**self._connect_kwargs)
+        if self._setup is not None:
+            try:
+                await connection.execute(self._setup)
+            except BaseException:
+                connection.terminate()
+                raise
+        return connection
 
     def _release(self, connection: asyncpg.Connection) -> None:
         if connection not in self._mine:  # opened before close(), or on an event loop the pool has left

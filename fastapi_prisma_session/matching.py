@@ -94,7 +94,7 @@ class UserKeyIndex:
         )
         # Where the index's value is the match itself, "log out everywhere" is one DELETE.
         self.delete: Executable = delete(sql.table).where(holds)
-        self.delete_returning: Executable = delete(sql.table).where(holds).returning(*sql.returned)
+        self.delete_returning: Executable = sql.deleted(delete(sql.table).where(holds))
 
 
 class DataMatcher:
@@ -163,7 +163,7 @@ class DataMatcher:
         if in_sql is not None:
             statement, params = in_sql
             try:
-                return await delete(statement, statement.returning(*sql.returned), params)  # type: ignore[attr-defined]
+                return await delete(statement, sql.deleted(statement), params)  # type: ignore[arg-type]
             except DBAPIError as error:
                 self._unless_unreadable(error)
         sids = [sid for sid, *_ in await self._in_python(match, live_only=False)]

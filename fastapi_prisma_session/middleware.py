@@ -2,14 +2,25 @@
 
 It reads the signed cookie, has `SessionLifecycle` load the session before the app runs and commit it
 when the response starts, and adds the Set-Cookie header. It answers 503 when the store is down.
+
+Mistakes in setting it up surface when the app starts, not at its first request: Starlette builds its
+middleware lazily, on the first call of the app, which under a server is the lifespan's startup. An
+exception there reads to the server as "this app has no lifespan" (so the ASGI spec says), and uvicorn
+would serve an app that fails every request. So a SessionMiddleware that cannot be built inside a running
+event loop becomes a stand-in that fails the startup with the error (`lifespan.startup.failed`, as
+Starlette's router reports its own startup errors), and one that finds another inside its requests fails
+the startup too.
 """
 
 from __future__ import annotations
 
+import asyncio
+import inspect
 import logging
 import re
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Literal
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, Literal
 
 from starlette.datastructures import MutableHeaders
 
@@ -18,14 +29,39 @@ from .durations import Duration
 from .exceptions import ConfigurationError, StoreUnavailableError
 from .lifecycle import DEFAULT_MAX_AGE, SessionLifecycle, Unset
 from .logs import middleware_logger as logger
+from .session import Session
 from .signing import Signer
 from .store import PrismaSessionStore
 
 if TYPE_CHECKING:
     from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+# The lifespan scope's list of the SessionMiddleware instances it has passed, outermost first.
+STACK_KEY = "fastapi_prisma_session.middleware"
 
-class SessionMiddleware:
+
+class _BuiltOrReported(type):
+    """Builds a SessionMiddleware; inside a running event loop (Starlette building its middleware at the
+    app's first call), one that cannot be built becomes `Unbuilt`, which reports why at startup."""
+
+    def __call__(cls, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return super().__call__(*args, **kwargs)
+        except Exception as error:
+            try:
+                asyncio.get_running_loop()
+            except RuntimeError:
+                raise error from None  # built by hand, at import: the caller sees it now
+            return Unbuilt(error)
+
+    @property
+    def __signature__(cls) -> inspect.Signature:
+        # What inspect shows for the class: its __init__'s parameters, not this __call__'s.
+        init = inspect.signature(cls.__init__)  # type: ignore[misc]
+        return init.replace(parameters=list(init.parameters.values())[1:])
+
+
+class SessionMiddleware(metaclass=_BuiltOrReported):
     """Server-side sessions for Starlette and FastAPI, cookie-compatible with express-session.
 
     Args:
@@ -55,6 +91,11 @@ class SessionMiddleware:
             loaded on first use (`Depends(get_session)`, `await load_session(request)`), and a route
             that never uses it costs no query.
         exclude: regular expressions of paths that get no session at all (static files, health checks).
+
+    Invalid options raise `ConfigurationError` (a missing one, `TypeError`) when the middleware is built:
+    at once when you build it, and at the app's startup when `app.add_middleware` has Starlette build it.
+    A request that another session middleware has already given a session raises `ConfigurationError`:
+    the middleware was added twice.
     """
 
     def __init__(
@@ -116,7 +157,7 @@ class SessionMiddleware:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
         if kind == "lifespan":
-            await self.app(scope, receive, self._lifespan_send(send))
+            await self._lifespan(scope, receive, send)
             return
         if kind not in ("http", "websocket"):
             await self.app(scope, receive, send)
@@ -129,6 +170,8 @@ class SessionMiddleware:
         ):
             await self.app(scope, receive, send)
             return
+        if "session" in scope:
+            raise ConfigurationError(_twice(scope["session"], path))
 
         lifecycle = self.lifecycle
         secure = self._request_is_secure(scope)
@@ -188,7 +231,15 @@ class SessionMiddleware:
                 raise
             await _unavailable(scope, send, error)
 
-    def _lifespan_send(self, send: Send) -> Send:
+    async def _lifespan(self, scope: Scope, receive: Receive, send: Send) -> None:
+        outer = scope.setdefault(STACK_KEY, [])
+        for other in outer:
+            if self._shares_requests_with(other):
+                error = ConfigurationError(_twice(None, self.cookie.path))
+                await fail_startup(receive, send, error)
+                raise error
+        outer.append(self)
+
         # Pruning follows the app's lifespan, so users add nothing to theirs.
         async def lifespan_send(message: Message) -> None:
             if message["type"] == "lifespan.startup.complete":
@@ -197,7 +248,13 @@ class SessionMiddleware:
                 await self.store.shutdown()
             await send(message)
 
-        return lifespan_send
+        await self.app(scope, receive, lifespan_send)
+
+    def _shares_requests_with(self, other: SessionMiddleware) -> bool:
+        """Whether some request surely reaches both: their cookie paths nest and neither excludes paths."""
+        mine, theirs = self.cookie.path, other.cookie.path
+        nested = mine.startswith(theirs) or theirs.startswith(mine)
+        return nested and self._exclude is None and other._exclude is None
 
     def _session_id(self, scope: Scope) -> str | None:
         sid, rejected = self.lifecycle.signer.find_session_id(scope["headers"], self.cookie.name)
@@ -216,6 +273,43 @@ class SessionMiddleware:
                 if name == b"x-forwarded-proto":
                     return bool(value.split(b",", 1)[0].strip().lower() == b"https")
         return False
+
+
+class Unbuilt:
+    """Stands in for a SessionMiddleware that could not be built when Starlette built the app's middleware:
+    it fails the app's startup with the error and, where there is no lifespan, raises it on every request."""
+
+    def __init__(self, error: Exception) -> None:
+        self.error = error
+        self._traceback: TracebackType | None = error.__traceback__
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            await fail_startup(receive, send, self.error)
+        # The traceback of the build each time, rather than one that grows with every request.
+        raise self.error.with_traceback(self._traceback)
+
+
+async def fail_startup(receive: Receive, send: Send, error: Exception) -> None:
+    """Answer the lifespan's startup with `lifespan.startup.failed` and the error's message: the server
+    prints it and stops, and Starlette's TestClient raises the error the caller raises next."""
+    message = await receive()
+    if message["type"] == "lifespan.startup":
+        await send({"type": "lifespan.startup.failed", "message": f"{type(error).__name__}: {error}"})
+
+
+def _twice(found: object, path: str) -> str:
+    """What to say when a request that already has a session reaches this middleware."""
+    if found is None or isinstance(found, Session):
+        return (
+            f"SessionMiddleware is added twice: requests to {path} would get two sessions, each loaded and "
+            "saved. Call app.add_middleware(SessionMiddleware, ...) once; to give a mounted app sessions "
+            "of its own, name its path in the outer middleware's `exclude`."
+        )
+    return (
+        f"another session middleware runs outside this one (its {type(found).__name__} is in "
+        f"scope['session'] for {path}): keep one of them, e.g. remove Starlette's SessionMiddleware."
+    )
 
 
 async def _unavailable(scope: Scope, send: Send, error: StoreUnavailableError) -> None:

@@ -32,7 +32,7 @@ from .database import driver_url
 from .dialects import for_database
 from .dialects.base import check_user_key
 from .exceptions import ConfigurationError
-from .models import DEFAULT_TABLE_NAME, session_table
+from .models import DEFAULT_TABLE_NAME, MYSQL_DIALECTS, session_table
 
 if TYPE_CHECKING:
     from alembic.config import Config
@@ -75,10 +75,14 @@ __all__ = [
 def upgrade(table_name: str = DEFAULT_TABLE_NAME) -> None:
     """Create the session table and its indexes, as Prisma names them (in a revision's `upgrade()`)."""
     table = session_table(table_name)
+    primary_key = table.primary_key._copy()
+    if op.get_context().dialect.name in MYSQL_DIALECTS:
+        primary_key.name = None  # MySQL calls every primary key PRIMARY, and warns about any other name
     op.create_table(
         table.name,
         *(column._copy() for column in table.columns),
-        table.primary_key._copy(),
+        primary_key,
+        **table.kwargs,  # the character set and collation on MySQL
     )
     for index in sorted(table.indexes, key=lambda i: str(i.name)):
         op.create_index(str(index.name), table.name, [c.name for c in index.columns], unique=index.unique)
@@ -140,8 +144,8 @@ metadata = session_metadata()
 
 def alembic_url(url: str) -> str:
     """`url` as an Alembic env.py's `sqlalchemy.url` option: with the async driver (`postgresql://` →
-    `postgresql+asyncpg://`, `sqlite://` → `sqlite+aiosqlite://`) and `%` doubled, as the ini syntax of
-    `Config.set_main_option` wants it."""
+    `postgresql+asyncpg://`, `sqlite://` → `sqlite+aiosqlite://`, `mysql://` → `mysql+asyncmy://`) and `%`
+    doubled, as the ini syntax of `Config.set_main_option` wants it."""
     return driver_url(url).replace("%", "%%")
 
 
@@ -172,8 +176,8 @@ def config(
     migrate` runs. With `user_key`, the run also adds that key's index (`add_user_key_index`), whether
     or not there were revisions to run; `drop_user_key` removes one.
 
-    The URL may be plain (`postgresql://`, `sqlite://`) or name its driver; without one
-    the environment reads `DATABASE_URL` (enough for `--sql`, which only needs the database's kind)."""
+    The URL may be plain (`postgresql://`, `sqlite://`, `mysql://`) or name its driver; without one the
+    environment reads `DATABASE_URL` (enough for `--sql`, which only needs the database's kind)."""
     from alembic.config import Config
 
     version_table(table_name)  # a name too long fails here, before any connection

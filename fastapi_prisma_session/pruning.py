@@ -9,7 +9,7 @@ import hashlib
 import logging
 import random
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 from .durations import utcnow
@@ -126,7 +126,8 @@ class Pruner:
         is pruning."""
         started = time.monotonic()
         sql = self._database.sql
-        lock = sql.prune_lock()
+        # The lock statement is trivial: how long it waits is how busy the database is (where there is one).
+        probes = sql.prune_lock() is not None
         now = utcnow()
         pace = Pace(self._batch_size, self._pause)
         total = 0
@@ -134,12 +135,9 @@ class Pruner:
         while True:
             size = pace.size
             batch_started = time.perf_counter()
-            probe = None
-            async with self._database.transaction() as conn:
-                if lock is not None:
-                    locked = (await self._database.execute(lock, {"key": self.lock_key}, conn)).scalar()
-                    probe = time.perf_counter() - batch_started
-                if lock is not None and not locked:
+            async with self._database.transaction() as conn, self._locked(conn) as locked:
+                probe = time.perf_counter() - batch_started if probes else None
+                if not locked:
                     self.last_skipped = total == 0
                     self._log(logging.INFO, "another process is pruning %s; this run stops", self._table_name)
                     break
@@ -159,8 +157,24 @@ class Pruner:
         )
         return total
 
-    async def _locked(self, lock: Executable, conn: AsyncConnection) -> bool:
-        return bool((await self._database.execute(lock, {"key": self.lock_key}, conn)).scalar())
+    @contextlib.asynccontextmanager
+    async def _locked(self, conn: AsyncConnection) -> AsyncIterator[bool]:
+        """Whether this batch may prune: the dialect's lock taken on `conn` (always, where it needs
+        none). A lock that outlives transactions (MySQL's GET_LOCK) is released when the batch ends,
+        even when it failed: otherwise the pooled connection would keep it and stop every pruner."""
+        sql, key = self._database.sql, {"key": self.lock_key}
+        lock, unlock = sql.prune_lock(), sql.prune_unlock()
+        locked = lock is None or bool((await self._database.execute(lock, key, conn)).scalar())
+        if not locked or unlock is None:
+            yield locked
+            return
+        try:
+            yield True
+        except BaseException:
+            with contextlib.suppress(Exception):  # a broken connection takes the lock with it
+                await self._database.execute(unlock, key, conn)
+            raise
+        await self._database.execute(unlock, key, conn)
 
 
 class PruneLoop:

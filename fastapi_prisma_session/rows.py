@@ -51,6 +51,8 @@ class RowFormat:
         #: Only JSON text can be merged in SQL: touch() and a write that lost a race patch keys in place.
         self.is_json = isinstance(self.serializer, JSONSerializer)
         self._max_data_size = max_data_size
+        #: The most characters a sid or row id may have on the store's database (its dialect sets it).
+        self.longest_key: int | None = None
         self._log = log
 
     @property
@@ -80,7 +82,7 @@ class RowFormat:
 
         Raises ValueError for an unusable sid, SessionDataError for data the serializer refuses (NaN, a
         set) and SessionTooLargeError over `max_data_size`, before any statement runs."""
-        check_sid(sid)
+        check_sid(sid, self.longest_key)
         try:
             payload = self.serializer.dumps(dict(session))
         except (TypeError, ValueError) as error:
@@ -93,7 +95,13 @@ class RowFormat:
 
     def new_row(self, sid: str, session: Mapping[str, Any], expires: datetime) -> dict[str, Any]:
         """`params` plus the `record_id` of a row about to be inserted."""
-        return {**self.params(sid, session, expires), "record_id": self._record_id(sid)}
+        record_id = self._record_id(sid)
+        if self.longest_key is not None and len(record_id) > self.longest_key:
+            raise ValueError(
+                f"a row id on this database holds at most {self.longest_key} characters, got "
+                f"{len(record_id)} from db_record_id_function"
+            )
+        return {**self.params(sid, session, expires), "record_id": record_id}
 
     def renamed_id(self, new_sid: str) -> str | None:
         """The row id after a move to `new_sid`, when it derives from the sid (`db_record_id_is_session_id`
@@ -124,7 +132,12 @@ class RowFormat:
         return data
 
 
-def check_sid(sid: str) -> None:
-    """Refuse, before any statement runs, a session id that could not be stored or sent in a cookie."""
+def check_sid(sid: str, longest: int | None = None) -> None:
+    """Refuse, before any statement runs, a session id that could not be stored or sent in a cookie;
+    `longest` is the most characters the table's key columns hold (191 on MySQL), if fewer than 255."""
     if not is_valid_session_id(sid):
         raise ValueError(f"a session id must be 1 to 255 visible ASCII characters, got {sid!r:.80}")
+    if longest is not None and len(sid) > longest:
+        raise ValueError(
+            f"a session id on this database holds at most {longest} characters, got {len(sid)}: {sid!r:.80}"
+        )

@@ -78,10 +78,15 @@ class PrismaSessionStore:
         max_data_size: the largest serialized session, in bytes, that a write accepts; a larger one
             raises `SessionTooLargeError` and the stored session stays as it was. Default: no limit.
         engine_options: keyword arguments for `create_async_engine` when a URL is given.
-        request_connections: on PostgreSQL, the most connections the request path opens (default 10);
-            they are opened as concurrent requests need them and closed after a minute idle.
+        request_connections: on PostgreSQL and MySQL, the most connections the request path opens
+            (default 10); they are opened as concurrent requests need them and closed after a minute idle.
         operation_timeout: seconds within which every request-path operation (waiting for a connection,
             opening one, running the statement) ends, in `StoreUnavailableError` (a 503) if need be.
+        pgbouncer: a transaction pooler (PgBouncer, Supabase's or Neon's pooler) is between the store and
+            PostgreSQL: every statement is one the pooler can hand to any server connection, and nothing
+            is SET on the server connections it shares. Default: what the URL says (Prisma's
+            `?pgbouncer=true`); with an engine of your own, build it with
+            `connect_args=pooler_connect_args()` too.
         user_key: the top-level data key that names a session's user (such as "user_id"), when the
             database has the index `migrate --user-key` adds for it: `destroy_all` and `matching` on that
             key then look it up in the index instead of reading every row. Default: None (no index).
@@ -108,6 +113,7 @@ class PrismaSessionStore:
         engine_options: Mapping[str, Any] | None = None,
         request_connections: int | None = None,
         operation_timeout: Duration = DEADLINE,
+        pgbouncer: bool | None = None,
         user_key: str | None = None,
     ) -> None:
         options = dict(locals())
@@ -126,12 +132,23 @@ class PrismaSessionStore:
 
         deadline = to_seconds(operation_timeout, "operation_timeout", allow_zero=False) or DEADLINE
         self._owns_engine = not isinstance(engine_or_url, AsyncEngine)
-        self.engine = engine = engine_for(engine_or_url, engine_options, deadline)
+        target = engine_for(engine_or_url, engine_options, deadline, pgbouncer)
+        self.engine = engine = target.engine
+        #: whether the store works through a transaction pooler (`pgbouncer`, or the URL's `?pgbouncer=true`)
+        self.pgbouncer = target.pgbouncer
         self.table = session_table(table_name)
         largest_batch = MAX_BATCH if prune_batch_size is None else prune_batch_size
         sql = for_database(engine.dialect.name, self.table, prune_batch_size=largest_batch)
+        rows.longest_key = sql.longest_key
         self._db = Database(
-            engine, sql, table_name=table_name, request_connections=request_connections, deadline=deadline
+            engine,
+            sql,
+            table_name=table_name,
+            request_connections=target.connection_limit
+            if request_connections is None
+            else request_connections,
+            deadline=deadline,
+            pgbouncer=target.pgbouncer,
         )
         self._merger = Merger(self._db, rows)
         if user_key is not None:
@@ -281,9 +298,9 @@ class PrismaSessionStore:
         await self.shutdown()
 
     def add_query_logger(self, callback: Callable[[Any], None]) -> None:
-        """On PostgreSQL, call `callback` with asyncpg's `LoggedQuery` for every request-path statement
-        (load, insert, update, touch), for instrumentation. Other statements go through SQLAlchemy,
-        whose engine events see them."""
+        """On PostgreSQL and MySQL, call `callback` with asyncpg's `LoggedQuery` (or one like it) for
+        every request-path statement (load, insert, update, touch), for instrumentation. Other
+        statements go through SQLAlchemy, whose engine events see them."""
         if self._db.requests is not None:
             self._db.requests.add_query_logger(callback)
 
@@ -351,7 +368,7 @@ class PrismaSessionStore:
         """Move the live session `sid` to `new_sid` in one statement, its data untouched (`regenerate`
         with `keep_data`). Returns False, and creates nothing, when the row is already gone: a logout
         that came first stays a logout."""
-        check_sid(new_sid)
+        check_sid(new_sid, self.rows.longest_key)
         params = {"session_id": sid, "new_sid": new_sid, "record_id": self.rows.renamed_id(new_sid)}
         async with self._db.one_writer(sid):
             return await self._db.write("rename", {**params, "now": utcnow()}) > 0
@@ -365,11 +382,11 @@ class PrismaSessionStore:
         params: dict[str, Any],
         conn: AsyncConnection | None = None,
     ) -> int:
-        """Run a DELETE; with a `dispose`, through RETURNING so that each deleted session is disposed."""
+        """Run a DELETE; with a `dispose`, its `returning` form, so that each deleted session is disposed."""
         if self._dispose is None:
             result = await self._db.execute(plain, params, conn)
             return int(result.rowcount)  # type: ignore[attr-defined]
-        rows = (await self._db.execute(returning, params, conn)).all()
+        rows = await self._db.deleted_rows(returning, params, conn)
         for sid, text in rows:
             data = self.rows.parse(sid, text)
             if data is not None:

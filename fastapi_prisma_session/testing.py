@@ -1,4 +1,5 @@
-"""Helpers for testing your own routes without logging in through the UI.
+"""Helpers for testing your own routes without logging in through the UI (the pytest fixtures built on
+them are in `pytest_plugin`).
 
     from fastapi_prisma_session.testing import create_session, read_session
 
@@ -8,20 +9,48 @@
         assert (await read_session(app, client))["user_id"] == 42
 
 Both take your app (FastAPI or Starlette, with `SessionMiddleware` added) and use its store, secret and
-cookie name. The session is written to the real database, exactly as a request would write it.
+cookie name. The session is written to the store's database, exactly as a request would write it; to
+keep tests off your app's real database, run them inside `use_database(app, test_database_url)`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any
 
 from .cookies import COOKIE_KEY
-from .middleware import SessionMiddleware
+from .middleware import SessionMiddleware, Unbuilt
+from .store import PrismaSessionStore
 
 if TYPE_CHECKING:
     import httpx
     from starlette.types import Receive, Scope, Send
+
+
+@asynccontextmanager
+async def use_database(app: Any, database_url: str) -> AsyncIterator[PrismaSessionStore]:
+    """Within the block, the session store of `app` works on `database_url` (a test database), with
+    its table created if missing and emptied; the store is yielded.
+
+    It is the same store object, with the same options, so routes that call it directly use the test
+    database too. At the end its connections are closed, in the running event loop (connections belong
+    to the loop that opened them, and each test may have its own), and it goes back to its own database.
+    """
+    store = session_middleware(app).store
+    stand_in = PrismaSessionStore(database_url, **store.options)
+    own = dict(vars(store))
+    vars(store).update(vars(stand_in))
+    try:
+        await store.create_table()
+        await store.clear()
+        yield store
+    finally:
+        try:
+            await store.shutdown()
+        finally:
+            vars(store).clear()
+            vars(store).update(own)
 
 
 async def create_session(app: Any, data: Mapping[str, Any]) -> dict[str, str]:
@@ -57,7 +86,10 @@ def session_middleware(app: Any) -> SessionMiddleware:
         return app
     for entry in getattr(app, "user_middleware", ()):
         if entry.cls is SessionMiddleware:
-            return SessionMiddleware(_no_app, *entry.args, **entry.kwargs)
+            middleware = SessionMiddleware(_no_app, *entry.args, **entry.kwargs)
+            if isinstance(middleware, Unbuilt):  # built in a running event loop: reported, not raised
+                raise middleware.error
+            return middleware
     raise ValueError(
         "this app has no SessionMiddleware: add it with app.add_middleware(SessionMiddleware, ...)"
     )

@@ -1,13 +1,16 @@
-"""Fixtures: a throwaway PostgreSQL database per test run, a SQLite file per test, and a store on each.
+"""Fixtures: a throwaway PostgreSQL database and MariaDB database per test run, a SQLite file per test,
+and a store on each.
 
-PostgreSQL is reached through `TEST_POSTGRES_URL` (default: the local server as `postgres`). When it is
-unreachable the PostgreSQL tests skip on a developer's machine, and fail under `CI=true`.
+PostgreSQL is reached through `TEST_POSTGRES_URL` (default: the local server as `postgres`), MariaDB (or
+MySQL) through `TEST_MARIADB_URL` (default: the local server as `root`). When one is unreachable its
+tests skip on a developer's machine, and fail under `CI=true`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
+import tomllib
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
@@ -19,7 +22,26 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from fastapi_prisma_session import PrismaSessionStore
-from tests.helpers import ADMIN_URL, IN_CI, StatementLog, admin_sql
+from tests.helpers import (
+    ADMIN_URL,
+    IN_CI,
+    MARIADB_ADMIN_URL,
+    ROOT,
+    Built,
+    StatementLog,
+    admin_sql,
+    build_package,
+    mariadb_database,
+    mariadb_sql,
+)
+
+
+@pytest.fixture(scope="session")
+def built(tmp_path_factory: pytest.TempPathFactory) -> Built:
+    """The sdist and the wheel `python -m build` makes of this checkout, once per run."""
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    dist_name = f"{project['name'].replace('-', '_')}-{project['version']}"
+    return build_package(tmp_path_factory.mktemp("source"), tmp_path_factory.mktemp("dist"), dist_name)
 
 
 @pytest.fixture(scope="session")
@@ -37,12 +59,29 @@ def postgres_url() -> Iterator[str]:
     asyncio.run(admin_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
+@pytest.fixture(scope="session")
+def mariadb_url() -> Iterator[str]:
+    """A MariaDB database of its own for this test run (`mysql+asyncmy://…`), dropped at the end."""
+    try:
+        asyncio.run(mariadb_sql("SELECT 1"))
+    except Exception as error:  # OSError, or asyncmy's own errors (a refused login)
+        if not isinstance(error, OSError) and type(error).__module__.partition(".")[0] != "asyncmy":
+            raise
+        if IN_CI:
+            pytest.fail(
+                f"MariaDB is required under CI=true and is not usable at {MARIADB_ADMIN_URL}: {error}"
+            )
+        pytest.skip(f"MariaDB not usable at {MARIADB_ADMIN_URL}: {error}")
+    with mariadb_database(f"fps_test_{os.getpid()}") as url:
+        yield make_url(url).set(drivername="mysql+asyncmy").render_as_string(hide_password=False)
+
+
+@pytest.fixture(params=["sqlite", "postgresql", "mariadb"])
 def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    """Each test that takes this runs once on SQLite and once on PostgreSQL."""
+    """Each test that takes this runs once on SQLite, once on PostgreSQL and once on MariaDB."""
     if request.param == "sqlite":
         return f"sqlite+aiosqlite:///{tmp_path / 'sessions.db'}"
-    url: str = request.getfixturevalue("postgres_url")
+    url: str = request.getfixturevalue("postgres_url" if request.param == "postgresql" else "mariadb_url")
     return url
 
 
@@ -73,9 +112,10 @@ async def make_store(
 @pytest.fixture
 async def _drop_tables(engine: AsyncEngine) -> AsyncIterator[None]:
     yield
+    quote = engine.dialect.identifier_preparer.quote_identifier
     async with engine.begin() as conn:
         for table in ("Session", "sessions", "custom_sessions"):
-            await conn.exec_driver_sql(f'DROP TABLE IF EXISTS "{table}"')
+            await conn.exec_driver_sql(f"DROP TABLE IF EXISTS {quote(table)}")
 
 
 @pytest.fixture

@@ -10,15 +10,20 @@ import asyncio
 import inspect
 import json
 import os
+import re
+import shutil
 import socket
 import subprocess
 import sys
+import sysconfig
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Iterator, Mapping
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
+from textwrap import dedent
 from typing import TYPE_CHECKING, Any
 
 import asyncpg
@@ -36,10 +41,104 @@ if TYPE_CHECKING:
     from fastapi_prisma_session import PrismaSessionStore
 
 ROOT = Path(__file__).resolve().parents[1]
+README = ROOT / "README.md"
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 SECRET = "a santa at nasa"
 # The server's administrator, who creates and drops the test databases.
 ADMIN_URL = os.environ.get("TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+# MariaDB's (or MySQL's) administrator, likewise.
+MARIADB_ADMIN_URL = os.environ.get("TEST_MARIADB_URL", "mysql://root@127.0.0.1:3306/test")
+
+
+# -- the README's samples ---------------------------------------------------------------------------
+
+FENCED_BLOCK = re.compile(r"^( *)```(\w*)\n(.*?)^\1```", flags=re.M | re.S)
+HEADING = re.compile(r"^#{1,6} .*$", flags=re.M)
+
+
+def readme_blocks(heading: str | None = None) -> list[tuple[str, str]]:
+    """The fenced blocks of README.md as (language, dedented text): all of them, or those between the
+    heading line `heading` (such as "### Run it") and the next heading."""
+    text = README.read_text()
+    blocks = list(FENCED_BLOCK.finditer(text))
+    start, end = 0, len(text)
+    if heading is not None:
+        inside_blocks = [range(block.start(), block.end()) for block in blocks]
+        headings = [
+            found
+            for found in HEADING.finditer(text)
+            if not any(found.start() in inside for inside in inside_blocks)
+        ]
+        [mine] = [index for index, found in enumerate(headings) if found.group() == heading]
+        start = headings[mine].end()
+        end = headings[mine + 1].start() if mine + 1 < len(headings) else len(text)
+    return [(block.group(2), dedent(block.group(3))) for block in blocks if start <= block.start() < end]
+
+
+def readme_file(name: str) -> str:
+    """The file `name` as the README gives it: the blocks whose first line is `# name` or
+    `# name, continued`, in order."""
+    labels = (f"# {name}\n", f"# {name}, continued\n")
+    parts = [body for _, body in readme_blocks() if body.startswith(labels)]
+    assert parts, f"README.md has no block that starts with {labels[0]!r}"
+    return "\n\n".join(parts)
+
+
+# -- the package as it ships ------------------------------------------------------------------------
+# tests/test_packaging.py says how the wheel is built and installed, and what that leaves out.
+
+
+@dataclass(frozen=True)
+class Built:
+    sdist: Path
+    wheel: Path
+    log: str
+
+
+def run_checked(command: list[str], cwd: Path, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    """Run `command` to completion; a failure shows its output."""
+    result = subprocess.run(command, cwd=cwd, capture_output=True, text=True, timeout=timeout, check=False)
+    assert result.returncode == 0, f"{command} exited {result.returncode}:\n{result.stdout}{result.stderr}"
+    return result
+
+
+def git_status() -> str:
+    return run_checked(["git", "status", "--porcelain", "--ignored"], ROOT).stdout
+
+
+def copy_sources(target: Path) -> None:
+    """The files a fresh clone would have, plus new files not yet committed, as they are on disk."""
+    listed = run_checked(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"], ROOT).stdout
+    for name in filter(None, listed.split("\0")):
+        source = ROOT / name
+        if source.is_file():  # a tracked file deleted in the work tree is left out
+            (target / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, target / name)
+
+
+def build_package(source: Path, dist: Path, dist_name: str) -> Built:
+    """`python -m build` on a copy of the repository in `source`, into `dist`."""
+    copy_sources(source)
+    before = git_status()
+    result = run_checked([sys.executable, "-m", "build", "--outdir", str(dist), str(source)], source)
+    assert git_status() == before, "building left files in the repository"
+    return Built(
+        dist / f"{dist_name}.tar.gz", dist / f"{dist_name}-py3-none-any.whl", result.stdout + result.stderr
+    )
+
+
+def install_wheel(wheel: Path, venv: Path) -> tuple[Path, Path]:
+    """A new venv at `venv` with `wheel` installed, nothing downloaded, and this environment's packages
+    as its dependencies; returns its python and its site-packages."""
+    run_checked([sys.executable, "-m", "venv", "--without-pip", str(venv)], venv.parent)
+    python = venv / "bin" / "python"
+    pip = [sys.executable, "-m", "pip", "--python", str(python), "--disable-pip-version-check"]
+    run_checked([*pip, "install", "--quiet", "--no-deps", "--no-index", str(wheel)], venv.parent)
+    purelib = "import sysconfig; print(sysconfig.get_paths()['purelib'])"
+    site_packages = Path(run_checked([str(python), "-I", "-c", purelib], venv.parent).stdout.strip())
+    ours = dict.fromkeys(sysconfig.get_paths()[key] for key in ("purelib", "platlib"))
+    (site_packages / "_project_dependencies.pth").write_text("".join(f"{path}\n" for path in ours))
+    return python, site_packages
 
 
 # -- databases of their own --------------------------------------------------------------------------
@@ -70,6 +169,40 @@ def scratch_database(prefix: str, *, migrate: bool = True) -> Iterator[str]:
         yield url
     finally:
         asyncio.run(admin_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+async def mariadb_sql(sql: str, url: str = MARIADB_ADMIN_URL) -> list[tuple[Any, ...]]:
+    """Run one statement on MariaDB (by default as the administrator, on no database in particular);
+    returns its rows."""
+    import asyncmy
+
+    parsed = make_url(url)
+    conn = await asyncmy.connect(
+        host=parsed.host or "127.0.0.1",
+        port=parsed.port or 3306,
+        user=parsed.username or "root",
+        password=parsed.password or "",
+        database=None if url == MARIADB_ADMIN_URL else parsed.database,
+        connect_timeout=5,
+        autocommit=True,
+    )
+    try:
+        async with conn.cursor() as cursor:
+            await cursor.execute(sql)
+            return list(await cursor.fetchall() or [])
+    finally:
+        await conn.ensure_closed()
+
+
+@contextmanager
+def mariadb_database(prefix: str) -> Iterator[str]:
+    """A new, empty MariaDB database, dropped afterwards. Yields its plain mysql:// URL."""
+    name = f"{prefix}_{uuid.uuid4().hex[:8]}"
+    asyncio.run(mariadb_sql(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci"))
+    try:
+        yield make_url(MARIADB_ADMIN_URL).set(database=name).render_as_string(hide_password=False)
+    finally:
+        asyncio.run(mariadb_sql(f"DROP DATABASE IF EXISTS `{name}`"))
 
 
 def run_module(
@@ -143,6 +276,13 @@ async def insert_row(
         )
 
 
+async def set_data(engine: AsyncEngine, sid: str, text: str, table_name: str = "Session") -> None:
+    """Overwrite a row's `data` text, as another process would."""
+    table = session_table(table_name)
+    async with engine.begin() as conn:
+        await conn.execute(update(table).where(table.c.sid == sid).values(data=text))
+
+
 def close_to(moment: datetime, expected: datetime, seconds: float = 5) -> bool:
     return abs((moment - expected).total_seconds()) <= seconds
 
@@ -189,11 +329,22 @@ def wait_until_sync(condition: Callable[[], bool], *, within: float = 5.0, inter
 
 
 @contextmanager
-def serve(app: str, env: dict[str, str], ready_path: str = "/docs") -> Iterator[str]:
-    """Run `uvicorn app` in its own process on a free port; yields its base URL once it answers."""
+def serve(
+    app: str,
+    env: dict[str, str],
+    ready_path: str = "/docs",
+    *,
+    workers: int = 1,
+    python: Path | str = sys.executable,
+    cwd: Path = ROOT,
+) -> Iterator[str]:
+    """Run `python -m uvicorn app` (with `workers` worker processes) in its own process, in `cwd`, on a
+    free port; yields its base URL once it answers. Stopping uvicorn stops its workers."""
     port = free_port()
-    command = [sys.executable, "-m", "uvicorn", app, "--port", str(port), "--log-level", "warning"]
-    process = subprocess.Popen(command, cwd=ROOT, env={**os.environ, **env})
+    command = [str(python), "-m", "uvicorn", app, "--port", str(port), "--log-level", "warning"]
+    if workers > 1:
+        command += ["--workers", str(workers)]
+    process = subprocess.Popen(command, cwd=cwd, env={**os.environ, **env})
     base = f"http://127.0.0.1:{port}"
 
     def answers() -> bool:

@@ -41,7 +41,10 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Literal, Self
 
-from tests.helpers import free_port
+import pytest
+from sqlalchemy.engine import make_url
+
+from tests.helpers import ADMIN_URL, IN_CI, free_port
 
 PoolMode = Literal["session", "transaction", "statement"]
 
@@ -56,6 +59,31 @@ def pgbouncer_binary() -> str | None:
     if found is None and os.access("/usr/sbin/pgbouncer", os.X_OK):
         found = "/usr/sbin/pgbouncer"
     return found
+
+
+def require_programs() -> None:
+    """Skip the calling test without `pgbouncer` and `psql` (fail it under CI=true, where they must be)."""
+    missing = [
+        name
+        for name, found in (("pgbouncer", pgbouncer_binary()), ("psql", shutil.which("psql")))
+        if not found
+    ]
+    if missing:
+        message = (
+            f"{' and '.join(missing)} not installed (Debian: apt-get install pgbouncer postgresql-client)"
+        )
+        if IN_CI:
+            pytest.fail(f"required under CI=true: {message}")
+        pytest.skip(message)
+
+
+def in_front_of_test_server(
+    pool_mode: PoolMode = "transaction", pool_size: int = 4, **options: Any
+) -> PgBouncer:
+    """A PgBouncer (not started yet) in front of the test server (TEST_POSTGRES_URL's host and port)."""
+    server = make_url(ADMIN_URL)
+    host, port = server.host or "127.0.0.1", server.port or 5432
+    return PgBouncer(pool_mode, pool_size, server_host=host, server_port=port, **options)
 
 
 class PgBouncer:

@@ -157,3 +157,23 @@ async def test_close_also_closes_the_connections_in_use(postgres_url: str) -> No
     assert pool._idle == []  # the busy one was closed when it came back
     assert await pool.run("fetchval", "SELECT 1", []) == 1  # and the pool opens new ones when used again
     await pool.close()
+
+
+async def test_setup_runs_on_each_new_connection(postgres_url: str) -> None:
+    pool = pool_for(postgres_url, setup="SET lock_timeout = '1234ms'")
+    values = await asyncio.gather(*(pool.run("fetchval", "SHOW lock_timeout", []) for _ in range(4)))
+    assert values == ["1234ms"] * 4
+    await pool.close()
+
+
+async def test_the_server_gives_up_at_seventy_percent_of_the_deadline(postgres_url: str) -> None:
+    """Said in SQL on each new connection, not as startup parameters (which PgBouncer refuses)."""
+    store = PrismaSessionStore(postgres_url, operation_timeout=2)
+    try:
+        requests = store._db.requests
+        assert requests is not None
+        for setting in ("lock_timeout", "statement_timeout"):
+            assert await requests.run("fetchval", f"SHOW {setting}", []) == "1400ms"
+        assert "server_settings" not in requests._connect_kwargs
+    finally:
+        await store.shutdown()

@@ -1,5 +1,9 @@
 """Faults: the database goes away mid-run and comes back. Requests that need the session get a quick
-503, nothing is half-written, and the middleware and the prune loop recover without a restart."""
+503, nothing is half-written, and the middleware and the prune loop recover without a restart.
+
+PostgreSQL only: the tests stop and start a throwaway PostgreSQL server of their own. On MariaDB,
+test_mariadb.py covers an unreachable server and a write stuck behind a row lock.
+"""
 
 from __future__ import annotations
 

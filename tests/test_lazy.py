@@ -27,7 +27,7 @@ from fastapi_prisma_session.cookies import iso_utc, parse_iso_utc
 from fastapi_prisma_session.durations import utcnow
 from fastapi_prisma_session.signing import Signer
 from tests.faultproxy import FaultProxy
-from tests.helpers import SECRET, StatementLog, client_for, close_to, insert_row, make_app, rows
+from tests.helpers import SECRET, StatementLog, client_for, close_to, insert_row, make_app, rows, set_data
 
 
 def add_sync_routes(app: Any) -> None:
@@ -199,13 +199,7 @@ async def test_absolute_timeout_ends_an_active_session(
 
         # An hour later, however active: the next request starts afresh and the row is gone.
         data["__absoluteExpires"] = iso_utc(utcnow() - timedelta(seconds=1))
-        async with engine.begin() as conn:
-            await conn.exec_driver_sql(
-                'UPDATE "Session" SET data = ? WHERE sid = ?'
-                if engine.dialect.name == "sqlite"
-                else 'UPDATE "Session" SET data = $1 WHERE sid = $2',
-                (json.dumps(data), sid),
-            )
+        await set_data(engine, sid, json.dumps(data))
         assert (await client.get("/read")).json()["value"] is None
     assert sid not in await rows(engine)
 
@@ -286,14 +280,9 @@ async def test_regenerating_starts_the_absolute_timeout_again(
     async with client_for(app) as client:
         old = await signed_in(client)
         soon = iso_utc(utcnow() + timedelta(seconds=60))
-        async with engine.begin() as conn:  # the anonymous session was about to reach its limit
-            data = json.loads((await rows(engine))[old]["data"])
-            await conn.exec_driver_sql(
-                'UPDATE "Session" SET data = ? WHERE sid = ?'
-                if engine.dialect.name == "sqlite"
-                else 'UPDATE "Session" SET data = $1 WHERE sid = $2',
-                (json.dumps({**data, "__absoluteExpires": soon}), old),
-            )
+        # The anonymous session was about to reach its limit.
+        data = json.loads((await rows(engine))[old]["data"])
+        await set_data(engine, old, json.dumps({**data, "__absoluteExpires": soon}))
         new = (await client.post("/log-in")).json()["id"]
     ends = json.loads((await rows(engine))[new]["data"])["__absoluteExpires"]
     assert close_to(parse_iso_utc(ends) or utcnow(), utcnow() + timedelta(hours=1), seconds=10)

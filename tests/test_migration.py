@@ -3,6 +3,8 @@
 Two ways run the same revisions: `python -m fastapi_prisma_session migrate` (from any folder, as a pip
 user runs it) and `alembic upgrade head` in the repository. They share one version table, so each sees
 what the other did.
+
+PostgreSQL and SQLite here; MariaDB's table (compared with Prisma's MySQL DDL) in test_mariadb.py.
 """
 
 from __future__ import annotations
@@ -374,7 +376,9 @@ def test_migrate_without_a_database_url_says_how_to_give_one(tmp_path: Path) -> 
     [
         ("postgresql://postgres:secret@127.0.0.1:{port}/app", 1, "ConnectionRefusedError"),
         ("sqlite:////no/such/folder/app.db", 1, "unable to open database file"),
-        ("mysql://root@127.0.0.1/app", 2, "mysql is not supported"),
+        ("mysql://root:secret@127.0.0.1:{port}/app", 1, "Can't connect to MySQL server"),
+        ("cockroachdb://root@127.0.0.1/app", 2, "CockroachDB speaks PostgreSQL's protocol"),
+        ("oracle://scott@127.0.0.1/app", 2, "oracle is not supported"),
         ("postgresql+psycopg2://postgres@127.0.0.1/app", 2, "No module named 'psycopg2'"),
     ],
 )

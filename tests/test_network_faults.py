@@ -4,6 +4,8 @@ a refused port, a silent host, reset connections, a pause, and a row locked by a
 Every request that needs its session ends within the store's deadline: a 200, or a 503 when the database
 cannot answer in time. Nothing hangs, nothing acknowledged is lost, and everything recovers by itself.
 Each test prints its figures (requests, 503s, slowest answer, recovery); the README quotes them.
+
+PostgreSQL only: the deadlines measured here are those of the request path's own asyncpg connections.
 """
 
 from __future__ import annotations

@@ -10,18 +10,16 @@ from __future__ import annotations
 
 import asyncio
 import os
-import re
 import shlex
 import sqlite3
 import subprocess
-import textwrap
 from collections.abc import Iterator
 from pathlib import Path
 
 import asyncpg
 import pytest
 
-from tests.helpers import run_module, scratch_database
+from tests.helpers import readme_blocks, run_module, scratch_database
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = ROOT / "README.md"
@@ -48,8 +46,7 @@ CLEAN = "No new upgrade operations detected."
 
 def doc_blocks() -> list[str]:
     """The fenced blocks of the README, dedented."""
-    found = re.findall(r"^( *)```\w*\n(.*?)^\1```", DOCS.read_text(), flags=re.M | re.S)
-    return [textwrap.dedent(body) for _, body in found]
+    return [body for _, body in readme_blocks()]
 
 
 def test_the_docs_give_the_recipe_this_test_follows() -> None:

@@ -4,7 +4,8 @@ How, and what that leaves out:
 
 - The build runs on a copy of the repository's files (tracked ones, plus untracked ones git does not
   ignore) in a temporary folder, so setuptools' `build/` and `*.egg-info` never land in the work tree; the
-  fixture also checks that `git status` is the same before and after. `python -m build` makes the sdist,
+  fixture (`built`, in conftest.py, shared with the Quick start's test) also checks that `git status` is
+  the same before and after. `python -m build` makes the sdist,
   then the wheel from the unpacked sdist, so the wheel also shows that the sdist is complete. Its isolated
   build environment installs `build-system.requires` (setuptools) from the package index or pip's cache,
   as any install from source does.
@@ -24,19 +25,14 @@ How, and what that leaves out:
 from __future__ import annotations
 
 import json
-import shutil
 import sqlite3
-import subprocess
-import sys
-import sysconfig
 import tarfile
 import textwrap
 import tomllib
 import zipfile
-from dataclasses import dataclass
 from pathlib import Path
 
-import pytest
+from tests.helpers import Built, install_wheel, run_checked
 
 ROOT = Path(__file__).resolve().parents[1]
 PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
@@ -48,46 +44,6 @@ MIGRATIONS = [
     f"{PACKAGE}/migrations/script.py.mako",
     f"{PACKAGE}/migrations/versions/0001_create_session_table.py",
 ]
-
-
-@dataclass(frozen=True)
-class Built:
-    sdist: Path
-    wheel: Path
-    log: str
-
-
-def run(command: list[str], cwd: Path, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    """Run `command` to completion; a failure shows its output."""
-    result = subprocess.run(command, cwd=cwd, capture_output=True, text=True, timeout=timeout, check=False)
-    assert result.returncode == 0, f"{command} exited {result.returncode}:\n{result.stdout}{result.stderr}"
-    return result
-
-
-def git_status() -> str:
-    return run(["git", "status", "--porcelain", "--ignored"], ROOT).stdout
-
-
-def copy_sources(target: Path) -> None:
-    """The files a fresh clone would have, plus new files not yet committed, as they are on disk."""
-    listed = run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"], ROOT).stdout
-    for name in filter(None, listed.split("\0")):
-        source = ROOT / name
-        if source.is_file():  # a tracked file deleted in the work tree is left out
-            (target / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(source, target / name)
-
-
-@pytest.fixture(scope="module")
-def built(tmp_path_factory: pytest.TempPathFactory) -> Built:
-    source = tmp_path_factory.mktemp("source")
-    dist = tmp_path_factory.mktemp("dist")
-    copy_sources(source)
-    before = git_status()
-    result = run([sys.executable, "-m", "build", "--outdir", str(dist), str(source)], source)
-    log = result.stdout + result.stderr
-    assert git_status() == before, "building left files in the repository"
-    return Built(sdist=dist / f"{DIST_NAME}.tar.gz", wheel=dist / f"{DIST_NAME}-py3-none-any.whl", log=log)
 
 
 def test_the_build_makes_an_sdist_and_a_wheel_without_warnings(built: Built) -> None:
@@ -177,20 +133,12 @@ SMOKE = """
 
 
 def test_the_installed_wheel_works(built: Built, tmp_path: Path) -> None:
-    venv = tmp_path / "venv"
-    run([sys.executable, "-m", "venv", "--without-pip", str(venv)], tmp_path)
-    python = venv / "bin" / "python"
-    pip = [sys.executable, "-m", "pip", "--python", str(python), "--disable-pip-version-check"]
-    run([*pip, "install", "--quiet", "--no-deps", "--no-index", str(built.wheel)], tmp_path)
-    purelib = "import sysconfig; print(sysconfig.get_paths()['purelib'])"
-    site_packages = Path(run([str(python), "-I", "-c", purelib], tmp_path).stdout.strip())
-    ours = dict.fromkeys(sysconfig.get_paths()[key] for key in ("purelib", "platlib"))
-    (site_packages / "_project_dependencies.pth").write_text("".join(f"{path}\n" for path in ours))
+    python, site_packages = install_wheel(built.wheel, tmp_path / "venv")
     script = tmp_path / "smoke.py"
     script.write_text(textwrap.dedent(SMOKE))
 
     # -I: no PYTHON* variables, no user site, and neither this folder nor the repository on sys.path.
-    smoke = run([str(python), "-I", str(script), str(tmp_path)], tmp_path, timeout=60)
+    smoke = run_checked([str(python), "-I", str(script), str(tmp_path)], tmp_path, timeout=60)
     found = json.loads(smoke.stdout.strip().splitlines()[-1])
     assert found["version"] == VERSION
     assert Path(found["file"]).is_relative_to(site_packages), found["file"]
@@ -199,7 +147,7 @@ def test_the_installed_wheel_works(built: Built, tmp_path: Path) -> None:
     project = tmp_path / "project"
     project.mkdir()
     command = [str(python), "-I", "-m", PACKAGE, "migrate", "--database-url", f"sqlite:///{project / 'x.db'}"]
-    migrated = run(command, project, timeout=60)
+    migrated = run_checked(command, project, timeout=60)
     assert 'done: the session table "Session" is at head' in migrated.stdout
     with sqlite3.connect(project / "x.db") as conn:
         tables = {name for (name,) in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}

@@ -5,7 +5,6 @@ transaction mode, which is the problem the library will have to solve."""
 from __future__ import annotations
 
 import os
-import shutil
 import socket
 from collections.abc import Iterator
 from typing import Any
@@ -14,36 +13,20 @@ import asyncpg
 import pytest
 from sqlalchemy.engine import make_url
 
-from tests.helpers import ADMIN_URL, IN_CI
-from tests.pgbouncer import PgBouncer, PoolMode, pgbouncer_binary
-
-SERVER = make_url(ADMIN_URL)
+from tests.helpers import IN_CI
+from tests.pgbouncer import PoolMode, in_front_of_test_server, pgbouncer_binary, require_programs
 
 
 @pytest.fixture
 def database(postgres_url: str) -> str:
     """This run's database. postgres_url skips without PostgreSQL, or fails under CI; so do these programs."""
-    missing = [
-        name
-        for name, found in (("pgbouncer", pgbouncer_binary()), ("psql", shutil.which("psql")))
-        if not found
-    ]
-    if missing:
-        message = (
-            f"{' and '.join(missing)} not installed (Debian: apt-get install pgbouncer postgresql-client)"
-        )
-        if IN_CI:
-            pytest.fail(f"required under CI=true: {message}")
-        pytest.skip(message)
+    require_programs()
     name = make_url(postgres_url).database
     assert name is not None
     return name
 
 
-def bouncer(pool_mode: PoolMode = "transaction", pool_size: int = 4, **options: Any) -> PgBouncer:
-    """A PgBouncer in front of the test server (TEST_POSTGRES_URL's host and port)."""
-    host, port = SERVER.host or "127.0.0.1", SERVER.port or 5432
-    return PgBouncer(pool_mode, pool_size, server_host=host, server_port=port, **options)
+bouncer = in_front_of_test_server
 
 
 async def connect(dsn: str, **options: Any) -> asyncpg.Connection:

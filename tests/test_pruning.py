@@ -1,4 +1,8 @@
-"""Pruning at scale: the advisory lock, progress, jitter, the CLI, and several pruners at once."""
+"""Pruning at scale: the advisory lock, progress, jitter, the CLI, and several pruners at once.
+
+PostgreSQL's: the lock is pg_try_advisory_xact_lock and the rows are seeded with generate_series.
+MariaDB's GET_LOCK, batches and concurrent pruners are tested in test_mariadb.py.
+"""
 
 from __future__ import annotations
 

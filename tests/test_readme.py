@@ -1,15 +1,15 @@
 """Every Python sample in README.md runs, in order, and does what the text around it says.
 
-The samples share one namespace, as a reader would type them into one file. The quick start's PostgreSQL
-URL is swapped for a SQLite file, and DATABASE_URL is defined. After each sample, the checks keyed by
+The samples share one namespace, as a reader would type them into one file. The quick start's SQLite file
+is swapped for one in the test's temporary folder, and DATABASE_URL is defined. The files of the sample
+test project (`# conftest.py`, `# test_main.py`) are run by tests/test_pytest_plugin.py, as pytest runs
+them. After each sample, the checks keyed by
 the names it defines run against the namespace as it is at that moment.
 """
 
 from __future__ import annotations
 
 import inspect
-import re
-import textwrap
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -21,14 +21,16 @@ from sqlalchemy import inspect as inspect_schema
 
 from fastapi_prisma_session import PrismaSessionStore
 from fastapi_prisma_session.testing import session_middleware
+from tests.helpers import readme_blocks
 
-README = Path(__file__).resolve().parents[1] / "README.md"
-QUICK_START_URL = '"postgresql+asyncpg://postgres@127.0.0.1/app"'
+QUICK_START_URL = '"sqlite:///sessions.db"'
+# The first lines of the sample test project's files, which pytest runs rather than this test.
+TEST_PROJECT_FILES = ("# conftest.py\n", "# test_")
 
 
 def python_samples() -> list[str]:
-    found = re.findall(r"^( *)```python\n(.*?)^\1```", README.read_text(), flags=re.M | re.S)
-    return [textwrap.dedent(code) for _, code in found]
+    samples = [code for language, code in readme_blocks() if language == "python"]
+    return [sample for sample in samples if not sample.startswith(TEST_PROJECT_FILES)]
 
 
 def client(app: Any) -> httpx.AsyncClient:
@@ -54,6 +56,7 @@ async def check_login_logout(ns: dict[str, Any]) -> None:
         before = c.cookies["connect.sid"]
         assert (await c.post("/login", params={"user_id": 7})).status_code == 200
         assert c.cookies["connect.sid"] != before
+        assert (await c.get("/me")).json() == {"user_id": 7}
         response = await c.post("/logout")
         assert "connect.sid=;" in response.headers["set-cookie"]
 
@@ -62,10 +65,6 @@ async def check_cart(ns: dict[str, Any]) -> None:
     async with client(ns["app"]) as c:
         await c.post("/cart", params={"item": "tea"})
         assert (await c.post("/cart", params={"item": "cake"})).json() == ["tea", "cake"]
-
-
-async def check_testing_sample(ns: dict[str, Any]) -> None:
-    await ns["test_views_continue_from_a_given_session"]()
 
 
 async def check_migration_helper(ns: dict[str, Any]) -> None:
@@ -116,7 +115,6 @@ CHECKS: dict[str, Callable[[dict[str, Any]], Awaitable[None]]] = {
     "index": check_quick_start,
     "logout": check_login_logout,
     "add_to_cart": check_cart,
-    "test_views_continue_from_a_given_session": check_testing_sample,
     "upgrade": check_migration_helper,
     "node_app": check_node_app,
     "whoami": check_starlette_guide,

@@ -617,8 +617,11 @@ def test_an_unsupported_database_is_rejected() -> None:
     from fastapi_prisma_session.dialects import for_database
     from fastapi_prisma_session.models import session_table
 
-    with pytest.raises(ConfigurationError, match="'mysql' database is not supported"):
-        for_database("mysql", session_table(), prune_batch_size=10)
+    with pytest.raises(ConfigurationError, match=r"'oracle' database is not supported.*mysql://"):
+        for_database("oracle", session_table(), prune_batch_size=10)
+    # CockroachDB speaks PostgreSQL's protocol: refused with its own reason (issue 14, item 6).
+    with pytest.raises(ConfigurationError, match=r"CockroachDB speaks PostgreSQL's protocol.*advisory locks"):
+        for_database("cockroachdb", session_table(), prune_batch_size=10)
 
 
 # -- destroy_all: "log out everywhere" (upstream feature request destroyUsersSessions) ---------------

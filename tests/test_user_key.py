@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -18,6 +19,17 @@ from fastapi_prisma_session.exceptions import ConfigurationError
 from tests.helpers import alembic, insert_row, rows, run_module
 
 MakeStore = Callable[..., PrismaSessionStore]
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """The databases with a user-key index; MySQL and MariaDB refuse the option (the last test)."""
+    if request.param == "sqlite":
+        return f"sqlite+aiosqlite:///{tmp_path / 'sessions.db'}"
+    url: str = request.getfixturevalue("postgres_url")
+    return url
+
+
 COOKIE = '"cookie":{"originalMaxAge":null,"expires":null}'
 
 
@@ -284,3 +296,13 @@ async def test_destroy_all_through_the_index_disposes_each_session(
     assert await store.destroy_all(user_id=5) == 2
     assert sorted(disposed) == [("a", {"user_id": 5}), ("b", {"user_id": 5, "x": "\u0000"})]
     assert set(await rows(engine)) == {"c"}
+
+
+async def test_mysql_refuses_the_option_with_a_clear_error(mariadb_url: str) -> None:
+    with pytest.raises(ConfigurationError, match="user_key option is not supported on mysql"):
+        PrismaSessionStore(mariadb_url, user_key="user_id")
+    done = run_module(
+        "fastapi_prisma_session", "migrate", "--sql", "--database-url", "mysql://u@h/db", "--user-key", "u"
+    )
+    assert done.returncode == 2
+    assert "not supported on mysql" in done.stderr

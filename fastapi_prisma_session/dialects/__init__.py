@@ -15,18 +15,35 @@ from .base import SQLDialect
 if TYPE_CHECKING:
     from sqlalchemy import Table
 
-SUPPORTED = ("postgresql", "sqlite")
+SUPPORTED = ("postgresql", "sqlite", "mysql", "mariadb")
+# SQLAlchemy's names that share a module: MariaDB (a `mariadb+asyncmy://` URL) is written as MySQL.
+MODULES = {"mariadb": "mysql"}
+
+
+# Databases refused with a reason of their own.
+REFUSED = {
+    "cockroachdb": "CockroachDB speaks PostgreSQL's protocol, but the store is untested on it and its "
+    "advisory locks, which let one process prune at a time, are missing or no-op stubs in most releases "
+    "(see the README's CockroachDB note)",
+}
+
+
+def unsupported(name: str) -> str | None:
+    """Why the database SQLAlchemy calls `name` cannot be used, or None when it can."""
+    if name in SUPPORTED:
+        return None
+    reason = REFUSED.get(name, f"the {name!r} database is not supported")
+    return f"{reason}; use PostgreSQL (postgresql://), SQLite (sqlite://) or MySQL/MariaDB (mysql://)"
 
 
 def for_database(name: str, table: Table, *, prune_batch_size: int) -> SQLDialect:
     """The statements for `table` on the database SQLAlchemy calls `name`."""
-    if name not in SUPPORTED:
-        raise ConfigurationError(
-            f"the {name!r} database is not supported; use PostgreSQL (postgresql://) or SQLite (sqlite://)"
-        )
-    module = importlib.import_module(f"{__name__}.{name}")
+    problem = unsupported(name)
+    if problem:
+        raise ConfigurationError(problem)
+    module = importlib.import_module(f"{__name__}.{MODULES.get(name, name)}")
     dialect: SQLDialect = module.Dialect(table, prune_batch_size=prune_batch_size)
     return dialect
 
 
-__all__ = ["SUPPORTED", "SQLDialect", "for_database"]
+__all__ = ["SUPPORTED", "SQLDialect", "for_database", "unsupported"]

@@ -20,7 +20,7 @@ from ..exceptions import ConfigurationError
 from ..models import session_table
 
 if TYPE_CHECKING:
-    from sqlalchemy import ColumnElement, Executable, Table
+    from sqlalchemy import ColumnElement, Delete, Executable, Table
     from sqlalchemy.dialects.postgresql import Insert as PostgresInsert
     from sqlalchemy.dialects.sqlite import Insert as SQLiteInsert
 
@@ -51,6 +51,11 @@ class SQLDialect(ABC):
 
     #: SQLAlchemy's name for the database.
     name: ClassVar[str]
+    #: The most characters the `id` and `sid` columns hold, where that is fewer than a sid may have.
+    longest_key: ClassVar[int | None] = None
+    #: Whether DELETE ... RETURNING hands back the deleted rows; where not (MySQL), `deleted()` is a
+    #: SELECT ... FOR UPDATE of them, and the database deletes them by id in the same transaction.
+    deletes_returning: ClassVar[bool] = True
 
     def __init__(self, table: Table, *, prune_batch_size: int) -> None:
         if (
@@ -61,7 +66,7 @@ class SQLDialect(ABC):
             raise ConfigurationError("prune_batch_size must be a positive whole number")
         self.table = table
         c = table.c
-        by_sid = c.sid == bindparam("session_id")
+        by_sid = self.equal(c.sid, bindparam("session_id"))
         live = c.expiresAt > bindparam("now")
         row_values: dict[str, Any] = {"data": bindparam("payload"), "expiresAt": bindparam("expires")}
         # What a delete hands back when there is a `dispose` to call.
@@ -74,7 +79,7 @@ class SQLDialect(ABC):
         self.update: Executable = update(table).where(by_sid).values(**row_values)
         # Compare-and-set: rewrite the row only if it still holds the text this request loaded.
         self.update_if_unchanged: Executable = (
-            update(table).where(by_sid, c.data == bindparam("expected")).values(**row_values)
+            update(table).where(by_sid, self.equal(c.data, bindparam("expected"))).values(**row_values)
         )
         self.touch: Executable = update(table).where(by_sid).values(expiresAt=bindparam("expires"))
         # regenerate(keep_data=True): the live row moves to the new sid, or nothing happens.
@@ -84,11 +89,12 @@ class SQLDialect(ABC):
             .values(sid=bindparam("new_sid"), id=func.coalesce(bindparam("record_id", type_=Text), c.id))
         )
 
-        by_sids = delete(table).where(c.sid.in_(bindparam("sids", expanding=True)))
+        by_sids = delete(table).where(self.among(c.sid, bindparam("sids", expanding=True)))
         self.delete: Executable = by_sids
-        self.delete_returning: Executable = by_sids.returning(*self.returned)
+        self.delete_returning: Executable = self.deleted(by_sids)
         self.clear: Executable = delete(table)
-        self.clear_returning: Executable = delete(table).returning(*self.returned)
+        self.clear_returning: Executable = self.deleted(delete(table))
+        self.delete_ids: Executable = delete(table).where(c.id.in_(bindparam("ids", expanding=True)))
 
         self.live_rows: Executable = select(c.sid, c.data).where(live)
         self.live_ids: Executable = select(c.sid).where(live)
@@ -100,9 +106,12 @@ class SQLDialect(ABC):
 
         self.upsert: Executable = self.build_upsert()
         # The batch's size is a parameter (`batch_size`): the pruner sizes each batch to the database's pace.
+        # Its rows are expired again when deleted: a row touched since the subquery found it stays.
         batch_size = bindparam("batch_size", type_=Integer)
-        self.prune_batch: Executable = delete(table).where(self.expired(batch_size))
-        self.prune_batch_returning: Executable = self.prune_batch.returning(*self.returned)
+        self.prune_batch: Delete = delete(table).where(
+            self.expired(batch_size), c.expiresAt <= bindparam("now")
+        )
+        self.prune_batch_returning: Executable = self.deleted(self.prune_batch)
 
     # -- what each database writes its own way -------------------------------------------------------
 
@@ -167,10 +176,34 @@ class SQLDialect(ABC):
         return Index(user_key_index_name(self.table.name, key), value, _table=copy)
 
     def prune_lock(self) -> Executable | None:
-        """A statement that tries to take, for the current transaction only, the lock that lets one
-        process prune at a time (parameter `key`), and says whether it did; or None where the database
-        needs none."""
+        """A statement that tries to take the lock that lets one process prune at a time (parameter
+        `key`), and says whether it did; or None where the database needs none. It is taken for the
+        current transaction only, or else released by `prune_unlock()` at the transaction's end."""
         return None
+
+    def prune_unlock(self) -> Executable | None:
+        """A statement that releases the lock `prune_lock()` took (parameter `key`), where the lock
+        outlives the transaction; None where it ends with it."""
+        return None
+
+    def equal(self, column: ColumnElement[Any], value: ColumnElement[Any]) -> ColumnElement[bool]:
+        """`column = value`, character for character. A database whose comparisons fold case (MySQL's
+        utf8mb4_unicode_ci) says so its own way."""
+        return column == value
+
+    def among(self, column: ColumnElement[Any], values: ColumnElement[Any]) -> ColumnElement[bool]:
+        """`column IN values`, character for character, as `equal`."""
+        return column.in_(values)
+
+    def deleted(self, statement: Delete) -> Executable:
+        """What hands back the (sid, data) of the rows `statement` deletes: the DELETE with RETURNING;
+        where the database has none, a SELECT ... FOR UPDATE of (sid, data, id) of the same rows."""
+        if self.deletes_returning:
+            return statement.returning(*self.returned)
+        chosen = select(*self.returned, self.table.c.id)
+        if statement.whereclause is not None:
+            chosen = chosen.where(statement.whereclause)
+        return chosen.with_for_update()
 
     # -- helpers for the database modules ------------------------------------------------------------
 

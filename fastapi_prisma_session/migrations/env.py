@@ -5,7 +5,8 @@
 - `alembic upgrade head` in a clone of the repository (its alembic.ini points here): the URL comes from
   `DATABASE_URL` (or a `sqlalchemy.url` option), the table name from `-x table_name=...`.
 
-Plain `postgresql://`, `postgres://` and `sqlite://` URLs are given their async drivers. Both ways record
+Plain `postgresql://`, `postgres://`, `sqlite://`, `mysql://` and `mariadb://` URLs are given their
+async drivers. Both ways record
 the revision in the same version table, `migration.version_table(table_name)`, so that a database
 migrated one way is at head for the other.
 """
@@ -13,6 +14,7 @@ migrated one way is at head for the other.
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import threading
 from logging.config import fileConfig
@@ -30,6 +32,17 @@ from fastapi_prisma_session.database import driver_url
 CONNECT_TIMEOUT = 10.0
 
 config = context.config
+
+
+class PrimaryKeyNameNote(logging.Filter):
+    """MySQL names every primary key PRIMARY, and asyncmy logs its note that the name of Alembic's
+    version table's key was ignored: a harmless line that would look like a problem."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "ignored for PRIMARY key" not in record.getMessage()
+
+
+logging.getLogger("asyncmy").addFilter(PrimaryKeyNameNote())
 if config.config_file_name is not None and config.attributes.get("configure_logger", True):
     fileConfig(config.config_file_name, disable_existing_loggers=False)
 

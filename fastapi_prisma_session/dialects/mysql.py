@@ -1,0 +1,83 @@
+"""MySQL 8 and MariaDB 10.11 (asyncmy): ON DUPLICATE KEY UPDATE upserts, prune batches through a
+derived table, a named lock (GET_LOCK) so that one process prunes at a time, and no RETURNING.
+
+Prisma's table is `utf8mb4_unicode_ci`, whose comparisons fold case and accents ('Bob' = 'bob'): a
+compare-and-set on such a comparison would overwrite a change it cannot see, so `equal` compares bytes
+too, after the index has found the row. Matching by data is done in Python: MariaDB's JSON functions
+compare text (1.0 is not 1, key order counts) and MySQL's compare JSON, so neither says what
+PostgreSQL's jsonb says, and one comparison in Python serves both.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import String, and_, bindparam, cast, func, select, type_coerce
+from sqlalchemy.dialects import mysql
+
+from .base import Serialize, SQLDialect
+
+if TYPE_CHECKING:
+    from sqlalchemy import ColumnElement, Executable
+
+# GET_LOCK names are server-wide and at most 64 characters: the database's name and the table's key are
+# hashed into one, so that two databases on one server prune side by side.
+LOCK_PREFIX = "fastapi_prisma_session:"
+
+
+class Dialect(SQLDialect):
+    name = "mysql"
+    longest_key = 191  # Prisma's String on MySQL: VARCHAR(191)
+    deletes_returning = False  # MySQL 8 has no DELETE ... RETURNING (MariaDB has, since 10.5)
+
+    def build_upsert(self) -> Executable:
+        stmt = mysql.insert(self.table).values(
+            id=bindparam("record_id"),
+            sid=bindparam("session_id"),
+            data=bindparam("payload"),
+            expiresAt=bindparam("expires"),
+        )
+        # The row keeps its id on a duplicate sid: only the session's contents and expiry change.
+        return stmt.on_duplicate_key_update(data=stmt.inserted.data, expiresAt=stmt.inserted.expiresAt)
+
+    def expired_ids(self, limit: ColumnElement[int]) -> Any:
+        c = self.table.c
+        # MariaDB refuses LIMIT in an IN subquery, and MySQL a subquery on the table a DELETE deletes
+        # from; a derived table is neither: it is read (through the expiresAt index) before the delete.
+        batch = (
+            select(c.id)
+            .where(c.expiresAt <= bindparam("now"))
+            .order_by(c.expiresAt)
+            .limit(limit)
+            .subquery("batch")
+        )
+        return select(batch.c.id)
+
+    def matching(self, match: dict[str, Any], serialize: Serialize) -> None:
+        return None
+
+    def equal(self, column: ColumnElement[Any], value: ColumnElement[Any]) -> ColumnElement[bool]:
+        # The collation's comparison finds the row through the index; the binary one keeps it only if
+        # every byte is the same.
+        return and_(column == value, _bytes(column) == value)
+
+    def among(self, column: ColumnElement[Any], values: ColumnElement[Any]) -> ColumnElement[bool]:
+        return and_(column.in_(values), _bytes(column).in_(values))
+
+    def prune_lock(self) -> Executable:
+        # Waits for nothing (timeout 0): 1 when taken, 0 when another connection holds it.
+        return select(func.get_lock(self.lock_name(), 0))
+
+    def prune_unlock(self) -> Executable:
+        return select(func.release_lock(self.lock_name()))
+
+    def lock_name(self) -> ColumnElement[Any]:
+        """The lock's name, for the table's key (parameter `key`) in the current database."""
+        key = func.concat_ws(".", func.database(), bindparam("key"))
+        return func.concat(LOCK_PREFIX, func.sha1(key))
+
+
+def _bytes(column: ColumnElement[Any]) -> ColumnElement[Any]:
+    """`CAST(column AS BINARY)`, compared with text parameters: a comparison with a binary string is
+    byte for byte."""
+    return type_coerce(cast(column, mysql.BINARY()), String())

@@ -1,0 +1,130 @@
+"""The request path's MySQL/MariaDB connections: asyncmy connections that the request pool
+(`connections.RequestPool`) runs statements on, as it runs asyncpg's on PostgreSQL.
+
+Through SQLAlchemy's pool a load took three round trips (a ping at check-out, the SELECT, and the
+ROLLBACK SQLAlchemy sends when a connection closes, even in autocommit mode) and about 1 ms of CPU; here
+it takes one. `MySQLConnection` gives an asyncmy connection the part of asyncpg's interface the pool uses.
+A connection whose statement was cut off, or that lost its server, is never used again: its protocol
+state is unknown. A lost server surfaces as `ConnectionResetError`, which the pool retries for a read
+and the store reports as unavailable.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Mapping, Sequence
+
+    from sqlalchemy.ext.asyncio import AsyncEngine
+
+# asyncmy's error numbers from 2000 up are the client's own (CR_*): a lost or refused connection.
+CLIENT_ERRORS = 2000
+# What the server refused: asyncmy's errors (the connection stays usable), once lost connections have
+# been turned into ConnectionResetError.
+REFUSED: tuple[type[BaseException], ...] = ()
+try:  # asyncmy is the [mysql] extra
+    from asyncmy.errors import MySQLError
+
+    REFUSED = (MySQLError,)
+except ImportError:  # pragma: no cover - without it no mysql+asyncmy engine exists
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class LoggedQuery:
+    """What a query logger receives, as asyncpg's `LoggedQuery` has it."""
+
+    query: str
+    args: Sequence[Any]
+    elapsed: float
+    exception: BaseException | None
+
+
+class MySQLConnection:
+    """An asyncmy connection in autocommit mode, seen through asyncpg's `fetchrow`/`execute`."""
+
+    def __init__(self, connection: Any) -> None:
+        self._connection = connection
+        self._broken = False
+        self._loggers: list[Callable[[Any], None]] = []
+
+    @classmethod
+    async def connect(cls, **kwargs: Any) -> MySQLConnection:
+        import asyncmy
+
+        try:
+            connection = await asyncmy.connect(**kwargs)
+        except MySQLError as error:
+            raise _lost(error) from error
+        return cls(connection)
+
+    def is_closed(self) -> bool:
+        return self._broken or not self._connection.connected
+
+    def add_query_logger(self, callback: Callable[[Any], None]) -> None:
+        self._loggers.append(callback)
+
+    async def fetchrow(self, sql: str, *args: Any) -> tuple[Any, ...] | None:
+        row: tuple[Any, ...] | None = await self._run(sql, args, fetch=True)
+        return row
+
+    async def execute(self, sql: str, *args: Any) -> str:
+        """Runs a write; returns its status as asyncpg does (`UPDATE 1`): the rows it matched, since
+        the connection reports found rows rather than changed ones."""
+        count: int = await self._run(sql, args, fetch=False)
+        return f"{sql.split(None, 1)[0].upper()} {count}"
+
+    def terminate(self) -> None:
+        self._broken = True
+        self._connection.close()
+
+    async def close(self, timeout: float | None = None) -> None:  # noqa: ASYNC109 - asyncpg's signature
+        self._broken = True
+        async with asyncio.timeout(timeout):
+            await self._connection.ensure_closed()
+
+    async def _run(self, sql: str, args: Sequence[Any], *, fetch: bool) -> Any:
+        if self._broken:
+            raise ConnectionResetError("the MySQL connection was cut off mid-statement")
+        started, failure = time.monotonic(), None  # type: float, BaseException | None
+        try:
+            async with self._connection.cursor() as cursor:
+                await cursor.execute(sql, args)
+                return await cursor.fetchone() if fetch else cursor.rowcount
+        except MySQLError as error:
+            failure = error
+            if not isinstance(error.args[0], int) or error.args[0] < CLIENT_ERRORS:
+                raise  # the server refused the statement: the connection is as it was
+            self._broken = True
+            raise _lost(error) from error
+        except BaseException as error:  # cut off (a deadline), or the socket failed
+            failure = error
+            self._broken = True
+            raise
+        finally:
+            if self._loggers:
+                logged = LoggedQuery(sql, args, time.monotonic() - started, failure)
+                loop = asyncio.get_running_loop()
+                for callback in self._loggers:
+                    loop.call_soon(callback, logged)
+
+
+def _lost(error: BaseException) -> ConnectionResetError:
+    return ConnectionResetError(f"the MySQL connection was lost: {error}")
+
+
+def connect_kwargs(engine: AsyncEngine, defaults: Mapping[str, Any]) -> dict[str, Any]:
+    """`asyncmy.connect` keyword arguments for the request path's connections to the engine's database:
+    `defaults` under what the engine's URL says, in autocommit mode, and counting found rows as changed
+    ones (an UPDATE that rewrites equal values still says it found its row)."""
+    from asyncmy.constants import CLIENT
+
+    _, params = engine.dialect.create_connect_args(engine.url)
+    kwargs: dict[str, Any] = {**defaults, **params}
+    kwargs["client_flag"] = int(kwargs.get("client_flag", 0)) | CLIENT.FOUND_ROWS
+    kwargs["autocommit"] = True
+    return kwargs
