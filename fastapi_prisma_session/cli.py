@@ -24,7 +24,6 @@ from .database import driver_url
 from .dialects import unsupported as unsupported_database
 from .exceptions import ConfigurationError, SessionError
 from .models import DEFAULT_TABLE_NAME, EXPIRES, EXPIRES_AT
-from .pruning import PRUNE_BATCH_SIZE, PRUNE_PAUSE
 from .store import PrismaSessionStore
 
 # How often a long run reports how far it has got.
@@ -76,6 +75,16 @@ def build_parser() -> argparse.ArgumentParser:
         help="print the SQL for a DBA to run instead of running it (Alembic's offline mode); "
         "the database is not contacted",
     )
+    migrate.add_argument(
+        "--user-key",
+        metavar="KEY",
+        help="also add the index that the store's user_key=KEY option looks users up in (such as "
+        "user_id), so that destroy_all(KEY=...) and matching(KEY=...) need not read every row; "
+        "running it again does nothing",
+    )
+    migrate.add_argument(
+        "--drop-user-key", metavar="KEY", help="remove the index --user-key KEY added, and nothing else"
+    )
     migrate.add_argument("--quiet", action="store_true", help="print nothing but errors")
 
     prune = commands.add_parser("prune", help="delete expired sessions, in batches")
@@ -84,20 +93,19 @@ def build_parser() -> argparse.ArgumentParser:
     prune.add_argument(
         "--batch-size",
         type=int,
-        default=PRUNE_BATCH_SIZE,
-        help=f"rows per DELETE (default {PRUNE_BATCH_SIZE})",
+        help="rows per DELETE (default: each batch sized to take about 50 ms)",
     )
     prune.add_argument(
         "--pause",
         type=float,
-        default=PRUNE_PAUSE,
-        help=f"seconds to rest between batches (default {PRUNE_PAUSE}; 0 for full speed)",
+        help="seconds to rest between batches (default: a rest that grows when the database slows "
+        "down and shrinks when it is idle; 0 for full speed)",
     )
     prune.add_argument("--quiet", action="store_true", help="print nothing but errors")
     return parser
 
 
-async def prune(url: str, table_name: str, batch_size: int, pause: float, quiet: bool) -> int:
+async def prune(url: str, table_name: str, batch_size: int | None, pause: float | None, quiet: bool) -> int:
     started = last_report = time.monotonic()
 
     def report(total: int) -> None:
@@ -150,11 +158,19 @@ def migrate(
     sql: bool,
     quiet: bool,
     expires_column: str = EXPIRES_AT,
+    *,
+    user_key: str | None = None,
+    drop_user_key: str | None = None,
 ) -> None:
-    """Run the package's revisions on `url`; with `sql`, print their SQL instead."""
+    """Run the package's revisions on `url`, and add or drop the user-key index if asked; with `sql`,
+    print their SQL instead."""
     from alembic import command
 
-    config = migration.config(url, table_name, expires_column)
+    if downgrade and (user_key or drop_user_key):
+        raise ConfigurationError(
+            "--downgrade drops the table with its indexes: leave out the user key options"
+        )
+    config = migration.config(url, table_name, expires_column, user_key=user_key, drop_user_key=drop_user_key)
     target = revision or ("base" if downgrade else "head")
     with alembic_steps() as steps:
         if downgrade:
@@ -168,6 +184,12 @@ def migrate(
         print(step.replace("  ", " "))
     where = f'the session table "{table_name}" is at {target}'
     print(f"done: {where}" if steps else f"nothing to do: {where} already")
+    if drop_user_key:
+        print(f'the index of user key "{drop_user_key}" is gone')
+    if user_key:
+        print(
+            f'the index of user key "{user_key}" is there: use PrismaSessionStore(..., user_key="{user_key}")'
+        )
 
 
 def unreachable(error: Exception) -> str:
@@ -211,6 +233,8 @@ def run_migrate(args: argparse.Namespace) -> int:
             args.sql,
             args.quiet,
             args.expires_column,
+            user_key=args.user_key,
+            drop_user_key=args.drop_user_key,
         )
     except (ConfigurationError, ArgumentError) as error:
         print(f"error: {error}", file=sys.stderr)

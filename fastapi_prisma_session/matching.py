@@ -5,27 +5,41 @@ one as JSON values compare: `True` is not `1`, `"42"` is not `42`, `1` is `1.0`,
 compare element by element. Where the database can say that (PostgreSQL's jsonb) it is one statement;
 on SQLite, for data that is not JSON, and when a row the database cannot read as jsonb (invalid JSON,
 a `\\u0000`) makes it refuse the statement, the rows are compared here in Python instead.
+
+With the store's `user_key` option, a match on that key goes through an index on the key's value in
+`data` (see the dialects' `user_key_*`): one index lookup instead of reading every row. The rows it
+finds are the same: where the index's value is not the match itself (SQLite), or the database could not
+read a row as JSON, the rows it finds are compared here in Python.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+from sqlalchemy import bindparam, delete, select
 from sqlalchemy.exc import DBAPIError
 
+from .dialects.base import NOT_INDEXED
 from .durations import utcnow
+from .exceptions import ConfigurationError
 
 if TYPE_CHECKING:
+    from sqlalchemy import Executable, Result
+
     from .database import Database
+    from .dialects import SQLDialect
     from .logs import StoreLog
     from .rows import SessionData
     from .serializers import Serializer
 
 # PostgreSQL refusing to read a row as jsonb: invalid JSON text (22P02), a \u0000 it cannot hold (22P05).
 UNREADABLE_AS_JSONB = ("22P02", "22P05")
+# PostgreSQL not knowing a function: the user-key index's, when its migration has not run.
+UNDEFINED_FUNCTION = "42883"
 
 Parse = Callable[[str, str], "SessionData | None"]
 #: `delete(plain, returning, params)`: runs a DELETE and returns how many rows went.
@@ -58,21 +72,92 @@ def matches(data: SessionData, match: dict[str, Any]) -> bool:
     return all(key in data and json_equal(data[key], value) for key, value in match.items())
 
 
+class UserKeyIndex:
+    """The statements that find a user's sessions through the user-key index (`user_key=`): the rows
+    whose key holds a value, and the few whose data the database cannot read as JSON, which only Python
+    can match. Both are index lookups."""
+
+    def __init__(self, sql: SQLDialect, key: str) -> None:
+        self.key = key
+        self.exact = sql.user_key_exact
+        c = sql.table.c
+        value = sql.user_key_value(key)
+        holds = value == sql.user_key_parameter("user_key_value")
+        # Candidates: the rows holding the value and the unreadable ones, which matching.py checks.
+        candidates = value.in_([sql.user_key_parameter("user_key_value"), sql.user_key_unreadable()])
+        self.candidates: Executable = select(c.sid, c.data, c.expiresAt).where(candidates)
+        self.live_candidates: Executable = select(c.sid, c.data, c.expiresAt).where(
+            candidates, c.expiresAt > bindparam("now")
+        )
+        self.unreadable: Executable = select(c.sid, c.data, c.expiresAt).where(
+            value == sql.user_key_unreadable()
+        )
+        # Where the index's value is the match itself, "log out everywhere" is one DELETE.
+        self.delete: Executable = delete(sql.table).where(holds)
+        self.delete_returning: Executable = sql.deleted(delete(sql.table).where(holds))
+
+
 class DataMatcher:
     """Runs matches on one store's table."""
 
     def __init__(
-        self, database: Database, serializer: Serializer, parse: Parse, log: StoreLog, *, is_json: bool
+        self,
+        database: Database,
+        serializer: Serializer,
+        parse: Parse,
+        log: StoreLog,
+        *,
+        is_json: bool,
+        user_key: str | None = None,
     ) -> None:
         self._database = database
         self._serializer = serializer
         self._parse = parse
         self._log = log
         self._is_json = is_json
+        self._index = None if user_key is None else UserKeyIndex(database.sql, user_key)
+
+    def _lookup(self, match: dict[str, Any]) -> dict[str, Any] | None:
+        """The user-key index's parameter for `match`, or None when the index cannot answer it."""
+        index = self._index
+        if index is None or index.key not in match:
+            return None
+        lookup = self._database.sql.user_key_lookup(match[index.key], self._serializer.dumps)
+        return None if lookup is NOT_INDEXED else {"user_key_value": lookup}
+
+    async def _indexed(self, statement: Executable, params: dict[str, Any]) -> Result[*tuple[Any, ...]]:
+        with self._index_needed():
+            return await self._database.execute(statement, params)
+
+    @contextlib.contextmanager
+    def _index_needed(self) -> Iterator[None]:
+        """Turns PostgreSQL's "no such function" into what to run to add the user-key index."""
+        try:
+            yield
+        except DBAPIError as error:
+            if getattr(error.orig, "sqlstate", None) != UNDEFINED_FUNCTION or self._index is None:
+                raise
+            key = self._index.key
+            raise ConfigurationError(
+                f"user_key={key!r} needs its index in the database: run `python -m fastapi_prisma_session "
+                f"migrate --user-key {key}`, or call migration.add_user_key_index({key!r}) in a revision "
+                "of your own Alembic project"
+            ) from error
+
+    def _matched(self, result: Result[*tuple[Any, ...]], match: dict[str, Any]) -> Found:
+        found = []
+        for sid, text, expires_at in result.all():
+            data = self._parse(sid, text)
+            if data is not None and matches(data, match):
+                found.append((sid, data, expires_at))
+        return found
 
     async def delete(self, match: dict[str, Any], delete: Delete, destroy: Destroy) -> int:
         """Deletes the matching rows, expired or not, with `delete` in one statement where SQL can match
         them, else with `destroy(sids)`; returns how many went."""
+        lookup = self._lookup(match)
+        if lookup is not None:
+            return await self._delete_indexed(match, lookup, delete, destroy)
         sql = self._database.sql
         in_sql = sql.delete_matching(match, self._serializer.dumps) if self._is_json else None
         if in_sql is not None:
@@ -86,8 +171,30 @@ class DataMatcher:
             await destroy(sids)
         return len(sids)
 
+    async def _delete_indexed(
+        self, match: dict[str, Any], lookup: dict[str, Any], delete: Delete, destroy: Destroy
+    ) -> int:
+        index = self._index
+        assert index is not None
+        removed = 0
+        if index.exact and len(match) == 1:
+            with self._index_needed():
+                removed = await delete(index.delete, index.delete_returning, lookup)
+            others = self._matched(await self._indexed(index.unreadable, {}), match)
+        else:
+            others = self._matched(await self._indexed(index.candidates, lookup), match)
+        sids = [sid for sid, *_ in others]
+        if sids:
+            await destroy(sids)
+        return removed + len(sids)
+
     async def select(self, match: dict[str, Any]) -> Found:
         """The live matching rows: (sid, data, expiresAt)."""
+        lookup = self._lookup(match)
+        if lookup is not None:
+            assert self._index is not None
+            params = {**lookup, "now": utcnow()}
+            return self._matched(await self._indexed(self._index.live_candidates, params), match)
         in_sql = self._database.sql.select_matching(match, self._serializer.dumps) if self._is_json else None
         if in_sql is not None:
             statement, params = in_sql
@@ -121,14 +228,12 @@ class DataMatcher:
         else:
             result = await self._database.execute(sql.all_rows, {})
         now = utcnow()
-        found = []
-        for sid, text, expires_at in result.all():
-            if live_only and (expires_at is None or expires_at <= now):
-                continue
-            data = self._parse(sid, text)
-            if data is not None and matches(data, match):
-                found.append((sid, data, expires_at))
-        return found
+        # An expiry that cannot be read (None) is no live session.
+        return [
+            found
+            for found in self._matched(result, match)
+            if not live_only or (found[2] is not None and found[2] > now)
+        ]
 
 
 def _like_escape(text: str) -> str:

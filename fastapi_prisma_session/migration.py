@@ -29,11 +29,14 @@ from alembic import op
 from sqlalchemy import MetaData
 
 from .database import driver_url
+from .dialects import for_database
+from .dialects.base import check_user_key
 from .exceptions import ConfigurationError
 from .models import DEFAULT_TABLE_NAME, EXPIRES_AT, MYSQL_DIALECTS, session_table
 
 if TYPE_CHECKING:
     from alembic.config import Config
+    from sqlalchemy import Executable
 
 # The package's Alembic environment (env.py) and revisions (versions/).
 SCRIPT_LOCATION = Path(__file__).resolve().parent / "migrations"
@@ -50,16 +53,22 @@ TABLE_NAME_OPTION = "table_name"
 # The same for the expiry column's name: "expiresAt" (prisma-session-store 3.x) or "expires" (2.x).
 EXPIRES_COLUMN_ATTRIBUTE = "fastapi_prisma_session.expires_column"
 EXPIRES_COLUMN_OPTION = "expires_column"
+# `migrate --user-key KEY` / `--drop-user-key KEY`, and `alembic -x user_key=KEY` (`-x drop_user_key=KEY`).
+USER_KEY_ATTRIBUTE = "fastapi_prisma_session.user_key"
+DROP_USER_KEY_ATTRIBUTE = "fastapi_prisma_session.drop_user_key"
 
 __all__ = [
     "SCRIPT_LOCATION",
     "VERSION_TABLE",
+    "add_user_key_index",
     "alembic_url",
     "config",
     "current_expires_column",
     "current_table_name",
     "downgrade",
     "driver_url",
+    "drop_user_key_index",
+    "include_object",
     "metadata",
     "session_metadata",
     "upgrade",
@@ -83,6 +92,43 @@ def upgrade(table_name: str = DEFAULT_TABLE_NAME, expires_column: str = EXPIRES_
     )
     for index in sorted(table.indexes, key=lambda i: str(i.name)):
         op.create_index(str(index.name), table.name, [c.name for c in index.columns], unique=index.unique)
+
+
+def add_user_key_index(key: str, table_name: str = DEFAULT_TABLE_NAME) -> None:
+    """Add the index the store's `user_key=key` option looks users up in (in a revision's `upgrade()`):
+    on PostgreSQL a function of `data` and an index on it, on SQLite an index on a JSON expression. Rows
+    of any content stay writable. Does nothing where it is there already."""
+    for statement in _user_key_ddl(key, table_name)[0]:
+        op.execute(statement)
+
+
+def drop_user_key_index(key: str, table_name: str = DEFAULT_TABLE_NAME) -> None:
+    """Remove what `add_user_key_index` added (in a revision's `downgrade()`); nothing if it is gone."""
+    for statement in _user_key_ddl(key, table_name)[1]:
+        op.execute(statement)
+
+
+def include_object(
+    obj: object, name: str | None, type_: str, reflected: bool, compare_to: object | None
+) -> bool:
+    """For an env.py's `context.configure(include_object=migration.include_object)`: leaves the user-key
+    index out of `alembic check` and `--autogenerate`, which would otherwise propose to drop it (the
+    model does not describe it: Prisma's table has no such index)."""
+    table = getattr(getattr(obj, "table", None), "name", None)
+    return not (
+        type_ == "index"
+        and reflected
+        and compare_to is None
+        and name is not None
+        and table is not None
+        and name.startswith(f"{table}_data_")
+        and name.endswith("_idx")
+    )
+
+
+def _user_key_ddl(key: str, table_name: str) -> tuple[list[Executable], list[Executable]]:
+    sql = for_database(op.get_context().dialect.name, session_table(table_name), prune_batch_size=1)
+    return sql.user_key_ddl(check_user_key(key), if_exists=True)
 
 
 def downgrade(table_name: str = DEFAULT_TABLE_NAME) -> None:
@@ -124,14 +170,21 @@ def version_table(table_name: str = DEFAULT_TABLE_NAME) -> str:
 
 
 def config(
-    database_url: str | None = None, table_name: str = DEFAULT_TABLE_NAME, expires_column: str = EXPIRES_AT
+    database_url: str | None = None,
+    table_name: str = DEFAULT_TABLE_NAME,
+    expires_column: str = EXPIRES_AT,
+    *,
+    user_key: str | None = None,
+    drop_user_key: str | None = None,
 ) -> Config:
     """An Alembic `Config` for the package's own revisions, wherever the package is installed.
 
     `alembic.command.upgrade(migration.config(url), "head")` is what `python -m fastapi_prisma_session
-    migrate` runs. The URL may be plain (`postgresql://`, `sqlite://`, `mysql://`) or name its driver;
-    without one the environment reads `DATABASE_URL` (enough for `--sql`, which only needs the database's
-    kind)."""
+    migrate` runs. With `user_key`, the run also adds that key's index (`add_user_key_index`), whether
+    or not there were revisions to run; `drop_user_key` removes one.
+
+    The URL may be plain (`postgresql://`, `sqlite://`, `mysql://`) or name its driver; without one the
+    environment reads `DATABASE_URL` (enough for `--sql`, which only needs the database's kind)."""
     from alembic.config import Config
 
     version_table(table_name)  # a name too long fails here, before any connection
@@ -140,6 +193,8 @@ def config(
     found.attributes[URL_ATTRIBUTE] = database_url
     found.attributes[TABLE_NAME_ATTRIBUTE] = table_name
     found.attributes[EXPIRES_COLUMN_ATTRIBUTE] = expires_column
+    found.attributes[USER_KEY_ATTRIBUTE] = user_key and check_user_key(user_key)
+    found.attributes[DROP_USER_KEY_ATTRIBUTE] = drop_user_key and check_user_key(drop_user_key)
     return found
 
 
@@ -164,3 +219,20 @@ def _current(attribute: str, option: str, default: str) -> str:
         return str(given)
     x_arguments = context.get_x_argument(as_dictionary=True)
     return str(x_arguments.get(option) or context.config.get_main_option(option) or default)
+
+
+def user_key_steps() -> None:
+    """Add or remove the user-key index as `config()` or `alembic -x user_key=KEY` (`-x
+    drop_user_key=KEY`) asked, after the revisions, in the same transaction (env.py calls this). It is
+    not a revision: the index can be added to a table at head, and dropped again, at any time."""
+    from alembic import context
+    from alembic.operations import Operations
+
+    x_arguments = context.get_x_argument(as_dictionary=True)
+    add = context.config.attributes.get(USER_KEY_ATTRIBUTE) or x_arguments.get("user_key")
+    drop = context.config.attributes.get(DROP_USER_KEY_ATTRIBUTE) or x_arguments.get("drop_user_key")
+    with Operations.context(context.get_context()):
+        if drop:
+            drop_user_key_index(drop, current_table_name())
+        if add:
+            add_user_key_index(add, current_table_name())

@@ -20,10 +20,24 @@ if TYPE_CHECKING:
 
     from .database import Database
 
-# Batches of 200 with 10 ms between them remove ~16,000 rows a second and keep the read p99 of a busy
-# app within 1.5x of its usual (BENCHMARKS.md, "Prune at scale"); pause 0 prunes at full speed.
-PRUNE_BATCH_SIZE = 200
-PRUNE_PAUSE = 0.01
+# The pace of a prune, when neither `prune_batch_size` nor `prune_pause` fixes it (BENCHMARKS.md, "Scale"):
+# each batch is sized to take about BATCH_BUDGET seconds, between MIN_BATCH and MAX_BATCH rows, and
+# after it the pruner rests in proportion to how much slower than its best the database answered.
+BATCH_BUDGET = 0.05
+START_BATCH = 500
+SHRINK_AFTER = 4
+MIN_BATCH = 50
+MAX_BATCH = 20_000
+# A batch per row as fast as the best seen rests REST_SHARE of its own time; each time slower than that
+# adds BACKOFF times its own time, up to MAX_PAUSE seconds.
+REST_SHARE = 0.1
+BACKOFF = 3.0
+MAX_PAUSE = 1.0
+# The best pace seen is forgotten slowly (this much a batch: half of it in about 350 batches, several
+# seconds), so that a fast start (cached pages) does not count forever, nor a long busy spell too soon.
+BEST_DRIFT = 0.002
+# Smoothing of the pace per row, so that one slow batch (a checkpoint, a page fault) is not a trend.
+SMOOTHING = 0.3
 # Each wait is the period give or take this fraction, so workers started together do not prune together.
 JITTER = 0.1
 
@@ -33,11 +47,66 @@ DeleteRows = Callable[["Executable", "Executable", dict[str, Any], "AsyncConnect
 Log = Callable[..., None]
 
 
+class Trend:
+    """A measure smoothed over the last few batches, against the best it has been lately."""
+
+    def __init__(self) -> None:
+        self._recent: float | None = None
+        self._best: float | None = None
+
+    def slowdown(self, value: float) -> float:
+        """How many times slower than its best the measure is now, after adding `value` (0 at best)."""
+        recent = value if self._recent is None else (1 - SMOOTHING) * self._recent + SMOOTHING * value
+        self._recent = recent
+        best = recent if self._best is None else min(recent, self._best * (1 + BEST_DRIFT))
+        self._best = best
+        return max(0.0, recent / best - 1) if best > 0 else 0.0
+
+
+class Pace:
+    """The size of each prune batch and the rest after it: fixed when given, else learned from how
+    the database answers. A batch is sized to take about `BATCH_BUDGET`. The rest grows when the
+    database answers more slowly than its best: per row deleted, or (on PostgreSQL) to the trivial
+    statement that opens each batch, which waits like the app's own queries when requests keep the
+    database busy. It shrinks back when the database recovers, so a prune runs at close to full speed on
+    an idle database and makes way for a busy one.
+    """
+
+    def __init__(self, batch_size: int | None, pause: float | None) -> None:
+        self._fixed_size = batch_size
+        self._fixed_pause = pause
+        self.size = batch_size or START_BATCH
+        self._per_row = Trend()
+        self._probe = Trend()
+
+    def rest(self, removed: int, seconds: float, probe: float | None = None) -> float:
+        """The pause after a batch that removed `removed` rows in `seconds`, whose opening statement
+        took `probe` seconds; sizes the next batch."""
+        if self._fixed_size is None and 0 < seconds < BATCH_BUDGET:
+            self.size = int(min(MAX_BATCH, self.size * min(2.0, BATCH_BUDGET / seconds)))
+        elif self._fixed_size is None and seconds > SHRINK_AFTER * BATCH_BUDGET:
+            # Only a batch far over budget shrinks the next: each batch pays a fixed cost (its transaction's
+            # round trips), so smaller batches cost more per row, which would read as a slower database.
+            self.size = int(max(MIN_BATCH, self.size * max(0.5, BATCH_BUDGET / seconds)))
+        if self._fixed_pause is not None:
+            return self._fixed_pause
+        slowdown = self._per_row.slowdown(seconds / max(removed, 1))
+        if probe is not None:
+            slowdown = max(slowdown, self._probe.slowdown(probe))
+        return min(MAX_PAUSE, seconds * (REST_SHARE + BACKOFF * slowdown))
+
+
 class Pruner:
-    """Deletes the expired rows of one table, `batch_size` rows a statement, `pause` seconds apart."""
+    """Deletes the expired rows of one table, batch by batch, at the pace `Pace` sets."""
 
     def __init__(
-        self, database: Database, delete: DeleteRows, *, batch_size: int, pause: float, log: Log
+        self,
+        database: Database,
+        delete: DeleteRows,
+        *,
+        batch_size: int | None,
+        pause: float | None,
+        log: Log,
     ) -> None:
         self._database = database
         self._delete = delete
@@ -57,23 +126,31 @@ class Pruner:
         is pruning."""
         started = time.monotonic()
         sql = self._database.sql
-        params = {"now": utcnow()}
+        # The lock statement is trivial: how long it waits is how busy the database is (where there is one).
+        probes = sql.prune_lock() is not None
+        now = utcnow()
+        pace = Pace(self._batch_size, self._pause)
         total = 0
         self.last_skipped = False
         while True:
+            size = pace.size
+            batch_started = time.perf_counter()
             async with self._database.transaction() as conn, self._locked(conn) as locked:
+                probe = time.perf_counter() - batch_started if probes else None
                 if not locked:
                     self.last_skipped = total == 0
                     self._log(logging.INFO, "another process is pruning %s; this run stops", self._table_name)
                     break
+                params = {"now": now, "batch_size": size}
                 removed = await self._delete(sql.prune_batch, sql.prune_batch_returning, params, conn)
             total += removed
             if progress is not None:
                 progress(total)
-            if removed < self._batch_size:
+            if removed < size:
                 break
-            if self._pause:
-                await asyncio.sleep(self._pause)
+            pause = pace.rest(removed, time.perf_counter() - batch_started, probe)
+            if pause:
+                await asyncio.sleep(pause)
         elapsed = time.monotonic() - started
         self._log(
             logging.INFO, "pruned %d expired sessions from %s in %.2f s", total, self._table_name, elapsed

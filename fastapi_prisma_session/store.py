@@ -23,13 +23,14 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from .cookies import COOKIE_KEY
 from .database import DEADLINE, Database, engine_for
 from .dialects import for_database
+from .dialects.base import check_user_key
 from .durations import Duration, to_seconds, utcnow
 from .exceptions import ConfigurationError, StoreUnavailableError
 from .logs import LevelName, StoreLog, redact
 from .matching import DataMatcher, check_match
 from .merging import Merger
 from .models import DEFAULT_TABLE_NAME, EXPIRES, EXPIRES_AT, session_table
-from .pruning import PRUNE_BATCH_SIZE, PRUNE_PAUSE, PruneLoop, Pruner
+from .pruning import MAX_BATCH, PruneLoop, Pruner
 from .rows import DisposeFunction, RowFormat, SessionData, TTLFunction, check_sid
 
 if TYPE_CHECKING:
@@ -94,8 +95,11 @@ class PrismaSessionStore:
         expires_column: the table's expiry column: "expiresAt" (prisma-session-store 3.x's model) or
             "expires" (2.x's, the seed README's). Default None: the store looks at the table the first
             time it reaches it and takes whichever of the two it has.
-        prune_batch_size: rows deleted per statement by `prune()`.
+        prune_batch_size: rows deleted per statement by `prune()`. Default: each batch sized to take
+            about 50 ms, between 50 and 20,000 rows.
         prune_pause: seconds `prune()` rests between batches, to leave the database to requests.
+            Default: a rest that grows when batches slow down (the database is busy) and shrinks when it
+            is idle again.
         max_data_size: the largest serialized session, in bytes, that a write accepts; a larger one
             raises `SessionTooLargeError` and the stored session stays as it was. Default: no limit.
         engine_options: keyword arguments for `create_async_engine` when a URL is given.
@@ -108,6 +112,9 @@ class PrismaSessionStore:
             is SET on the server connections it shares. Default: what the URL says (Prisma's
             `?pgbouncer=true`); with an engine of your own, build it with
             `connect_args=pooler_connect_args()` too.
+        user_key: the top-level data key that names a session's user (such as "user_id"), when the
+            database has the index `migrate --user-key` adds for it: `destroy_all` and `matching` on that
+            key then look it up in the index instead of reading every row. Default: None (no index).
     """
 
     def __init__(
@@ -126,13 +133,14 @@ class PrismaSessionStore:
         logger_level: LevelName | Sequence[LevelName] = "error",
         table_name: str = DEFAULT_TABLE_NAME,
         expires_column: str | None = None,
-        prune_batch_size: int = PRUNE_BATCH_SIZE,
-        prune_pause: Duration = PRUNE_PAUSE,
+        prune_batch_size: int | None = None,
+        prune_pause: Duration | None = None,
         max_data_size: int | None = None,
         engine_options: Mapping[str, Any] | None = None,
         request_connections: int | None = None,
         operation_timeout: Duration = DEADLINE,
         pgbouncer: bool | None = None,
+        user_key: str | None = None,
     ) -> None:
         options = dict(locals())
         for name in ("self", "engine_or_url", "engine_options"):
@@ -156,13 +164,14 @@ class PrismaSessionStore:
         self.pgbouncer = target.pgbouncer
         self.table = session_table(table_name, expires_column=expires_column or EXPIRES_AT)
         self._expires_column = expires_column
-        self._prune_batch_size = prune_batch_size
+        #: The largest prune batch the statements allow (the pruner sizes each batch up to it).
+        self._prune_batch_size = MAX_BATCH if prune_batch_size is None else prune_batch_size
         #: True once the first statement has found the table's expiry column (`check_table`).
         self.table_checked = False
         # The look at the table in flight: requests that arrive meanwhile wait for it, not for turns.
         self._checking: asyncio.Future[None] | None = None
         self._deadline = deadline
-        sql = for_database(engine.dialect.name, self.table, prune_batch_size=prune_batch_size)
+        sql = for_database(engine.dialect.name, self.table, prune_batch_size=self._prune_batch_size)
         rows.longest_key = sql.longest_key
         self._db = Database(
             engine,
@@ -175,8 +184,15 @@ class PrismaSessionStore:
             pgbouncer=target.pgbouncer,
         )
         self._merger = Merger(self._db, rows)
-        self._matcher = DataMatcher(self._db, rows.serializer, rows.parse, self._log, is_json=rows.is_json)
-        pause = to_seconds(prune_pause, "prune_pause") or 0.0
+        if user_key is not None:
+            check_user_key(user_key)
+            if not rows.is_json:
+                raise ConfigurationError("user_key needs the JSON serializer: the index reads data as JSON")
+        self.user_key = user_key
+        self._matcher = DataMatcher(
+            self._db, rows.serializer, rows.parse, self._log, is_json=rows.is_json, user_key=user_key
+        )
+        pause = None if prune_pause is None else to_seconds(prune_pause, "prune_pause") or 0.0
         self._pruner = Pruner(self._db, self._delete, batch_size=prune_batch_size, pause=pause, log=self._log)
         period = to_seconds(check_period, "check_period")
         self._prune_loop = PruneLoop(self.prune, period, self._log) if period else None
@@ -332,9 +348,13 @@ class PrismaSessionStore:
             self._db.requests.add_query_logger(callback)
 
     async def create_table(self) -> None:
-        """Create the table if it is missing. For demos and tests; production uses `alembic upgrade head`."""
+        """Create the table if it is missing, with the `user_key` index if there is that option. For
+        demos and tests; production uses `python -m fastapi_prisma_session migrate`."""
         async with self.engine.begin() as conn:
             await conn.run_sync(self.table.create, checkfirst=True)
+            if self.user_key is not None:
+                for statement in self._db.sql.user_key_ddl(self.user_key, if_exists=True)[0]:
+                    await conn.execute(statement)
 
     async def check_table(self) -> None:
         """Look at the table's columns, once (every store method that runs statements does this first):

@@ -17,7 +17,18 @@ import asyncpg
 import pytest
 
 from fastapi_prisma_session import PrismaSessionStore
-from fastapi_prisma_session.pruning import JITTER, PruneLoop, advisory_lock_key
+from fastapi_prisma_session.pruning import (
+    BATCH_BUDGET,
+    JITTER,
+    MAX_BATCH,
+    MAX_PAUSE,
+    MIN_BATCH,
+    REST_SHARE,
+    START_BATCH,
+    Pace,
+    PruneLoop,
+    advisory_lock_key,
+)
 from tests.helpers import advisory_locks, alembic, scratch_database, seed
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -173,3 +184,60 @@ async def test_several_processes_prune_at_once_without_errors_or_touching_live_r
             assert last.startswith("another process is pruning")
     assert removed == 30_000  # each expired row removed once, by whichever process held the lock
     assert await counts(migrated) == (0, 3_000)
+
+
+# -- the pace of a prune (issue 16, item 2): decisions, not timings ----------------------------------
+
+
+def test_the_pace_sizes_batches_to_the_time_budget() -> None:
+    pace = Pace(None, None)
+    assert pace.size == START_BATCH
+    pace.rest(START_BATCH, BATCH_BUDGET / 4)  # four times faster than the budget: at most twice as big
+    assert pace.size == 2 * START_BATCH
+    for _ in range(20):
+        pace.rest(pace.size, BATCH_BUDGET * 10)  # far slower: halves, down to the floor
+    assert pace.size == MIN_BATCH
+    for _ in range(40):
+        pace.rest(pace.size, 0.0001)
+    assert pace.size == MAX_BATCH
+
+
+def test_the_pace_rests_more_when_the_database_slows_down_and_less_when_it_recovers() -> None:
+    pace = Pace(1000, None)
+    steady = [pace.rest(1000, 0.01) for _ in range(10)]
+    assert steady[-1] == pytest.approx(0.01 * REST_SHARE)  # as fast as its best: a short rest
+    slowed = [pace.rest(1000, 0.03) for _ in range(10)]  # three times slower per row: busy
+    assert slowed[-1] > 5 * steady[-1]
+    assert slowed == sorted(slowed)  # the rest grows as the slowdown is confirmed
+    recovered = [pace.rest(1000, 0.01) for _ in range(30)]
+    assert recovered[-1] < 2 * steady[-1]
+    assert max(pace.rest(1000, 100.0) for _ in range(5)) == MAX_PAUSE
+
+
+def test_a_given_batch_size_or_pause_is_kept() -> None:
+    fixed = Pace(200, 0.01)
+    assert [fixed.rest(200, seconds) for seconds in (0.001, 1.0, 0.1)] == [0.01, 0.01, 0.01]
+    assert fixed.size == 200
+    pause_only = Pace(None, 0.0)
+    assert pause_only.rest(START_BATCH, 5.0) == 0.0
+    assert pause_only.size == START_BATCH // 2
+
+
+async def test_a_default_prune_paces_itself_and_removes_every_expired_row(migrated: str) -> None:
+    await seed(migrated, expired=30_000, live=100)
+    seen: list[int] = []
+    async with PrismaSessionStore(migrated) as store:
+        assert await store.prune(progress=seen.append) == 30_000
+    batches = [after - before for before, after in zip([0, *seen], seen, strict=False)]
+    assert batches[0] == START_BATCH
+    assert len(set(batches)) > 1  # sized batch by batch
+    assert await counts(migrated) == (0, 100)
+
+
+def test_the_pace_backs_off_when_the_opening_statement_waits() -> None:
+    """Requests keeping the database busy show first in how long the batch's lock statement waits."""
+    pace = Pace(1000, None)
+    calm = [pace.rest(1000, 0.01, probe=0.0005) for _ in range(10)]
+    busy = [pace.rest(1000, 0.01, probe=0.002) for _ in range(10)]  # same cost per row, slower answers
+    assert busy[-1] > 5 * calm[-1]
+    assert Pace(1000, None).rest(1000, 0.01) == pytest.approx(0.01 * REST_SHARE)  # SQLite: no probe

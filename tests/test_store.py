@@ -21,6 +21,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from fastapi_prisma_session import ConfigurationError, PrismaSessionStore, SessionDataError, TableMissingError
 from fastapi_prisma_session.durations import utcnow
+from fastapi_prisma_session.models import session_table
+from fastapi_prisma_session.pruning import START_BATCH
 from tests.helpers import ADMIN_URL, StatementLog, close_to, insert_row, no_rows, rows, wait_until
 
 MakeStore = Callable[..., PrismaSessionStore]
@@ -302,6 +304,23 @@ async def test_prune_works_in_bounded_batches(make_store: MakeStore, engine: Asy
     log = StatementLog(engine)
     assert await store.prune() == 10
     assert log.count("DELETE") == 4  # 3 + 3 + 3 + 1
+    assert set(await rows(engine)) == {"live"}
+
+
+async def test_a_default_prune_paces_its_batches(make_store: MakeStore, engine: AsyncEngine) -> None:
+    store = make_store()
+    await store.create_table()
+    async with engine.begin() as conn:
+        table = session_table()
+        rows_ = [
+            {"id": f"old{n}", "sid": f"old{n}", "data": "{}", "expiresAt": utcnow() + PAST}
+            for n in range(1200)
+        ]
+        await conn.execute(table.insert(), rows_)
+    await insert_row(engine, "live", {})
+    seen: list[int] = []
+    assert await store.prune(progress=seen.append) == 1200
+    assert seen[0] == START_BATCH  # then sized by how long each batch took
     assert set(await rows(engine)) == {"live"}
 
 

@@ -8,13 +8,16 @@ and `now`, named apart from the columns, which SQLAlchemy reserves in INSERT and
 
 from __future__ import annotations
 
+import re
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from sqlalchemy import Text, bindparam, delete, func, insert, select, update
+from sqlalchemy import Index, Integer, MetaData, Text, bindparam, delete, func, insert, select, update
+from sqlalchemy.schema import CreateIndex, DropIndex
 
 from ..exceptions import ConfigurationError
+from ..models import session_table
 
 if TYPE_CHECKING:
     from sqlalchemy import ColumnElement, Delete, Executable, Table
@@ -22,6 +25,25 @@ if TYPE_CHECKING:
     from sqlalchemy.dialects.sqlite import Insert as SQLiteInsert
 
 Serialize = Callable[[Any], str]
+#: `user_key_lookup`'s answer for a value the user-key index cannot find.
+NOT_INDEXED: Any = object()
+# A user key is a plain name: it is written into the index's SQL, and names the index.
+USER_KEY_PATTERN = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,28}")
+
+
+def check_user_key(key: object) -> str:
+    """The `user_key` option, checked: a top-level key of the session data, 1-29 letters, digits or _."""
+    if not isinstance(key, str) or not USER_KEY_PATTERN.fullmatch(key):
+        raise ConfigurationError(
+            f"user_key must be a top-level key of the session data made of 1 to 29 letters, digits "
+            f"and underscores, not starting with a digit (such as 'user_id'); got {key!r:.60}"
+        )
+    return key
+
+
+def user_key_index_name(table_name: str, key: str) -> str:
+    """The user-key index's name, in Prisma's style: `Session_data_user_id_idx`."""
+    return f"{table_name}_data_{key}_idx"
 
 
 class SQLDialect(ABC):
@@ -83,10 +105,10 @@ class SQLDialect(ABC):
         )
 
         self.upsert: Executable = self.build_upsert()
-        # The batch's rows are expired again when deleted: a row touched since the subquery found it stays.
-        self.prune_batch: Delete = delete(table).where(
-            c.id.in_(self.expired_ids(prune_batch_size)), self.expired()
-        )
+        # The batch's size is a parameter (`batch_size`): the pruner sizes each batch to the database's pace.
+        # Its rows are expired again when deleted: a row touched since the subquery found it stays.
+        batch_size = bindparam("batch_size", type_=Integer)
+        self.prune_batch: Delete = delete(table).where(self.in_prune_batch(batch_size), self.expired())
         self.prune_batch_returning: Executable = self.deleted(self.prune_batch)
 
     # -- what each database writes its own way -------------------------------------------------------
@@ -104,8 +126,13 @@ class SQLDialect(ABC):
         """Insert the row, or on a conflict of `sid` replace its data and expiry (keeping its id)."""
 
     @abstractmethod
-    def expired_ids(self, limit: int) -> Any:
-        """A subquery of at most `limit` ids of rows expired at `now`, found through the expiry index."""
+    def expired_ids(self, limit: ColumnElement[int]) -> Any:
+        """A subquery of at most `limit` (a bound parameter) ids of rows expired at `now`, found through
+        the expiry index."""
+
+    def in_prune_batch(self, limit: ColumnElement[int]) -> ColumnElement[bool]:
+        """The prune batch's condition: the row is one of `expired_ids(limit)`."""
+        return self.table.c.id.in_(self.expired_ids(limit))
 
     @abstractmethod
     def matching(
@@ -114,6 +141,45 @@ class SQLDialect(ABC):
         """A condition true for rows whose JSON data has each of `match`'s keys at the top level with a
         value equal to the given one, as JSON values (true is not 1, "42" is not 42), and its
         parameters; or None where the database cannot say that, and matching.py compares in Python."""
+
+    # -- the user key (`user_key=`): a user's sessions found through an index on `data` -------------------
+
+    #: Whether `user_key_value(...) == user_key_lookup(value)` is the match itself (True), or only narrows
+    #: the rows down to candidates that matching.py checks in Python (False).
+    user_key_exact: ClassVar[bool] = False
+
+    def user_key_value(self, key: str, data: ColumnElement[Any] | None = None) -> ColumnElement[Any]:
+        """What the user-key index holds for a row: the value of `key` in its `data` column (the table's,
+        unless given), derived in the database so that rows Node writes count too, by an expression that
+        never fails a write whatever `data` holds, and that gives `user_key_unreadable()` for data the
+        database cannot read as JSON."""
+        raise ConfigurationError(f"the user_key option is not supported on {self.name}")
+
+    def user_key_unreadable(self) -> ColumnElement[Any]:
+        """What `user_key_value` gives a row whose data the database cannot read as JSON."""
+        raise ConfigurationError(f"the user_key option is not supported on {self.name}")
+
+    def user_key_parameter(self, name: str) -> ColumnElement[Any]:
+        """The bound parameter `name` as `user_key_value` is compared with it."""
+        return bindparam(name)
+
+    def user_key_lookup(self, value: Any, serialize: Serialize) -> Any:
+        """The parameter to compare `user_key_value` with to find rows whose key holds `value`, or
+        `NOT_INDEXED` when the index cannot find them (matching then reads the table as without it)."""
+        return NOT_INDEXED
+
+    def user_key_ddl(self, key: str, *, if_exists: bool = False) -> tuple[list[Executable], list[Executable]]:
+        """The statements that add what `user_key_value(key)` needs (a function, an index, or a generated
+        column and its index), and the ones that remove it again; with `if_exists`, each does nothing
+        when its work is done already."""
+        index = self.user_key_index(key)
+        return [CreateIndex(index, if_not_exists=if_exists)], [DropIndex(index, if_exists=if_exists)]
+
+    def user_key_index(self, key: str) -> Index:
+        """The index on `user_key_value(key)`, built on a copy of the table: the store's stays Prisma's."""
+        copy = session_table(self.table.name, MetaData())
+        value = self.user_key_value(key, copy.c.data)
+        return Index(user_key_index_name(self.table.name, key), value, _table=copy)
 
     def prune_lock(self) -> Executable | None:
         """A statement that tries to take the lock that lets one process prune at a time (parameter

@@ -40,7 +40,7 @@ class Dialect(SQLDialect):
         # The row keeps its id on a duplicate sid: only the session's contents and expiry change.
         return stmt.on_duplicate_key_update(data=stmt.inserted.data, expiresAt=stmt.inserted.expiresAt)
 
-    def expired_ids(self, limit: int) -> Any:
+    def expired_ids(self, limit: ColumnElement[int]) -> Any:
         c = self.table.c
         # MariaDB refuses LIMIT in an IN subquery, and MySQL a subquery on the table a DELETE deletes
         # from; a derived table is neither: it is read (through the expiresAt index) before the delete.

@@ -5,10 +5,12 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import BigInteger, Text, and_, bindparam, cast, func, select
+from sqlalchemy import BigInteger, Text, and_, any_, bindparam, cast, func, literal_column, select, text
 from sqlalchemy.dialects import postgresql
+from sqlalchemy.sql.elements import quoted_name
+from sqlalchemy.sql.functions import Function
 
-from .base import Serialize, SQLDialect
+from .base import Serialize, SQLDialect, check_user_key
 
 if TYPE_CHECKING:
     from sqlalchemy import ColumnElement, Executable
@@ -20,7 +22,7 @@ class Dialect(SQLDialect):
     def build_upsert(self) -> Executable:
         return self.upsert_on_sid(postgresql.insert)
 
-    def expired_ids(self, limit: int) -> Any:
+    def expired_ids(self, limit: ColumnElement[int]) -> Any:
         c = self.table.c
         # SKIP LOCKED: concurrent pruners share the work instead of waiting on each other's rows.
         return (
@@ -30,6 +32,11 @@ class Dialect(SQLDialect):
             .with_for_update(skip_locked=True)
             .scalar_subquery()
         )
+
+    def in_prune_batch(self, limit: ColumnElement[int]) -> ColumnElement[bool]:
+        # id = ANY(ARRAY(subquery)): the batch is found first, then each row through the primary key. With
+        # `IN (subquery)` and the batch's size a parameter, a generic plan may hash-join the whole table.
+        return self.table.c.id == any_(func.array(self.expired_ids(limit)))
 
     def matching(
         self, match: dict[str, Any], serialize: Serialize
@@ -44,6 +51,56 @@ class Dialect(SQLDialect):
             value_json = cast(bindparam(f"value{n}", type_=Text), postgresql.JSONB)
             checks.append(data.op("->")(bindparam(f"key{n}", type_=Text)) == value_json)
         return and_(*checks), params
+
+    # The user key: an expression index on a function of `data` that reads it as jsonb, and answers for
+    # data jsonb cannot hold (invalid JSON, a \u0000, a lone surrogate) instead of failing the write.
+    user_key_exact = True
+
+    def user_key_function(self) -> str:
+        """The function the user-key index calls, one per table: `"Session_json_value"(data, key)`."""
+        return f"{self.table.name}_json_value"
+
+    def user_key_value(self, key: str, data: ColumnElement[Any] | None = None) -> ColumnElement[Any]:
+        # The key is written into the SQL, not bound: the index matches the query's expression only then.
+        column = self.table.c.data if data is None else data
+        name = quoted_name(self.user_key_function(), quote=True)
+        return Function(name, column, literal_column(f"'{check_user_key(key)}'"), type_=postgresql.JSONB)
+
+    def user_key_unreadable(self) -> ColumnElement[Any]:
+        return literal_column("'[]'::jsonb", postgresql.JSONB)
+
+    def user_key_parameter(self, name: str) -> ColumnElement[Any]:
+        return cast(bindparam(name, type_=Text), postgresql.JSONB)
+
+    def user_key_lookup(self, value: Any, serialize: Serialize) -> Any:
+        # What the function gives a row holding `value` under the key: [value], as jsonb.
+        return f"[{serialize(value)}]"
+
+    def user_key_ddl(self, key: str, *, if_exists: bool = False) -> tuple[list[Executable], list[Executable]]:
+        function = self._quote(self.user_key_function())
+        create_index, drop_index = super().user_key_ddl(key, if_exists=if_exists)
+        # [value] when the key is there (JSON null included), NULL when it is not, [] when the text is
+        # not JSON jsonb can hold. IMMUTABLE, so that it can be indexed: it depends on its arguments only.
+        create_function = text(
+            f"""CREATE OR REPLACE FUNCTION {function}(data text, key text) RETURNS jsonb
+LANGUAGE plpgsql IMMUTABLE STRICT AS $fn$
+DECLARE
+  found jsonb;
+BEGIN
+  BEGIN
+    found := data::jsonb -> key;
+  EXCEPTION WHEN OTHERS THEN
+    RETURN '[]'::jsonb;
+  END;
+  RETURN CASE WHEN found IS NULL THEN NULL ELSE jsonb_build_array(found) END;
+END
+$fn$"""
+        )
+        drop_function = text(f"DROP FUNCTION IF EXISTS {function}(text, text)")
+        return [create_function, *create_index], [*drop_index, drop_function]
+
+    def _quote(self, name: str) -> str:
+        return str(postgresql.dialect().identifier_preparer.quote(name))  # type: ignore[no-untyped-call]
 
     def prune_lock(self) -> Executable:
         # A transaction-level lock: it ends with the batch's transaction, whatever the pooler does.

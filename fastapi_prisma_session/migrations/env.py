@@ -70,16 +70,24 @@ def run_migrations_offline() -> None:
         url=database_url(),
         target_metadata=target_metadata,
         version_table=version_table,
+        include_object=migration.include_object,
         literal_binds=True,
     )
     with context.begin_transaction():
         context.run_migrations()
+        migration.user_key_steps()
 
 
 def do_run_migrations(connection: Connection) -> None:
-    context.configure(connection=connection, target_metadata=target_metadata, version_table=version_table)
+    context.configure(
+        connection=connection,
+        target_metadata=target_metadata,
+        version_table=version_table,
+        include_object=migration.include_object,
+    )
     with context.begin_transaction():
         context.run_migrations()
+        migration.user_key_steps()
 
 
 async def run_async_migrations() -> None:

@@ -1,0 +1,408 @@
+"""The scale benchmark: the store on a PostgreSQL table of 100,000 to 10,000,000 live sessions.
+
+    python -m benchmarks.scale --rows 10000000 [--rows 1000000 ...] [--writes 1000000] [--record]
+
+For each size, in a scratch database of its own (dropped afterwards, for the disk's sake):
+
+- the table is filled with INSERT ... SELECT generate_series: `rows` live sessions of `rows / 10` users
+  (10 sessions each, `user_id` a JSON number), as express-session writes them;
+- load and write latency through the store (p50, p99), with and without the user-key index;
+- `matching(user_id=…)` and `destroy_all(user_id=…)`: read every row (no `user_key`), then through the
+  index that `migrate --user-key user_id` adds (its build time too);
+- prune: `rows / 10` expired rows (at least 500,000) pruned by the CLI at its default pace on an idle
+  database, and as many again while 8 readers load live sessions 2,000 times a second (their p99 during
+  the prune against the 10 s before and after it);
+- with `--writes N`: the table's and each index's growth over N writes (touches and data-only updates,
+  as the store sends them, from 4 connections), autovacuum on, without the user-key index, at fillfactor
+  100 and at `--fillfactor`.
+
+The load average before and after each size is recorded: other jobs share the machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import random
+import re
+import sys
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+
+from benchmarks.run import machine
+from fastapi_prisma_session import PrismaSessionStore
+from tests.helpers import ROOT, run_module, scratch_database
+
+READERS = 8
+# Each reader's pace: 8 x 250 = 2,000 reads a second, a busy app rather than a saturated machine.
+READS_PER_SECOND_PER_READER = 250
+SESSIONS_PER_USER = 10
+COOKIE = '{"originalMaxAge":86400000,"expires":"2030-01-01T00:00:00.000Z","httpOnly":true,"path":"/"}'
+INDEXES = ("Session_pkey", "Session_sid_key", "Session_expiresAt_idx", "Session_data_user_id_idx")
+
+
+def percentile(samples: Sequence[float], share: float) -> float:
+    """The `share` percentile of `samples` (seconds), in milliseconds."""
+    ordered = sorted(samples)
+    return ordered[min(len(ordered) - 1, int(len(ordered) * share))] * 1000
+
+
+async def fill(conn: asyncpg.Connection, prefix: str, count: int, expires_in: timedelta, users: int) -> None:
+    """`count` sessions named prefix1…, user_id 1…users in turn, expiring `expires_in` from now."""
+    await conn.execute(
+        'INSERT INTO "Session" (id, sid, data, "expiresAt") '
+        "SELECT $1 || g, $1 || g, "
+        """'{"cookie":' || $4 || ',"user_id":' || (g % $5 + 1) || ',"views":' || g || '}', """
+        "(now() AT TIME ZONE 'utc') + $3::interval FROM generate_series(1, $2) AS g",
+        prefix,
+        count,
+        expires_in,
+        COOKIE,
+        users,
+    )
+
+
+async def timed(operation: Callable[[], Awaitable[Any]], times: int) -> list[float]:
+    samples = []
+    for _ in range(times):
+        started = time.perf_counter()
+        await operation()
+        samples.append(time.perf_counter() - started)
+    return samples
+
+
+async def paced_reads(store: PrismaSessionStore, live: int, stop: asyncio.Event) -> list[float]:
+    """Readers loading random live sessions at a steady pace until `stop`; their latencies."""
+    latencies: list[float] = []
+
+    async def reader() -> None:
+        interval = 1 / READS_PER_SECOND_PER_READER
+        next_at = time.perf_counter() + random.random() * interval
+        while not stop.is_set():
+            await asyncio.sleep(max(0.0, next_at - time.perf_counter()))
+            next_at += interval
+            sid = f"live{random.randint(1, live)}"
+            started = time.perf_counter()
+            if await store.load(sid) is None:
+                raise AssertionError(f"live session {sid} was not found")
+            latencies.append(time.perf_counter() - started)
+
+    await asyncio.gather(*(reader() for _ in range(READERS)))
+    return latencies
+
+
+async def reads_for(store: PrismaSessionStore, live: int, seconds: float) -> list[float]:
+    stop = asyncio.Event()
+    task = asyncio.ensure_future(paced_reads(store, live, stop))
+    await asyncio.sleep(seconds)
+    stop.set()
+    return await task
+
+
+async def prune_with_cli(plain: str) -> float:
+    """Run `python -m fastapi_prisma_session prune` at its default pace; the seconds it says it took
+    (the process's start-up is not the prune's)."""
+    done = await asyncio.to_thread(run_module, "fastapi_prisma_session", "prune", "--database-url", plain)
+    if done.returncode:
+        raise RuntimeError(f"the prune failed:\n{done.stderr}")
+    last = done.stdout.strip().splitlines()[-1]
+    print("   ", last, file=sys.stderr)
+    found = re.search(r" in ([0-9.]+) s$", last)
+    if found is None:
+        raise RuntimeError(f"unexpected output from the prune: {last}")
+    return max(float(found.group(1)), 0.05)
+
+
+async def sizes(conn: asyncpg.Connection) -> dict[str, int]:
+    found = {"table": int(await conn.fetchval("""SELECT pg_table_size('"Session"')"""))}
+    for index in INDEXES:
+        size = await conn.fetchval("SELECT pg_relation_size(to_regclass($1))", f'"{index}"')
+        if size is not None:
+            found[index] = int(size)
+    return found
+
+
+async def write_load(plain: str, live: int, writes: int, workers: int = 4, batch: int = 500) -> float:
+    """`writes` writes of random sessions as the store sends them: half touches (a new expiry, and the
+    cookie in `data`), half updates of one key (the same expiry), by `workers` connections in batches
+    (asyncpg's executemany); returns writes per second."""
+    touch = 'UPDATE "Session" SET data = $2, "expiresAt" = $3 WHERE sid = $1'
+    update = 'UPDATE "Session" SET data = $2 WHERE sid = $1'
+    remaining = writes
+
+    async def worker() -> None:
+        nonlocal remaining
+        conn = await asyncpg.connect(plain)
+        try:
+            while remaining > 0:
+                count = min(batch, remaining)
+                remaining -= count
+                later = datetime.now(UTC).replace(tzinfo=None) + timedelta(days=1)
+                # Sorted, so that concurrent batches lock their rows in one order (no deadlock).
+                sids = sorted(f"live{random.randint(1, live)}" for _ in range(count))
+                data = [f'{{"cookie":{COOKIE},"user_id":1,"views":{n}}}' for n in range(count)]
+                half = count // 2
+                await conn.executemany(
+                    touch, [(sid, text, later) for sid, text in zip(sids[:half], data, strict=False)]
+                )
+                await conn.executemany(update, list(zip(sids[half:], data[half:], strict=True)))
+        finally:
+            await conn.close()
+
+    started = time.monotonic()
+    await asyncio.gather(*(worker() for _ in range(workers)))
+    return writes / (time.monotonic() - started)
+
+
+async def measure(plain: str, rows: int, writes: int, fillfactor: int) -> dict[str, Any]:
+    url = plain.replace("postgresql://", "postgresql+asyncpg://")
+    users = max(1, rows // SESSIONS_PER_USER)
+    # Prune rates are measured on 500,000 rows at least (1,000 on a tiny table: the harness's own test),
+    # so that the CLI's start and a p99 over the prune's few seconds have enough to go on.
+    expired = max(1000 if rows < 100_000 else 500_000, rows // 10)
+    r: dict[str, Any] = {"rows": rows, "load_before": os.getloadavg()[0]}
+    # Fewer samples on a tiny table (the harness's own test), the full count from 100,000 rows up.
+    samples, users_timed = (2000, 50) if rows >= 100_000 else (50, 5)
+    conn = await asyncpg.connect(plain)
+    try:
+        started = time.monotonic()
+        await fill(conn, "live", rows, timedelta(days=1), users)
+        await conn.execute('VACUUM ANALYZE "Session"')
+        r["fill_s"] = time.monotonic() - started
+        r["table_mb"] = (await sizes(conn))["table"] / 2**20
+        print(f"  filled {rows:,} rows in {r['fill_s']:.1f} s ({r['table_mb']:.0f} MB)", file=sys.stderr)
+        target = random.randint(1, users)
+
+        # A full read of a large table outlasts the store's 15 s statement timeout: give it longer here.
+        patient = {"connect_args": {"command_timeout": 900}}
+        async with PrismaSessionStore(url, engine_options=patient) as store:
+            r["load"] = await timed(lambda: store.load(f"live{random.randint(1, rows)}"), samples)
+            r["write"] = await timed(lambda: _one_write(store, rows), samples // 2)
+            passes = 1 if rows >= 1_000_000 else 3
+            r["matching_scan"] = await timed(lambda: store.matching(user_id=target), passes)
+            r["destroy_all_scan"] = [await _timed_destroy(store, conn, users, rows)]
+            print(f"  without user_key: matching {min(r['matching_scan']):.2f} s", file=sys.stderr)
+
+        started = time.monotonic()
+        done = await asyncio.to_thread(
+            run_module, "fastapi_prisma_session", "migrate", "--database-url", plain, "--user-key", "user_id"
+        )
+        if done.returncode:
+            raise RuntimeError(f"migrate --user-key failed:\n{done.stderr}")
+        r["index_build_s"] = time.monotonic() - started
+        await conn.execute('ANALYZE "Session"')
+        async with PrismaSessionStore(url, user_key="user_id") as store:
+            r["matching_indexed"] = await timed(
+                lambda: store.matching(user_id=random.randint(1, users)), users_timed
+            )
+            r["destroy_all_indexed"] = [
+                await _timed_destroy(store, conn, random.randint(1, users), rows) for _ in range(users_timed)
+            ]
+            r["load_indexed"] = await timed(lambda: store.load(f"live{random.randint(1, rows)}"), samples)
+            r["write_indexed"] = await timed(lambda: _one_write(store, rows), samples // 2)
+        r["sizes"] = await sizes(conn)
+        print(f"  with user_key: index built in {r['index_build_s']:.1f} s", file=sys.stderr)
+
+        live = rows  # every live session is there: destroy_all's were put back
+        await fill(conn, "idle", expired, timedelta(hours=-1), users)
+        await conn.execute('VACUUM ANALYZE "Session"')
+        r["prune_idle_rate"] = expired / await prune_with_cli(plain)
+
+        await fill(conn, "busy", expired, timedelta(hours=-1), users)
+        await conn.execute('VACUUM ANALYZE "Session"')
+        async with PrismaSessionStore(url) as store:
+            window = 10 if rows >= 100_000 else 1
+            before = await reads_for(store, live, window)
+            stop = asyncio.Event()
+            during_task = asyncio.ensure_future(paced_reads(store, live, stop))
+            r["prune_busy_rate"] = expired / await prune_with_cli(plain)
+            stop.set()
+            during = await during_task
+            after = await reads_for(store, live, window)
+        r["reads_quiet_p99"] = percentile(before + after, 0.99)
+        r["reads_prune_p99"] = percentile(during, 0.99)
+        r["expired_left"] = await conn.fetchval(
+            """SELECT count(*) FROM "Session" WHERE "expiresAt" < now()"""
+        )
+
+        if writes:
+            # As most deployments run: without the user-key index, which makes every change of data a
+            # non-HOT update (it indexes an expression of data).
+            await conn.execute('DROP INDEX "Session_data_user_id_idx"')
+            r["amplification"] = [await _amplification(conn, plain, rows, writes, 100)]
+            r["amplification"].append(await _amplification(conn, plain, rows, writes, fillfactor))
+    finally:
+        await conn.close()
+    r["load_after"] = os.getloadavg()[0]
+    return r
+
+
+async def _one_write(store: PrismaSessionStore, rows: int) -> None:
+    sid = f"live{random.randint(1, rows)}"
+    await store.update(
+        sid, {"cookie": {"originalMaxAge": None, "expires": None}, "views": 1}, changed={"views"}
+    )
+
+
+async def _timed_destroy(store: PrismaSessionStore, conn: asyncpg.Connection, user: int, rows: int) -> float:
+    """destroy_all(user_id=user), timed; the user's sessions are put back afterwards (not timed)."""
+    started = time.perf_counter()
+    removed = await store.destroy_all(user_id=user)
+    elapsed = time.perf_counter() - started
+    if removed != SESSIONS_PER_USER:
+        raise AssertionError(
+            f"destroy_all(user_id={user}) removed {removed} sessions, not {SESSIONS_PER_USER}"
+        )
+    await _put_back(conn, user, rows)
+    return elapsed
+
+
+async def _put_back(conn: asyncpg.Connection, user: int, rows: int) -> None:
+    """Recreate the sessions of `user` (live{g} for g % users + 1 == user) that destroy_all removed."""
+    await conn.execute(
+        'INSERT INTO "Session" (id, sid, data, "expiresAt") '
+        "SELECT 'live' || g, 'live' || g, "
+        """'{"cookie":' || $3 || ',"user_id":' || $1 || ',"views":' || g || '}', """
+        "(now() AT TIME ZONE 'utc') + interval '1 day' FROM generate_series($1 - 1, $2, $4) AS g "
+        "WHERE g >= 1 ON CONFLICT DO NOTHING",
+        user,
+        rows,
+        COOKIE,
+        rows // SESSIONS_PER_USER,
+    )
+
+
+async def _amplification(
+    conn: asyncpg.Connection, plain: str, rows: int, writes: int, fillfactor: int
+) -> dict[str, Any]:
+    await conn.execute(f'ALTER TABLE "Session" SET (fillfactor = {fillfactor})')
+    await conn.execute('VACUUM FULL "Session"')  # rewrite it at that fillfactor
+    await conn.execute('ANALYZE "Session"')
+    before = await sizes(conn)
+    hot_before = await conn.fetchval(
+        "SELECT n_tup_hot_upd FROM pg_stat_user_tables WHERE relname = 'Session'"
+    )
+    upd_before = await conn.fetchval("SELECT n_tup_upd FROM pg_stat_user_tables WHERE relname = 'Session'")
+    rate = await write_load(plain, rows, writes)
+    await asyncio.sleep(1)  # the statistics collector catches up
+    after = await sizes(conn)
+    hot = await conn.fetchval("SELECT n_tup_hot_upd FROM pg_stat_user_tables WHERE relname = 'Session'")
+    updates = await conn.fetchval("SELECT n_tup_upd FROM pg_stat_user_tables WHERE relname = 'Session'")
+    print(f"  {writes:,} writes at fillfactor {fillfactor}: {rate:,.0f}/s", file=sys.stderr)
+    return {
+        "fillfactor": fillfactor,
+        "rate": rate,
+        "before": before,
+        "after": after,
+        "hot_share": (hot - hot_before) / max(1, updates - upd_before),
+    }
+
+
+def report(results: list[dict[str, Any]], writes: int) -> str:
+    def ms(samples: Sequence[float], share: float) -> str:
+        return f"{percentile(samples, share):,.2f}"
+
+    head = "| measure | " + " | ".join(f"{r['rows']:,} rows" for r in results) + " |"
+    lines = [head, "|---|" + "---:|" * len(results)]
+
+    def row(name: str, cell: Callable[[dict[str, Any]], str]) -> None:
+        lines.append(f"| {name} | " + " | ".join(cell(r) for r in results) + " |")
+
+    row("table size (MB)", lambda r: f"{r['table_mb']:,.0f}")
+    row("fill (INSERT … SELECT, s)", lambda r: f"{r['fill_s']:.1f}")
+    row("load p50 / p99 (ms)", lambda r: f"{ms(r['load'], 0.5)} / {ms(r['load'], 0.99)}")
+    row("write p50 / p99 (ms)", lambda r: f"{ms(r['write'], 0.5)} / {ms(r['write'], 0.99)}")
+    row("matching(user_id=…) without user_key (ms)", lambda r: f"{min(r['matching_scan']) * 1000:,.0f}")
+    row("destroy_all(user_id=…) without user_key (ms)", lambda r: f"{min(r['destroy_all_scan']) * 1000:,.0f}")
+    row("`migrate --user-key user_id` (index build, s)", lambda r: f"{r['index_build_s']:.1f}")
+    row("user-key index size (MB)", lambda r: f"{r['sizes'].get('Session_data_user_id_idx', 0) / 2**20:,.1f}")
+    row(
+        "matching(user_id=…) with user_key p50 / max (ms, 50 users; 5 below 100k rows)",
+        lambda r: f"{ms(r['matching_indexed'], 0.5)} / {max(r['matching_indexed']) * 1000:,.2f}",
+    )
+    row(
+        "destroy_all(user_id=…) with user_key p50 / max (ms, 50 users; 5 below 100k rows)",
+        lambda r: f"{ms(r['destroy_all_indexed'], 0.5)} / {max(r['destroy_all_indexed']) * 1000:,.2f}",
+    )
+    row(
+        "load p50 / p99 with the index (ms)",
+        lambda r: f"{ms(r['load_indexed'], 0.5)} / {ms(r['load_indexed'], 0.99)}",
+    )
+    row(
+        "write p50 / p99 with the index (ms)",
+        lambda r: f"{ms(r['write_indexed'], 0.5)} / {ms(r['write_indexed'], 0.99)}",
+    )
+    row("prune, idle database (rows/s)", lambda r: f"{r['prune_idle_rate']:,.0f}")
+    row("prune, 2,000 reads/s running (rows/s)", lambda r: f"{r['prune_busy_rate']:,.0f}")
+    row(
+        "read p99 without / during the prune (ms)",
+        lambda r: f"{r['reads_quiet_p99']:.2f} / {r['reads_prune_p99']:.2f}",
+    )
+    row(
+        "read p99 during ÷ without (target ≤ 2)",
+        lambda r: f"{r['reads_prune_p99'] / r['reads_quiet_p99']:.2f}",
+    )
+    row("expired rows left after the prunes", lambda r: f"{r['expired_left']:,}")
+    row("load average (1 min) before / after", lambda r: f"{r['load_before']:.1f} / {r['load_after']:.1f}")
+    text = "\n".join(lines)
+    amplified = [r for r in results if "amplification" in r]
+    if amplified:
+        text += "\n\n" + amplification_report(amplified, writes)
+    return text
+
+
+def amplification_report(results: list[dict[str, Any]], writes: int) -> str:
+    lines = [
+        f"| rows | fillfactor | writes/s | HOT share | table MB before → after | "
+        f"indexes MB before → after ({writes:,} writes) |",
+        "|---:|---:|---:|---:|---|---|",
+    ]
+    for r in results:
+        for a in r["amplification"]:
+            b, f = a["before"], a["after"]
+            indexes = ", ".join(
+                f"{name.removeprefix('Session_')} {b[name] / 2**20:,.0f} → {f[name] / 2**20:,.0f}"
+                for name in INDEXES
+                if name in b
+            )
+            lines.append(
+                f"| {r['rows']:,} | {a['fillfactor']} | {a['rate']:,.0f} | {a['hot_share']:.0%} | "
+                f"{b['table'] / 2**20:,.0f} → {f['table'] / 2**20:,.0f} | {indexes} |"
+            )
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str] | None = None) -> str:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--rows", type=int, action="append", help="live sessions (repeat for several sizes)")
+    parser.add_argument("--writes", type=int, default=0, help="measure table growth over this many writes")
+    parser.add_argument("--fillfactor", type=int, default=90, help="the fillfactor compared with 100")
+    parser.add_argument("--record", action="store_true", help="append the results to BENCHMARKS.md")
+    args = parser.parse_args(argv)
+    results = []
+    for rows in args.rows or [100_000, 1_000_000, 10_000_000]:
+        print(f"{rows:,} rows:", file=sys.stderr)
+        with scratch_database("fps_scale") as plain:
+            results.append(asyncio.run(measure(plain, rows, args.writes, args.fillfactor)))
+        print(report(results, args.writes), file=sys.stderr)  # so far, in case a larger size fails
+    text = report(results, args.writes)
+    print(text)
+    if args.record:
+        stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
+        command = "python -m benchmarks.scale " + " ".join(sys.argv[1:] if argv is None else argv)
+        entry = f"\n## Scale, {stamp}\n\nMachine: {machine()}. Command: `{command}`.\n\n{text}\n"
+        with (Path(ROOT) / "BENCHMARKS.md").open("a") as out:
+            out.write(entry)
+    return text
+
+
+if __name__ == "__main__":
+    main()
