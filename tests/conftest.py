@@ -111,11 +111,18 @@ async def make_store(
 
 @pytest.fixture
 async def _drop_tables(engine: AsyncEngine) -> AsyncIterator[None]:
+    """No session table before the test (another test on this database may have left one: the tests
+    are spread over xdist workers in no fixed order) and none after it."""
+
+    async def drop() -> None:
+        quote = engine.dialect.identifier_preparer.quote_identifier
+        async with engine.begin() as conn:
+            for table in ("Session", "sessions", "custom_sessions"):
+                await conn.exec_driver_sql(f"DROP TABLE IF EXISTS {quote(table)}")
+
+    await drop()
     yield
-    quote = engine.dialect.identifier_preparer.quote_identifier
-    async with engine.begin() as conn:
-        for table in ("Session", "sessions", "custom_sessions"):
-            await conn.exec_driver_sql(f"DROP TABLE IF EXISTS {quote(table)}")
+    await drop()
 
 
 @pytest.fixture
