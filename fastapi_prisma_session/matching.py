@@ -123,7 +123,7 @@ class DataMatcher:
         now = utcnow()
         found = []
         for sid, text, expires_at in result.all():
-            if live_only and (expires_at is None or expires_at <= now):
+            if live_only and (not isinstance(expires_at, datetime) or expires_at <= now):
                 continue
             data = self._parse(sid, text)
             if data is not None and matches(data, match):

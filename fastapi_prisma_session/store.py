@@ -412,8 +412,9 @@ class PrismaSessionStore:
         data = self.rows.parse(sid, text)
         if data is None:
             return None
-        if expires_at is None:
-            # SQLite only: an expiresAt that is neither a number nor a date. Kept, as a corrupt row is.
+        if not isinstance(expires_at, datetime):
+            # An expiresAt no reader can place in time: on SQLite neither a number nor a date (None), on
+            # MySQL a zero date such as '0000-00-00' (text from the driver). Kept, as a corrupt row is.
             self._log(
                 logging.ERROR, "session %s has an unreadable expiresAt; treating it as absent", redact(sid)
             )

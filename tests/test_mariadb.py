@@ -245,6 +245,25 @@ async def test_a_sid_longer_than_the_column_is_refused_first(store: PrismaSessio
     assert await store.ids() == ["short"]
 
 
+async def test_a_date_mysql_cannot_hand_to_python_is_no_session_and_no_error(
+    store: PrismaSessionStore, migrated: str
+) -> None:
+    # Without NO_ZERO_DATE / NO_ZERO_IN_DATE (MariaDB's default sql_mode has neither) a DATETIME holds
+    # '0000-00-00' and '2099-00-15', which the driver hands over as text, not as a datetime.
+    data = json.dumps({"cookie": {}, "user": 1})
+    await aquery(
+        migrated,
+        "SET SESSION sql_mode = ''; INSERT INTO `Session` VALUES "
+        f"('z1', 'zero', '{data}', '0000-00-00 00:00:00'), "
+        f"('z2', 'no-month', '{data}', '2099-00-15 00:00:00')",
+    )
+    assert await store.load("zero") is None
+    assert await store.get("no-month") is None
+    assert await store.matching(user=1) == {}
+    await store.set("fine", {"cookie": {}, "user": 1})
+    assert list(await store.matching(user=1)) == ["fine"]
+
+
 # -- pruning --------------------------------------------------------------------------------------------
 
 
