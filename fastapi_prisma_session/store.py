@@ -17,11 +17,11 @@ from types import MappingProxyType, TracebackType
 from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, Self, TypeVar
 
 from sqlalchemy import literal_column, select, table
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from .cookies import COOKIE_KEY
-from .database import DEADLINE, Database, engine_for
+from .database import DEADLINE, Database, engine_for, mysql_errno
 from .dialects import for_database
 from .durations import Duration, to_seconds, utcnow
 from .exceptions import ConfigurationError, StoreUnavailableError
@@ -203,6 +203,14 @@ class PrismaSessionStore:
             except IntegrityError:
                 if attempt == UPSERT_ATTEMPTS - 1:
                     raise
+            except DBAPIError as error:
+                clash = self._db.sql.sid_clash_error
+                if clash is None or mysql_errno(error.orig) != clash:
+                    raise
+                raise ValueError(
+                    f"session id {redact(sid)} differs only in case from a stored one, which this database's "
+                    "unique index takes for the same: nothing was written"
+                ) from None
         if previous is not None:
             await self._call_dispose(sid, previous.data)
 

@@ -234,6 +234,17 @@ async def test_session_ids_are_compared_exactly(store: PrismaSessionStore) -> No
     assert await store.ids() == ["AbC"]
 
 
+async def test_a_set_of_a_sid_that_differs_only_in_case_overwrites_nothing(store: PrismaSessionStore) -> None:
+    # The unique index compares under the collation: 'ABC' is a duplicate of 'abc' to ON DUPLICATE KEY.
+    await store.set("abc", {"cookie": {}, "who": "abc"})
+    with pytest.raises(ValueError, match="differs only in case"):
+        await store.set("ABC", {"cookie": {}, "who": "ABC"})
+    assert await store.get("abc") == {"cookie": {}, "who": "abc"}
+    assert await store.get("ABC") is None
+    await store.set("abc", {"cookie": {}, "who": "abc again"})  # the sid itself still upserts
+    assert await store.get("abc") == {"cookie": {}, "who": "abc again"}
+
+
 async def test_a_sid_longer_than_the_column_is_refused_first(store: PrismaSessionStore) -> None:
     long = "s" * 192  # VARCHAR(191): MySQL's strict mode would answer with a DataError
     with pytest.raises(ValueError, match="at most 191 characters"):

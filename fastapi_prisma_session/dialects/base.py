@@ -34,6 +34,9 @@ class SQLDialect(ABC):
     #: Whether DELETE ... RETURNING hands back the deleted rows; where not (MySQL), `deleted()` is a
     #: SELECT ... FOR UPDATE of them, and the database deletes them by id in the same transaction.
     deletes_returning: ClassVar[bool] = True
+    #: The driver's error number when the upsert found the row of a sid that is not the same text (a
+    #: unique index that folds case); None where the index compares exactly.
+    sid_clash_error: ClassVar[int | None] = None
 
     def __init__(self, table: Table, *, prune_batch_size: int) -> None:
         if (
