@@ -49,9 +49,10 @@ def parse_sqlite_datetime(value: object) -> datetime | None:
         return None
     try:
         parsed = datetime.fromisoformat(value)
-    except ValueError:
+        # An offset can take a date past year 9999 or before year 1 (OverflowError).
+        return parsed if parsed.tzinfo is None else parsed.astimezone(UTC).replace(tzinfo=None)
+    except (ValueError, OverflowError):
         return None
-    return parsed if parsed.tzinfo is None else parsed.astimezone(UTC).replace(tzinfo=None)
 
 
 class _StoredSQLiteDateTime(sqlite.DATETIME):
