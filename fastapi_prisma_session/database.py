@@ -139,13 +139,18 @@ def prisma_url(url: str) -> PrismaURL:
     if pgbouncer not in (None, "true", "false"):
         raise ConfigurationError(f"pgbouncer={pgbouncer} in the URL: it must be true or false")
     limit = _one(query, "connection_limit")
-    if limit is not None and not (limit.isdigit() and int(limit) > 0):
+    if limit is not None and not (limit.isascii() and limit.isdigit() and int(limit) > 0):
         raise ConfigurationError(f"connection_limit={limit} in the URL: it must be a positive whole number")
+    sslmode = _one(query, "sslmode")
+    if sslmode is not None and parsed.get_backend_name() in MYSQL_BACKENDS:
+        raise ConfigurationError(
+            f"the URL's sslmode={sslmode} is libpq's; asyncmy takes SQLAlchemy's ssl_ca, ssl_cert and "
+            "ssl_key parameters, or engine_options={'connect_args': {'ssl': <an ssl.SSLContext>}}"
+        )
     ours = ("pgbouncer", "connection_limit", "schema", "channel_binding", "sslmode", *PRISMA_DROPPED)
     if not any(name in query for name in ours):
         return PrismaURL(url)
     plain = parsed.difference_update_query(ours)
-    sslmode = _one(query, "sslmode")
     if sslmode is not None and "ssl" not in query:
         # libpq's (and Prisma's) name; asyncpg takes the same values as `ssl`.
         plain = plain.update_query_dict({"ssl": sslmode})
