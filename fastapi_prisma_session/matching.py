@@ -99,7 +99,7 @@ class DataMatcher:
                 found = []
                 for sid, text, expires_at in result.all():
                     data = self._parse(sid, text)
-                    if data is not None:
+                    if data is not None and expires_at is not None:  # None: an unreadable expiry
                         found.append((sid, data, expires_at))
                 return found
         return await self._in_python(match, live_only=True)

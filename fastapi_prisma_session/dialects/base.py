@@ -53,7 +53,8 @@ class SQLDialect(ABC):
         # What a delete hands back when there is a `dispose` to call.
         self.returned = (c.sid, c.data)
 
-        self.load: Executable = select(c.data, c.expiresAt).where(by_sid)
+        expiry = self.readable_expiry()
+        self.load: Executable = select(c.data, expiry).where(by_sid)
         self.insert: Executable = insert(table).values(
             id=bindparam("record_id"), sid=bindparam("session_id"), **row_values
         )
@@ -80,8 +81,8 @@ class SQLDialect(ABC):
         self.live_rows: Executable = select(c.sid, c.data).where(live)
         self.live_ids: Executable = select(c.sid).where(live)
         self.live_count: Executable = select(func.count()).select_from(table).where(live)
-        self.all_rows: Executable = select(c.sid, c.data, c.expiresAt)
-        self.rows_with_keys_like: Executable = select(c.sid, c.data, c.expiresAt).where(
+        self.all_rows: Executable = select(c.sid, c.data, expiry)
+        self.rows_with_keys_like: Executable = select(c.sid, c.data, expiry).where(
             c.data.like(bindparam("pattern"), escape="\\")
         )
 
@@ -101,6 +102,11 @@ class SQLDialect(ABC):
     def expired(self) -> ColumnElement[bool]:
         """True for a row that has expired at `now` (the prune batches' condition)."""
         return self.table.c.expiresAt <= bindparam("now")
+
+    def readable_expiry(self) -> ColumnElement[Any]:
+        """The expiry column as the store reads it: NULL (an unreadable expiry) where the database holds
+        an instant the driver cannot hand to Python."""
+        return self.table.c.expiresAt
 
     @abstractmethod
     def build_upsert(self) -> Executable:
@@ -181,4 +187,4 @@ class SQLDialect(ABC):
         if found is None:
             return None
         c = self.table.c
-        return select(c.sid, c.data, c.expiresAt).where(found[0], self.live()), found[1]
+        return select(c.sid, c.data, self.readable_expiry()).where(found[0], self.live()), found[1]
