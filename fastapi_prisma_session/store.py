@@ -97,7 +97,8 @@ class PrismaSessionStore:
         prune_batch_size: rows deleted per statement by `prune()`.
         prune_pause: seconds `prune()` rests between batches, to leave the database to requests.
         max_data_size: the largest serialized session, in bytes, that a write accepts; a larger one
-            raises `SessionTooLargeError` and the stored session stays as it was. Default: no limit.
+            raises `SessionTooLargeError` and the stored session stays as it was. Default: no limit
+            (on MySQL, 16 MiB less 64 KiB: what MEDIUMTEXT and MariaDB's default max_allowed_packet take).
         engine_options: keyword arguments for `create_async_engine` when a URL is given.
         request_connections: on PostgreSQL and MySQL, the most connections the request path opens
             (default 10); they are opened as concurrent requests need them and closed after a minute idle.
@@ -163,7 +164,7 @@ class PrismaSessionStore:
         self._checking: asyncio.Future[None] | None = None
         self._deadline = deadline
         sql = for_database(engine.dialect.name, self.table, prune_batch_size=prune_batch_size)
-        rows.longest_key = sql.longest_key
+        rows.longest_key, rows.longest_data = sql.longest_key, sql.longest_data
         self._db = Database(
             engine,
             sql,

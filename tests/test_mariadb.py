@@ -20,7 +20,12 @@ from sqlalchemy import func, insert, select
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from fastapi_prisma_session import PrismaSessionStore, StoreUnavailableError, TableMissingError
+from fastapi_prisma_session import (
+    PrismaSessionStore,
+    SessionTooLargeError,
+    StoreUnavailableError,
+    TableMissingError,
+)
 from fastapi_prisma_session.database import driver_url
 from fastapi_prisma_session.durations import utcnow
 from fastapi_prisma_session.models import session_table
@@ -273,6 +278,22 @@ async def test_a_date_mysql_cannot_hand_to_python_is_no_session_and_no_error(
     assert await store.matching(user=1) == {}
     await store.set("fine", {"cookie": {}, "user": 1})
     assert list(await store.matching(user=1)) == ["fine"]
+
+
+async def test_a_session_too_large_for_mysql_is_refused_before_any_statement(
+    store: PrismaSessionStore,
+) -> None:
+    # MEDIUMTEXT holds 16 MiB, and MariaDB's default max_allowed_packet is 16 MiB for the whole statement:
+    # the server closed the connection, which read as an outage (StoreUnavailableError, a 503).
+    await store.set("big", {"cookie": {}, "n": 1})
+    for method in (store.set, store.create):
+        with pytest.raises(SessionTooLargeError):
+            await method("big", {"cookie": {}, "x": "a" * 16_777_000})
+    assert await store.get("big") == {"cookie": {}, "n": 1}
+    await store.set("big", {"cookie": {}, "x": "a" * 10_000_000})  # what fits is stored as before
+    stored = await store.get("big")
+    assert stored is not None
+    assert len(stored["x"]) == 10_000_000
 
 
 # -- pruning --------------------------------------------------------------------------------------------

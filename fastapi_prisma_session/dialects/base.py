@@ -31,6 +31,8 @@ class SQLDialect(ABC):
     name: ClassVar[str]
     #: The most characters the `id` and `sid` columns hold, where that is fewer than a sid may have.
     longest_key: ClassVar[int | None] = None
+    #: The most bytes of serialized data a row can be written with, where the database has a limit.
+    longest_data: ClassVar[int | None] = None
     #: Whether DELETE ... RETURNING hands back the deleted rows; where not (MySQL), `deleted()` is a
     #: SELECT ... FOR UPDATE of them, and the database deletes them by id in the same transaction.
     deletes_returning: ClassVar[bool] = True

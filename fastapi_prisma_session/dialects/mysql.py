@@ -30,6 +30,9 @@ SUBQUERY_ROWS = 1242
 class Dialect(SQLDialect):
     name = "mysql"
     longest_key = 191  # Prisma's String on MySQL: VARCHAR(191)
+    # MEDIUMTEXT holds 16 MiB, and the server takes a statement of at most max_allowed_packet (16 MiB on
+    # MariaDB, 64 MiB on MySQL 8) or closes the connection: 64 KiB are left for the rest of the statement.
+    longest_data = 16 * 1024 * 1024 - 64 * 1024
     deletes_returning = False  # MySQL 8 has no DELETE ... RETURNING (MariaDB has, since 10.5)
     sid_clash_error = SUBQUERY_ROWS
 
