@@ -209,8 +209,9 @@ class PrismaSessionStore:
                 if clash is None or mysql_errno(error.orig) != clash:
                     raise
                 raise ValueError(
-                    f"session id {redact(sid)} differs only in case from a stored one, which this database's "
-                    "unique index takes for the same: nothing was written"
+                    f"session {redact(sid)} would overwrite another session's row, whose sid differs only in "
+                    "case (this database's unique index takes them for the same) or whose id is the same "
+                    "(db_record_id_function): nothing was written"
                 ) from None
         if previous is not None:
             await self._call_dispose(sid, previous.data)

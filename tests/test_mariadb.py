@@ -242,12 +242,23 @@ async def test_session_ids_are_compared_exactly(store: PrismaSessionStore) -> No
 async def test_a_set_of_a_sid_that_differs_only_in_case_overwrites_nothing(store: PrismaSessionStore) -> None:
     # The unique index compares under the collation: 'ABC' is a duplicate of 'abc' to ON DUPLICATE KEY.
     await store.set("abc", {"cookie": {}, "who": "abc"})
-    with pytest.raises(ValueError, match="differs only in case"):
+    with pytest.raises(ValueError, match="differs only in case"):  # and nothing is written
         await store.set("ABC", {"cookie": {}, "who": "ABC"})
     assert await store.get("abc") == {"cookie": {}, "who": "abc"}
     assert await store.get("ABC") is None
     await store.set("abc", {"cookie": {}, "who": "abc again"})  # the sid itself still upserts
     assert await store.get("abc") == {"cookie": {}, "who": "abc again"}
+
+
+async def test_a_set_whose_row_id_another_sid_has_overwrites_nothing(migrated: str) -> None:
+    # ON DUPLICATE KEY fires on the primary key too: with a db_record_id_function that repeats itself
+    # the second sid's set found the first one's row, and overwrote its data.
+    async with PrismaSessionStore(migrated, db_record_id_function=lambda sid: "same") as store:
+        await store.set("one", {"cookie": {}, "who": 1})
+        with pytest.raises(ValueError, match="whose id is the same"):
+            await store.set("two", {"cookie": {}, "who": 2})
+        assert await store.get("one") == {"cookie": {}, "who": 1}
+        assert await store.get("two") is None
 
 
 async def test_a_sid_longer_than_the_column_is_refused_first(store: PrismaSessionStore) -> None:

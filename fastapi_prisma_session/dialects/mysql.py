@@ -44,9 +44,10 @@ class Dialect(SQLDialect):
             expiresAt=bindparam("expires"),
         )
         # The row keeps its id on a duplicate sid: only the session's contents and expiry change. The
-        # unique index compares under the collation, so 'ABC' finds the row of 'abc', another session:
-        # that row is left alone and the statement fails (a subquery of two rows where one value goes:
-        # SUBQUERY_ROWS), which MySQL evaluates only then, before the next assignment.
+        # unique index compares under the collation, so 'ABC' finds the row of 'abc', another session,
+        # and a duplicate id finds another sid's row too: that row is left alone and the statement fails
+        # (a subquery of two rows where one value goes: SUBQUERY_ROWS), which MySQL evaluates only
+        # then, before the next assignment.
         same_sid = _bytes(self.table.c.sid) == stmt.inserted.sid
         clash = select(literal(1)).union_all(select(literal(2))).scalar_subquery()
         return stmt.on_duplicate_key_update(
