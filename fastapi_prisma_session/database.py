@@ -256,6 +256,9 @@ def engine_options(
             defaults = mysql_connect_defaults(deadline)
             if "charset" in parsed.query:
                 del defaults["charset"]
+            # A server that stops answering ends these statements too, as asyncpg's command_timeout
+            # does (the request path's connections have the deadline instead).
+            defaults["read_timeout"] = max(COMMAND_TIMEOUT, deadline)
             options["connect_args"] = {**defaults, **options.get("connect_args", {})}
     return options
 

@@ -29,6 +29,7 @@ from fastapi_prisma_session import (
 from fastapi_prisma_session.database import driver_url
 from fastapi_prisma_session.durations import utcnow
 from fastapi_prisma_session.models import session_table
+from tests.faultproxy import FaultProxy
 from tests.helpers import ROOT, alembic, free_port, mariadb_database, mariadb_sql, run_module
 
 VERSION_TABLE = "alembic_version_fastapi_prisma_session"
@@ -498,3 +499,20 @@ async def test_reads_survive_connections_the_server_killed(store: PrismaSessionS
     assert await store.get("abc") == {"cookie": {}, "n": 1}
     assert await store.update("abc", {"cookie": {}, "n": 2}) is True
     assert await store.get("abc") == {"cookie": {}, "n": 2}
+
+
+async def test_statements_outside_the_request_path_end_when_the_server_goes_silent(migrated: str) -> None:
+    """set(), destroy() (a logout), prune() and the rest run through SQLAlchemy's pool, whose asyncmy
+    connections had no read timeout: against a silent server they waited forever (asyncpg's have
+    command_timeout). Each now ends after COMMAND_TIMEOUT (15 s): one is tried here."""
+    server = make_url(migrated)
+    with FaultProxy(server.host or "127.0.0.1", server.port or 3306) as proxy:
+        through = server.set(port=proxy.port).render_as_string(hide_password=False)
+        async with PrismaSessionStore(through, operation_timeout=1) as store:
+            await store.set("abc", {"cookie": {}, "n": 1})  # the table looked at, a pooled connection
+            proxy.blackhole()
+            with pytest.raises(StoreUnavailableError):
+                # A bound far past the read timeout, so that a hang fails the test instead of hanging it.
+                await asyncio.wait_for(store.destroy("abc"), 60)
+            proxy.forward()
+        assert proxy.errors == []
