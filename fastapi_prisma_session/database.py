@@ -96,6 +96,8 @@ class Target:
     engine: AsyncEngine
     pgbouncer: bool
     connection_limit: int | None = None
+    #: the caller's `connect_args` for a URL's engine (engine_options), for the request path's too
+    connect_args: Mapping[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -191,7 +193,7 @@ def engine_for(
         prisma = prisma_url(engine_or_url)
         behind = prisma.pgbouncer if pgbouncer is None else pgbouncer
         engine = create_engine(prisma.url, given, deadline, pgbouncer=behind)
-        return Target(engine, behind, prisma.connection_limit)
+        return Target(engine, behind, prisma.connection_limit, dict((given or {}).get("connect_args", {})))
     raise ConfigurationError(
         "PrismaSessionStore needs an AsyncEngine or a URL such as "
         "'postgresql://user@host/db' or 'sqlite:///sessions.db'"
@@ -291,6 +293,7 @@ class Database:
         request_connections: int | None,
         deadline: float,
         pgbouncer: bool = False,
+        connect_args: Mapping[str, Any] | None = None,
     ) -> None:
         self.engine = engine
         self.sql = sql
@@ -309,14 +312,18 @@ class Database:
         driver: dict[str, Any] | None = None
         if engine.dialect.driver == "asyncpg":
             driver = {
-                "connect_kwargs": asyncpg_connect_kwargs(engine, deadline, pgbouncer=pgbouncer),
+                "connect_kwargs": asyncpg_connect_kwargs(
+                    engine, deadline, pgbouncer=pgbouncer, connect_args=connect_args
+                ),
                 "setup": session_settings(deadline, pgbouncer=pgbouncer),
             }
         elif engine.dialect.driver == "asyncmy":
             from . import mysql_connections as mysql
 
             driver = {
-                "connect_kwargs": mysql.connect_kwargs(engine, mysql_connect_defaults(deadline)),
+                "connect_kwargs": mysql.connect_kwargs(
+                    engine, mysql_connect_defaults(deadline), connect_args or {}
+                ),
                 "connect": mysql.MySQLConnection.connect,
                 "refused": mysql.REFUSED,
             }
@@ -461,7 +468,11 @@ class _Writers:
 
 
 def asyncpg_connect_kwargs(
-    engine: AsyncEngine, deadline: float, *, pgbouncer: bool = False
+    engine: AsyncEngine,
+    deadline: float,
+    *,
+    pgbouncer: bool = False,
+    connect_args: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """`asyncpg.connect` keyword arguments for the request path's connections to the engine's database.
 
@@ -470,7 +481,10 @@ def asyncpg_connect_kwargs(
     `pooler_connect_args`)."""
     _, params = engine.dialect.create_connect_args(engine.url)
     accepted = inspect.signature(asyncpg.connect).parameters
-    kwargs = {key: value for key, value in params.items() if key in accepted}
+    # The URL's parameters, then the caller's connect_args (ssl, server_settings), as SQLAlchemy's engine
+    # connects; the deadline bounds every statement here, so no command_timeout.
+    given = {**params, **(connect_args or {})}
+    kwargs = {key: value for key, value in given.items() if key in accepted and key != "command_timeout"}
     kwargs["timeout"] = deadline
     if pgbouncer:
         kwargs["statement_cache_size"] = 0

@@ -174,6 +174,7 @@ class PrismaSessionStore:
             else request_connections,
             deadline=deadline,
             pgbouncer=target.pgbouncer,
+            connect_args=target.connect_args,
         )
         self._merger = Merger(self._db, rows)
         self._matcher = DataMatcher(self._db, rows.serializer, rows.parse, self._log, is_json=rows.is_json)

@@ -516,3 +516,17 @@ async def test_statements_outside_the_request_path_end_when_the_server_goes_sile
                 await asyncio.wait_for(store.destroy("abc"), 60)
             proxy.forward()
         assert proxy.errors == []
+
+
+async def test_the_request_path_connects_with_the_engine_options_connect_args(migrated: str) -> None:
+    """engine_options' connect_args (an ssl dict, say) reached only SQLAlchemy's connections."""
+    store = PrismaSessionStore(migrated, engine_options={"connect_args": {"sql_mode": "ANSI_QUOTES"}})
+    try:
+        requests = store._db.requests
+        assert requests is not None
+        row = await requests.run(
+            "fetchrow", "SELECT @@SESSION.sql_mode, @@SESSION.innodb_lock_wait_timeout", []
+        )
+        assert row == ("ANSI_QUOTES", 3)  # and the store's own defaults are kept
+    finally:
+        await store.shutdown()
