@@ -47,8 +47,9 @@ ASYNC_DRIVERS = {
 # asyncpg.connect as keyword arguments, which it refuses. `pgbouncer` and `connection_limit` are honoured
 # (below); these are dropped, as `operation_timeout` and the pools here do their work:
 PRISMA_DROPPED = ("connect_timeout", "pool_timeout", "socket_timeout", "statement_cache_size")
-# Prisma's TLS options have no asyncpg keyword of the same name: refused, with what to use instead.
-PRISMA_REFUSED = ("sslaccept", "sslidentity", "sslpassword")
+# Prisma's (and libpq's) TLS options have no keyword of the same name in asyncpg.connect, to which
+# SQLAlchemy would pass them (a TypeError at the first connection): refused, with what to use instead.
+PRISMA_REFUSED = ("sslaccept", "sslidentity", "sslpassword", "sslcert", "sslkey", "sslrootcert")
 MYSQL_BACKENDS = ("mysql", "mariadb")
 # The isolation of the store's few transactions on MySQL (prune batches, deletes that hand back rows).
 MYSQL_TRANSACTIONS = "READ COMMITTED"
@@ -123,7 +124,7 @@ def prisma_url(url: str) -> PrismaURL:
     for name in PRISMA_REFUSED:
         if name in query:
             raise ConfigurationError(
-                f"the URL's {name} is Prisma's; asyncpg has no such option: remove it and pass "
+                f"the URL's {name} is Prisma's or libpq's; asyncpg has no such option: remove it and pass "
                 "engine_options={'connect_args': {'ssl': <an ssl.SSLContext>}}"
             )
     schema = _one(query, "schema")
