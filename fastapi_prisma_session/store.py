@@ -23,7 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from .cookies import COOKIE_KEY
 from .database import DEADLINE, Database, engine_for, mysql_errno
 from .dialects import for_database
-from .durations import Duration, to_seconds, utcnow
+from .durations import Duration, naive_utc, to_seconds, utcnow
 from .exceptions import ConfigurationError, StoreUnavailableError
 from .logs import LevelName, StoreLog, redact
 from .matching import DataMatcher, check_match
@@ -233,7 +233,7 @@ class PrismaSessionStore:
         `expires_at` defaults to what the session's `cookie` says. A missing session is not recreated.
         Returns whether a row was touched.
         """
-        expires = expires_at or self.rows.expiry_from_cookie(sid, session)
+        expires = self._expiry(sid, session, expires_at)
         cookie = session.get(COOKIE_KEY)
         if self.rows.is_json and isinstance(cookie, Mapping):
             return await self._merger.patch(sid, {COOKIE_KEY: dict(cookie)}, expires)
@@ -440,7 +440,7 @@ class PrismaSessionStore:
         self, sid: str, session: Mapping[str, Any], *, expires_at: datetime | None = None
     ) -> None:
         """Insert a new session expiring at `expires_at` (default: as its cookie says). Never overwrites."""
-        expires = expires_at or self.rows.expiry_from_cookie(sid, session)
+        expires = self._expiry(sid, session, expires_at)
         await self._db.write("insert", self.rows.new_row(sid, session, expires))
 
     @_on_the_table
@@ -463,7 +463,8 @@ class PrismaSessionStore:
         now, every other value kept exactly as it is. Without `changed`, the whole row is replaced.
         Returns whether the row still existed.
         """
-        params = self.rows.params(sid, session, expires_at or self.rows.expiry_from_cookie(sid, session))
+        expires = self._expiry(sid, session, expires_at)
+        params = self.rows.params(sid, session, expires)
         if changed is None or not self.rows.is_json:
             return await self._db.write("update", params) > 0
         return await self._merger.write_back(params, session, changed, removed, expected)
@@ -479,6 +480,10 @@ class PrismaSessionStore:
             return await self._db.write("rename", {**params, "now": utcnow()}) > 0
 
     # -- internals -----------------------------------------------------------------------------------
+
+    def _expiry(self, sid: str, session: Mapping[str, Any], expires_at: datetime | None) -> datetime:
+        """`expires_at` as the naive UTC the columns hold, or what the session's cookie says."""
+        return naive_utc(expires_at) if expires_at else self.rows.expiry_from_cookie(sid, session)
 
     async def _delete(
         self,
