@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import String, and_, bindparam, cast, func, literal, select, type_coerce
+from sqlalchemy import String, and_, bindparam, cast, func, literal_column, select, type_coerce
 from sqlalchemy.dialects import mysql
 
 from .base import Serialize, SQLDialect
@@ -49,7 +49,7 @@ class Dialect(SQLDialect):
         # (a subquery of two rows where one value goes: SUBQUERY_ROWS), which MySQL evaluates only
         # then, before the next assignment.
         same_sid = _bytes(self.table.c.sid) == stmt.inserted.sid
-        clash = select(literal(1)).union_all(select(literal(2))).scalar_subquery()
+        clash = select(literal_column("1")).union_all(select(literal_column("2"))).scalar_subquery()
         return stmt.on_duplicate_key_update(
             data=func.if_(same_sid, stmt.inserted.data, clash), expiresAt=stmt.inserted.expiresAt
         )
