@@ -37,6 +37,8 @@ if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncConnection
 
 UPSERT_ATTEMPTS = 3
+# PostgreSQL's type oid of TIMESTAMP WITH TIME ZONE.
+TIMESTAMPTZ_OID = 1184
 # The columns every generation of prisma-session-store's model has, besides its expiry column.
 ROW_COLUMNS = ("id", "sid", "data")
 
@@ -374,12 +376,23 @@ class PrismaSessionStore:
         look: Executable = select(literal_column("*")).select_from(table(self.table_name)).limit(0)
         try:
             async with asyncio.timeout(self._deadline):
-                columns = list((await self._db.execute(look, {})).keys())
+                described = await self._db.execute(look, {})
         except TimeoutError:
             raise StoreUnavailableError(
                 f'the session database did not describe "{self.table_name}" within {self._deadline:g} s'
             ) from None
+        columns = list(described.keys())
         expires_column = self._expiry_column(columns)
+        cursor = getattr(described, "cursor", None)
+        types = {column[0]: column[1] for column in (cursor.description or ())} if cursor else {}
+        if self.engine.dialect.name == "postgresql" and types.get(expires_column) == TIMESTAMPTZ_OID:
+            # asyncpg reads aware datetimes from it, and writes a naive one as the host's local time.
+            raise ConfigurationError(
+                f'the session table "{self.table_name}" has "{expires_column}" as TIMESTAMPTZ '
+                "(@db.Timestamptz); the store reads and writes Prisma's default DateTime, TIMESTAMP(3): "
+                f'ALTER TABLE "{self.table_name}" ALTER COLUMN "{expires_column}" TYPE TIMESTAMP(3) '
+                'USING "' + expires_column + "\" AT TIME ZONE 'UTC', and drop @db.Timestamptz"
+            )
         if expires_column != self.table.c.expiresAt.name:
             self.table = session_table(self.table_name, expires_column=expires_column)
             sql = for_database(self.engine.dialect.name, self.table, prune_batch_size=self._prune_batch_size)
