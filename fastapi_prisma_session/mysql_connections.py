@@ -63,7 +63,11 @@ class MySQLConnection:
         return cls(connection)
 
     def is_closed(self) -> bool:
-        return self._broken or not self._connection.connected
+        # asyncmy's `connected` stays True after the server closed the socket (its wait_timeout on an
+        # idle connection) until a statement fails on it; its stream says so at once, as asyncpg's
+        # is_closed() does, so the pool opens another instead of sending a write to a dead one.
+        broken = self._broken or getattr(self._connection, "_stream_broken", False)
+        return bool(broken) or not self._connection.connected
 
     def add_query_logger(self, callback: Callable[[Any], None]) -> None:
         self._loggers.append(callback)

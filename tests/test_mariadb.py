@@ -530,3 +530,16 @@ async def test_the_request_path_connects_with_the_engine_options_connect_args(mi
         assert row == ("ANSI_QUOTES", 3)  # and the store's own defaults are kept
     finally:
         await store.shutdown()
+
+
+async def test_a_write_on_a_connection_the_server_closed_while_idle_is_not_lost(migrated: str) -> None:
+    """A server whose wait_timeout is shorter than the pool's idle time (managed MySQL often has one)
+    closes idle connections; a write was then sent to one and failed as an outage (a 503), though the
+    connection was known to be gone before anything was sent."""
+    short_wait = {"connect_args": {"init_command": "SET SESSION wait_timeout = 1"}}
+    async with PrismaSessionStore(migrated, engine_options=short_wait) as store:
+        await store.set("abc", {"cookie": {}, "n": 1})
+        assert await store.load("abc") is not None  # a request-path connection, now idle in the pool
+        await asyncio.sleep(2.5)  # past wait_timeout: the server has closed it
+        assert await store.update("abc", {"cookie": {}, "n": 2})
+        assert await store.get("abc") == {"cookie": {}, "n": 2}
