@@ -16,6 +16,7 @@ import sys
 from pathlib import Path
 
 import asyncpg
+import pytest
 from fastapi import FastAPI
 
 from fastapi_prisma_session import PrismaSessionStore, SessionDep, SessionMiddleware
@@ -106,6 +107,7 @@ def counter_app(store: PrismaSessionStore) -> FastAPI:
     return app
 
 
+@pytest.mark.usefixtures("_drop_tables")  # use_database made the table in the run's shared database
 def test_one_store_serves_tests_that_each_have_their_own_event_loop(
     database_url: str, tmp_path: Path
 ) -> None:
