@@ -47,8 +47,9 @@ ASYNC_DRIVERS = {
 # asyncpg.connect as keyword arguments, which it refuses. `pgbouncer` and `connection_limit` are honoured
 # (below); these are dropped, as `operation_timeout` and the pools here do their work:
 PRISMA_DROPPED = ("connect_timeout", "pool_timeout", "socket_timeout", "statement_cache_size")
-# Prisma's TLS options have no asyncpg keyword of the same name: refused, with what to use instead.
-PRISMA_REFUSED = ("sslaccept", "sslidentity", "sslpassword")
+# Prisma's (and libpq's) TLS options have no keyword of the same name in asyncpg.connect, to which
+# SQLAlchemy would pass them (a TypeError at the first connection): refused, with what to use instead.
+PRISMA_REFUSED = ("sslaccept", "sslidentity", "sslpassword", "sslcert", "sslkey", "sslrootcert")
 MYSQL_BACKENDS = ("mysql", "mariadb")
 # The isolation of the store's few transactions on MySQL (prune batches, deletes that hand back rows).
 MYSQL_TRANSACTIONS = "READ COMMITTED"
@@ -96,6 +97,8 @@ class Target:
     engine: AsyncEngine
     pgbouncer: bool
     connection_limit: int | None = None
+    #: the caller's `connect_args` for a URL's engine (engine_options), for the request path's too
+    connect_args: Mapping[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,7 +124,7 @@ def prisma_url(url: str) -> PrismaURL:
     for name in PRISMA_REFUSED:
         if name in query:
             raise ConfigurationError(
-                f"the URL's {name} is Prisma's; asyncpg has no such option: remove it and pass "
+                f"the URL's {name} is Prisma's or libpq's; asyncpg has no such option: remove it and pass "
                 "engine_options={'connect_args': {'ssl': <an ssl.SSLContext>}}"
             )
     schema = _one(query, "schema")
@@ -139,13 +142,18 @@ def prisma_url(url: str) -> PrismaURL:
     if pgbouncer not in (None, "true", "false"):
         raise ConfigurationError(f"pgbouncer={pgbouncer} in the URL: it must be true or false")
     limit = _one(query, "connection_limit")
-    if limit is not None and not (limit.isdigit() and int(limit) > 0):
+    if limit is not None and not (limit.isascii() and limit.isdigit() and int(limit) > 0):
         raise ConfigurationError(f"connection_limit={limit} in the URL: it must be a positive whole number")
+    sslmode = _one(query, "sslmode")
+    if sslmode is not None and parsed.get_backend_name() in MYSQL_BACKENDS:
+        raise ConfigurationError(
+            f"the URL's sslmode={sslmode} is libpq's; asyncmy takes SQLAlchemy's ssl_ca, ssl_cert and "
+            "ssl_key parameters, or engine_options={'connect_args': {'ssl': <an ssl.SSLContext>}}"
+        )
     ours = ("pgbouncer", "connection_limit", "schema", "channel_binding", "sslmode", *PRISMA_DROPPED)
     if not any(name in query for name in ours):
         return PrismaURL(url)
     plain = parsed.difference_update_query(ours)
-    sslmode = _one(query, "sslmode")
     if sslmode is not None and "ssl" not in query:
         # libpq's (and Prisma's) name; asyncpg takes the same values as `ssl`.
         plain = plain.update_query_dict({"ssl": sslmode})
@@ -186,7 +194,7 @@ def engine_for(
         prisma = prisma_url(engine_or_url)
         behind = prisma.pgbouncer if pgbouncer is None else pgbouncer
         engine = create_engine(prisma.url, given, deadline, pgbouncer=behind)
-        return Target(engine, behind, prisma.connection_limit)
+        return Target(engine, behind, prisma.connection_limit, dict((given or {}).get("connect_args", {})))
     raise ConfigurationError(
         "PrismaSessionStore needs an AsyncEngine or a URL such as "
         "'postgresql://user@host/db' or 'sqlite:///sessions.db'"
@@ -251,6 +259,9 @@ def engine_options(
             defaults = mysql_connect_defaults(deadline)
             if "charset" in parsed.query:
                 del defaults["charset"]
+            # A server that stops answering ends these statements too, as asyncpg's command_timeout
+            # does (the request path's connections have the deadline instead).
+            defaults["read_timeout"] = max(COMMAND_TIMEOUT, deadline)
             options["connect_args"] = {**defaults, **options.get("connect_args", {})}
     return options
 
@@ -283,6 +294,7 @@ class Database:
         request_connections: int | None,
         deadline: float,
         pgbouncer: bool = False,
+        connect_args: Mapping[str, Any] | None = None,
     ) -> None:
         self.engine = engine
         self.sql = sql
@@ -301,14 +313,18 @@ class Database:
         driver: dict[str, Any] | None = None
         if engine.dialect.driver == "asyncpg":
             driver = {
-                "connect_kwargs": asyncpg_connect_kwargs(engine, deadline, pgbouncer=pgbouncer),
+                "connect_kwargs": asyncpg_connect_kwargs(
+                    engine, deadline, pgbouncer=pgbouncer, connect_args=connect_args
+                ),
                 "setup": session_settings(deadline, pgbouncer=pgbouncer),
             }
         elif engine.dialect.driver == "asyncmy":
             from . import mysql_connections as mysql
 
             driver = {
-                "connect_kwargs": mysql.connect_kwargs(engine, mysql_connect_defaults(deadline)),
+                "connect_kwargs": mysql.connect_kwargs(
+                    engine, mysql_connect_defaults(deadline), connect_args or {}
+                ),
                 "connect": mysql.MySQLConnection.connect,
                 "refused": mysql.REFUSED,
             }
@@ -453,7 +469,11 @@ class _Writers:
 
 
 def asyncpg_connect_kwargs(
-    engine: AsyncEngine, deadline: float, *, pgbouncer: bool = False
+    engine: AsyncEngine,
+    deadline: float,
+    *,
+    pgbouncer: bool = False,
+    connect_args: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """`asyncpg.connect` keyword arguments for the request path's connections to the engine's database.
 
@@ -462,7 +482,10 @@ def asyncpg_connect_kwargs(
     `pooler_connect_args`)."""
     _, params = engine.dialect.create_connect_args(engine.url)
     accepted = inspect.signature(asyncpg.connect).parameters
-    kwargs = {key: value for key, value in params.items() if key in accepted}
+    # The URL's parameters, then the caller's connect_args (ssl, server_settings), as SQLAlchemy's engine
+    # connects; the deadline bounds every statement here, so no command_timeout.
+    given = {**params, **(connect_args or {})}
+    kwargs = {key: value for key, value in given.items() if key in accepted and key != "command_timeout"}
     kwargs["timeout"] = deadline
     if pgbouncer:
         kwargs["statement_cache_size"] = 0

@@ -19,6 +19,11 @@ def utcnow() -> datetime:
     return datetime.now(UTC).replace(tzinfo=None)
 
 
+def naive_utc(moment: datetime) -> datetime:
+    """`moment` as the naive UTC datetime the columns hold (a naive one is taken to be UTC already)."""
+    return moment if moment.tzinfo is None else moment.astimezone(UTC).replace(tzinfo=None)
+
+
 def to_seconds(value: Duration | None, option: str, *, allow_zero: bool = True) -> float | None:
     """Normalise a duration option to float seconds, or None when it is unset."""
     if value is None:

@@ -206,7 +206,7 @@ class DataMatcher:
                 found = []
                 for sid, text, expires_at in result.all():
                     data = self._parse(sid, text)
-                    if data is not None:
+                    if data is not None and expires_at is not None:  # None: an unreadable expiry
                         found.append((sid, data, expires_at))
                 return found
         return await self._in_python(match, live_only=True)
@@ -228,11 +228,12 @@ class DataMatcher:
         else:
             result = await self._database.execute(sql.all_rows, {})
         now = utcnow()
-        # An expiry that cannot be read (None) is no live session.
+        # An expiry that cannot be read (None, or text the driver could not make a datetime) is no live
+        # session.
         return [
             found
             for found in self._matched(result, match)
-            if not live_only or (found[2] is not None and found[2] > now)
+            if not live_only or (isinstance(found[2], datetime) and found[2] > now)
         ]
 
 

@@ -8,7 +8,7 @@ table in `utf8mb4` / `utf8mb4_unicode_ci`; on SQLite `TEXT` and `DATETIME`.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Column, DateTime, Index, MetaData, PrimaryKeyConstraint, Table, Text
@@ -18,6 +18,7 @@ from sqlalchemy.sql.elements import quoted_name
 from sqlalchemy.types import TypeDecorator
 from sqlmodel import Field, SQLModel
 
+from .durations import naive_utc
 from .exceptions import ConfigurationError
 
 DEFAULT_TABLE_NAME = "Session"
@@ -30,8 +31,7 @@ EPOCH = datetime(1970, 1, 1)
 def sqlite_datetime_text(moment: datetime) -> str:
     """`moment` as @prisma/adapter-better-sqlite3 stores a DateTime by default: `Date.toISOString()`
     with `+00:00` for `Z`, to the millisecond (a naive `moment` is UTC)."""
-    if moment.tzinfo is not None:
-        moment = moment.astimezone(UTC).replace(tzinfo=None)
+    moment = naive_utc(moment)
     return f"{moment:%Y-%m-%dT%H:%M:%S}.{moment.microsecond // 1000:03d}+00:00"
 
 
@@ -49,9 +49,10 @@ def parse_sqlite_datetime(value: object) -> datetime | None:
         return None
     try:
         parsed = datetime.fromisoformat(value)
-    except ValueError:
+        # An offset can take a date past year 9999 or before year 1 (OverflowError).
+        return naive_utc(parsed)
+    except (ValueError, OverflowError):
         return None
-    return parsed if parsed.tzinfo is None else parsed.astimezone(UTC).replace(tzinfo=None)
 
 
 class _StoredSQLiteDateTime(sqlite.DATETIME):

@@ -63,7 +63,11 @@ class MySQLConnection:
         return cls(connection)
 
     def is_closed(self) -> bool:
-        return self._broken or not self._connection.connected
+        # asyncmy's `connected` stays True after the server closed the socket (its wait_timeout on an
+        # idle connection) until a statement fails on it; its stream says so at once, as asyncpg's
+        # is_closed() does, so the pool opens another instead of sending a write to a dead one.
+        broken = self._broken or getattr(self._connection, "_stream_broken", False)
+        return bool(broken) or not self._connection.connected
 
     def add_query_logger(self, callback: Callable[[Any], None]) -> None:
         self._loggers.append(callback)
@@ -117,14 +121,17 @@ def _lost(error: BaseException) -> ConnectionResetError:
     return ConnectionResetError(f"the MySQL connection was lost: {error}")
 
 
-def connect_kwargs(engine: AsyncEngine, defaults: Mapping[str, Any]) -> dict[str, Any]:
+def connect_kwargs(
+    engine: AsyncEngine, defaults: Mapping[str, Any], connect_args: Mapping[str, Any]
+) -> dict[str, Any]:
     """`asyncmy.connect` keyword arguments for the request path's connections to the engine's database:
-    `defaults` under what the engine's URL says, in autocommit mode, and counting found rows as changed
-    ones (an UPDATE that rewrites equal values still says it found its row)."""
+    `defaults` under what the engine's URL and the caller's `connect_args` say (as SQLAlchemy's engine
+    connects), in autocommit mode, and counting found rows as changed ones (an UPDATE that rewrites
+    equal values still says it found its row)."""
     from asyncmy.constants import CLIENT
 
     _, params = engine.dialect.create_connect_args(engine.url)
-    kwargs: dict[str, Any] = {**defaults, **params}
+    kwargs: dict[str, Any] = {**defaults, **params, **connect_args}
     kwargs["client_flag"] = int(kwargs.get("client_flag", 0)) | CLIENT.FOUND_ROWS
     kwargs["autocommit"] = True
     return kwargs

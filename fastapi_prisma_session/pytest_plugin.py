@@ -33,7 +33,7 @@ from sqlalchemy.engine import URL, make_url
 from sqlalchemy.ext.asyncio import create_async_engine
 from sqlalchemy.pool import NullPool
 
-from .database import driver_url
+from .database import driver_url, prisma_url
 from .store import PrismaSessionStore
 from .testing import create_session, use_database
 
@@ -101,17 +101,20 @@ async def session_client(
 def scratch_database(server_url: str) -> Iterator[str]:
     """A new database on the PostgreSQL server of `server_url`, dropped (with its connections) at the end."""
     server = make_url(driver_url(server_url))
+    # Prisma's parameters (`?schema=public` in its own .env) are not asyncpg's: the scratch database is
+    # made and dropped without them, and its URL keeps them for the store, which takes them out itself.
+    admin = make_url(driver_url(prisma_url(server_url).url))
     if server.get_backend_name() != "postgresql":
         raise pytest.UsageError(
             f"--session-database-url names a PostgreSQL server to create a scratch database on, not "
             f"{server.get_backend_name()}; without it the tests use a SQLite file of their own"
         )
     name = f"{SCRATCH_PREFIX}{uuid.uuid4().hex[:12]}"
-    asyncio.run(_run_on(server, f'CREATE DATABASE "{name}"'))
+    asyncio.run(_run_on(admin, f'CREATE DATABASE "{name}"'))
     try:
         yield server.set(database=name).render_as_string(hide_password=False)
     finally:
-        asyncio.run(_run_on(server, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        asyncio.run(_run_on(admin, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
 
 async def _run_on(server: URL, statement: str) -> None:

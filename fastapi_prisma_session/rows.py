@@ -53,6 +53,8 @@ class RowFormat:
         self._max_data_size = max_data_size
         #: The most characters a sid or row id may have on the store's database (its dialect sets it).
         self.longest_key: int | None = None
+        #: The most bytes of data a row may have on the store's database (its dialect sets it).
+        self.longest_data: int | None = None
         self._log = log
 
     @property
@@ -87,10 +89,11 @@ class RowFormat:
             payload = self.serializer.dumps(dict(session))
         except (TypeError, ValueError) as error:
             raise SessionDataError(redact(sid), error) from error
-        if self._max_data_size is not None:
+        limits = [limit for limit in (self._max_data_size, self.longest_data) if limit is not None]
+        if limits:
             size = len(payload.encode())
-            if size > self._max_data_size:
-                raise SessionTooLargeError(redact(sid), size, self._max_data_size)
+            if size > min(limits):
+                raise SessionTooLargeError(redact(sid), size, min(limits))
         return {"session_id": sid, "payload": payload, "expires": expires}
 
     def new_row(self, sid: str, session: Mapping[str, Any], expires: datetime) -> dict[str, Any]:

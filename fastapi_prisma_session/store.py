@@ -17,14 +17,14 @@ from types import MappingProxyType, TracebackType
 from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, Self, TypeVar
 
 from sqlalchemy import literal_column, select, table
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from .cookies import COOKIE_KEY
-from .database import DEADLINE, Database, engine_for
+from .database import DEADLINE, Database, engine_for, mysql_errno
 from .dialects import for_database
 from .dialects.base import check_user_key
-from .durations import Duration, to_seconds, utcnow
+from .durations import Duration, naive_utc, to_seconds, utcnow
 from .exceptions import ConfigurationError, StoreUnavailableError
 from .logs import LevelName, StoreLog, redact
 from .matching import DataMatcher, check_match
@@ -38,6 +38,8 @@ if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncConnection
 
 UPSERT_ATTEMPTS = 3
+# PostgreSQL's type oid of TIMESTAMP WITH TIME ZONE.
+TIMESTAMPTZ_OID = 1184
 # The columns every generation of prisma-session-store's model has, besides its expiry column.
 ROW_COLUMNS = ("id", "sid", "data")
 
@@ -101,7 +103,8 @@ class PrismaSessionStore:
             Default: a rest that grows when batches slow down (the database is busy) and shrinks when it
             is idle again.
         max_data_size: the largest serialized session, in bytes, that a write accepts; a larger one
-            raises `SessionTooLargeError` and the stored session stays as it was. Default: no limit.
+            raises `SessionTooLargeError` and the stored session stays as it was. Default: no limit
+            (on MySQL, 16 MiB less 64 KiB: what MEDIUMTEXT and MariaDB's default max_allowed_packet take).
         engine_options: keyword arguments for `create_async_engine` when a URL is given.
         request_connections: on PostgreSQL and MySQL, the most connections the request path opens
             (default 10); they are opened as concurrent requests need them and closed after a minute idle.
@@ -172,7 +175,7 @@ class PrismaSessionStore:
         self._checking: asyncio.Future[None] | None = None
         self._deadline = deadline
         sql = for_database(engine.dialect.name, self.table, prune_batch_size=self._prune_batch_size)
-        rows.longest_key = sql.longest_key
+        rows.longest_key, rows.longest_data = sql.longest_key, sql.longest_data
         self._db = Database(
             engine,
             sql,
@@ -182,6 +185,7 @@ class PrismaSessionStore:
             else request_connections,
             deadline=deadline,
             pgbouncer=target.pgbouncer,
+            connect_args=target.connect_args,
         )
         self._merger = Merger(self._db, rows)
         if user_key is not None:
@@ -219,6 +223,15 @@ class PrismaSessionStore:
             except IntegrityError:
                 if attempt == UPSERT_ATTEMPTS - 1:
                     raise
+            except DBAPIError as error:
+                clash = self._db.sql.sid_clash_error
+                if clash is None or mysql_errno(error.orig) != clash:
+                    raise
+                raise ValueError(
+                    f"session {redact(sid)} would overwrite another session's row, whose sid differs only in "
+                    "case (this database's unique index takes them for the same) or whose id is the same "
+                    "(db_record_id_function): nothing was written"
+                ) from None
         if previous is not None:
             await self._call_dispose(sid, previous.data)
 
@@ -238,7 +251,7 @@ class PrismaSessionStore:
         `expires_at` defaults to what the session's `cookie` says. A missing session is not recreated.
         Returns whether a row was touched.
         """
-        expires = expires_at or self.rows.expiry_from_cookie(sid, session)
+        expires = self._expiry(sid, session, expires_at)
         cookie = session.get(COOKIE_KEY)
         if self.rows.is_json and isinstance(cookie, Mapping):
             return await self._merger.patch(sid, {COOKIE_KEY: dict(cookie)}, expires)
@@ -383,12 +396,23 @@ class PrismaSessionStore:
         look: Executable = select(literal_column("*")).select_from(table(self.table_name)).limit(0)
         try:
             async with asyncio.timeout(self._deadline):
-                columns = list((await self._db.execute(look, {})).keys())
+                described = await self._db.execute(look, {})
         except TimeoutError:
             raise StoreUnavailableError(
                 f'the session database did not describe "{self.table_name}" within {self._deadline:g} s'
             ) from None
+        columns = list(described.keys())
         expires_column = self._expiry_column(columns)
+        cursor = getattr(described, "cursor", None)
+        types = {column[0]: column[1] for column in (cursor.description or ())} if cursor else {}
+        if self.engine.dialect.name == "postgresql" and types.get(expires_column) == TIMESTAMPTZ_OID:
+            # asyncpg reads aware datetimes from it, and writes a naive one as the host's local time.
+            raise ConfigurationError(
+                f'the session table "{self.table_name}" has "{expires_column}" as TIMESTAMPTZ '
+                "(@db.Timestamptz); the store reads and writes Prisma's default DateTime, TIMESTAMP(3): "
+                f'ALTER TABLE "{self.table_name}" ALTER COLUMN "{expires_column}" TYPE TIMESTAMP(3) '
+                'USING "' + expires_column + "\" AT TIME ZONE 'UTC', and drop @db.Timestamptz"
+            )
         if expires_column != self.table.c.expiresAt.name:
             self.table = session_table(self.table_name, expires_column=expires_column)
             sql = for_database(self.engine.dialect.name, self.table, prune_batch_size=self._prune_batch_size)
@@ -432,8 +456,9 @@ class PrismaSessionStore:
         data = self.rows.parse(sid, text)
         if data is None:
             return None
-        if expires_at is None:
-            # SQLite only: an expiresAt that is neither a number nor a date. Kept, as a corrupt row is.
+        if not isinstance(expires_at, datetime):
+            # An expiresAt no reader can place in time: on SQLite neither a number nor a date (None), on
+            # MySQL a zero date such as '0000-00-00' (text from the driver). Kept, as a corrupt row is.
             self._log(
                 logging.ERROR, "session %s has an unreadable expiresAt; treating it as absent", redact(sid)
             )
@@ -448,7 +473,7 @@ class PrismaSessionStore:
         self, sid: str, session: Mapping[str, Any], *, expires_at: datetime | None = None
     ) -> None:
         """Insert a new session expiring at `expires_at` (default: as its cookie says). Never overwrites."""
-        expires = expires_at or self.rows.expiry_from_cookie(sid, session)
+        expires = self._expiry(sid, session, expires_at)
         await self._db.write("insert", self.rows.new_row(sid, session, expires))
 
     @_on_the_table
@@ -471,7 +496,8 @@ class PrismaSessionStore:
         now, every other value kept exactly as it is. Without `changed`, the whole row is replaced.
         Returns whether the row still existed.
         """
-        params = self.rows.params(sid, session, expires_at or self.rows.expiry_from_cookie(sid, session))
+        expires = self._expiry(sid, session, expires_at)
+        params = self.rows.params(sid, session, expires)
         if changed is None or not self.rows.is_json:
             return await self._db.write("update", params) > 0
         return await self._merger.write_back(params, session, changed, removed, expected)
@@ -487,6 +513,10 @@ class PrismaSessionStore:
             return await self._db.write("rename", {**params, "now": utcnow()}) > 0
 
     # -- internals -----------------------------------------------------------------------------------
+
+    def _expiry(self, sid: str, session: Mapping[str, Any], expires_at: datetime | None) -> datetime:
+        """`expires_at` as the naive UTC the columns hold, or what the session's cookie says."""
+        return naive_utc(expires_at) if expires_at else self.rows.expiry_from_cookie(sid, session)
 
     async def _delete(
         self,

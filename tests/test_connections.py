@@ -230,3 +230,18 @@ async def test_the_server_gives_up_at_seventy_percent_of_the_deadline(postgres_u
         assert "server_settings" not in requests._connect_kwargs
     finally:
         await store.shutdown()
+
+
+async def test_the_request_path_connects_with_the_engine_options_connect_args(postgres_url: str) -> None:
+    """engine_options' connect_args (the README's way to give asyncpg an ssl.SSLContext) reached only
+    SQLAlchemy's connections: the request path's connected without them, TLS included."""
+    connect_args = {"server_settings": {"application_name": "fps_connect_args"}}
+    store = PrismaSessionStore(postgres_url, engine_options={"connect_args": connect_args})
+    try:
+        requests = store._db.requests
+        assert requests is not None
+        assert await requests.run("fetchval", "SHOW application_name", []) == "fps_connect_args"
+        async with store.engine.connect() as conn:
+            assert (await conn.exec_driver_sql("SHOW application_name")).scalar() == "fps_connect_args"
+    finally:
+        await store.shutdown()

@@ -259,6 +259,27 @@ async def test_a_nan_max_age_in_a_stored_row_is_treated_as_corrupt(
         assert (await client.post("/write", headers=cookie_for("odd"))).status_code == 200
 
 
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+@pytest.mark.parametrize("expires", ["20000-01-01 00:00:00", "0100-01-01 00:00:00 BC"])
+async def test_a_postgresql_expiry_python_cannot_hold_is_a_corrupt_row_not_a_500(
+    store: PrismaSessionStore, engine: AsyncEngine, expires: str
+) -> None:
+    """TIMESTAMP(3) reaches 294276 AD and 4713 BC, Python's datetime years 1 to 9999: asyncpg raises
+    OverflowError decoding such a row, which anyone may write."""
+    await insert_row(engine, "odd", {"cookie": COOKIE, "kind": "odd"})
+    await store.set("fine", {"cookie": COOKIE, "kind": "odd"})
+    async with engine.begin() as conn:
+        await conn.exec_driver_sql(f"UPDATE \"Session\" SET \"expiresAt\" = '{expires}' WHERE sid = 'odd'")
+    assert await store.load("odd") is None
+    assert set(await store.matching(kind="odd")) == {"fine"}
+    async with client_for(make_app(store)) as client:
+        response = await client.post("/write", headers=cookie_for("odd"))
+    assert response.status_code == 200
+    async with engine.connect() as conn:
+        kept = (await conn.exec_driver_sql("SELECT data FROM \"Session\" WHERE sid = 'odd'")).scalar_one()
+    assert json.loads(kept)["kind"] == "odd"  # kept, as a corrupt row is
+
+
 # -- item 10: one meaning of matching everywhere ------------------------------------------------------
 
 

@@ -20,10 +20,16 @@ from sqlalchemy import func, insert, select
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from fastapi_prisma_session import PrismaSessionStore, StoreUnavailableError, TableMissingError
+from fastapi_prisma_session import (
+    PrismaSessionStore,
+    SessionTooLargeError,
+    StoreUnavailableError,
+    TableMissingError,
+)
 from fastapi_prisma_session.database import driver_url
 from fastapi_prisma_session.durations import utcnow
 from fastapi_prisma_session.models import session_table
+from tests.faultproxy import FaultProxy
 from tests.helpers import ROOT, alembic, free_port, mariadb_database, mariadb_sql, run_module
 
 VERSION_TABLE = "alembic_version_fastapi_prisma_session"
@@ -234,6 +240,28 @@ async def test_session_ids_are_compared_exactly(store: PrismaSessionStore) -> No
     assert await store.ids() == ["AbC"]
 
 
+async def test_a_set_of_a_sid_that_differs_only_in_case_overwrites_nothing(store: PrismaSessionStore) -> None:
+    # The unique index compares under the collation: 'ABC' is a duplicate of 'abc' to ON DUPLICATE KEY.
+    await store.set("abc", {"cookie": {}, "who": "abc"})
+    with pytest.raises(ValueError, match="differs only in case"):  # and nothing is written
+        await store.set("ABC", {"cookie": {}, "who": "ABC"})
+    assert await store.get("abc") == {"cookie": {}, "who": "abc"}
+    assert await store.get("ABC") is None
+    await store.set("abc", {"cookie": {}, "who": "abc again"})  # the sid itself still upserts
+    assert await store.get("abc") == {"cookie": {}, "who": "abc again"}
+
+
+async def test_a_set_whose_row_id_another_sid_has_overwrites_nothing(migrated: str) -> None:
+    # ON DUPLICATE KEY fires on the primary key too: with a db_record_id_function that repeats itself
+    # the second sid's set found the first one's row, and overwrote its data.
+    async with PrismaSessionStore(migrated, db_record_id_function=lambda sid: "same") as store:
+        await store.set("one", {"cookie": {}, "who": 1})
+        with pytest.raises(ValueError, match="whose id is the same"):
+            await store.set("two", {"cookie": {}, "who": 2})
+        assert await store.get("one") == {"cookie": {}, "who": 1}
+        assert await store.get("two") is None
+
+
 async def test_a_sid_longer_than_the_column_is_refused_first(store: PrismaSessionStore) -> None:
     long = "s" * 192  # VARCHAR(191): MySQL's strict mode would answer with a DataError
     with pytest.raises(ValueError, match="at most 191 characters"):
@@ -243,6 +271,41 @@ async def test_a_sid_longer_than_the_column_is_refused_first(store: PrismaSessio
         await store.rename("short", long)
     assert await store.get(long) is None  # a read of such a sid finds nothing, and is no error
     assert await store.ids() == ["short"]
+
+
+async def test_a_date_mysql_cannot_hand_to_python_is_no_session_and_no_error(
+    store: PrismaSessionStore, migrated: str
+) -> None:
+    # Without NO_ZERO_DATE / NO_ZERO_IN_DATE (MariaDB's default sql_mode has neither) a DATETIME holds
+    # '0000-00-00' and '2099-00-15', which the driver hands over as text, not as a datetime.
+    data = json.dumps({"cookie": {}, "user": 1})
+    await aquery(
+        migrated,
+        "SET SESSION sql_mode = ''; INSERT INTO `Session` VALUES "
+        f"('z1', 'zero', '{data}', '0000-00-00 00:00:00'), "
+        f"('z2', 'no-month', '{data}', '2099-00-15 00:00:00')",
+    )
+    assert await store.load("zero") is None
+    assert await store.get("no-month") is None
+    assert await store.matching(user=1) == {}
+    await store.set("fine", {"cookie": {}, "user": 1})
+    assert list(await store.matching(user=1)) == ["fine"]
+
+
+async def test_a_session_too_large_for_mysql_is_refused_before_any_statement(
+    store: PrismaSessionStore,
+) -> None:
+    # MEDIUMTEXT holds 16 MiB, and MariaDB's default max_allowed_packet is 16 MiB for the whole statement:
+    # the server closed the connection, which read as an outage (StoreUnavailableError, a 503).
+    await store.set("big", {"cookie": {}, "n": 1})
+    for method in (store.set, store.create):
+        with pytest.raises(SessionTooLargeError):
+            await method("big", {"cookie": {}, "x": "a" * 16_777_000})
+    assert await store.get("big") == {"cookie": {}, "n": 1}
+    await store.set("big", {"cookie": {}, "x": "a" * 10_000_000})  # what fits is stored as before
+    stored = await store.get("big")
+    assert stored is not None
+    assert len(stored["x"]) == 10_000_000
 
 
 # -- pruning --------------------------------------------------------------------------------------------
@@ -436,3 +499,47 @@ async def test_reads_survive_connections_the_server_killed(store: PrismaSessionS
     assert await store.get("abc") == {"cookie": {}, "n": 1}
     assert await store.update("abc", {"cookie": {}, "n": 2}) is True
     assert await store.get("abc") == {"cookie": {}, "n": 2}
+
+
+async def test_statements_outside_the_request_path_end_when_the_server_goes_silent(migrated: str) -> None:
+    """set(), destroy() (a logout), prune() and the rest run through SQLAlchemy's pool, whose asyncmy
+    connections had no read timeout: against a silent server they waited forever (asyncpg's have
+    command_timeout). Each now ends after COMMAND_TIMEOUT (15 s): one is tried here."""
+    server = make_url(migrated)
+    with FaultProxy(server.host or "127.0.0.1", server.port or 3306) as proxy:
+        through = server.set(port=proxy.port).render_as_string(hide_password=False)
+        async with PrismaSessionStore(through, operation_timeout=1) as store:
+            await store.set("abc", {"cookie": {}, "n": 1})  # the table looked at, a pooled connection
+            proxy.blackhole()
+            with pytest.raises(StoreUnavailableError):
+                # A bound far past the read timeout, so that a hang fails the test instead of hanging it.
+                await asyncio.wait_for(store.destroy("abc"), 60)
+            proxy.forward()
+        assert proxy.errors == []
+
+
+async def test_the_request_path_connects_with_the_engine_options_connect_args(migrated: str) -> None:
+    """engine_options' connect_args (an ssl dict, say) reached only SQLAlchemy's connections."""
+    store = PrismaSessionStore(migrated, engine_options={"connect_args": {"sql_mode": "ANSI_QUOTES"}})
+    try:
+        requests = store._db.requests
+        assert requests is not None
+        row = await requests.run(
+            "fetchrow", "SELECT @@SESSION.sql_mode, @@SESSION.innodb_lock_wait_timeout", []
+        )
+        assert row == ("ANSI_QUOTES", 3)  # and the store's own defaults are kept
+    finally:
+        await store.shutdown()
+
+
+async def test_a_write_on_a_connection_the_server_closed_while_idle_is_not_lost(migrated: str) -> None:
+    """A server whose wait_timeout is shorter than the pool's idle time (managed MySQL often has one)
+    closes idle connections; a write was then sent to one and failed as an outage (a 503), though the
+    connection was known to be gone before anything was sent."""
+    short_wait = {"connect_args": {"init_command": "SET SESSION wait_timeout = 1"}}
+    async with PrismaSessionStore(migrated, engine_options=short_wait) as store:
+        await store.set("abc", {"cookie": {}, "n": 1})
+        assert await store.load("abc") is not None  # a request-path connection, now idle in the pool
+        await asyncio.sleep(2.5)  # past wait_timeout: the server has closed it
+        assert await store.update("abc", {"cookie": {}, "n": 2})
+        assert await store.get("abc") == {"cookie": {}, "n": 2}

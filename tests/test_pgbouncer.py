@@ -316,8 +316,12 @@ async def test_a_prisma_url_sets_up_the_store() -> None:
     [
         ("postgresql://u@db/app?schema=tenant", "schema=tenant is not supported"),
         ("postgresql://u@db/app?sslaccept=strict", "sslaccept is Prisma's"),
+        ("postgresql://u@db/app?sslcert=ca.pem", "sslcert is Prisma's"),  # asyncpg: a TypeError at use
+        ("postgresql://u@db/app?sslrootcert=ca.pem", "sslrootcert is Prisma's"),
         ("postgresql://u@db/app?pgbouncer=yes", "pgbouncer=yes in the URL"),
         ("postgresql://u@db/app?connection_limit=0", "connection_limit=0 in the URL"),
+        ("postgresql://u@db/app?connection_limit=%C2%B2", "connection_limit=² in the URL"),  # '²'.isdigit()
+        ("mysql://root@db/app?sslmode=require", "sslmode=require is libpq's"),  # asyncmy: a ValueError
         ("postgresql://u@db/app?channel_binding=require", "asyncpg does not implement channel binding"),
     ],
 )

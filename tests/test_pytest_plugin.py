@@ -16,10 +16,11 @@ import sys
 from pathlib import Path
 
 import asyncpg
+import pytest
 from fastapi import FastAPI
 
 from fastapi_prisma_session import PrismaSessionStore, SessionDep, SessionMiddleware
-from fastapi_prisma_session.pytest_plugin import SCRATCH_PREFIX
+from fastapi_prisma_session.pytest_plugin import SCRATCH_PREFIX, scratch_database
 from fastapi_prisma_session.testing import create_session, read_session, use_database
 from tests.helpers import ADMIN_URL, ROOT, SECRET, client_for, readme_file
 
@@ -106,6 +107,7 @@ def counter_app(store: PrismaSessionStore) -> FastAPI:
     return app
 
 
+@pytest.mark.usefixtures("_drop_tables")  # use_database made the table in the run's shared database
 def test_one_store_serves_tests_that_each_have_their_own_event_loop(
     database_url: str, tmp_path: Path
 ) -> None:
@@ -141,3 +143,20 @@ async def test_use_database_leaves_the_app_on_its_own_store_afterwards(tmp_path:
     await store.create_table()
     assert await store.length() == 0  # the session went to the test database only
     await store.shutdown()
+
+
+def test_the_server_may_be_named_by_a_prisma_database_url(postgres_url: str) -> None:
+    """Prisma's own .env has `?schema=public` (and often `connection_limit`, `pgbouncer`), which
+    asyncpg refuses as connect() keywords: the scratch database is still made, used and dropped."""
+    before = asyncio.run(scratch_databases())
+
+    async def use(url: str) -> None:
+        async with PrismaSessionStore(url) as store:
+            await store.create_table()
+            await store.set("abc", {"cookie": {}, "n": 1})
+            assert await store.get("abc") == {"cookie": {}, "n": 1}
+
+    with scratch_database(ADMIN_URL + "?schema=public&connection_limit=5&sslmode=disable") as url:
+        assert asyncio.run(scratch_databases()) - before
+        asyncio.run(use(url))
+    assert asyncio.run(scratch_databases()) == before

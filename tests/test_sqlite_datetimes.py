@@ -175,3 +175,31 @@ async def test_an_unreadable_expiry_is_a_corrupt_row_not_a_500(
     assert await store.length() == 0
     assert await store.prune() == 0
     assert "garbage" in await rows(engine)  # kept, as every corrupt row is
+
+
+@on_sqlite
+@pytest.mark.parametrize(
+    "value",
+    ["9999-12-31T23:59:59.000-01:00", "0001-01-01T00:30:00.000+01:00", 2**63 - 1, -(2**63), 1e308, "9e999"],
+)
+async def test_an_expiry_outside_pythons_datetimes_is_a_corrupt_row_not_a_500(
+    engine: AsyncEngine, store: PrismaSessionStore, value: int | float | str
+) -> None:
+    """Texts whose offset takes them past year 9999 or before year 1, and numbers no datetime holds
+    (9e999 is stored as a REAL infinity): anyone can write them, and no request may fail on them."""
+    async with engine.begin() as conn:
+        stored = "9e999" if value == "9e999" else ":value"  # a literal: SQLite reads it as infinity
+        await conn.execute(
+            text(f"INSERT INTO \"Session\" VALUES ('x', 'hostile', :data, {stored})"),
+            {"data": json.dumps({"cookie": {}, "kind": "hostile"}), "value": value},
+        )
+    assert await store.load("hostile") is None
+    assert await store.matching(kind="hostile") == {}
+    await store.prune()
+    app = make_app(store)
+    async with client_for(app) as client:
+        response = await client.post(
+            "/increment", headers={"cookie": f"connect.sid={Signer([SECRET]).cookie_value('hostile')}"}
+        )
+    assert response.status_code == 200
+    assert response.json()["n"] == 1  # a fresh session

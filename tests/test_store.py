@@ -9,7 +9,7 @@ import asyncio
 import json
 import logging
 from collections.abc import Callable
-from datetime import timedelta
+from datetime import UTC, timedelta, timezone
 from typing import Any
 
 import asyncpg
@@ -728,3 +728,45 @@ async def test_matching_with_a_custom_serializer(make_store: MakeStore) -> None:
     assert list(await store.matching(user="ada")) == ["a"]
     with pytest.raises(ValueError, match="at least one key"):
         await store.matching()
+
+
+async def test_an_aware_expires_at_is_the_instant_it_names(store: PrismaSessionStore) -> None:
+    """The columns hold naive UTC: an aware datetime was written as its wall time on MySQL (five hours
+    late for +05:00) and refused by asyncpg on PostgreSQL."""
+    plus5 = timezone(timedelta(hours=5))
+    for hours, call in enumerate(
+        (
+            lambda when: store.create("abc", {"cookie": {}}, expires_at=when),
+            lambda when: store.update("abc", {"cookie": {}, "n": 1}, expires_at=when),
+            lambda when: store.touch("abc", {"cookie": {}, "n": 1}, expires_at=when),
+        ),
+        start=1,
+    ):
+        utc = (utcnow() + timedelta(hours=hours)).replace(microsecond=0)
+        await call(utc.replace(tzinfo=UTC).astimezone(plus5))
+        loaded = await store.load("abc")
+        assert loaded is not None
+        assert loaded.expires_at == utc
+
+
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+async def test_a_timestamptz_expiry_column_is_refused_clearly(
+    make_store: Callable[..., PrismaSessionStore], engine: AsyncEngine
+) -> None:
+    """`expiresAt DateTime @db.Timestamptz(3)` in a Prisma schema: asyncpg reads aware datetimes, which
+    were compared with naive ones (a TypeError on every load), and writes naive ones as the host's local
+    time (a silently wrong expiry off UTC hosts)."""
+    store = make_store()
+    await store.create_table()
+    column = '"Session" ALTER COLUMN "expiresAt" TYPE'
+    async with engine.begin() as conn:
+        await conn.exec_driver_sql(f"ALTER TABLE {column} TIMESTAMPTZ(3)")
+    for _ in range(2):  # and again on the next call, as after every failed look
+        with pytest.raises(ConfigurationError, match="TIMESTAMPTZ"):
+            await store.load("abc")
+    async with engine.begin() as conn:  # the advice
+        await conn.exec_driver_sql(
+            f"""ALTER TABLE {column} TIMESTAMP(3) USING "expiresAt" AT TIME ZONE 'UTC'"""
+        )
+    await engine.dispose()  # its connections prepared statements that describe the old column
+    assert await make_store().load("abc") is None

@@ -53,9 +53,14 @@ class SQLDialect(ABC):
     name: ClassVar[str]
     #: The most characters the `id` and `sid` columns hold, where that is fewer than a sid may have.
     longest_key: ClassVar[int | None] = None
+    #: The most bytes of serialized data a row can be written with, where the database has a limit.
+    longest_data: ClassVar[int | None] = None
     #: Whether DELETE ... RETURNING hands back the deleted rows; where not (MySQL), `deleted()` is a
     #: SELECT ... FOR UPDATE of them, and the database deletes them by id in the same transaction.
     deletes_returning: ClassVar[bool] = True
+    #: The driver's error number when the upsert found the row of a sid that is not the same text (a
+    #: unique index that folds case); None where the index compares exactly.
+    sid_clash_error: ClassVar[int | None] = None
 
     def __init__(self, table: Table, *, prune_batch_size: int) -> None:
         if (
@@ -72,7 +77,8 @@ class SQLDialect(ABC):
         # What a delete hands back when there is a `dispose` to call.
         self.returned = (c.sid, c.data)
 
-        self.load: Executable = select(c.data, c.expiresAt).where(by_sid)
+        expiry = self.readable_expiry()
+        self.load: Executable = select(c.data, expiry).where(by_sid)
         self.insert: Executable = insert(table).values(
             id=bindparam("record_id"), sid=bindparam("session_id"), **row_values
         )
@@ -99,8 +105,8 @@ class SQLDialect(ABC):
         self.live_rows: Executable = select(c.sid, c.data).where(live)
         self.live_ids: Executable = select(c.sid).where(live)
         self.live_count: Executable = select(func.count()).select_from(table).where(live)
-        self.all_rows: Executable = select(c.sid, c.data, c.expiresAt)
-        self.rows_with_keys_like: Executable = select(c.sid, c.data, c.expiresAt).where(
+        self.all_rows: Executable = select(c.sid, c.data, expiry)
+        self.rows_with_keys_like: Executable = select(c.sid, c.data, expiry).where(
             c.data.like(bindparam("pattern"), escape="\\")
         )
 
@@ -120,6 +126,11 @@ class SQLDialect(ABC):
     def expired(self) -> ColumnElement[bool]:
         """True for a row that has expired at `now` (the prune batches' condition)."""
         return self.table.c.expiresAt <= bindparam("now")
+
+    def readable_expiry(self) -> ColumnElement[Any]:
+        """The expiry column as the store reads it: NULL (an unreadable expiry) where the database holds
+        an instant the driver cannot hand to Python."""
+        return self.table.c.expiresAt
 
     @abstractmethod
     def build_upsert(self) -> Executable:
@@ -244,4 +255,4 @@ class SQLDialect(ABC):
         if found is None:
             return None
         c = self.table.c
-        return select(c.sid, c.data, c.expiresAt).where(found[0], self.live()), found[1]
+        return select(c.sid, c.data, self.readable_expiry()).where(found[0], self.live()), found[1]

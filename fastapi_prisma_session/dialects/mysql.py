@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import String, and_, bindparam, cast, func, select, type_coerce
+from sqlalchemy import String, and_, bindparam, cast, func, literal_column, select, type_coerce
 from sqlalchemy.dialects import mysql
 
 from .base import Serialize, SQLDialect
@@ -23,12 +23,18 @@ if TYPE_CHECKING:
 # GET_LOCK names are server-wide and at most 64 characters: the database's name and the table's key are
 # hashed into one, so that two databases on one server prune side by side.
 LOCK_PREFIX = "fastapi_prisma_session:"
+# ER_SUBQUERY_NO_1_ROW: what the upsert raises rather than overwrite a session whose sid differs in case.
+SUBQUERY_ROWS = 1242
 
 
 class Dialect(SQLDialect):
     name = "mysql"
     longest_key = 191  # Prisma's String on MySQL: VARCHAR(191)
+    # MEDIUMTEXT holds 16 MiB, and the server takes a statement of at most max_allowed_packet (16 MiB on
+    # MariaDB, 64 MiB on MySQL 8) or closes the connection: 64 KiB are left for the rest of the statement.
+    longest_data = 16 * 1024 * 1024 - 64 * 1024
     deletes_returning = False  # MySQL 8 has no DELETE ... RETURNING (MariaDB has, since 10.5)
+    sid_clash_error = SUBQUERY_ROWS
 
     def build_upsert(self) -> Executable:
         stmt = mysql.insert(self.table).values(
@@ -37,8 +43,16 @@ class Dialect(SQLDialect):
             data=bindparam("payload"),
             expiresAt=bindparam("expires"),
         )
-        # The row keeps its id on a duplicate sid: only the session's contents and expiry change.
-        return stmt.on_duplicate_key_update(data=stmt.inserted.data, expiresAt=stmt.inserted.expiresAt)
+        # The row keeps its id on a duplicate sid: only the session's contents and expiry change. The
+        # unique index compares under the collation, so 'ABC' finds the row of 'abc', another session,
+        # and a duplicate id finds another sid's row too: that row is left alone and the statement fails
+        # (a subquery of two rows where one value goes: SUBQUERY_ROWS), which MySQL evaluates only
+        # then, before the next assignment.
+        same_sid = _bytes(self.table.c.sid) == stmt.inserted.sid
+        clash = select(literal_column("1")).union_all(select(literal_column("2"))).scalar_subquery()
+        return stmt.on_duplicate_key_update(
+            data=func.if_(same_sid, stmt.inserted.data, clash), expiresAt=stmt.inserted.expiresAt
+        )
 
     def expired_ids(self, limit: ColumnElement[int]) -> Any:
         c = self.table.c

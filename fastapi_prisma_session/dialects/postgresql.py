@@ -5,7 +5,20 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import BigInteger, Text, and_, any_, bindparam, cast, func, literal_column, select, text
+from sqlalchemy import (
+    BigInteger,
+    Text,
+    and_,
+    any_,
+    bindparam,
+    case,
+    cast,
+    func,
+    literal_column,
+    null,
+    select,
+    text,
+)
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.sql.elements import quoted_name
 from sqlalchemy.sql.functions import Function
@@ -21,6 +34,14 @@ class Dialect(SQLDialect):
 
     def build_upsert(self) -> Executable:
         return self.upsert_on_sid(postgresql.insert)
+
+    def readable_expiry(self) -> ColumnElement[Any]:
+        # TIMESTAMP reaches 4713 BC and 294276 AD, Python's datetime years 1 to 9999: asyncpg fails the
+        # whole statement (OverflowError) on such a row. ±infinity it reads as datetime.min and max.
+        column = self.table.c.expiresAt
+        year = func.extract("year", column)
+        outside = and_(func.isfinite(column), ~year.between(literal_column("1"), literal_column("9999")))
+        return case((outside, null()), else_=column).label(column.key)
 
     def expired_ids(self, limit: ColumnElement[int]) -> Any:
         c = self.table.c
