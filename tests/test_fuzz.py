@@ -90,10 +90,17 @@ async def test_duplicated_names_quotes_and_sql(
 async def test_signatures_from_other_secrets(store: PrismaSessionStore, sid: str, secret: str) -> None:
     if secret == SECRET:
         return
-    if is_valid_session_id(sid):  # a row the forged cookie would open, if it were accepted
+    # A row the forged cookie would open, if it were accepted (where the database can hold its sid: MySQL's
+    # VARCHAR(191) holds fewer characters than a sid may have).
+    stored = is_valid_session_id(sid) and len(sid) <= (store.rows.longest_key or len(sid))
+    if stored:
         await store.set(sid, {"cookie": {"originalMaxAge": None, "expires": None}, "value": "private"})
     value = Signer([secret]).cookie_value(sid)
-    await assert_fresh(make_app(store, secret=SECRET), f"{NAME}={value}".encode())
+    try:
+        await assert_fresh(make_app(store, secret=SECRET), f"{NAME}={value}".encode())
+    finally:
+        if stored:  # the next example starts without it (MySQL refuses a second sid differing in case)
+            await store.destroy(sid)
 
 
 @FUZZ
