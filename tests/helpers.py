@@ -425,3 +425,30 @@ async def advisory_locks(url: str) -> int:
         return count
     finally:
         await conn.close()
+
+
+async def prune_in_processes(url: str, count: int, batch_size: int = 500) -> int:
+    """Run `count` `prune` commands on `url` at once; each must succeed, having pruned or found another
+    process pruning. Returns the rows they removed in all."""
+    command = [sys.executable, "-m", "fastapi_prisma_session", "prune", "--database-url", url]
+    processes = [
+        await asyncio.create_subprocess_exec(
+            *command,
+            "--batch-size",
+            str(batch_size),
+            cwd=ROOT,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        for _ in range(count)
+    ]
+    outputs = [await process.communicate() for process in processes]
+    assert [process.returncode for process in processes] == [0] * count, outputs
+    removed = 0
+    for stdout, _ in outputs:
+        last = stdout.decode().strip().splitlines()[-1]
+        if last.startswith("removed "):
+            removed += int(last.split()[1])
+        else:
+            assert last.startswith("another process is pruning")
+    return removed

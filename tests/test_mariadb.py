@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import json
 import subprocess
-import sys
 from collections.abc import AsyncIterator, Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -30,7 +29,15 @@ from fastapi_prisma_session.database import driver_url
 from fastapi_prisma_session.durations import utcnow
 from fastapi_prisma_session.models import session_table
 from tests.faultproxy import FaultProxy
-from tests.helpers import ROOT, alembic, free_port, mariadb_database, mariadb_sql, run_module
+from tests.helpers import (
+    ROOT,
+    alembic,
+    free_port,
+    mariadb_database,
+    mariadb_sql,
+    prune_in_processes,
+    run_module,
+)
 
 VERSION_TABLE = "alembic_version_fastapi_prisma_session"
 HEAD = "0001_session_table"
@@ -408,27 +415,7 @@ async def test_a_prune_with_dispose_selects_then_deletes(migrated: str) -> None:
 
 async def test_several_processes_prune_at_once_without_errors_or_touching_live_rows(migrated: str) -> None:
     await seed(migrated, expired=20_000, live=2_000)
-    command = [sys.executable, "-m", "fastapi_prisma_session", "prune", "--database-url", migrated]
-    processes = [
-        await asyncio.create_subprocess_exec(
-            *command,
-            "--batch-size",
-            "500",
-            cwd=ROOT,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-        )
-        for _ in range(4)
-    ]
-    outputs = [await process.communicate() for process in processes]
-    assert [process.returncode for process in processes] == [0, 0, 0, 0], outputs
-    removed = 0
-    for stdout, _ in outputs:
-        last = stdout.decode().strip().splitlines()[-1]
-        if last.startswith("removed "):
-            removed += int(last.split()[1])
-        else:
-            assert last.startswith("another process is pruning")
+    removed = await prune_in_processes(migrated, 4)
     assert removed == 20_000  # each expired row removed once, by whichever process held the lock
     assert await counts(migrated) == (0, 2_000)
 

@@ -29,7 +29,7 @@ from fastapi_prisma_session.pruning import (
     PruneLoop,
     advisory_lock_key,
 )
-from tests.helpers import advisory_locks, alembic, scratch_database, seed
+from tests.helpers import advisory_locks, alembic, prune_in_processes, scratch_database, seed
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -161,27 +161,7 @@ def test_the_cli_names_the_migration_when_the_table_is_missing(tmp_path: Path) -
 
 async def test_several_processes_prune_at_once_without_errors_or_touching_live_rows(migrated: str) -> None:
     await seed(migrated, expired=30_000, live=3_000)
-    command = [sys.executable, "-m", "fastapi_prisma_session", "prune", "--database-url", migrated]
-    processes = [
-        await asyncio.create_subprocess_exec(
-            *command,
-            "--batch-size",
-            "500",
-            cwd=ROOT,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-        )
-        for _ in range(4)
-    ]
-    outputs = [await process.communicate() for process in processes]
-    assert [process.returncode for process in processes] == [0, 0, 0, 0], outputs
-    removed = 0
-    for stdout, _ in outputs:
-        last = stdout.decode().strip().splitlines()[-1]
-        if last.startswith("removed "):
-            removed += int(last.split()[1])
-        else:
-            assert last.startswith("another process is pruning")
+    removed = await prune_in_processes(migrated, 4)
     assert removed == 30_000  # each expired row removed once, by whichever process held the lock
     assert await counts(migrated) == (0, 3_000)
 
