@@ -93,14 +93,20 @@ async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
 
 
 @pytest.fixture
+def store_options() -> dict[str, Any]:
+    """Options every store of `make_store` gets (a module may override this fixture)."""
+    return {}
+
+
+@pytest.fixture
 async def make_store(
-    engine: AsyncEngine, _drop_tables: None
+    engine: AsyncEngine, _drop_tables: None, store_options: dict[str, Any]
 ) -> AsyncIterator[Callable[..., PrismaSessionStore]]:
     """Builds stores on the test's engine; they are shut down and their tables dropped afterwards."""
     made: list[PrismaSessionStore] = []
 
     def make(**options: Any) -> PrismaSessionStore:
-        store = PrismaSessionStore(engine, **options)
+        store = PrismaSessionStore(engine, **store_options, **options)
         made.append(store)
         return store
 

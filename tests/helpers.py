@@ -452,3 +452,15 @@ async def prune_in_processes(url: str, count: int, batch_size: int = 500) -> int
         else:
             assert last.startswith("another process is pruning")
     return removed
+
+
+async def a_fresh_store_prunes(url: str) -> None:
+    """A new store on `url` runs its prune rather than skip it: no prune lock was left behind."""
+    from fastapi_prisma_session import PrismaSessionStore
+
+    fresh = PrismaSessionStore(url)
+    try:
+        await fresh.prune()
+        assert not fresh.last_prune_skipped
+    finally:
+        await fresh.shutdown()

@@ -31,6 +31,7 @@ from fastapi_prisma_session.models import session_table
 from tests.faultproxy import FaultProxy
 from tests.helpers import (
     ROOT,
+    a_fresh_store_prunes,
     alembic,
     free_port,
     mariadb_database,
@@ -373,12 +374,7 @@ async def test_no_prune_lock_outlives_a_prune_run(migrated: str) -> None:
             )
             assert held.scalar() is None  # no connection holds it, the pooled ones included
         await seed(migrated, expired=0, live=0)
-        fresh = PrismaSessionStore(migrated)
-        try:
-            await fresh.prune()
-            assert not fresh.last_prune_skipped
-        finally:
-            await fresh.shutdown()
+        await a_fresh_store_prunes(migrated)
         assert await counts(migrated) == (0, 5)
     finally:
         for store in stores:

@@ -359,19 +359,9 @@ async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
 
 
 @pytest.fixture
-async def make_store(
-    engine: AsyncEngine, _drop_tables: None
-) -> AsyncIterator[Callable[..., PrismaSessionStore]]:
-    made: list[PrismaSessionStore] = []
-
-    def make(**options: Any) -> PrismaSessionStore:
-        store = PrismaSessionStore(engine, pgbouncer=True, **options)
-        made.append(store)
-        return store
-
-    yield make
-    for store in made:
-        await store.shutdown()
+def store_options() -> dict[str, Any]:
+    """The stores of conftest's `make_store`, here behind the pooler."""
+    return {"pgbouncer": True}
 
 
 def _through_the_pooler(*modules: ModuleType) -> dict[str, Callable[..., Any]]:

@@ -29,7 +29,14 @@ from fastapi_prisma_session.pruning import (
     PruneLoop,
     advisory_lock_key,
 )
-from tests.helpers import advisory_locks, alembic, prune_in_processes, scratch_database, seed
+from tests.helpers import (
+    a_fresh_store_prunes,
+    advisory_locks,
+    alembic,
+    prune_in_processes,
+    scratch_database,
+    seed,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -89,12 +96,7 @@ async def test_no_prune_lock_outlives_a_prune_run(migrated: str) -> None:
         assert sum(removed) <= 3000
         assert await advisory_locks(migrated) == 0
         await seed(migrated, expired=0, live=0)
-        fresh = PrismaSessionStore(migrated)
-        try:
-            await fresh.prune()
-            assert not fresh.last_prune_skipped
-        finally:
-            await fresh.shutdown()
+        await a_fresh_store_prunes(migrated)
         assert await counts(migrated) == (0, 5)
     finally:
         for store in stores:
