@@ -299,6 +299,9 @@ class Database:
         self.engine = engine
         self.sql = sql
         self.table_name = table_name
+        #: Whether the engine's pool tests each connection with a statement when it is taken (SQLAlchemy's
+        #: `pool_pre_ping`, on in the engines the store makes): one more on the database's counters.
+        self.pings_on_checkout = bool(getattr(engine.pool, "_pre_ping", False))
         # Single statements on an autocommit connection: no BEGIN/COMMIT round trips.
         self._autocommit = engine.execution_options(isolation_level="AUTOCOMMIT")
         self._native: dict[str, NativeStatement] = {}

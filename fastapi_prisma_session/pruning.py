@@ -22,17 +22,26 @@ if TYPE_CHECKING:
 
 # The pace of a prune, when neither `prune_batch_size` nor `prune_pause` fixes it (BENCHMARKS.md, "Scale"):
 # each batch is sized to take about BATCH_BUDGET seconds, between MIN_BATCH and MAX_BATCH rows, and
-# after it the pruner rests in proportion to how much slower than its best the database answered.
+# after it the pruner rests in proportion to how busy the app keeps the database.
 BATCH_BUDGET = 0.05
 START_BATCH = 500
 SHRINK_AFTER = 4
 MIN_BATCH = 50
 MAX_BATCH = 20_000
-# A batch per row as fast as the best seen rests REST_SHARE of its own time; each time slower than that
-# adds BACKOFF times its own time, up to MAX_PAUSE seconds.
+# The rest after a batch, in units of the batch's own time: REST_SHARE on an idle database, plus one for
+# every APP_RATE transactions a second the app runs (2,000 a second: a tenth of the time pruning), plus
+# BACKOFF for each time slower per row than its best beyond SLOWDOWN_SLACK; at most MAX_PAUSE seconds.
 REST_SHARE = 0.1
+APP_RATE = 200.0
 BACKOFF = 3.0
+SLOWDOWN_SLACK = 0.5
 MAX_PAUSE = 1.0
+# Until the app's rate is known (LOAD_WINDOW seconds into the prune) the pruner rests as long as it works.
+LOAD_WINDOW = 1.0
+UNKNOWN_LOAD_REST = 1.0
+# How much of a new window's rate counts against the windows before it: the database's counters move in
+# steps (PostgreSQL publishes a backend's counts about once a second).
+LOAD_SMOOTHING = 0.5
 # The best pace seen is forgotten slowly (this much a batch: half of it in about 350 batches, several
 # seconds), so that a fast start (cached pages) does not count forever, nor a long busy spell too soon.
 BEST_DRIFT = 0.002
@@ -63,13 +72,45 @@ class Trend:
         return max(0.0, recent / best - 1) if best > 0 else 0.0
 
 
+class AppLoad:
+    """How many transactions a second the app runs on the database, read off a counter the database
+    keeps (`SQLDialect.activity()`) at each batch, less the pruner's own: `rate` over the last windows of
+    at least `LOAD_WINDOW` seconds (None until the first closes), `average` over the whole prune."""
+
+    def __init__(self, own_per_batch: int) -> None:
+        self._own_per_batch = own_per_batch
+        self._first: tuple[float, int, int] | None = None  # (when, counter, batches) at the first batch
+        self._window: tuple[float, int, int] | None = None  # the same at the current window's start
+        self._batches = 0
+        self.rate: float | None = None
+        self.average: float | None = None
+
+    def add(self, counter: int, now: float) -> float | None:
+        """Count one batch whose reading of the counter was `counter` at `now`; the rate so far."""
+        self._batches += 1
+        reading = (now, counter, self._batches)
+        if self._first is None or self._window is None:
+            self._first = self._window = reading
+            return self.rate
+        if now - self._window[0] >= LOAD_WINDOW:
+            rate = self._since(self._window, reading)
+            if self.rate is not None:
+                rate = (1 - LOAD_SMOOTHING) * self.rate + LOAD_SMOOTHING * rate
+            self.rate, self._window = rate, reading
+            self.average = self._since(self._first, reading)
+        return self.rate
+
+    def _since(self, start: tuple[float, int, int], end: tuple[float, int, int]) -> float:
+        own = (end[2] - start[2]) * self._own_per_batch
+        return max(0.0, (end[1] - start[1] - own) / (end[0] - start[0]))
+
+
 class Pace:
     """The size of each prune batch and the rest after it: fixed when given, else learned from how
-    the database answers. A batch is sized to take about `BATCH_BUDGET`. The rest grows when the
-    database answers more slowly than its best: per row deleted, or (on PostgreSQL) to the trivial
-    statement that opens each batch, which waits like the app's own queries when requests keep the
-    database busy. It shrinks back when the database recovers, so a prune runs at close to full speed on
-    an idle database and makes way for a busy one.
+    the database answers. A batch is sized to take about `BATCH_BUDGET`. The rest grows with the app's
+    own rate of transactions on the database (`AppLoad`), so a prune runs at close to full speed on an
+    idle database and makes way for a busy one, and with the time a row takes to delete when that grows
+    well past its best (a database slowed by what no counter shows: other databases, other hosts).
     """
 
     def __init__(self, batch_size: int | None, pause: float | None) -> None:
@@ -77,11 +118,10 @@ class Pace:
         self._fixed_pause = pause
         self.size = batch_size or START_BATCH
         self._per_row = Trend()
-        self._probe = Trend()
 
-    def rest(self, removed: int, seconds: float, probe: float | None = None) -> float:
-        """The pause after a batch that removed `removed` rows in `seconds`, whose opening statement
-        took `probe` seconds; sizes the next batch."""
+    def rest(self, removed: int, seconds: float, app_rate: float | None = 0.0) -> float:
+        """The pause after a batch that removed `removed` rows in `seconds` while the app ran `app_rate`
+        transactions a second (None: not known yet); sizes the next batch."""
         if self._fixed_size is None and 0 < seconds < BATCH_BUDGET:
             self.size = int(min(MAX_BATCH, self.size * min(2.0, BATCH_BUDGET / seconds)))
         elif self._fixed_size is None and seconds > SHRINK_AFTER * BATCH_BUDGET:
@@ -90,10 +130,9 @@ class Pace:
             self.size = int(max(MIN_BATCH, self.size * max(0.5, BATCH_BUDGET / seconds)))
         if self._fixed_pause is not None:
             return self._fixed_pause
-        slowdown = self._per_row.slowdown(seconds / max(removed, 1))
-        if probe is not None:
-            slowdown = max(slowdown, self._probe.slowdown(probe))
-        return min(MAX_PAUSE, seconds * (REST_SHARE + BACKOFF * slowdown))
+        slowdown = max(0.0, self._per_row.slowdown(seconds / max(removed, 1)) - SLOWDOWN_SLACK)
+        load = UNKNOWN_LOAD_REST if app_rate is None else app_rate / APP_RATE
+        return min(MAX_PAUSE, seconds * (REST_SHARE + load + BACKOFF * slowdown))
 
 
 class Pruner:
@@ -117,6 +156,10 @@ class Pruner:
         self.lock_key = advisory_lock_key(f"fastapi_prisma_session prune {database.table_name}")
         #: True when the last run found another process pruning and did nothing.
         self.last_skipped = False
+        #: The app's transactions a second on average over the last run (None: too short a run to tell, or
+        #: a database with no counter), and the share of that run spent resting.
+        self.last_app_rate: float | None = None
+        self.last_rest_share = 0.0
 
     async def run(self, progress: Callable[[int], None] | None = None) -> int:
         """Delete the expired rows, batch by batch, each batch a transaction of its own that first takes
@@ -126,21 +169,25 @@ class Pruner:
         is pruning."""
         started = time.monotonic()
         sql = self._database.sql
-        # The lock statement is trivial: how long it waits is how busy the database is (where there is one).
-        probes = sql.prune_lock() is not None
+        activity = sql.activity()
         now = utcnow()
         pace = Pace(self._batch_size, self._pause)
+        load = AppLoad(sql.own_activity_per_batch + sql.ping_activity * self._database.pings_on_checkout)
+        app_rate: float | None = 0.0
+        rested = 0.0
         total = 0
         self.last_skipped = False
         while True:
             size = pace.size
             batch_started = time.perf_counter()
             async with self._database.transaction() as conn, self._locked(conn) as locked:
-                probe = time.perf_counter() - batch_started if probes else None
                 if not locked:
                     self.last_skipped = total == 0
                     self._log(logging.INFO, "another process is pruning %s; this run stops", self._table_name)
                     break
+                if activity is not None:
+                    counter = await self._database.execute(activity, {}, conn)
+                    app_rate = load.add(sum(int(row[-1]) for row in counter), time.monotonic())
                 params = {"now": now, "batch_size": size}
                 removed = await self._delete(sql.prune_batch, sql.prune_batch_returning, params, conn)
             total += removed
@@ -148,12 +195,21 @@ class Pruner:
                 progress(total)
             if removed < size:
                 break
-            pause = pace.rest(removed, time.perf_counter() - batch_started, probe)
+            pause = pace.rest(removed, time.perf_counter() - batch_started, app_rate)
             if pause:
+                rested += pause
                 await asyncio.sleep(pause)
         elapsed = time.monotonic() - started
+        self.last_app_rate, self.last_rest_share = load.average, rested / elapsed if elapsed else 0.0
+        app = "" if load.average is None else f", for the app's {load.average:.0f} transactions a second"
         self._log(
-            logging.INFO, "pruned %d expired sessions from %s in %.2f s", total, self._table_name, elapsed
+            logging.INFO,
+            "pruned %d expired sessions from %s in %.2f s (%.0f%% of it resting%s)",
+            total,
+            self._table_name,
+            elapsed,
+            100 * self.last_rest_share,
+            app,
         )
         return total
 

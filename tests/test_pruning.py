@@ -18,13 +18,17 @@ import pytest
 
 from fastapi_prisma_session import PrismaSessionStore
 from fastapi_prisma_session.pruning import (
+    APP_RATE,
     BATCH_BUDGET,
     JITTER,
+    LOAD_WINDOW,
     MAX_BATCH,
     MAX_PAUSE,
     MIN_BATCH,
     REST_SHARE,
     START_BATCH,
+    UNKNOWN_LOAD_REST,
+    AppLoad,
     Pace,
     PruneLoop,
     advisory_lock_key,
@@ -216,10 +220,66 @@ async def test_a_default_prune_paces_itself_and_removes_every_expired_row(migrat
     assert await counts(migrated) == (0, 100)
 
 
-def test_the_pace_backs_off_when_the_opening_statement_waits() -> None:
-    """Requests keeping the database busy show first in how long the batch's lock statement waits."""
+def test_the_pace_rests_in_proportion_to_the_apps_rate_of_transactions() -> None:
     pace = Pace(1000, None)
-    calm = [pace.rest(1000, 0.01, probe=0.0005) for _ in range(10)]
-    busy = [pace.rest(1000, 0.01, probe=0.002) for _ in range(10)]  # same cost per row, slower answers
-    assert busy[-1] > 5 * calm[-1]
-    assert Pace(1000, None).rest(1000, 0.01) == pytest.approx(0.01 * REST_SHARE)  # SQLite: no probe
+    idle, unknown, busy = (pace.rest(1000, 0.01, rate) for rate in (0.0, None, 2000.0))
+    assert idle == pytest.approx(0.01 * REST_SHARE)  # an idle database: close to full speed
+    assert unknown == pytest.approx(0.01 * (REST_SHARE + UNKNOWN_LOAD_REST))  # the first second: half speed
+    assert busy == pytest.approx(0.01 * (REST_SHARE + 2000 / APP_RATE))  # 2,000 a second: a tenth pruning
+    assert pace.rest(1000, 0.2, 1_000_000.0) == MAX_PAUSE
+
+
+def test_a_slightly_slower_row_is_not_a_busy_database() -> None:
+    """Deleting a row costs more or less from batch to batch on an idle database (pages in cache or
+    not, checkpoints): only a pace well past its best counts as the database slowing down."""
+    pace = Pace(1000, None)
+    rests = [pace.rest(1000, seconds) for seconds in [0.01] * 5 + [0.013, 0.011, 0.014] * 10]
+    assert max(rests) == pytest.approx(0.014 * REST_SHARE)
+
+
+def test_the_apps_rate_is_the_counters_growth_less_the_pruners_own() -> None:
+    load = AppLoad(own_per_batch=1)
+    assert load.add(1000, now=0.0) is None
+    assert load.add(1001, now=LOAD_WINDOW / 2) is None  # not a whole window yet
+    # 1,000 transactions in the window, 2 of them the two batches': 998 of the app's.
+    assert load.add(2000, now=LOAD_WINDOW) == pytest.approx(998 / LOAD_WINDOW)
+    assert load.add(2001, now=2 * LOAD_WINDOW) == pytest.approx(998 / LOAD_WINDOW / 2)  # smoothed, going
+    assert load.average == pytest.approx(998 / (2 * LOAD_WINDOW))  # over the whole prune
+    idle = AppLoad(own_per_batch=3)
+    rates = [idle.add(3 * n, now=n * LOAD_WINDOW) for n in range(10)]
+    assert rates[0] is None
+    assert rates[1:] == [0.0] * 9  # a counter that grows by the pruner's own statements only: idle
+    assert idle.average == 0.0
+
+
+async def test_the_pruner_measures_the_apps_transactions_and_makes_way(migrated: str) -> None:
+    """Against the real database: while another connection runs transactions on it, the pruner reads
+    their rate off pg_stat_database and rests more of the time than without them."""
+
+    async def prune(expired: int, traffic: float) -> tuple[float | None, float]:
+        await seed(migrated, expired=expired, live=0 if traffic else 100)  # the live rows once
+        stopped = asyncio.get_running_loop().time() + traffic
+
+        async def app() -> None:  # as many transactions as one connection runs, for `traffic` seconds
+            conn = await asyncpg.connect(migrated)
+            try:
+                while asyncio.get_running_loop().time() < stopped:
+                    await conn.fetchval("SELECT 1")
+            finally:
+                await conn.close()
+
+        task = asyncio.ensure_future(app())
+        # Batches of 50: enough of them to outlast the first window, whatever the machine's speed.
+        async with PrismaSessionStore(migrated, prune_batch_size=50) as store:
+            assert await store.prune() == expired
+            pruner = store._pruner
+        await task
+        return pruner.last_app_rate, pruner.last_rest_share
+
+    quiet_rate, quiet_rest = await prune(20_000, traffic=0.0)
+    # Fewer rows: after the app stops, the pruner takes a few seconds to trust that it has.
+    busy_rate, busy_rest = await prune(12_000, traffic=1.5)
+    assert quiet_rate is not None
+    assert busy_rate is not None
+    assert quiet_rate < 50 < 200 < busy_rate
+    assert busy_rest > quiet_rest

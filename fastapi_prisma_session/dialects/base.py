@@ -203,6 +203,17 @@ class SQLDialect(ABC):
         outlives the transaction; None where it ends with it."""
         return None
 
+    #: How much each prune batch adds to `activity()`'s counter itself, and the pool's test of the
+    #: connection it takes (`pool_pre_ping`), where that counts.
+    own_activity_per_batch: ClassVar[int] = 0
+    ping_activity: ClassVar[int] = 0
+
+    def activity(self) -> Executable | None:
+        """A statement whose rows' last columns add up to a counter of the work clients have done on the
+        database (transactions or statements), which the pruner reads at each batch to pace itself to
+        the app's load; None where there is none (SQLite: no other clients to make way for)."""
+        return None
+
     def equal(self, column: ColumnElement[Any], value: ColumnElement[Any]) -> ColumnElement[bool]:
         """`column = value`, character for character. A database whose comparisons fold case (MySQL's
         utf8mb4_unicode_ci) says so its own way."""

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import String, and_, bindparam, cast, func, literal_column, select, type_coerce
+from sqlalchemy import String, and_, bindparam, cast, func, literal_column, select, text, type_coerce
 from sqlalchemy.dialects import mysql
 
 from .base import Serialize, SQLDialect
@@ -78,6 +78,17 @@ class Dialect(SQLDialect):
 
     def prune_unlock(self) -> Executable:
         return select(func.release_lock(self.lock_name()))
+
+    # The server's count of reads and writes (all databases: MySQL counts no finer): three of them a prune
+    # batch's own (its lock, its DELETE, its unlock).
+    own_activity_per_batch = 3
+
+    def activity(self) -> Executable:
+        return text(
+            "SHOW GLOBAL STATUS WHERE Variable_name IN "
+            "('Com_select', 'Com_insert', 'Com_update', 'Com_delete', 'Com_replace', "
+            "'Com_insert_select', 'Com_update_multi', 'Com_delete_multi', 'Com_replace_select')"
+        )
 
     def lock_name(self) -> ColumnElement[Any]:
         """The lock's name, for the table's key (parameter `key`) in the current database."""

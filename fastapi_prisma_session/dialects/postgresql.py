@@ -126,3 +126,13 @@ $fn$"""
     def prune_lock(self) -> Executable:
         # A transaction-level lock: it ends with the batch's transaction, whatever the pooler does.
         return select(func.pg_try_advisory_xact_lock(bindparam("key", type_=BigInteger)))
+
+    # Every transaction committed or rolled back in this database, as its statistics count them: one of
+    # them a prune batch's own, and one the pool's ping before it (an empty statement is a transaction).
+    own_activity_per_batch = 1
+    ping_activity = 1
+
+    def activity(self) -> Executable:
+        return text(
+            "SELECT xact_commit + xact_rollback FROM pg_stat_database WHERE datname = current_database()"
+        )
