@@ -6,11 +6,12 @@ URL-encoded as `encodeURIComponent` does, byte for byte what express-session (co
 
 from __future__ import annotations
 
-import base64
+import binascii
 import hashlib
 import hmac
 import re
 from collections.abc import Iterable, Iterator, Sequence
+from typing import Any
 from urllib.parse import unquote
 
 from .exceptions import ConfigurationError
@@ -41,12 +42,19 @@ class Signer:
         keys = [secrets] if isinstance(secrets, str) else list(secrets)
         if not keys or not all(isinstance(key, str) and key for key in keys):
             raise ConfigurationError("secret must be a non-empty string, or a non-empty list of them")
-        self._keys = [hmac.new(key.encode(), digestmod=hashlib.sha256) for key in keys]
+        # A keyed HMAC per secret, copied for each signature: cheaper than keying one per request. Where
+        # the hmac module wraps OpenSSL's HMAC (its `_hmac`), the OpenSSL object is copied directly,
+        # without the wrapper's Python-level copy; both have the same copy/update/digest.
+        macs = [hmac.new(key.encode(), digestmod=hashlib.sha256) for key in keys]
+        self._keys: list[Any] = [getattr(mac, "_hmac", None) or mac for mac in macs]
+
+    def _signature(self, key_index: int, value: bytes) -> bytes:
+        mac = self._keys[key_index].copy()
+        mac.update(value)
+        return binascii.b2a_base64(mac.digest(), newline=False).rstrip(b"=")
 
     def signature(self, value: str, key_index: int = 0) -> str:
-        mac = self._keys[key_index].copy()
-        mac.update(value.encode())
-        return base64.b64encode(mac.digest()).decode().rstrip("=")
+        return self._signature(key_index, value.encode()).decode()
 
     def sign(self, value: str) -> str:
         """cookie-signature's `sign(value, secret)`: `value.signature`."""
@@ -57,10 +65,10 @@ class Signer:
         value, dot, signature = signed.rpartition(".")
         if not dot:
             return None
-        given = signature.encode()
+        given, message = signature.encode(), value.encode()
         valid = False
         for index in range(len(self._keys)):
-            valid |= hmac.compare_digest(self.signature(value, index).encode(), given)
+            valid |= hmac.compare_digest(self._signature(index, message), given)
         return value if valid else None
 
     def cookie_value(self, sid: str) -> str:
