@@ -93,10 +93,31 @@ async def write(request: Request) -> JSONResponse:
 
 
 _middleware = middleware()
-if os.environ.get("BENCH_GC"):  # to measure what garbage collection adds to the tail
+# To measure what garbage collection adds to the tail: BENCH_GC=off or freeze changes it; BENCH_GC=log
+# writes each collection's generation and pause (seconds) to the file BENCH_GC_LOG as the server exits.
+if os.environ.get("BENCH_GC"):
+    import atexit
     import gc
+    import time
 
-    gc.freeze() if os.environ["BENCH_GC"] == "freeze" else gc.disable()
+    if os.environ["BENCH_GC"] == "log":
+        pauses: list[tuple[int, float]] = []
+        started: list[float] = [0.0]
+
+        def timed(phase: str, info: dict[str, int]) -> None:
+            if phase == "start":
+                started[0] = time.perf_counter()
+            else:
+                pauses.append((info["generation"], time.perf_counter() - started[0]))
+
+        def write_log() -> None:
+            with open(os.environ["BENCH_GC_LOG"], "w") as log:
+                log.writelines(f"{generation} {pause:.6f}\n" for generation, pause in pauses)
+
+        gc.callbacks.append(timed)
+        atexit.register(write_log)
+    else:
+        gc.freeze() if os.environ["BENCH_GC"] == "freeze" else gc.disable()
 app = Starlette(
     routes=[Route("/noop", noop), Route("/read", read), Route("/write", write, methods=["GET", "POST"])],
     middleware=_middleware,
