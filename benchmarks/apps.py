@@ -9,7 +9,9 @@ there).
 
 from __future__ import annotations
 
+import contextlib
 import os
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from starlette.applications import Starlette
@@ -93,14 +95,17 @@ async def write(request: Request) -> JSONResponse:
 
 
 _middleware = middleware()
-# To measure what garbage collection adds to the tail: BENCH_GC=off or freeze changes it; BENCH_GC=log
-# writes each collection's generation and pause (seconds) to the file BENCH_GC_LOG as the server exits.
-if os.environ.get("BENCH_GC"):
-    import atexit
+# To measure what garbage collection adds to the tail, BENCH_GC is a comma-separated list: off disables the
+# collector, freeze calls gc.collect() and gc.freeze() at the lifespan's start-up, and log
+# writes each collection's generation and pause (seconds) to the file BENCH_GC_LOG as the server shuts
+# down (the lifespan's end: uvicorn ends its process by the signal it caught, so atexit does not run).
+write_log: Callable[[], None] | None = None
+GC = set(os.environ.get("BENCH_GC", "").split(","))
+if GC & {"off", "freeze", "log"}:
     import gc
     import time
 
-    if os.environ["BENCH_GC"] == "log":
+    if "log" in GC:
         pauses: list[tuple[int, float]] = []
         started: list[float] = [0.0]
 
@@ -115,10 +120,22 @@ if os.environ.get("BENCH_GC"):
                 log.writelines(f"{generation} {pause:.6f}\n" for generation, pause in pauses)
 
         gc.callbacks.append(timed)
-        atexit.register(write_log)
-    else:
-        gc.freeze() if os.environ["BENCH_GC"] == "freeze" else gc.disable()
+    if "off" in GC:
+        gc.disable()
+
+
+@contextlib.asynccontextmanager
+async def lifespan(app: Starlette) -> AsyncIterator[None]:
+    if "freeze" in GC:
+        gc.collect()
+        gc.freeze()
+    yield
+    if write_log is not None:
+        write_log()
+
+
 app = Starlette(
+    lifespan=lifespan,
     routes=[Route("/noop", noop), Route("/read", read), Route("/write", write, methods=["GET", "POST"])],
     middleware=_middleware,
 )

@@ -10,10 +10,11 @@ for your tests) and `cli` (`python -m fastapi_prisma_session`).
 """
 
 from importlib.metadata import version as _distribution_version
+from typing import TYPE_CHECKING, Any
 
 from .cookies import SessionCookie
 from .database import pooler_connect_args
-from .dependencies import SessionDep, get_session, load_session
+from .dependencies import get_session, load_session
 from .exceptions import (
     ConfigurationError,
     SessionDataError,
@@ -31,7 +32,20 @@ from .serializers import JSONSerializer, Serializer
 from .session import Session
 from .store import PrismaSessionStore
 
+if TYPE_CHECKING:
+    from .dependencies import SessionDep
+
 __version__ = _distribution_version("fastapi-prisma-session")
+
+
+def __getattr__(name: str) -> Any:
+    # SessionDep imports FastAPI on first use (dependencies.py says why).
+    if name == "SessionDep":
+        from . import dependencies
+
+        return dependencies.SessionDep
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
     "ConfigurationError",

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
-from fastapi import Depends
 from starlette.requests import HTTPConnection
 
 from .session import Session
@@ -27,4 +26,20 @@ async def load_session(connection: HTTPConnection) -> Session:
 get_session = load_session
 
 
-SessionDep = Annotated[Session, Depends(get_session)]
+if TYPE_CHECKING:
+    from fastapi import Depends
+
+    SessionDep = Annotated[Session, Depends(get_session)]
+
+
+def __getattr__(name: str) -> Any:
+    # FastAPI is imported when SessionDep is first asked for, not with the package: a Starlette app that
+    # never uses it is spared FastAPI's modules (some 20,000 objects that every full garbage collection
+    # of the process would walk; BENCHMARKS.md, "Where the tail comes from").
+    if name == "SessionDep":
+        from fastapi import Depends
+
+        dependency = Annotated[Session, Depends(get_session)]
+        globals()["SessionDep"] = dependency
+        return dependency
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -341,3 +341,26 @@ async def test_patterns_apply_to_paths_inside_a_mounted_app(store: PrismaSession
         await client.post("/sub/write", params={"value": "mine"})
         assert (await client.get("/sub/health")).json() == {"session": False}
         assert (await client.get("/sub/sync")).json() == {"value": "mine"}
+
+
+def test_the_package_imports_fastapi_only_for_session_dep() -> None:
+    """A Starlette app that never asks for SessionDep does not carry FastAPI's modules, whose objects
+    every full garbage collection would walk (BENCHMARKS.md, "Where the tail comes from")."""
+    import subprocess
+    import sys
+
+    check = (
+        "import sys, fastapi_prisma_session as package\n"
+        "assert 'fastapi' not in sys.modules, 'imported with the package'\n"
+        "from fastapi_prisma_session import SessionDep\n"
+        "assert 'fastapi' in sys.modules and package.SessionDep is SessionDep\n"
+        "from fastapi_prisma_session.dependencies import SessionDep as again\n"
+        "assert again is SessionDep\n"
+        "try:\n"
+        "    package.NoSuchName\n"
+        "except AttributeError as error:\n"
+        "    print(error)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", check], capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stderr
+    assert "has no attribute 'NoSuchName'" in done.stdout
