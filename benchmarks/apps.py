@@ -97,7 +97,7 @@ async def write(request: Request) -> JSONResponse:
 _middleware = middleware()
 # To measure what garbage collection adds to the tail, BENCH_GC is a comma-separated list: off disables the
 # collector, freeze calls gc.collect() and gc.freeze() at the lifespan's start-up, and log
-# writes each collection's generation and pause (seconds) to the file BENCH_GC_LOG as the server shuts
+# writes each collection's time, generation and pause (seconds) to the file BENCH_GC_LOG as the server shuts
 # down (the lifespan's end: uvicorn ends its process by the signal it caught, so atexit does not run).
 write_log: Callable[[], None] | None = None
 GC = set(os.environ.get("BENCH_GC", "").split(","))
@@ -106,18 +106,18 @@ if GC & {"off", "freeze", "log"}:
     import time
 
     if "log" in GC:
-        pauses: list[tuple[int, float]] = []
+        pauses: list[tuple[float, int, float]] = []
         started: list[float] = [0.0]
 
         def timed(phase: str, info: dict[str, int]) -> None:
             if phase == "start":
                 started[0] = time.perf_counter()
             else:
-                pauses.append((info["generation"], time.perf_counter() - started[0]))
+                pauses.append((time.time(), info["generation"], time.perf_counter() - started[0]))
 
         def write_log() -> None:
             with open(os.environ["BENCH_GC_LOG"], "w") as log:
-                log.writelines(f"{generation} {pause:.6f}\n" for generation, pause in pauses)
+                log.writelines(f"{when:.3f} {generation} {pause:.6f}\n" for when, generation, pause in pauses)
 
         gc.callbacks.append(timed)
     if "off" in GC:

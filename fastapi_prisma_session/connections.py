@@ -162,17 +162,32 @@ class RequestPool:
         With `retry` (a read, safe to repeat), a statement whose connection turns out to be dead (the
         server restarted, or closed it while it sat idle) runs again on another, a few times, within the
         same deadline. A timeout is never retried."""
-        async with self.deadlines.within(self.deadline * STATEMENT_SHARE):
+        # `deadlines.within` spelled out: no context manager and its two coroutines per statement.
+        deadlines = self.deadlines
+        task = deadlines._enter(self.deadline * STATEMENT_SHARE)
+        cancelling = task.cancelling()
+        try:
             if self._loop is not asyncio.get_running_loop():
                 self._move_to_this_loop()
             for _ in range(DEAD_CONNECTION_RETRIES if retry else 0):
                 try:
-                    return await self._run_once(method, sql, args)
+                    result = await self._run_once(method, sql, args)
+                    break
                 except TimeoutError:
                     raise  # an OSError too, but one that must not be tried again
                 except LOST:
                     pass  # that connection is closed now; the next try gets another, or a new one
-            return await self._run_once(method, sql, args)
+            else:
+                result = await self._run_once(method, sql, args)
+        except asyncio.CancelledError as error:
+            if deadlines._exit(task, cancelling, cancelled=True):
+                raise TimeoutError from error
+            raise
+        except BaseException:
+            deadlines._exit(task, cancelling, cancelled=False)
+            raise
+        deadlines._exit(task, cancelling, cancelled=False)
+        return result
 
     async def close(self) -> None:
         """Close the idle connections; those in use are closed when they come back. Used again, the pool
@@ -190,7 +205,12 @@ class RequestPool:
             self._abandon(idle)
 
     async def _run_once(self, method: str, sql: str, args: Sequence[Any]) -> Any:
-        connection = await self._acquire()
+        # An idle connection is taken here, without the coroutine `_acquire` is: the common case.
+        connection = self._idle.pop()[0] if self._idle else None
+        if connection is None or connection.is_closed():
+            if connection is not None:
+                self._forget(connection)  # the server closed it while it sat idle
+            connection = await self._acquire()
         try:
             result = await getattr(connection, method)(sql, *args)
         except self._refused as error:

@@ -52,11 +52,19 @@ def _on_the_table(
 ) -> Callable[Concatenate[PrismaSessionStore, P], Coroutine[Any, Any, R]]:
     """A store method that runs statements: the first one looks at the table's columns first."""
 
-    @functools.wraps(method)
-    async def on_the_table(store: PrismaSessionStore, /, *args: P.args, **kwargs: P.kwargs) -> R:
-        if not store.table_checked:
-            await store.check_table()
+    async def checked_first(store: PrismaSessionStore, /, *args: P.args, **kwargs: P.kwargs) -> R:
+        await store.check_table()
         return await method(store, *args, **kwargs)
+
+    # Not a coroutine function itself: once the table is checked, the call is the method's own coroutine,
+    # with no second one around it (each one more object per request in flight for the collector).
+    @functools.wraps(method)
+    def on_the_table(
+        store: PrismaSessionStore, /, *args: P.args, **kwargs: P.kwargs
+    ) -> Coroutine[Any, Any, R]:
+        if store.table_checked:
+            return method(store, *args, **kwargs)  # type: ignore[return-value]
+        return checked_first(store, *args, **kwargs)
 
     return on_the_table
 
