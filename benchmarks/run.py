@@ -8,7 +8,8 @@ Each app is served by uvicorn with one worker on loopback, and every route is dr
 of existing sessions (their cookies are rotated request by request). Ratios come from this run only.
 Ours and the floor also run with Debian's PgBouncer in transaction mode in front of PostgreSQL (started
 here, on a free port, and stopped by its pid): ours with Prisma's `?pgbouncer=true`, the floor with
-asyncpg's statement cache off.
+asyncpg's statement cache off. A last pass serves no middleware, the floor and ours with `gc.freeze()` at
+start-up (BENCH_GC=freeze in benchmarks/apps.py), the same for all three.
 """
 
 from __future__ import annotations
@@ -44,6 +45,9 @@ SCENARIOS = [
 REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/9")
 # The rows through PgBouncer (transaction mode): these apps and routes, and as many server connections
 # as the floor's own pool holds, so that the pooler's size is not what limits either.
+# The pass with gc.freeze() at start-up in every app (BENCH_GC=freeze; README, "The garbage collector"):
+# these apps, every route.
+FROZEN_VARIANTS = ["none", "floor", "ours"]
 POOLED_VARIANTS = ["floor", "ours"]
 POOLED_SCENARIOS = [scenario for scenario in SCENARIOS if scenario[0] in ("read", "write")]
 POOLED_SERVER_CONNECTIONS = 10
@@ -58,7 +62,7 @@ class Result:
 
 
 def start_server(
-    variant: str, database_url: str, *, pgbouncer: bool = False
+    variant: str, database_url: str, *, pgbouncer: bool = False, gc: str = ""
 ) -> tuple[subprocess.Popen[bytes], str]:
     port = free_port()
     env = {
@@ -67,6 +71,7 @@ def start_server(
         "BENCH_DATABASE_URL": database_url,
         "BENCH_REDIS_URL": REDIS_URL,
         "BENCH_PGBOUNCER": "1" if pgbouncer else "0",
+        "BENCH_GC": gc,
     }
     command = [
         sys.executable, "-m", "uvicorn", "benchmarks.apps:app", "--port", str(port), "--workers", "1",
@@ -158,6 +163,7 @@ def bench(
     variants: list[str] = VARIANTS,
     scenarios: list[tuple[str, str, str, bool]] = SCENARIOS,
     pgbouncer: bool = False,
+    gc: str = "",
 ) -> dict[str, dict[str, Result]]:
     if "starsessions" in variants:
         subprocess.run(["redis-cli", "-u", REDIS_URL, "flushdb"], capture_output=True, check=False)
@@ -165,7 +171,7 @@ def bench(
     for round_number in range(rounds):
         order = variants if round_number % 2 == 0 else list(reversed(variants))
         for variant in order:
-            process, base = start_server(variant, database_url, pgbouncer=pgbouncer)
+            process, base = start_server(variant, database_url, pgbouncer=pgbouncer, gc=gc)
             try:
                 cookies = (
                     make_sessions(base, sessions, distinct=variant != "starlette")
@@ -179,7 +185,7 @@ def bench(
                     previous = best[variant].get(label)
                     if previous is None or result.rps > previous.rps:
                         best[variant][label] = result
-                    where = " via PgBouncer" if pgbouncer else ""
+                    where = " via PgBouncer" if pgbouncer else " gc.freeze()" if gc else ""
                     print(
                         f"round {round_number + 1} {variant:>12} {label:>5}{where}: {result.rps:8.0f} req/s "
                         f"p50 {result.p50_ms:6.2f} ms p99 {result.p99_ms:6.2f} ms errors {result.errors}",
@@ -228,6 +234,12 @@ def report(best: dict[str, dict[str, Result]], args: argparse.Namespace) -> str:
         f"{args.rounds} rounds, {args.sessions} sessions per app; {errors} errors in all."
     )
     return "\n".join(lines)
+
+
+FROZEN_TITLE = (
+    "The same routes with `gc.collect(); gc.freeze()` at the end of the lifespan's start-up in every app "
+    '(no middleware, the floor and ours), as the README\'s "The garbage collector" suggests:'
+)
 
 
 def bench_pooled(
@@ -320,6 +332,9 @@ def main() -> None:
     else:
         with scratch_database("fps_bench") as plain_url:
             parts = [] if args.pgbouncer_only else [report(bench(plain_url, *measure), args)]
+            if not args.pgbouncer_only:
+                frozen = bench(plain_url, *measure, variants=FROZEN_VARIANTS, gc="freeze")
+                parts.append(FROZEN_TITLE + "\n\n" + report(frozen, args))
             parts.append(report_pooled(bench_pooled(plain_url, *measure), args))
         text = "\n\n".join(parts)
         title = "Through PgBouncer" if args.pgbouncer_only else "Peer benchmark"

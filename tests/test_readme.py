@@ -110,7 +110,19 @@ async def check_loading(ns: dict[str, Any]) -> None:
         assert (await c.get("/legacy")).json() == {"user_id": None}
 
 
+async def check_gc_freeze(ns: dict[str, Any]) -> None:
+    import gc
+
+    before = gc.get_freeze_count()
+    try:
+        async with ns["lifespan"](ns["frozen_app"]):
+            assert gc.get_freeze_count() > before  # start-up's objects are out of the collector's reach
+    finally:
+        gc.unfreeze()  # this test process goes on as it was
+
+
 CHECKS: dict[str, Callable[[dict[str, Any]], Awaitable[None]]] = {
+    "frozen_app": check_gc_freeze,
     "legacy": check_loading,
     "index": check_quick_start,
     "logout": check_login_logout,
