@@ -13,8 +13,10 @@ import asyncio
 import contextlib
 import inspect
 import sqlite3
+from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Mapping, Sequence
 from dataclasses import dataclass, field
+from types import TracebackType
 from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 import asyncpg
@@ -307,7 +309,7 @@ class Database:
         self._native: dict[str, NativeStatement] = {}
         self._deadline = deadline
         self._deadlines = Deadlines()
-        self._writers: dict[str, _Writers] = {}
+        self._writers: dict[str, deque[asyncio.Future[None]] | None] = {}
         self._requests: RequestPool | None = None
         if request_connections is not None and (
             not isinstance(request_connections, int) or request_connections < 1
@@ -348,25 +350,12 @@ class Database:
         for name in self._native:
             self._native[name] = NativeStatement.compile(getattr(sql, name), self.engine.dialect)
 
-    @contextlib.asynccontextmanager
-    async def one_writer(self, sid: str) -> AsyncIterator[None]:
-        """Let one write of session `sid` at a time run in this process, the wait and the write within
-        one deadline: the others wait here, rather than each holding a connection that waits on the same
-        row lock while every other user waits for a connection."""
-        writers = self._writers.get(sid)
-        if writers is None:
-            writers = self._writers[sid] = _Writers()
-        writers.count += 1
-        try:
-            async with self._deadlines.within(self._deadline), writers.lock:
-                yield
-        except TimeoutError:
-            message = f"writing session {redact(sid)} did not finish within {self._deadline:g} s"
-            raise StoreUnavailableError(message) from None
-        finally:
-            writers.count -= 1
-            if writers.count == 0:
-                del self._writers[sid]
+    def one_writer(self, sid: str) -> OneWriter:
+        """`async with database.one_writer(sid):` lets one write of session `sid` at a time run in this
+        process, the wait and the write within one deadline: the others wait here, rather than each
+        holding a connection that waits on the same row lock while every other user waits for a
+        connection. A write that runs out of time raises StoreUnavailableError."""
+        return OneWriter(self, sid)
 
     @property
     def requests(self) -> RequestPool | None:
@@ -467,10 +456,61 @@ class Database:
         raise translated from error
 
 
-@dataclass(slots=True)
-class _Writers:
-    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
-    count: int = 0  # writes holding or waiting for the lock
+class OneWriter:
+    """`Database.one_writer(sid)`. The session's writers queue in `Database._writers[sid]` (None while
+    one writes and nobody waits), each waiter a future the writer before it resolves when done: an
+    uncontended write, nearly every write, allocates nothing but this object."""
+
+    __slots__ = ("_cancelling", "_db", "_sid", "_task")
+
+    def __init__(self, db: Database, sid: str) -> None:
+        self._db, self._sid = db, sid
+
+    async def __aenter__(self) -> None:
+        db, sid = self._db, self._sid
+        self._task = db._deadlines._enter(db._deadline)
+        self._cancelling = self._task.cancelling()
+        writers = db._writers
+        if sid not in writers:
+            writers[sid] = None  # this write holds the session; nobody waits
+            return
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        queue = writers[sid]
+        if queue is None:
+            queue = writers[sid] = deque()
+        queue.append(waiter)
+        try:
+            await waiter
+        except BaseException as error:
+            if waiter.done() and not waiter.cancelled():
+                self._hand_over()  # handed the session just as it was cancelled: pass it on
+            self._end(type(error))
+            raise
+
+    async def __aexit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self._hand_over()
+        self._end(kind)
+
+    def _hand_over(self) -> None:
+        """Wake the next waiting writer, or leave the session free."""
+        writers, sid = self._db._writers, self._sid
+        queue = writers.get(sid)
+        while queue:
+            waiter = queue.popleft()
+            if not waiter.done():
+                waiter.set_result(None)
+                return
+        del writers[sid]
+
+    def _end(self, kind: type[BaseException] | None) -> None:
+        """End the deadline; a write it cut off (or whose statement ran out of time) is unavailable."""
+        db = self._db
+        expired = db._deadlines._exit(self._task, self._cancelling, kind is asyncio.CancelledError)
+        if expired or (kind is not None and issubclass(kind, TimeoutError)):
+            message = f"writing session {redact(self._sid)} did not finish within {db._deadline:g} s"
+            raise StoreUnavailableError(message) from None
 
 
 def asyncpg_connect_kwargs(

@@ -7,6 +7,7 @@ import asyncio
 import json
 from typing import Any
 
+import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from fastapi_prisma_session import PrismaSessionStore
@@ -123,3 +124,50 @@ async def test_a_row_changed_since_it_was_loaded_is_merged_not_overwritten(
     # The compare-and-set missed; the merge read the row as it is now and set it again, in Python.
     assert statements.statements == ["UPDATE", "SELECT", "UPDATE"]
     assert await stored_data(engine, "s") == {"cookie": COOKIE, "a": 2, "b": "theirs"}
+
+
+async def test_writers_of_one_session_queue_and_leave_no_trace_when_cancelled(
+    store: PrismaSessionStore, engine: AsyncEngine
+) -> None:
+    """Writes of one session wait for each other in this process. A writer cancelled while it waits (its
+    request gone) is skipped, one handed the session as it is cancelled passes it on, and once every
+    write is done the queue is gone."""
+    await store.set("s", {"cookie": COOKIE})
+    writes = [
+        asyncio.create_task(store.update("s", {"cookie": COOKIE, f"k{n}": n}, changed={f"k{n}"}))
+        for n in range(WRITERS)
+    ]
+    await asyncio.sleep(0)  # each has entered the queue, or holds the session
+    cancelled = set(range(1, WRITERS, 3))
+    for n in cancelled:
+        writes[n].cancel()
+    results = await asyncio.gather(*writes, return_exceptions=True)
+    for n, result in enumerate(results):
+        assert isinstance(result, asyncio.CancelledError) if n in cancelled else result is True
+    data = await stored_data(engine, "s")
+    written = {f"k{n}" for n in range(WRITERS) if n not in cancelled}
+    assert {key for key in data if key.startswith("k")} == written
+    assert store._db._writers == {}
+
+
+async def test_a_writer_that_waits_past_its_deadline_is_unavailable(
+    make_store: Any, engine: AsyncEngine
+) -> None:
+    from fastapi_prisma_session import StoreUnavailableError
+
+    store = make_store(operation_timeout=0.3)
+    await store.create_table()
+    await store.set("s", {"cookie": COOKIE, "a": 0})
+    database = store._db
+    holder = database.one_writer("s")
+    await holder.__aenter__()  # another request's write holds the session
+    try:
+        started = asyncio.get_running_loop().time()
+        with pytest.raises(StoreUnavailableError, match=r"did not finish within 0\.3 s"):
+            await store.update("s", {"cookie": COOKIE, "a": 1}, changed={"a"})
+        assert asyncio.get_running_loop().time() - started < 2
+    finally:
+        await holder.__aexit__(None, None, None)
+    assert database._writers == {}
+    assert await store.update("s", {"cookie": COOKIE, "a": 2}, changed={"a"}) is True
+    assert (await stored_data(engine, "s"))["a"] == 2
