@@ -197,6 +197,22 @@ async def mariadb_sql(sql: str, url: str = MARIADB_ADMIN_URL) -> list[tuple[Any,
         await conn.ensure_closed()
 
 
+# What `prisma migrate` writes for the seed's model on MySQL (Prisma's MySQL mapping: String is
+# VARCHAR(191), DateTime is DATETIME(3); `data` is `@db.MediumText` as prisma-session-store's README says).
+PRISMA_MYSQL_DDL = """
+CREATE TABLE `Session` (
+    `id` VARCHAR(191) NOT NULL,
+    `sid` VARCHAR(191) NOT NULL,
+    `data` MEDIUMTEXT NOT NULL,
+    `expiresAt` DATETIME(3) NOT NULL,
+
+    UNIQUE INDEX `Session_sid_key`(`sid`),
+    INDEX `Session_expiresAt_idx`(`expiresAt`),
+    PRIMARY KEY (`id`)
+) DEFAULT CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci
+"""
+
+
 @contextmanager
 def mariadb_database(prefix: str) -> Iterator[str]:
     """A new, empty MariaDB database, dropped afterwards. Yields its plain mysql:// URL."""
@@ -206,6 +222,18 @@ def mariadb_database(prefix: str) -> Iterator[str]:
         yield make_url(MARIADB_ADMIN_URL).set(database=name).render_as_string(hide_password=False)
     finally:
         asyncio.run(mariadb_sql(f"DROP DATABASE IF EXISTS `{name}`"))
+
+
+async def prismas_mysql_table() -> str:
+    """SHOW CREATE TABLE of the table `prisma migrate` makes for the seed's model, on this MariaDB."""
+    name = f"fps_prisma_{uuid.uuid4().hex[:8]}"
+    await mariadb_sql(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci")
+    try:
+        url = make_url(MARIADB_ADMIN_URL).set(database=name).render_as_string(hide_password=False)
+        await mariadb_sql(PRISMA_MYSQL_DDL, url)
+        return str((await mariadb_sql("SHOW CREATE TABLE `Session`", url))[0][1])
+    finally:
+        await mariadb_sql(f"DROP DATABASE IF EXISTS `{name}`")
 
 
 def run_module(
