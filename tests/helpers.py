@@ -237,15 +237,19 @@ async def prismas_mysql_table() -> str:
 
 
 def run_module(
-    module: str, *args: str, cwd: Path = ROOT, env: Mapping[str, str] | None = None
+    module: str,
+    *args: str,
+    cwd: Path = ROOT,
+    env: Mapping[str, str] | None = None,
+    timeout: float = 120,
 ) -> subprocess.CompletedProcess[str]:
     """`python -m <module> <args>` in `cwd`, as a user runs it, with this checkout's package on
-    PYTHONPATH so that it is the one imported wherever `cwd` is."""
+    PYTHONPATH so that it is the one imported wherever `cwd` is; killed after `timeout` seconds."""
     environment = dict(os.environ if env is None else env)
     environment["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), environment.get("PYTHONPATH")]))
     command = [sys.executable, "-m", module, *args]
     return subprocess.run(
-        command, cwd=cwd, env=environment, capture_output=True, text=True, check=False, timeout=120
+        command, cwd=cwd, env=environment, capture_output=True, text=True, check=False, timeout=timeout
     )
 
 
