@@ -55,8 +55,9 @@ SUBQUERY_ROWS = 1242
 UNKNOWN_COLUMN = 1054
 # The user-key column's bytes: a string value is cut to this many (an index entry stays small).
 USER_KEY_BYTES = 255
-# What the user-key column holds for data the database cannot read as JSON, and each value's first byte:
-# s a string, n a number (as a double), and whole for true, false, null, any array and any object.
+# What the user-key column holds for data the database cannot read as JSON. A value it can read is
+# 's' and the string, 'n' and the number as a double, or 'true', 'false', 'null', '[]' (any array) or
+# '{}' (any object).
 UNREADABLE = "'!'"
 
 
@@ -151,7 +152,8 @@ class Dialect(SQLDialect):
 
     def _exists(self, view: str, column_name: str, name: str) -> str:
         """SQL that is true where the information schema's `view` lists `name` for the table."""
-        listed = table(view, *(column(name, String) for name in ("table_schema", "table_name", column_name)))
+        fields = ("table_schema", "table_name", column_name)
+        listed = table(view, *(column(field, String) for field in fields))
         listed.schema = "information_schema"
         found = exists().where(
             listed.c.table_schema == func.database(),
