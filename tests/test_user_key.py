@@ -3,15 +3,18 @@ reading every row, on rows of any content (issue 16, item 1), on SQLite, Postgre
 
 from __future__ import annotations
 
+import itertools
 import json
+import random
 from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import delete, text
+from sqlalchemy import delete, func, insert, select, text, update
 from sqlalchemy.engine import make_url
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from fastapi_prisma_session import PrismaSessionStore
 from fastapi_prisma_session.durations import utcnow
@@ -200,6 +203,25 @@ async def sids_matching(store: PrismaSessionStore, value: Any) -> set[str] | str
         return set(await store.matching(user_id=value))
     except ValueError as error:
         return str(error)
+
+
+async def test_the_json_the_readme_says_sqlite_and_mariadb_read_differently(
+    make_store: MakeStore, engine: AsyncEngine
+) -> None:
+    """A key written twice (Python reads the last; SQLite's and MariaDB's index the first), and a key name
+    written with an escape, which only PostgreSQL finds (elsewhere, with or without the index, the rows
+    are first narrowed by their text). JSON.stringify writes neither."""
+    plain = make_store()
+    store = make_store(user_key="user_id")
+    await store.create_table()
+    await insert_row(engine, "twice", '{"user_id":1,"user_id":2}')
+    await insert_row(engine, "escaped", '{"user\\u005fid":3}')
+    on_postgresql = engine.dialect.name == "postgresql"
+    assert set(await plain.matching(user_id=2)) == {"twice"}
+    assert set(await store.matching(user_id=2)) == ({"twice"} if on_postgresql else set())
+    assert await store.matching(user_id=1) == {}  # found through the index, then refused by Python
+    assert set(await plain.matching(user_id=3)) == ({"escaped"} if on_postgresql else set())
+    assert set(await store.matching(user_id=3)) == set(await plain.matching(user_id=3))
 
 
 # What each database's user-key index holds for {"user_id": 1}: the parameter its lookups bind.
@@ -423,3 +445,118 @@ async def test_destroy_all_through_the_index_disposes_each_session(
     assert await store.destroy_all(user_id=5) == 2
     assert sorted(disposed) == [("a", {"user_id": 5}), ("b", {"user_id": 5, "x": "\u0000"})]
     assert set(await rows(engine)) == {"c"}
+
+
+def hostile_corpus() -> list[str]:
+    """About 12,000 texts of `data` that JSON parsers disagree on: every string of up to four of
+    `01-+.eE` as the user key's value, in an array and before it (MariaDB's JSON_VALID takes many that
+    its JSON_EXTRACT refuses), escapes good and bad in values and in the key's name, literals, junk
+    around the object, nesting past MariaDB's depth of 32, and random JSON-like text."""
+    numbers = ["".join(chars) for size in range(1, 5) for chars in itertools.product("01-+.eE", repeat=size)]
+    corpus = [
+        text
+        for number in numbers
+        for text in (
+            f'{{"user_id":{number}}}',
+            f'{{"user_id":[{number}]}}',
+            f'{{"x":{number},"user_id":1}}',
+        )
+    ]
+    escapes = ['\\"', "\\\\", "\\/", "\\b", "\\n", "\\u0000", "\\u001f", "\\u00e9", "\\ud83d\\ude00"]
+    escapes += ["\\ud800", "\\udc00", "\\uffff", "\\q", "\\x", "\\u12", "\\u", "\\", "\\U0041", "'"]
+    for escape in escapes:
+        corpus += [
+            f'{{"user_id":"a{escape}b"}}',
+            f'{{"user{escape}_id":1}}',
+            f'{{"x":"{escape}","user_id":2}}',
+        ]
+    literals = ["true", "false", "null", "tru", "nul", "TRUE", "NaN", "Infinity", "-Infinity", "'a'", '"a']
+    corpus += [f'{{"user_id":{literal}}}' for literal in [*literals, "[", "{", "{}", "[]", "", " "]]
+    for junk in ["", " ", "\ufeff", "\n", "x", "[", "{", "}", ",", "\t"]:
+        corpus += [junk + '{"user_id":1}', '{"user_id":1}' + junk]
+    for depth in (32, 33, 300):
+        corpus += [
+            '{"user_id":1,"x":' + "[" * depth + "]" * depth + "}",
+            '{"user_id":' + "[" * depth + "]" * depth + "}",
+        ]
+    corpus += [
+        '{"user_id":"' + "é" * 70_000 + '"}',
+        '{"user_id":' + "9" * 5000 + "}",
+        '{"user_id":1,"user_id":2}',
+    ]
+    rng = random.Random(16)
+    alphabet = '{}[]":,0123456789-+.eEtrufalsn\\ u' + "é"
+    for _ in range(2000):
+        corpus.append('{"user_id":' + "".join(rng.choice(alphabet) for _ in range(rng.randint(0, 12))) + "}")
+    return corpus
+
+
+@pytest.mark.parametrize(
+    "sql_mode",
+    [None, "TRADITIONAL", "ANSI,TRADITIONAL,NO_BACKSLASH_ESCAPES", ""],
+    ids=["server", "traditional", "ansi", "none"],
+)
+async def test_no_text_fails_a_write_on_mysql(mariadb_url: str, sql_mode: str | None) -> None:
+    """In strict mode MySQL and MariaDB fail a write on any warning, so the generated column's expression
+    may never warn, whatever `data` holds: every text of the corpus is inserted, rewritten and deleted."""
+    options = (
+        {} if sql_mode is None else {"connect_args": {"init_command": f"SET SESSION sql_mode = '{sql_mode}'"}}
+    )
+    engine = create_async_engine(mariadb_url, **options)
+    table = session_table()
+    store = PrismaSessionStore(engine, user_key="user_id")
+    corpus = hostile_corpus()
+    try:
+        async with engine.begin() as conn:
+            await conn.run_sync(table.drop, checkfirst=True)
+        await store.create_table()
+        expires = utcnow() + timedelta(days=1)
+        async with engine.begin() as conn:
+            for start in range(0, len(corpus), 500):
+                batch = corpus[start : start + 500]
+                rows_ = [
+                    {"id": f"r{start + n}", "sid": f"r{start + n}", "data": text, "expiresAt": expires}
+                    for n, text in enumerate(batch)
+                ]
+                await conn.execute(insert(table), rows_)
+            await conn.execute(update(table).values(data=func.concat(table.c.data, " ")))
+            count = (await conn.execute(select(func.count()).select_from(table))).scalar_one()
+            await conn.execute(delete(table))
+        assert count == len(corpus) > 10_000
+    finally:
+        await store.shutdown()
+        async with engine.begin() as conn:
+            await conn.run_sync(table.drop, checkfirst=True)
+        await engine.dispose()
+
+
+async def test_the_simpler_expression_fails_a_write_that_the_column_takes(mariadb_url: str) -> None:
+    """What the corpus guards against: JSON_EXTRACT of a number MariaDB's JSON_VALID takes warns, and
+    strict mode turns the warning into a failed INSERT."""
+    engine = create_async_engine(mariadb_url)
+    table = session_table()
+    naive = "IF(JSON_VALID(`data`), JSON_UNQUOTE(JSON_EXTRACT(`data`, '$.user_id')), '!')"
+    row = {"id": "a", "sid": "a", "data": '{"user_id":1e-}', "expiresAt": utcnow()}
+    try:
+        async with engine.begin() as conn:
+            await conn.run_sync(table.drop, checkfirst=True)
+            await conn.run_sync(table.create)
+            await conn.execute(
+                text(f"ALTER TABLE `Session` ADD COLUMN naive VARCHAR(191) AS ({naive}) VIRTUAL")
+            )
+            await conn.execute(text("CREATE INDEX naive_idx ON `Session` (naive)"))
+        with pytest.raises(DBAPIError, match="Syntax error in JSON text"):
+            async with engine.begin() as conn:
+                await conn.execute(insert(table), row)
+        async with engine.begin() as conn:
+            await conn.execute(text("ALTER TABLE `Session` DROP COLUMN naive"))
+        store = PrismaSessionStore(engine, user_key="user_id")
+        await store.create_table()
+        async with engine.begin() as conn:
+            await conn.execute(insert(table), row)
+        assert await store.matching(user_id=1) == {}  # Python cannot read it either
+        await store.shutdown()
+    finally:
+        async with engine.begin() as conn:
+            await conn.run_sync(table.drop, checkfirst=True)
+        await engine.dispose()
