@@ -245,6 +245,23 @@ class MariaDBTable:
     async def analyze(self, *, vacuum: bool = True) -> None:
         await self.sql("ANALYZE TABLE `Session`")
 
+    async def end_orphaned_deletes(self) -> None:
+        """Stop the prune batch a stopped or failed CLI left running on the server (a client that gives
+        up does not stop its statement), and wait until it has rolled back and let go of its rows."""
+        running = (
+            "SELECT id, command FROM information_schema.processlist WHERE db = DATABASE() "
+            "AND id <> CONNECTION_ID() AND info LIKE 'DELETE%%'"
+        )
+        for _ in range(600):
+            found = await self.sql(running)
+            if not found:
+                return
+            for query_id, command in found:
+                if command == "Query":
+                    await self.sql(f"KILL QUERY {int(query_id)}")
+            await asyncio.sleep(1)
+        raise RuntimeError("a prune batch is still running ten minutes after its CLI stopped")
+
     async def put_back(self, user: int, rows: int) -> None:
         """As `_put_back`: live{g} for g % users + 1 == user, from a sequence with a step."""
         users = rows // SESSIONS_PER_USER
@@ -291,6 +308,7 @@ class MariaDBTable:
             process.terminate()
             await process.wait()
         elapsed = time.monotonic() - started
+        await self.end_orphaned_deletes()
         [(left,)] = await self.sql("SELECT COUNT(*) FROM `Session` WHERE `expiresAt` < UTC_TIMESTAMP(3)")
         done = f"failed after {elapsed:.1f} s: {error}" if error else f"in {elapsed:.1f} s"
         print(f"    pruned {expired - int(left):,} of {expired:,} {done}", file=sys.stderr)
