@@ -38,8 +38,6 @@ if TYPE_CHECKING:
 
 # PostgreSQL refusing to read a row as jsonb: invalid JSON text (22P02), a \u0000 it cannot hold (22P05).
 UNREADABLE_AS_JSONB = ("22P02", "22P05")
-# PostgreSQL not knowing a function: the user-key index's, when its migration has not run.
-UNDEFINED_FUNCTION = "42883"
 
 Parse = Callable[[str, str], "SessionData | None"]
 #: `delete(plain, returning, params)`: runs a DELETE and returns how many rows went.
@@ -122,7 +120,10 @@ class DataMatcher:
         index = self._index
         if index is None or index.key not in match:
             return None
-        lookup = self._database.sql.user_key_lookup(match[index.key], self._serializer.dumps)
+        try:
+            lookup = self._database.sql.user_key_lookup(match[index.key], self._serializer.dumps)
+        except (TypeError, ValueError):  # not JSON (NaN, an object): no row holds it, as without the index
+            return None
         return None if lookup is NOT_INDEXED else {"user_key_value": lookup}
 
     async def _indexed(self, statement: Executable, params: dict[str, Any]) -> Result[*tuple[Any, ...]]:
@@ -131,11 +132,12 @@ class DataMatcher:
 
     @contextlib.contextmanager
     def _index_needed(self) -> Iterator[None]:
-        """Turns PostgreSQL's "no such function" into what to run to add the user-key index."""
+        """Turns the database's "no such function" (PostgreSQL) or "no such column" (MySQL) into what to
+        run to add the user-key index."""
         try:
             yield
         except DBAPIError as error:
-            if getattr(error.orig, "sqlstate", None) != UNDEFINED_FUNCTION or self._index is None:
+            if self._index is None or not self._database.sql.user_key_missing(error.orig):
                 raise
             key = self._index.key
             raise ConfigurationError(

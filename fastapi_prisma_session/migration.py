@@ -30,7 +30,7 @@ from sqlalchemy import MetaData
 
 from .database import driver_url
 from .dialects import for_database
-from .dialects.base import check_user_key
+from .dialects.base import check_user_key, is_user_key_object
 from .exceptions import ConfigurationError
 from .models import DEFAULT_TABLE_NAME, EXPIRES_AT, MYSQL_DIALECTS, session_table
 
@@ -96,8 +96,9 @@ def upgrade(table_name: str = DEFAULT_TABLE_NAME, expires_column: str = EXPIRES_
 
 def add_user_key_index(key: str, table_name: str = DEFAULT_TABLE_NAME) -> None:
     """Add the index the store's `user_key=key` option looks users up in (in a revision's `upgrade()`):
-    on PostgreSQL a function of `data` and an index on it, on SQLite an index on a JSON expression. Rows
-    of any content stay writable. Does nothing where it is there already."""
+    on PostgreSQL a function of `data` and an index on it, on SQLite an index on a JSON expression, on
+    MySQL and MariaDB a generated column and an index on it. Rows of any content stay writable. Does
+    nothing where it is there already (offline, with `--sql`, the plain statements are printed)."""
     for statement in _user_key_ddl(key, table_name)[0]:
         op.execute(statement)
 
@@ -112,23 +113,23 @@ def include_object(
     obj: object, name: str | None, type_: str, reflected: bool, compare_to: object | None
 ) -> bool:
     """For an env.py's `context.configure(include_object=migration.include_object)`: leaves the user-key
-    index out of `alembic check` and `--autogenerate`, which would otherwise propose to drop it (the
-    model does not describe it: Prisma's table has no such index)."""
+    index (and on MySQL its generated column) out of `alembic check` and `--autogenerate`, which would
+    otherwise propose to drop them (the model does not describe them: Prisma's table has neither)."""
     table = getattr(getattr(obj, "table", None), "name", None)
     return not (
-        type_ == "index"
-        and reflected
+        reflected
         and compare_to is None
         and name is not None
         and table is not None
-        and name.startswith(f"{table}_data_")
-        and name.endswith("_idx")
+        and is_user_key_object(type_, name, table)
     )
 
 
 def _user_key_ddl(key: str, table_name: str) -> tuple[list[Executable], list[Executable]]:
-    sql = for_database(op.get_context().dialect.name, session_table(table_name), prune_batch_size=1)
-    return sql.user_key_ddl(check_user_key(key), if_exists=True)
+    context = op.get_context()
+    sql = for_database(context.dialect.name, session_table(table_name), prune_batch_size=1)
+    # Offline (`--sql`), the plain statements: a script to run once, or to paste into a Prisma migration.
+    return sql.user_key_ddl(check_user_key(key), if_exists=not context.as_sql)
 
 
 def downgrade(table_name: str = DEFAULT_TABLE_NAME) -> None:

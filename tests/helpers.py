@@ -197,6 +197,22 @@ async def mariadb_sql(sql: str, url: str = MARIADB_ADMIN_URL) -> list[tuple[Any,
         await conn.ensure_closed()
 
 
+# What `prisma migrate` writes for the seed's model on MySQL (Prisma's MySQL mapping: String is
+# VARCHAR(191), DateTime is DATETIME(3); `data` is `@db.MediumText` as prisma-session-store's README says).
+PRISMA_MYSQL_DDL = """
+CREATE TABLE `Session` (
+    `id` VARCHAR(191) NOT NULL,
+    `sid` VARCHAR(191) NOT NULL,
+    `data` MEDIUMTEXT NOT NULL,
+    `expiresAt` DATETIME(3) NOT NULL,
+
+    UNIQUE INDEX `Session_sid_key`(`sid`),
+    INDEX `Session_expiresAt_idx`(`expiresAt`),
+    PRIMARY KEY (`id`)
+) DEFAULT CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci
+"""
+
+
 @contextmanager
 def mariadb_database(prefix: str) -> Iterator[str]:
     """A new, empty MariaDB database, dropped afterwards. Yields its plain mysql:// URL."""
@@ -208,16 +224,32 @@ def mariadb_database(prefix: str) -> Iterator[str]:
         asyncio.run(mariadb_sql(f"DROP DATABASE IF EXISTS `{name}`"))
 
 
+async def prismas_mysql_table() -> str:
+    """SHOW CREATE TABLE of the table `prisma migrate` makes for the seed's model, on this MariaDB."""
+    name = f"fps_prisma_{uuid.uuid4().hex[:8]}"
+    await mariadb_sql(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci")
+    try:
+        url = make_url(MARIADB_ADMIN_URL).set(database=name).render_as_string(hide_password=False)
+        await mariadb_sql(PRISMA_MYSQL_DDL, url)
+        return str((await mariadb_sql("SHOW CREATE TABLE `Session`", url))[0][1])
+    finally:
+        await mariadb_sql(f"DROP DATABASE IF EXISTS `{name}`")
+
+
 def run_module(
-    module: str, *args: str, cwd: Path = ROOT, env: Mapping[str, str] | None = None
+    module: str,
+    *args: str,
+    cwd: Path = ROOT,
+    env: Mapping[str, str] | None = None,
+    timeout: float = 120,
 ) -> subprocess.CompletedProcess[str]:
     """`python -m <module> <args>` in `cwd`, as a user runs it, with this checkout's package on
-    PYTHONPATH so that it is the one imported wherever `cwd` is."""
+    PYTHONPATH so that it is the one imported wherever `cwd` is; killed after `timeout` seconds."""
     environment = dict(os.environ if env is None else env)
     environment["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), environment.get("PYTHONPATH")]))
     command = [sys.executable, "-m", module, *args]
     return subprocess.run(
-        command, cwd=cwd, env=environment, capture_output=True, text=True, check=False, timeout=120
+        command, cwd=cwd, env=environment, capture_output=True, text=True, check=False, timeout=timeout
     )
 
 

@@ -27,6 +27,7 @@ from fastapi_prisma_session import PrismaSessionStore
 from fastapi_prisma_session.cookies import iso_utc
 from fastapi_prisma_session.durations import utcnow
 from fastapi_prisma_session.models import EPOCH, session_table, sqlite_datetime_text
+from fastapi_prisma_session.signing import Signer
 from tests.helpers import client_for, make_app, rows
 from tests.node_recorder import read_sessions, reader_database, recordings, require_node
 
@@ -253,3 +254,34 @@ async def test_node_in_unixepoch_ms_mode_shares_a_table_with_python(
     assert await store.length() == 2
     assert await store.prune() == 2  # that one, and the session python_sessions left expired
     assert set(await rows(engine)) == {line["cookie_sid"] for line in found[1:]}
+
+
+@on_each_database
+async def test_node_writes_to_a_table_with_the_user_key_index_and_the_index_finds_them(
+    database_url: str, engine: AsyncEngine, make_store: Callable[..., PrismaSessionStore]
+) -> None:
+    """prisma-session-store's writes succeed on the table `migrate --user-key` changed (on MySQL a
+    generated column more), and the index finds the sessions as Node rewrote them."""
+    require_node()
+    store = make_store(user_key="user_id")
+    await store.create_table()
+    options = node_options(next(iter(recordings(reader_database(database_url)).values())))
+    signer = Signer([options["secret"]])
+    users = {"u0": 7, "u1": 7, "u2": 8}
+    cookie = {"originalMaxAge": None, "expires": None, "httpOnly": True, "path": "/"}
+    for sid, user in users.items():
+        await store.set(sid, {"cookie": cookie, "n": 2, "user_id": user})
+    # Node writes each one back, and a new session (an INSERT) for a cookie whose session is not there.
+    cookies = [f"{options['cookie_name']}={signer.cookie_value(sid)}" for sid in [*users, "gone"]]
+    status, found = read_sessions(database_url, cookies, "--increment")
+    assert status == 3  # "gone" was not found
+    assert [line["data_after_request"] for line in found] == [
+        *({"n": 3, "user_id": user} for user in users.values()),
+        {"n": 1},
+    ]
+    matched = await store.matching(user_id=7)
+    assert {sid: session.data["n"] for sid, session in matched.items()} == {"u0": 3, "u1": 3}
+    assert await store.destroy_all(user_id=8) == 1
+    left = await rows(engine)
+    [new] = set(left) - {"u0", "u1"}
+    assert json.loads(left[new]["data"])["n"] == 1

@@ -30,6 +30,7 @@ from fastapi_prisma_session.durations import utcnow
 from fastapi_prisma_session.models import session_table
 from tests.faultproxy import FaultProxy
 from tests.helpers import (
+    PRISMA_MYSQL_DDL,
     ROOT,
     a_fresh_store_prunes,
     alembic,
@@ -42,20 +43,6 @@ from tests.helpers import (
 
 VERSION_TABLE = "alembic_version_fastapi_prisma_session"
 HEAD = "0001_session_table"
-# What `prisma migrate` writes for the seed's model on MySQL (Prisma's MySQL mapping: String is
-# VARCHAR(191), DateTime is DATETIME(3); `data` is `@db.MediumText` as prisma-session-store's README says).
-PRISMA_DDL = """
-CREATE TABLE `Session` (
-    `id` VARCHAR(191) NOT NULL,
-    `sid` VARCHAR(191) NOT NULL,
-    `data` MEDIUMTEXT NOT NULL,
-    `expiresAt` DATETIME(3) NOT NULL,
-
-    UNIQUE INDEX `Session_sid_key`(`sid`),
-    INDEX `Session_expiresAt_idx`(`expiresAt`),
-    PRIMARY KEY (`id`)
-) DEFAULT CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci
-"""
 
 
 @pytest.fixture
@@ -130,7 +117,7 @@ def test_migrate_creates_prismas_table_from_a_plain_mysql_url(empty_mariadb: str
     assert f"Running upgrade -> {HEAD}" in result.stdout
     assert result.stderr == ""  # no "name ignored for PRIMARY key" warnings
     with mariadb_database("fps_prisma") as prisma:
-        query(prisma, PRISMA_DDL)
+        query(prisma, PRISMA_MYSQL_DDL)
         assert show_create(empty_mariadb) == show_create(prisma)
     created = show_create(empty_mariadb)
     assert "`id` varchar(191) NOT NULL" in created
@@ -152,14 +139,14 @@ def test_the_repositorys_alembic_creates_the_same_table(empty_mariadb: str) -> N
     result = alembic(empty_mariadb, "upgrade", "head")
     assert result.returncode == 0, result.stderr
     with mariadb_database("fps_prisma") as prisma:
-        query(prisma, PRISMA_DDL)
+        query(prisma, PRISMA_MYSQL_DDL)
         assert show_create(empty_mariadb) == show_create(prisma)
     check = alembic(empty_mariadb, "check")
     assert check.returncode == 0, check.stdout + check.stderr
 
 
 def test_a_table_prisma_made_is_left_as_it_is_and_recorded(empty_mariadb: str, tmp_path: Path) -> None:
-    query(empty_mariadb, PRISMA_DDL)
+    query(empty_mariadb, PRISMA_MYSQL_DDL)
     query(empty_mariadb, "INSERT INTO `Session` VALUES ('a', 'a', '{}', '2030-01-01 00:00:00.000')")
     result = migrate("--database-url", empty_mariadb, cwd=tmp_path)
     assert result.returncode == 0, result.stderr
@@ -191,7 +178,7 @@ def test_the_ddl_for_a_dba_makes_prismas_table(empty_mariadb: str, tmp_path: Pat
         if statement:
             query(empty_mariadb, statement)
     with mariadb_database("fps_prisma") as prisma:
-        query(prisma, PRISMA_DDL)
+        query(prisma, PRISMA_MYSQL_DDL)
         assert show_create(empty_mariadb) == show_create(prisma)
     assert migrate("--database-url", empty_mariadb, cwd=tmp_path).stdout.startswith("nothing to do")
 

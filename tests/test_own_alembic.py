@@ -19,7 +19,7 @@ from pathlib import Path
 import asyncpg
 import pytest
 
-from tests.helpers import readme_blocks, run_module, scratch_database
+from tests.helpers import mariadb_database, mariadb_sql, readme_blocks, run_module, scratch_database
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = ROOT / "README.md"
@@ -41,6 +41,13 @@ REVISION_BODY = (
     "def downgrade() -> None:\n    migration.downgrade()\n"
 )
 UPGRADE_AND_CHECK = "alembic upgrade head\nalembic check\n"
+# The user-key section's additions: the index in the revision, and include_object in env.py.
+USER_KEY_BODY = (
+    'def upgrade() -> None:\n    migration.upgrade()\n    migration.add_user_key_index("user_id")\n\n\n'
+    'def downgrade() -> None:\n    migration.drop_user_key_index("user_id")\n    migration.downgrade()\n'
+)
+TEMPLATE_CONFIGURE = "context.configure(connection=connection, target_metadata=target_metadata)"
+INCLUDE_OBJECT = ", include_object=migration.include_object"
 CLEAN = "No new upgrade operations detected."
 
 
@@ -82,7 +89,9 @@ def edit(path: Path, old: str, new: str) -> None:
     path.write_text(text.replace(old, new))
 
 
-def follow_the_recipe(folder: Path, env: dict[str, str], *, url_in_ini: bool) -> None:
+def follow_the_recipe(folder: Path, env: dict[str, str], *, url_in_ini: bool, user_key: bool = False) -> None:
+    """The README's recipe; with `user_key`, its user-key section's too: the revision adds the index and
+    env.py passes `include_object`."""
     run_alembic(folder, INIT, env)
     env_py = folder / "migrations" / "env.py"
     edit(env_py, TEMPLATE_METADATA, TARGET_METADATA)
@@ -90,12 +99,14 @@ def follow_the_recipe(folder: Path, env: dict[str, str], *, url_in_ini: bool) ->
         edit(folder / "alembic.ini", TEMPLATE_URL, URL_IN_INI)
     else:
         edit(env_py, TARGET_METADATA, TARGET_METADATA + "\n" + URL_FROM_ENVIRONMENT)
+    if user_key:
+        edit(env_py, TEMPLATE_CONFIGURE, TEMPLATE_CONFIGURE.replace(")", INCLUDE_OBJECT + ")"))
 
     run_alembic(folder, REVISION, env)
     [revision] = (folder / "migrations" / "versions").glob("*_session_table.py")
     edit(revision, "from alembic import op\n", "from alembic import op\n" + REVISION_IMPORT)
     text = revision.read_text()
-    revision.write_text(text[: text.index("def upgrade()")] + REVISION_BODY)
+    revision.write_text(text[: text.index("def upgrade()")] + (USER_KEY_BODY if user_key else REVISION_BODY))
 
     upgrade, check = UPGRADE_AND_CHECK.splitlines()
     run_alembic(folder, upgrade, env)
@@ -143,3 +154,20 @@ def test_the_recipe_on_postgresql_with_a_plain_database_url(empty_postgres: str,
     tables, indexes = asyncio.run(_catalog(empty_postgres))
     assert tables == ["Session", "alembic_version"]
     assert indexes == ["Session_expiresAt_idx", "Session_pkey", "Session_sid_key"]
+
+
+@pytest.fixture
+def empty_mariadb(mariadb_url: str) -> Iterator[str]:
+    """A brand-new MariaDB database, as the plain `mysql://` URL a Prisma project has."""
+    with mariadb_database("fps_own_alembic") as url:
+        yield url
+
+
+def test_the_recipe_with_the_user_key_index_on_mariadb(empty_mariadb: str, tmp_path: Path) -> None:
+    env = {**os.environ, "DATABASE_URL": empty_mariadb}
+    follow_the_recipe(tmp_path, env, url_in_ini=False, user_key=True)  # `alembic check` is clean
+    created = str(asyncio.run(mariadb_sql("SHOW CREATE TABLE `Session`", empty_mariadb))[0][1])
+    assert "`data_user_id_key` varbinary(255) GENERATED ALWAYS AS (" in created
+    assert "KEY `Session_data_user_id_idx` (`data_user_id_key`)" in created
+    run_alembic(tmp_path, "alembic downgrade base", env)
+    assert asyncio.run(mariadb_sql("SHOW TABLES", empty_mariadb)) == [("alembic_version",)]

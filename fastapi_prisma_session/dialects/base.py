@@ -46,6 +46,19 @@ def user_key_index_name(table_name: str, key: str) -> str:
     return f"{table_name}_data_{key}_idx"
 
 
+def user_key_column_name(key: str) -> str:
+    """The generated column the user-key index is on, where the database needs one (MySQL, MariaDB):
+    `data_user_id_key`."""
+    return f"data_{key}_key"
+
+
+def is_user_key_object(kind: str, name: str, table_name: str) -> bool:
+    """Whether a schema object (`kind` "index" or "column") is one of those `user_key_ddl` adds."""
+    if kind == "index":
+        return name.startswith(f"{table_name}_data_") and name.endswith("_idx")
+    return kind == "column" and name.startswith("data_") and name.endswith("_key")
+
+
 class SQLDialect(ABC):
     """The prebuilt statements for one session table on one database."""
 
@@ -159,16 +172,16 @@ class SQLDialect(ABC):
     #: the rows down to candidates that matching.py checks in Python (False).
     user_key_exact: ClassVar[bool] = False
 
+    @abstractmethod
     def user_key_value(self, key: str, data: ColumnElement[Any] | None = None) -> ColumnElement[Any]:
         """What the user-key index holds for a row: the value of `key` in its `data` column (the table's,
         unless given), derived in the database so that rows Node writes count too, by an expression that
         never fails a write whatever `data` holds, and that gives `user_key_unreadable()` for data the
         database cannot read as JSON."""
-        raise ConfigurationError(f"the user_key option is not supported on {self.name}")
 
+    @abstractmethod
     def user_key_unreadable(self) -> ColumnElement[Any]:
         """What `user_key_value` gives a row whose data the database cannot read as JSON."""
-        raise ConfigurationError(f"the user_key option is not supported on {self.name}")
 
     def user_key_parameter(self, name: str) -> ColumnElement[Any]:
         """The bound parameter `name` as `user_key_value` is compared with it."""
@@ -178,6 +191,10 @@ class SQLDialect(ABC):
         """The parameter to compare `user_key_value` with to find rows whose key holds `value`, or
         `NOT_INDEXED` when the index cannot find them (matching then reads the table as without it)."""
         return NOT_INDEXED
+
+    def user_key_missing(self, error: BaseException | None) -> bool:
+        """Whether the driver's `error` says that what `user_key_ddl` adds is not in the database."""
+        return False
 
     def user_key_ddl(self, key: str, *, if_exists: bool = False) -> tuple[list[Executable], list[Executable]]:
         """The statements that add what `user_key_value(key)` needs (a function, an index, or a generated

@@ -28,6 +28,9 @@ from .base import Serialize, SQLDialect, check_user_key
 if TYPE_CHECKING:
     from sqlalchemy import ColumnElement, Executable
 
+# PostgreSQL not knowing a function.
+UNDEFINED_FUNCTION = "42883"
+
 
 class Dialect(SQLDialect):
     name = "postgresql"
@@ -96,6 +99,10 @@ class Dialect(SQLDialect):
     def user_key_lookup(self, value: Any, serialize: Serialize) -> Any:
         # What the function gives a row holding `value` under the key: [value], as jsonb.
         return f"[{serialize(value)}]"
+
+    def user_key_missing(self, error: BaseException | None) -> bool:
+        # The user-key index's function is not there: its migration has not run.
+        return getattr(error, "sqlstate", None) == UNDEFINED_FUNCTION
 
     def user_key_ddl(self, key: str, *, if_exists: bool = False) -> tuple[list[Executable], list[Executable]]:
         function = self._quote(self.user_key_function())
