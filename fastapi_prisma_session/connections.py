@@ -57,7 +57,9 @@ class Deadlines:
     def within(self, seconds: float) -> _Within:
         return _Within(self, seconds)
 
-    def _enter(self, seconds: float) -> asyncio.Task[Any]:
+    def start(self, seconds: float) -> tuple[asyncio.Task[Any], int]:
+        """Start a deadline `seconds` from now for the current task; what `end` takes. For a caller on
+        the hot path that would rather not pay for `within`'s context manager and its coroutines."""
         task = asyncio.current_task()
         if task is None:
             raise RuntimeError("a deadline needs a running task")
@@ -68,11 +70,13 @@ class Deadlines:
         self._running.setdefault(task, []).append(loop.time() + seconds)
         if self._timer is None:
             self._timer = loop.call_later(DEADLINE_TICK, self._tick, loop)
-        return task
+        return task, task.cancelling()
 
-    def _exit(self, task: asyncio.Task[Any], cancelling: int, cancelled: bool) -> bool:
-        """Whether a CancelledError in `task` was this deadline's doing alone (and is now a TimeoutError),
-        as `asyncio.timeout` decides it: another cancellation of the task is passed on as it is."""
+    def end(self, started: tuple[asyncio.Task[Any], int], cancelled: bool) -> bool:
+        """End the deadline `start` gave; whether a CancelledError in its task (`cancelled`) was this
+        deadline's doing alone (and is now a TimeoutError), as `asyncio.timeout` decides it: another
+        cancellation of the task is passed on as it is."""
+        task, cancelling = started
         stack = self._running.get(task)
         if stack:
             stack.pop()
@@ -95,19 +99,18 @@ class Deadlines:
 
 
 class _Within:
-    __slots__ = ("_cancelling", "_deadlines", "_seconds", "_task")
+    __slots__ = ("_deadlines", "_seconds", "_started")
 
     def __init__(self, deadlines: Deadlines, seconds: float) -> None:
         self._deadlines, self._seconds = deadlines, seconds
 
     async def __aenter__(self) -> None:
-        self._task = self._deadlines._enter(self._seconds)
-        self._cancelling = self._task.cancelling()
+        self._started = self._deadlines.start(self._seconds)
 
     async def __aexit__(
         self, kind: type[BaseException] | None, error: BaseException | None, tb: TracebackType | None
     ) -> None:
-        if self._deadlines._exit(self._task, self._cancelling, kind is asyncio.CancelledError):
+        if self._deadlines.end(self._started, kind is asyncio.CancelledError):
             raise TimeoutError from error
 
 
@@ -162,10 +165,9 @@ class RequestPool:
         With `retry` (a read, safe to repeat), a statement whose connection turns out to be dead (the
         server restarted, or closed it while it sat idle) runs again on another, a few times, within the
         same deadline. A timeout is never retried."""
-        # `deadlines.within` spelled out: no context manager and its two coroutines per statement.
+        # `deadlines.within` spelled out with start/end: no context manager and its coroutines per statement.
         deadlines = self.deadlines
-        task = deadlines._enter(self.deadline * STATEMENT_SHARE)
-        cancelling = task.cancelling()
+        started = deadlines.start(self.deadline * STATEMENT_SHARE)
         try:
             if self._loop is not asyncio.get_running_loop():
                 self._move_to_this_loop()
@@ -180,13 +182,13 @@ class RequestPool:
             else:
                 result = await self._run_once(method, sql, args)
         except asyncio.CancelledError as error:
-            if deadlines._exit(task, cancelling, cancelled=True):
+            if deadlines.end(started, cancelled=True):
                 raise TimeoutError from error
             raise
         except BaseException:
-            deadlines._exit(task, cancelling, cancelled=False)
+            deadlines.end(started, cancelled=False)
             raise
-        deadlines._exit(task, cancelling, cancelled=False)
+        deadlines.end(started, cancelled=False)
         return result
 
     async def close(self) -> None:
@@ -206,11 +208,7 @@ class RequestPool:
 
     async def _run_once(self, method: str, sql: str, args: Sequence[Any]) -> Any:
         # An idle connection is taken here, without the coroutine `_acquire` is: the common case.
-        connection = self._idle.pop()[0] if self._idle else None
-        if connection is None or connection.is_closed():
-            if connection is not None:
-                self._forget(connection)  # the server closed it while it sat idle
-            connection = await self._acquire()
+        connection = self._take_idle() or await self._acquire()
         try:
             result = await getattr(connection, method)(sql, *args)
         except self._refused as error:
@@ -233,14 +231,20 @@ class RequestPool:
         self._release(connection)
         return result
 
+    def _take_idle(self) -> asyncpg.Connection | None:
+        """The most recently used idle connection that is still open, or None."""
+        while self._idle:
+            connection, _ = self._idle.pop()
+            if not connection.is_closed():
+                return connection
+            self._forget(connection)  # the server closed it while it sat idle
+        return None
+
     async def _acquire(self) -> asyncpg.Connection:
         while True:
-            if self._idle:
-                connection, _ = self._idle.pop()
-                if not connection.is_closed():
-                    return connection
-                self._forget(connection)  # the server closed it while it sat idle
-                continue
+            connection = self._take_idle()
+            if connection is not None:
+                return connection
             if self._opened < self.max_size:
                 self._opened += 1
                 try:

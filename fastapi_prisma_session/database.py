@@ -461,15 +461,14 @@ class OneWriter:
     one writes and nobody waits), each waiter a future the writer before it resolves when done: an
     uncontended write, nearly every write, allocates nothing but this object."""
 
-    __slots__ = ("_cancelling", "_db", "_sid", "_task")
+    __slots__ = ("_db", "_sid", "_started")
 
     def __init__(self, db: Database, sid: str) -> None:
         self._db, self._sid = db, sid
 
     async def __aenter__(self) -> None:
         db, sid = self._db, self._sid
-        self._task = db._deadlines._enter(db._deadline)
-        self._cancelling = self._task.cancelling()
+        self._started = db._deadlines.start(db._deadline)
         writers = db._writers
         if sid not in writers:
             writers[sid] = None  # this write holds the session; nobody waits
@@ -507,7 +506,7 @@ class OneWriter:
     def _end(self, kind: type[BaseException] | None) -> None:
         """End the deadline; a write it cut off (or whose statement ran out of time) is unavailable."""
         db = self._db
-        expired = db._deadlines._exit(self._task, self._cancelling, kind is asyncio.CancelledError)
+        expired = db._deadlines.end(self._started, kind is asyncio.CancelledError)
         if expired or (kind is not None and issubclass(kind, TimeoutError)):
             message = f"writing session {redact(self._sid)} did not finish within {db._deadline:g} s"
             raise StoreUnavailableError(message) from None
