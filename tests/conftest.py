@@ -24,7 +24,6 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from fastapi_prisma_session import PrismaSessionStore
 from tests.helpers import (
     ADMIN_URL,
-    IN_CI,
     MARIADB_ADMIN_URL,
     ROOT,
     Built,
@@ -33,6 +32,7 @@ from tests.helpers import (
     build_package,
     mariadb_database,
     mariadb_sql,
+    missing,
 )
 
 
@@ -51,9 +51,7 @@ def postgres_url() -> Iterator[str]:
     try:
         asyncio.run(admin_sql(f'CREATE DATABASE "{name}"'))
     except (OSError, asyncpg.PostgresError) as error:
-        if IN_CI:
-            pytest.fail(f"PostgreSQL is required under CI=true and is not reachable at {ADMIN_URL}: {error}")
-        pytest.skip(f"PostgreSQL not reachable at {ADMIN_URL}: {error}")
+        missing(f"PostgreSQL not reachable at {ADMIN_URL}: {error}")
     url = make_url(ADMIN_URL).set(drivername="postgresql+asyncpg", database=name)
     yield url.render_as_string(hide_password=False)
     asyncio.run(admin_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
@@ -67,11 +65,7 @@ def mariadb_url() -> Iterator[str]:
     except Exception as error:  # OSError, or asyncmy's own errors (a refused login)
         if not isinstance(error, OSError) and type(error).__module__.partition(".")[0] != "asyncmy":
             raise
-        if IN_CI:
-            pytest.fail(
-                f"MariaDB is required under CI=true and is not usable at {MARIADB_ADMIN_URL}: {error}"
-            )
-        pytest.skip(f"MariaDB not usable at {MARIADB_ADMIN_URL}: {error}")
+        missing(f"MariaDB not usable at {MARIADB_ADMIN_URL}: {error}")
     with mariadb_database(f"fps_test_{os.getpid()}") as url:
         yield make_url(url).set(drivername="mysql+asyncmy").render_as_string(hide_password=False)
 

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 from textwrap import dedent
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import asyncpg
 import httpx
@@ -154,6 +154,16 @@ async def admin_sql(sql: str) -> None:
         await conn.execute(sql)
     finally:
         await conn.close()
+
+
+def missing(message: str) -> NoReturn:
+    """Stop a test for want of a server or tool (`message` says which, and why): a failure under CI=true,
+    where a skip would hide a broken install, a skip elsewhere."""
+    import pytest
+
+    if IN_CI:
+        pytest.fail(f"required under CI=true: {message}")
+    pytest.skip(message)
 
 
 @contextmanager

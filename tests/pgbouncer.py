@@ -41,10 +41,9 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Literal, Self
 
-import pytest
 from sqlalchemy.engine import make_url
 
-from tests.helpers import ADMIN_URL, IN_CI, free_port
+from tests.helpers import ADMIN_URL, free_port, missing
 
 PoolMode = Literal["session", "transaction", "statement"]
 
@@ -63,18 +62,13 @@ def pgbouncer_binary() -> str | None:
 
 def require_programs() -> None:
     """Skip the calling test without `pgbouncer` and `psql` (fail it under CI=true, where they must be)."""
-    missing = [
+    absent = [
         name
         for name, found in (("pgbouncer", pgbouncer_binary()), ("psql", shutil.which("psql")))
         if not found
     ]
-    if missing:
-        message = (
-            f"{' and '.join(missing)} not installed (Debian: apt-get install pgbouncer postgresql-client)"
-        )
-        if IN_CI:
-            pytest.fail(f"required under CI=true: {message}")
-        pytest.skip(message)
+    if absent:
+        missing(f"{' and '.join(absent)} not installed (Debian: apt-get install pgbouncer postgresql-client)")
 
 
 def in_front_of_test_server(
