@@ -39,6 +39,7 @@ from tests.helpers import (
     mariadb_sql,
     prune_in_processes,
     run_module,
+    wait_until,
 )
 
 VERSION_TABLE = "alembic_version_fastapi_prisma_session"
@@ -318,9 +319,16 @@ async def test_a_prune_run_skips_while_another_process_holds_the_lock(
             assert await store.prune() == 0
             assert store.last_prune_skipped
             assert await counts(migrated) == (10, 2)
-        # The other connection is closed: its lock went with it.
+        # The other connection is closed: its lock goes with it, once the server has ended its session.
     finally:
         await other.dispose()
+
+    async def lock_released() -> bool:
+        async with store.engine.connect() as conn:
+            held = await conn.execute(select(func.is_used_lock(sql.lock_name())), key)  # type: ignore[attr-defined]
+            return held.scalar() is None
+
+    await wait_until(lock_released)
     assert await store.prune() == 10
     assert not store.last_prune_skipped
     assert await counts(migrated) == (0, 2)
