@@ -22,8 +22,6 @@ from collections.abc import Callable, Sequence
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Literal
 
-from starlette.datastructures import MutableHeaders
-
 from .cookies import CookieAttributes, Priority, SameSite, Secure
 from .durations import Duration
 from .exceptions import ConfigurationError, StoreUnavailableError
@@ -206,11 +204,8 @@ class SessionMiddleware(metaclass=_BuiltOrReported):
                         failed = True
                         await _unavailable(scope, send, error)
                         return
-                    headers = MutableHeaders(scope=message)
-                    if set_cookie is not None:
-                        headers.append("set-cookie", set_cookie)
-                    if session.accessed or set_cookie is not None:
-                        _mark_private(headers)
+                    if set_cookie is not None or session.accessed:
+                        _add_session_headers(message, set_cookie)
             await send(message)
 
         if kind == "http":
@@ -334,12 +329,27 @@ async def _unavailable(scope: Scope, send: Send, error: StoreUnavailableError) -
     await send({"type": "http.response.body", "body": body})
 
 
-def _mark_private(headers: MutableHeaders) -> None:
-    """A response that read or wrote the session depends on the Cookie header, and must not be stored
-    by a shared cache (it may carry one user's data or a Set-Cookie)."""
-    headers.add_vary_header("Cookie")
-    if "cache-control" not in headers:
-        headers["cache-control"] = "private"
+def _add_session_headers(message: Message, set_cookie: str | None) -> None:
+    """Add the Set-Cookie, if any, to a response that read or wrote the session, and mark it private: it
+    depends on the Cookie header (Vary), and a shared cache must not store it (it may carry one user's
+    data or a Set-Cookie). An app's own Cache-Control stays; Cookie joins an app's Vary."""
+    # On the raw list, not Starlette's MutableHeaders: this runs on every response that used a session.
+    headers = message["headers"] = list(message.get("headers", ()))
+    vary = cache_control = None
+    for index, (name, _) in enumerate(headers):
+        lowered = name.lower()
+        if lowered == b"vary":
+            vary = index if vary is None else vary
+        elif lowered == b"cache-control":
+            cache_control = index
+    if vary is None:
+        headers.append((b"vary", b"Cookie"))
+    else:
+        headers[vary] = (b"vary", headers[vary][1] + b", Cookie")
+    if cache_control is None:
+        headers.append((b"cache-control", b"private"))
+    if set_cookie is not None:
+        headers.append((b"set-cookie", set_cookie.encode("latin-1")))
 
 
 def _paths(option: str, patterns: Sequence[str]) -> re.Pattern[str] | None:
