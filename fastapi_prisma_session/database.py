@@ -459,20 +459,24 @@ class Database:
 class OneWriter:
     """`Database.one_writer(sid)`. The session's writers queue in `Database._writers[sid]` (None while
     one writes and nobody waits), each waiter a future the writer before it resolves when done: an
-    uncontended write, nearly every write, allocates nothing but this object."""
+    uncontended write, nearly every write, allocates nothing but this object.
+
+    A writer that has to wait starts the deadline before it waits, so that the wait and its write end
+    within it. One that does not wait starts none: its statement ends within its own deadline."""
 
     __slots__ = ("_db", "_sid", "_started")
 
     def __init__(self, db: Database, sid: str) -> None:
         self._db, self._sid = db, sid
+        self._started: tuple[asyncio.Task[Any], int] | None = None
 
     async def __aenter__(self) -> None:
         db, sid = self._db, self._sid
-        self._started = db._deadlines.start(db._deadline)
         writers = db._writers
         if sid not in writers:
             writers[sid] = None  # this write holds the session; nobody waits
             return
+        self._started = db._deadlines.start(db._deadline)
         waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         queue = writers[sid]
         if queue is None:
@@ -505,8 +509,8 @@ class OneWriter:
 
     def _end(self, kind: type[BaseException] | None) -> None:
         """End the deadline; a write it cut off (or whose statement ran out of time) is unavailable."""
-        db = self._db
-        expired = db._deadlines.end(self._started, kind is asyncio.CancelledError)
+        db, started = self._db, self._started
+        expired = started is not None and db._deadlines.end(started, kind is asyncio.CancelledError)
         if expired or (kind is not None and issubclass(kind, TimeoutError)):
             message = f"writing session {redact(self._sid)} did not finish within {db._deadline:g} s"
             raise StoreUnavailableError(message) from None

@@ -41,14 +41,15 @@ class Merger:
         removed: Iterable[str],
         expected: str | None,
     ) -> bool:
-        """Write `session` (whose row parameters are `params`) over the row loaded as `expected`, or
-        apply its `changed` and `removed` keys to what is stored now. Returns whether the row exists."""
+        """Write `session` (whose row parameters are `params`, a fresh dict this adds `expected` to) over
+        the row loaded as `expected`, or apply its `changed` and `removed` keys to what is stored now.
+        Returns whether the row exists."""
         sid = params["session_id"]
         async with self._db.one_writer(sid):
-            if expected is not None and await self._db.write(
-                "update_if_unchanged", {**params, "expected": expected}
-            ):
-                return True
+            if expected is not None:
+                params["expected"] = expected  # the caller's fresh parameters, not copied again
+                if await self._db.write("update_if_unchanged", params):
+                    return True
             patch = {key: session[key] for key in changed if key in session}
             if COOKIE_KEY in session:
                 patch[COOKIE_KEY] = session[COOKIE_KEY]

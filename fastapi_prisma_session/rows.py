@@ -86,7 +86,8 @@ class RowFormat:
         set) and SessionTooLargeError over `max_data_size`, before any statement runs."""
         check_sid(sid, self.longest_key)
         try:
-            payload = self.serializer.dumps(dict(session))
+            # A plain dict (every session the middleware saves) is serialized as it is, not copied.
+            payload = self.serializer.dumps(session if type(session) is dict else dict(session))
         except (TypeError, ValueError) as error:
             raise SessionDataError(redact(sid), error) from error
         limits = [limit for limit in (self._max_data_size, self.longest_data) if limit is not None]
