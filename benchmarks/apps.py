@@ -1,6 +1,7 @@
 """The same three routes behind each session middleware the benchmark compares.
 
-`BENCH_VARIANT` picks the middleware: none, starlette, starsessions, floor or ours.
+`BENCH_VARIANT` picks the middleware: none, starlette, starsessions, floor or ours; `floor+imports` is the
+floor with ours' imports loaded and unused.
 `BENCH_DATABASE_URL` is the database (plain postgresql://, or mysql:// for MariaDB), `BENCH_REDIS_URL` the
 Redis server. With `BENCH_PGBOUNCER=1` that URL is a PgBouncer in transaction mode: ours gets Prisma's
 `?pgbouncer=true`, the floor turns asyncpg's statement cache off (what asyncpg's documentation says to do
@@ -49,8 +50,13 @@ def middleware() -> list[Middleware]:
         ensure_loaded = load_session
         store = RedisStore(connection=Redis.from_url(REDIS_URL))
         return [Middleware(StarSessions, store=store, lifetime=7 * 24 * 3600, cookie_https_only=False)]
-    if VARIANT == "floor":
+    if VARIANT in ("floor", "floor+imports"):
         from benchmarks.floor import FloorSessionMiddleware
+
+        if VARIANT == "floor+imports":
+            # The floor in a process that has imported what ours imports (SQLAlchemy, SQLModel, pydantic),
+            # used for nothing: every full garbage collection walks their objects, as it does ours'.
+            import fastapi_prisma_session  # noqa: F401
 
         async def load_floor(request: Request) -> None:
             await request.scope["load_session"]()

@@ -37,7 +37,14 @@ def test_parse_wrk_without_a_latency_distribution_says_so() -> None:
 
 
 def test_report_computes_ratios_from_one_run() -> None:
-    rps = {"none": 1000.0, "starlette": 800.0, "starsessions": 300.0, "floor": 500.0, "ours": 450.0}
+    rps = {
+        "none": 1000.0,
+        "starlette": 800.0,
+        "starsessions": 300.0,
+        "floor": 500.0,
+        "floor+imports": 500.0,
+        "ours": 450.0,
+    }
     best = {v: {label: Result(rps[v], 1.0, 2.0, 0) for label, *_ in SCENARIOS} for v in VARIANTS}
     args = argparse.Namespace(connections=16, duration=4.0, rounds=2, sessions=300)
     text = report(best, args)
@@ -70,3 +77,23 @@ def test_a_report_of_the_floor_and_ours_alone_has_only_their_ratios() -> None:
     assert "| /write p99, ours ÷ floor | 1.50 | ≤ 1.50 | yes |" in text
     assert "starsessions" not in text
     assert "| none |" not in text
+
+
+def test_report_sets_ours_tail_against_the_floor_holding_the_same_imports() -> None:
+    rps = {
+        "none": 1000.0,
+        "starlette": 800.0,
+        "starsessions": 300.0,
+        "floor": 500.0,
+        "floor+imports": 500.0,
+        "ours": 450.0,
+    }
+    best = {v: {label: Result(rps[v], 1.0, 2.0, 0) for label, *_ in SCENARIOS} for v in VARIANTS}
+    best["ours"]["read"] = Result(450.0, 1.0, 6.0, 0)
+    best["floor+imports"] = {"read": Result(480.0, 1.0, 5.0, 0), "write": Result(300.0, 1.0, 4.0, 0)}
+    args = argparse.Namespace(connections=16, duration=4.0, rounds=2, sessions=300)
+    text = report(best, args)
+    assert "| floor+imports | /read | 480 | 1.00 | 5.00 | 0 |" in text
+    assert "| floor+imports | /noop |" not in text  # only /read and /write are run for it
+    assert "| /read p99, ours ÷ floor with ours' imports | 1.20 |" in text
+    assert "| /write p99, floor with ours' imports ÷ floor | 2.00 |" in text
