@@ -249,7 +249,10 @@ def cookie_expiry(value: object, now: datetime) -> datetime | None:
 
 
 def iso_utc(moment: datetime) -> str:
-    """JavaScript's `Date.prototype.toISOString()` for a naive UTC datetime (milliseconds truncated)."""
+    """JavaScript's `Date.prototype.toISOString()` for a UTC datetime (naive is UTC), milliseconds
+    truncated."""
+    if moment.tzinfo is not None:
+        moment = moment.astimezone(UTC).replace(tzinfo=None)
     # isoformat is C: a third of strftime's cost, on every save of a session with an expiry.
     return moment.isoformat(timespec="milliseconds") + "Z"
 
@@ -257,9 +260,9 @@ def iso_utc(moment: datetime) -> str:
 def parse_iso_utc(text: str) -> datetime | None:
     """The naive UTC datetime an ISO-8601 string (as `toISOString()` writes it) names, or None."""
     try:
-        if text.endswith("Z"):
-            # What toISOString() writes, and so every stored cookie: parsed as naive, no time zone to undo.
-            moment = datetime.fromisoformat(text[:-1])
+        if len(text) == 24 and text[10] == "T" and text[23] == "Z":
+            # toISOString()'s shape, and so every stored cookie's: parsed as naive, no time zone to undo.
+            moment = datetime.fromisoformat(text[:23])
             if moment.tzinfo is None:
                 return moment
         moment = datetime.fromisoformat(text)

@@ -461,21 +461,28 @@ class OneWriter:
     one writes and nobody waits), each waiter a future the writer before it resolves when done: an
     uncontended write, nearly every write, allocates nothing but this object.
 
-    A writer that has to wait starts the deadline before it waits, so that the wait and its write end
-    within it. One that does not wait starts none: its statement ends within its own deadline."""
+    Everything from entering to leaving ends within one deadline, `operation_timeout`. A writer that
+    waits, or whose statements do not run on the request pool (which gives each statement a deadline of
+    its own), starts it on entering. One that neither waits nor runs more than a single request-pool
+    statement starts none: `bound()` starts it, for what is left of it, before any further statements
+    (a merge after a lost compare-and-set)."""
 
-    __slots__ = ("_db", "_sid", "_started")
+    __slots__ = ("_db", "_entered", "_sid", "_started")
 
     def __init__(self, db: Database, sid: str) -> None:
         self._db, self._sid = db, sid
         self._started: tuple[asyncio.Task[Any], int] | None = None
 
-    async def __aenter__(self) -> None:
+    async def __aenter__(self) -> OneWriter:
         db, sid = self._db, self._sid
         writers = db._writers
         if sid not in writers:
             writers[sid] = None  # this write holds the session; nobody waits
-            return
+            if db._requests is None:
+                self._started = db._deadlines.start(db._deadline)
+            else:
+                self._entered = asyncio.get_running_loop().time()
+            return self
         self._started = db._deadlines.start(db._deadline)
         waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         queue = writers[sid]
@@ -489,6 +496,14 @@ class OneWriter:
                 self._hand_over()  # handed the session just as it was cancelled: pass it on
             self._end(type(error))
             raise
+        return self
+
+    def bound(self) -> None:
+        """Start the deadline, if it is not running yet, for what is left of it since entering."""
+        if self._started is None:
+            db = self._db
+            left = db._deadline - (asyncio.get_running_loop().time() - self._entered)
+            self._started = db._deadlines.start(max(left, 0.0))
 
     async def __aexit__(
         self, kind: type[BaseException] | None, error: BaseException | None, tb: TracebackType | None

@@ -45,11 +45,12 @@ class Merger:
         the row loaded as `expected`, or apply its `changed` and `removed` keys to what is stored now.
         Returns whether the row exists."""
         sid = params["session_id"]
-        async with self._db.one_writer(sid):
+        async with self._db.one_writer(sid) as writer:
             if expected is not None:
                 params["expected"] = expected  # the caller's fresh parameters, not copied again
                 if await self._db.write("update_if_unchanged", params):
                     return True
+            writer.bound()  # the merge's statements, all within what is left of the deadline
             patch = {key: session[key] for key in changed if key in session}
             if COOKIE_KEY in session:
                 patch[COOKIE_KEY] = session[COOKIE_KEY]
@@ -57,7 +58,8 @@ class Merger:
 
     async def patch(self, sid: str, patch: Mapping[str, Any], expires: datetime) -> bool:
         """Set the keys of `patch` in the stored session `sid`, keeping every other key as it is."""
-        async with self._db.one_writer(sid):
+        async with self._db.one_writer(sid) as writer:
+            writer.bound()
             return await self._apply(sid, patch, (), expires)
 
     async def _apply(

@@ -11,7 +11,8 @@ from .exceptions import ConfigurationError
 
 @runtime_checkable
 class Serializer(Protocol):
-    """Anything with json-module style `dumps`/`loads`."""
+    """Anything with json-module style `dumps`/`loads`. `dumps` must not change what it is given (the
+    store hands it the session's own dict, not a copy)."""
 
     def dumps(self, obj: Any, /) -> str: ...
 

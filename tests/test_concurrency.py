@@ -171,3 +171,47 @@ async def test_a_writer_that_waits_past_its_deadline_is_unavailable(
     assert database._writers == {}
     assert await store.update("s", {"cookie": COOKIE, "a": 2}, changed={"a"}) is True
     assert (await stored_data(engine, "s"))["a"] == 2
+
+
+async def test_a_write_and_its_merge_end_within_one_deadline(make_store: Any) -> None:
+    """The writer that neither waits nor leaves the request pool starts no deadline of its own;
+    `bound()`, called before a merge's further statements, starts what is left of it."""
+    from fastapi_prisma_session import StoreUnavailableError
+
+    store = make_store(operation_timeout=0.3)
+    await store.create_table()
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+
+    async def write_and_merge() -> None:
+        async with store._db.one_writer("s") as writer:
+            await asyncio.sleep(0.2)  # the first compare-and-set, lost
+            writer.bound()
+            await asyncio.sleep(5)  # the merge's statements, which would take too long
+
+    with pytest.raises(StoreUnavailableError, match=r"did not finish within 0\.3 s"):
+        await write_and_merge()
+    assert loop.time() - started < 1.5
+    assert store._db._writers == {}
+
+
+async def test_a_writer_off_the_request_pool_has_its_deadline_from_the_start(tmp_path: Any) -> None:
+    """SQLite's statements (and any driver's without a request pool) run through SQLAlchemy, with no
+    deadline per statement: the writer's own deadline runs from entering, with no `bound()`."""
+    from fastapi_prisma_session import StoreUnavailableError
+
+    store = PrismaSessionStore(f"sqlite+aiosqlite:///{tmp_path / 'sessions.db'}", operation_timeout=0.3)
+    try:
+        assert store._db.requests is None
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+
+        async def write() -> None:
+            async with store._db.one_writer("s"):
+                await asyncio.sleep(5)  # a statement that waits on a lock for longer than that
+
+        with pytest.raises(StoreUnavailableError, match=r"did not finish within 0\.3 s"):
+            await write()
+        assert loop.time() - started < 1.5
+    finally:
+        await store.shutdown()

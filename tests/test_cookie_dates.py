@@ -41,9 +41,24 @@ def test_an_offset_is_turned_into_utc(moment: datetime, minutes: int) -> None:
 
 
 # The last: an offset that takes it out of datetime's range in UTC.
-UNREADABLE = ["", "Z", "2020-13-01T00:00:00.000Z", "2020-01-01T00:00:00+01:00Z", "0001-01-01T00:00+01:00"]
+UNREADABLE = [
+    "",
+    "Z",
+    "2024-01-01Z",
+    "2024-W01-1Z",
+    "2020-13-01T00:00:00.000Z",
+    "2020-01-01T00:00:00+01:00Z",
+    "0001-01-01T00:00+01:00",
+]
 
 
 def test_unreadable_dates_are_none() -> None:
     for text in UNREADABLE:
         assert parse_iso_utc(text) is None, text
+
+
+@given(MOMENTS, st.integers(min_value=-23 * 60, max_value=23 * 60))
+def test_an_aware_datetime_is_written_as_utc(moment: datetime, minutes: int) -> None:
+    if 2 <= moment.year <= 9998:
+        aware = moment.replace(tzinfo=UTC).astimezone(timezone(timedelta(minutes=minutes)))
+        assert iso_utc(aware) == iso_utc(moment)
