@@ -5,7 +5,9 @@
     python -m benchmarks.run --database mariadb --rounds 1 --record   # ours against the floor on MariaDB
 
 Each app is served by uvicorn with one worker on loopback, and every route is driven by wrk with a pool
-of existing sessions (their cookies are rotated request by request). Ratios come from this run only.
+of existing sessions (their cookies are rotated request by request). Ratios come from this run only, and
+the apps compared on a route are measured one after another, round after round, with all their servers
+up, so that a slow spell of the machine falls on each of them alike.
 Ours and the floor also run with Debian's PgBouncer in transaction mode in front of PostgreSQL (started
 here, on a free port, and stopped by its pid): ours with Prisma's `?pgbouncer=true`, the floor with
 asyncpg's statement cache off. A last pass serves no middleware, the floor and ours with `gc.freeze()` at
@@ -171,20 +173,25 @@ def bench(
     if "starsessions" in variants:
         subprocess.run(["redis-cli", "-u", REDIS_URL, "flushdb"], capture_output=True, check=False)
     best: dict[str, dict[str, Result]] = {variant: {} for variant in variants}
-    for round_number in range(rounds):
-        order = variants if round_number % 2 == 0 else list(reversed(variants))
-        for variant in order:
-            process, base = start_server(variant, database_url, pgbouncer=pgbouncer, gc=gc)
-            try:
-                cookies = (
-                    make_sessions(base, sessions, distinct=variant != "starlette")
-                    if variant != "none"
-                    else []
-                )
-                for label, method, path, with_cookie in scenarios:
-                    if label not in ONLY_ROUTES.get(variant, (label,)):
-                        continue
-                    pool = cookies if with_cookie else []
+    # Every app's server runs for the whole pass, and each route is measured app after app, round after
+    # round (the order reversed every other round): the apps compared on a route are measured seconds
+    # apart, not minutes, so that a slow spell of this shared machine falls on them alike.
+    servers: dict[str, tuple[subprocess.Popen[bytes], str]] = {}
+    try:
+        for variant in variants:
+            servers[variant] = start_server(variant, database_url, pgbouncer=pgbouncer, gc=gc)
+        cookies = {
+            variant: make_sessions(base, sessions, distinct=variant != "starlette")
+            if variant != "none"
+            else []
+            for variant, (_, base) in servers.items()
+        }
+        for label, method, path, with_cookie in scenarios:
+            runs = [variant for variant in variants if label in ONLY_ROUTES.get(variant, (label,))]
+            for round_number in range(rounds):
+                for variant in runs if round_number % 2 == 0 else list(reversed(runs)):
+                    base = servers[variant][1]
+                    pool = cookies[variant] if with_cookie else []
                     run_wrk(base, method, path, pool, 1, connections)  # warm-up
                     result = run_wrk(base, method, path, pool, duration, connections)
                     previous = best[variant].get(label)
@@ -192,13 +199,15 @@ def bench(
                         best[variant][label] = result
                     where = " via PgBouncer" if pgbouncer else " gc.freeze()" if gc else ""
                     print(
-                        f"round {round_number + 1} {variant:>12} {label:>5}{where}: {result.rps:8.0f} req/s "
+                        f"round {round_number + 1} {variant:>13} {label:>5}{where}: {result.rps:8.0f} req/s "
                         f"p50 {result.p50_ms:6.2f} ms p99 {result.p99_ms:6.2f} ms errors {result.errors}",
                         file=sys.stderr,
                     )
-            finally:
-                process.terminate()
-                process.wait(timeout=10)
+    finally:
+        for process, _ in servers.values():
+            process.terminate()
+        for process, _ in servers.values():
+            process.wait(timeout=10)
     return best
 
 
