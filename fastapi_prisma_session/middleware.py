@@ -335,18 +335,19 @@ def _add_session_headers(message: Message, set_cookie: str | None) -> None:
     data or a Set-Cookie). An app's own Cache-Control stays; Cookie joins an app's Vary."""
     # On the raw list, not Starlette's MutableHeaders: this runs on every response that used a session.
     headers = message["headers"] = list(message.get("headers", ()))
-    vary = cache_control = None
+    vary = None  # the first Vary header's index
+    cache_control = False
     for index, (name, _) in enumerate(headers):
         lowered = name.lower()
-        if lowered == b"vary":
-            vary = index if vary is None else vary
+        if lowered == b"vary" and vary is None:
+            vary = index
         elif lowered == b"cache-control":
-            cache_control = index
+            cache_control = True
     if vary is None:
         headers.append((b"vary", b"Cookie"))
     else:
         headers[vary] = (b"vary", headers[vary][1] + b", Cookie")
-    if cache_control is None:
+    if not cache_control:
         headers.append((b"cache-control", b"private"))
     if set_cookie is not None:
         headers.append((b"set-cookie", set_cookie.encode("latin-1")))
