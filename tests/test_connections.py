@@ -40,6 +40,59 @@ async def test_concurrent_callers_beyond_the_size_wait_and_all_succeed(postgres_
     await pool.close()
 
 
+async def test_waiting_callers_get_connections_first_come_first_served(postgres_url: str) -> None:
+    """A caller that runs a second statement as soon as its first returns (a /write request: its load,
+    then its save) does not take the connection it just gave back from those already waiting."""
+    pool = pool_for(postgres_url, max_size=1)
+    order: list[str] = []
+
+    async def two_statements() -> None:
+        await pool.run("execute", "SELECT pg_sleep(0.2)", [])
+        await pool.run("execute", "SELECT 1", [])
+        order.append("first caller's second statement")
+
+    async def waiter(name: str) -> None:
+        await pool.run("execute", "SELECT 1", [])
+        order.append(name)
+
+    first = asyncio.create_task(two_statements())
+    await wait_until(lambda: pool.open_connections == 1)
+    waiters = []
+    for name in ("second caller", "third caller"):
+        waiters.append(asyncio.create_task(waiter(name)))
+        await asyncio.sleep(0.02)  # queued in this order, while the first caller's statement runs
+    await asyncio.gather(first, *waiters)
+    assert order == ["second caller", "third caller", "first caller's second statement"]
+    await pool.close()
+
+
+async def test_a_waiter_cancelled_as_it_is_handed_a_connection_passes_it_on(postgres_url: str) -> None:
+    pool = pool_for(postgres_url, max_size=1)
+    holder = asyncio.create_task(pool.run("execute", "SELECT pg_sleep(0.2)", []))
+    await wait_until(lambda: pool.open_connections == 1)
+    cancelled = asyncio.create_task(pool.run("fetchval", "SELECT 1", []))
+    await asyncio.sleep(0.02)
+    served = asyncio.create_task(pool.run("fetchval", "SELECT 2", []))
+    await asyncio.sleep(0.02)
+    # The holder's statement returns and the connection is handed to `cancelled`, which is cancelled in
+    # the same step, before it runs: the connection must go on to `served`, not be lost with it.
+    release = pool._release
+
+    def release_then_cancel(connection: asyncpg.Connection) -> None:
+        pool._release = release  # type: ignore[method-assign]
+        release(connection)
+        cancelled.cancel()
+
+    pool._release = release_then_cancel  # type: ignore[method-assign]
+    await holder
+    with pytest.raises(asyncio.CancelledError):
+        await cancelled
+    assert await asyncio.wait_for(served, 5) == 2
+    assert pool.open_connections == 1
+    assert await pool.run("fetchval", "SELECT 3", []) == 3
+    await pool.close()
+
+
 async def test_a_read_whose_connection_ends_mid_statement_runs_again(postgres_url: str) -> None:
     """The server ends the connection while the statement runs (asyncpg reports that as a PostgresError,
     like a refusal): the connection is dropped and the read runs again on a new one."""
