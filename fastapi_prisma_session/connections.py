@@ -8,8 +8,8 @@ free list, and all deadlines share one timer.
 
 The pool opens connections as concurrent requests need them (running the `setup` SQL on each), up
 to `max_size`, and closes those idle for `idle_timeout` seconds, so a quiet worker holds none. A
-caller that finds every connection busy waits for one, first come first served: a connection given
-back goes straight to the caller that has waited longest. A connection that fails to open wakes the
+caller that finds every connection busy waits for one: a connection given back goes straight to the
+caller that has waited longest. A connection that fails to open wakes the
 next waiter. Every call ends within its deadline: whatever is still pending then (waiting for a
 connection, opening one, the statement) is cancelled and the caller gets `TimeoutError`; a statement
 cut off is cancelled on the server before that. A pool belongs to one event loop: used from another
@@ -290,6 +290,11 @@ class RequestPool:
         if connection not in self._mine:  # opened before close(), or on an event loop the pool has left
             self._abandon([(connection, 0.0)])
             self._wake_one()
+            return
+        if connection.is_closed():
+            # Lost as its statement ended (the server's goodbye came with the result): a waiter handed
+            # it would fail, where a new connection would serve it.
+            self._discard(connection)
             return
         # Straight to the caller that has waited longest. Put back among the idle ones with the waiter only
         # woken, it was taken by whoever ran first (often the caller that gave it back, going on to its

@@ -93,6 +93,30 @@ async def test_a_waiter_cancelled_as_it_is_handed_a_connection_passes_it_on(post
     await pool.close()
 
 
+async def test_a_connection_lost_as_it_is_given_back_is_not_handed_to_a_waiter(
+    postgres_url: str,
+) -> None:
+    """The connection closes just as its statement returns: the caller waiting for it gets a new one
+    (a write is not retried, so a dead connection handed over would fail it)."""
+    pool = pool_for(postgres_url, max_size=1)
+    holder = asyncio.create_task(pool.run("fetchval", "SELECT pg_backend_pid() FROM pg_sleep(0.2)", []))
+    await wait_until(lambda: pool.open_connections == 1)
+    waiting = asyncio.create_task(pool.run("fetchval", "SELECT pg_backend_pid()", []))
+    await asyncio.sleep(0.02)
+    release = pool._release
+
+    def close_then_release(connection: asyncpg.Connection) -> None:
+        pool._release = release  # type: ignore[method-assign]
+        connection.terminate()
+        release(connection)
+
+    pool._release = close_then_release  # type: ignore[method-assign]
+    first_pid = await holder
+    assert await asyncio.wait_for(waiting, 5) != first_pid
+    assert pool.open_connections == 1
+    await pool.close()
+
+
 async def test_a_read_whose_connection_ends_mid_statement_runs_again(postgres_url: str) -> None:
     """The server ends the connection while the statement runs (asyncpg reports that as a PostgresError,
     like a refusal): the connection is dropped and the read runs again on a new one."""
