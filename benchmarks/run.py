@@ -50,7 +50,7 @@ SCENARIOS = [
 REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/9")
 # The rows through PgBouncer (transaction mode): these apps and routes, and as many server connections
 # as the floor's own pool holds, so that the pooler's size is not what limits either.
-# The pass with gc.freeze() at start-up in every app (BENCH_GC=freeze; README, "The garbage collector"):
+# The pass with gc.freeze() at start-up in every app (BENCH_GC=freeze; README, "The tail"):
 # these apps, every route.
 FROZEN_VARIANTS = ["none", "floor", "ours"]
 POOLED_VARIANTS = ["floor", "ours"]
@@ -266,7 +266,7 @@ def report(best: dict[str, dict[str, Result]], args: argparse.Namespace) -> str:
 
 FROZEN_TITLE = (
     "The same routes with `gc.collect(); gc.freeze()` at the end of the lifespan's start-up in every app "
-    '(no middleware, the floor and ours), as the README\'s "The garbage collector" suggests:'
+    '(no middleware, the floor and ours), as the README\'s "The tail" section suggests:'
 )
 
 
