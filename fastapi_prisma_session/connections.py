@@ -250,13 +250,19 @@ class RequestPool:
                 return connection
             if self._opened < self.max_size:
                 self._opened += 1
+                # close() or a move to another loop while this one opens starts a new set (and count):
+                # then the connection is not the pool's, and serves this caller only.
+                mine = self._mine
                 try:
                     connection = await self._open()
                 except BaseException:
-                    self._opened -= 1
+                    if mine is self._mine:
+                        self._opened -= 1
                     self._wake_one()  # a waiter may open one, or fail quickly, in its turn
                     raise
-                self._mine.add(connection)
+                if mine is not self._mine:
+                    return connection
+                mine.add(connection)
                 for callback in self._query_loggers:
                     connection.add_query_logger(callback)
                 return connection

@@ -117,6 +117,38 @@ async def test_a_connection_lost_as_it_is_given_back_is_not_handed_to_a_waiter(
     await pool.close()
 
 
+@pytest.mark.parametrize("opens", [True, False])
+async def test_close_while_a_connection_opens_keeps_the_count(postgres_url: str, opens: bool) -> None:
+    """A connection that finishes opening (or fails to) after close() serves its caller and is not
+    counted among the pool's: the next caller opens and counts one of its own."""
+    gate = asyncio.Event()
+    attempts: list[int] = []
+
+    async def slow_connect(**kwargs: Any) -> asyncpg.Connection:
+        attempts.append(1)
+        if len(attempts) == 1:  # the first one waits, then opens or fails
+            await gate.wait()
+            if not opens:
+                raise ConnectionRefusedError("refused after close()")
+        return await asyncpg.connect(**kwargs)
+
+    pool = pool_for(postgres_url, max_size=1, connect=slow_connect)
+    opening = asyncio.create_task(pool.run("fetchval", "SELECT 1", []))
+    await wait_until(lambda: pool.open_connections == 1)
+    await pool.close()
+    assert pool.open_connections == 0
+    gate.set()
+    if opens:
+        assert await opening == 1
+    else:
+        with pytest.raises(ConnectionRefusedError):
+            await opening
+    assert pool.open_connections == 0
+    assert await pool.run("fetchval", "SELECT 2", []) == 2
+    assert pool.open_connections == 1
+    await pool.close()
+
+
 async def test_a_read_whose_connection_ends_mid_statement_runs_again(postgres_url: str) -> None:
     """The server ends the connection while the statement runs (asyncpg reports that as a PostgresError,
     like a refusal): the connection is dropped and the read runs again on a new one."""
