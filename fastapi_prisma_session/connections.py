@@ -9,11 +9,11 @@ free list, and all deadlines share one timer.
 The pool opens connections as concurrent requests need them (running the `setup` SQL on each), up
 to `max_size`, and closes those idle for `idle_timeout` seconds, so a quiet worker holds none. A
 caller that finds every connection busy waits for one: a connection given back goes straight to the
-caller that has waited longest. A connection that fails to open wakes the
-next waiter. Every call ends within its deadline: whatever is still pending then (waiting for a
-connection, opening one, the statement) is cancelled and the caller gets `TimeoutError`; a statement
-cut off is cancelled on the server before that. A pool belongs to one event loop: used from another
-loop (each test with its own loop, say), it drops the old loop's connections and opens new ones.
+caller that has waited longest, and one that fails to open wakes the next waiter. Every call ends
+within its deadline: whatever is still pending then (waiting for a connection, opening one, the
+statement) is cancelled and the caller gets `TimeoutError`; a statement cut off is cancelled on the
+server before that. A pool belongs to one event loop: used from another loop (each test with its
+own loop, say), it drops the old loop's connections and opens new ones.
 """
 
 from __future__ import annotations
@@ -258,7 +258,7 @@ class RequestPool:
                 except BaseException:
                     if mine is self._mine:
                         self._opened -= 1
-                    self._wake_one()  # a waiter may open one, or fail quickly, in its turn
+                    self._hand_over(None)  # a waiter may open one, or fail quickly, in its turn
                     raise
                 if mine is not self._mine:
                     return connection
@@ -275,7 +275,7 @@ class RequestPool:
                     # Handed a connection (or a wake-up) just as it was cancelled: pass it on.
                     handed = waiter.result()
                     if handed is None:
-                        self._wake_one()
+                        self._hand_over(None)
                     else:
                         self._release(handed)
                 raise
@@ -295,7 +295,7 @@ class RequestPool:
     def _release(self, connection: asyncpg.Connection) -> None:
         if connection not in self._mine:  # opened before close(), or on an event loop the pool has left
             self._abandon([(connection, 0.0)])
-            self._wake_one()
+            self._hand_over(None)
             return
         if connection.is_closed():
             # Lost as its statement ended (the server's goodbye came with the result): a waiter handed
@@ -306,11 +306,8 @@ class RequestPool:
         # woken, it was taken by whoever ran first (often the caller that gave it back, going on to its
         # next statement), and the waiter queued again at the back: /write's p99 was three times the
         # floor's (48-55 ms against 16-18 ms under wrk, 2026-12-06), 13-14 ms with the hand-over.
-        while self._waiters:
-            waiter = self._waiters.popleft()
-            if not waiter.done():
-                waiter.set_result(connection)
-                return
+        if self._hand_over(connection):
+            return
         loop = asyncio.get_running_loop()
         self._idle.append((connection, loop.time()))
         if self._reaper is None:
@@ -319,7 +316,7 @@ class RequestPool:
     def _discard(self, connection: asyncpg.Connection) -> None:
         self._abandon([(connection, 0.0)])
         self._forget(connection)
-        self._wake_one()
+        self._hand_over(None)
 
     def _forget(self, connection: asyncpg.Connection) -> None:
         if connection in self._mine:
@@ -337,12 +334,15 @@ class RequestPool:
         else:
             self._release(connection)
 
-    def _wake_one(self) -> None:
+    def _hand_over(self, connection: asyncpg.Connection | None) -> bool:
+        """Give `connection` to the caller that has waited longest, or with None wake it to look again
+        (a slot to open one is free); whether anyone was waiting."""
         while self._waiters:
             waiter = self._waiters.popleft()
             if not waiter.done():
-                waiter.set_result(None)
-                return
+                waiter.set_result(connection)
+                return True
+        return False
 
     def _reap(self, loop: asyncio.AbstractEventLoop) -> None:
         """Close the connections idle for longer than `idle_timeout`; look again while some are idle."""
