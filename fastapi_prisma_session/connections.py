@@ -23,9 +23,11 @@ import contextlib
 from collections import deque
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from types import TracebackType
-from typing import Any
+from typing import Any, TypeVar
 
 import asyncpg
+
+T = TypeVar("T")
 
 # A statement (with the wait for its connection) gets this share of the deadline; the rest is for the
 # server to confirm that it cancelled one that ran out of time, before its connection is closed instead.
@@ -113,6 +115,17 @@ class _Within:
     ) -> None:
         if self._deadlines.end(self._started, kind is asyncio.CancelledError):
             raise TimeoutError from error
+
+
+def wake_first(waiters: deque[asyncio.Future[T]], value: T) -> bool:
+    """Resolve the first future of `waiters` still waiting (the ones cancelled meanwhile are dropped)
+    with `value`; whether there was one. The queues of the pool and of a session's writers."""
+    while waiters:
+        waiter = waiters.popleft()
+        if not waiter.done():
+            waiter.set_result(value)
+            return True
+    return False
 
 
 class RequestPool:
@@ -293,13 +306,10 @@ class RequestPool:
         return connection
 
     def _release(self, connection: asyncpg.Connection) -> None:
-        if connection not in self._mine:  # opened before close(), or on an event loop the pool has left
-            self._abandon([(connection, 0.0)])
-            self._hand_over(None)
-            return
-        if connection.is_closed():
-            # Lost as its statement ended (the server's goodbye came with the result): a waiter handed
-            # it would fail, where a new connection would serve it.
+        # Not the pool's (opened before close(), or on an event loop the pool has left), or lost as its
+        # statement ended (the server's goodbye came with the result): a waiter handed it would fail,
+        # where a new connection would serve it.
+        if connection not in self._mine or connection.is_closed():
             self._discard(connection)
             return
         # Straight to the caller that has waited longest. Put back among the idle ones with the waiter only
@@ -337,12 +347,7 @@ class RequestPool:
     def _hand_over(self, connection: asyncpg.Connection | None) -> bool:
         """Give `connection` to the caller that has waited longest, or with None wake it to look again
         (a slot to open one is free); whether anyone was waiting."""
-        while self._waiters:
-            waiter = self._waiters.popleft()
-            if not waiter.done():
-                waiter.set_result(connection)
-                return True
-        return False
+        return wake_first(self._waiters, connection)
 
     def _reap(self, loop: asyncio.AbstractEventLoop) -> None:
         """Close the connections idle for longer than `idle_timeout`; look again while some are idle."""

@@ -25,7 +25,7 @@ from sqlalchemy.exc import ArgumentError, DBAPIError, InterfaceError, Operationa
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
-from .connections import Deadlines, RequestPool
+from .connections import Deadlines, RequestPool, wake_first
 from .exceptions import ConfigurationError, SessionError, StoreUnavailableError, TableMissingError
 from .logs import redact
 
@@ -515,12 +515,8 @@ class OneWriter:
         """Wake the next waiting writer, or leave the session free."""
         writers, sid = self._db._writers, self._sid
         queue = writers.get(sid)
-        while queue:
-            waiter = queue.popleft()
-            if not waiter.done():
-                waiter.set_result(None)
-                return
-        del writers[sid]
+        if not (queue and wake_first(queue, None)):
+            del writers[sid]
 
     def _end(self, kind: type[BaseException] | None) -> None:
         """End the deadline; a write it cut off (or whose statement ran out of time) is unavailable."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 from typing import Any
 
 import asyncpg
@@ -38,6 +39,24 @@ async def test_concurrent_callers_beyond_the_size_wait_and_all_succeed(postgres_
     assert results == list(range(50))
     assert pool.open_connections <= 2
     await pool.close()
+
+
+def on_next_release(
+    pool: RequestPool,
+    *,
+    before: Callable[[asyncpg.Connection], object] = lambda _: None,
+    after: Callable[[asyncpg.Connection], object] = lambda _: None,
+) -> None:
+    """Run `before` and `after` around the pool's next release of a connection, in the same step."""
+    release = pool._release
+
+    def around(connection: asyncpg.Connection) -> None:
+        pool._release = release  # type: ignore[method-assign]
+        before(connection)
+        release(connection)
+        after(connection)
+
+    pool._release = around  # type: ignore[method-assign]
 
 
 async def test_waiting_callers_get_connections_first_come_first_served(postgres_url: str) -> None:
@@ -76,14 +95,7 @@ async def test_a_waiter_cancelled_as_it_is_handed_a_connection_passes_it_on(post
     await asyncio.sleep(0.02)
     # The holder's statement returns and the connection is handed to `cancelled`, which is cancelled in
     # the same step, before it runs: the connection must go on to `served`, not be lost with it.
-    release = pool._release
-
-    def release_then_cancel(connection: asyncpg.Connection) -> None:
-        pool._release = release  # type: ignore[method-assign]
-        release(connection)
-        cancelled.cancel()
-
-    pool._release = release_then_cancel  # type: ignore[method-assign]
+    on_next_release(pool, after=lambda _: cancelled.cancel())
     await holder
     with pytest.raises(asyncio.CancelledError):
         await cancelled
@@ -103,14 +115,7 @@ async def test_a_connection_lost_as_it_is_given_back_is_not_handed_to_a_waiter(
     await wait_until(lambda: pool.open_connections == 1)
     waiting = asyncio.create_task(pool.run("fetchval", "SELECT pg_backend_pid()", []))
     await asyncio.sleep(0.02)
-    release = pool._release
-
-    def close_then_release(connection: asyncpg.Connection) -> None:
-        pool._release = release  # type: ignore[method-assign]
-        connection.terminate()
-        release(connection)
-
-    pool._release = close_then_release  # type: ignore[method-assign]
+    on_next_release(pool, before=lambda connection: connection.terminate())
     first_pid = await holder
     assert await asyncio.wait_for(waiting, 5) != first_pid
     assert pool.open_connections == 1
