@@ -316,7 +316,7 @@ class RequestPool:
         # woken, it was taken by whoever ran first (often the caller that gave it back, going on to its
         # next statement), and the waiter queued again at the back: /write's p99 was three times the
         # floor's (48-55 ms against 16-18 ms under wrk, 2026-12-06), 13-14 ms with the hand-over.
-        if self._hand_over(connection):
+        if wake_first(self._waiters, connection):
             return
         loop = asyncio.get_running_loop()
         self._idle.append((connection, loop.time()))
