@@ -25,7 +25,8 @@ from sqlalchemy.exc import ArgumentError, DBAPIError, InterfaceError, Operationa
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
-from .connections import Deadlines, RequestPool, wake_first
+from .connections import RequestPool, wake_first
+from .deadlines import Deadlines
 from .exceptions import ConfigurationError, SessionError, StoreUnavailableError, TableMissingError
 from .logs import redact
 
@@ -324,7 +325,7 @@ class Database:
                 "setup": session_settings(deadline, pgbouncer=pgbouncer),
             }
         elif engine.dialect.driver == "asyncmy":
-            from . import mysql_connections as mysql
+            from .dialects.mysql import connection as mysql
 
             driver = {
                 "connect_kwargs": mysql.connect_kwargs(

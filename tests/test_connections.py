@@ -12,7 +12,8 @@ import pytest
 from sqlalchemy.engine import make_url
 
 from fastapi_prisma_session import ConfigurationError, PrismaSessionStore
-from fastapi_prisma_session.connections import Deadlines, RequestPool
+from fastapi_prisma_session.connections import RequestPool
+from fastapi_prisma_session.deadlines import Deadlines
 from tests.helpers import ADMIN_URL, wait_until
 
 

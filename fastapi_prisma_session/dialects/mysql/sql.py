@@ -35,7 +35,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects import mysql
 
-from .base import (
+from ..base import (
     Serialize,
     SQLDialect,
     check_user_key,

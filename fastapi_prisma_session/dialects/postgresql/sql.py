@@ -23,7 +23,7 @@ from sqlalchemy.dialects import postgresql
 from sqlalchemy.sql.elements import quoted_name
 from sqlalchemy.sql.functions import Function
 
-from .base import Serialize, SQLDialect, check_user_key
+from ..base import Serialize, SQLDialect, check_user_key
 
 if TYPE_CHECKING:
     from sqlalchemy import ColumnElement, Executable

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import and_, bindparam, case, func, literal_column, or_, select
 from sqlalchemy.dialects import sqlite
 
-from .base import NOT_INDEXED, Serialize, SQLDialect, check_user_key
+from ..base import NOT_INDEXED, Serialize, SQLDialect, check_user_key
 
 if TYPE_CHECKING:
     from sqlalchemy import ColumnElement, Executable

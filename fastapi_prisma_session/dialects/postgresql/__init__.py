@@ -1,0 +1,5 @@
+"""postgresql: its SQL (sql.py), its driver (driver.py)."""
+
+from .sql import Dialect
+
+__all__ = ["Dialect"]
