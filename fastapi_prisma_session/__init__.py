@@ -1,19 +1,12 @@
 """Server-side sessions for FastAPI and Starlette in a SQL table shared with prisma-session-store.
 
-A request walks the modules in this order: `middleware` (ASGI), `signing` (the signed cookie value),
-`lifecycle` (load, save, touch), `store` (the public store API), `rows` (data text, id and expiry),
-`database` (running statements, errors, URLs) and `dialects/` (each database's SQL); the app sees a
-`session.Session`, and `cookies` writes Set-Cookie. Beside them: `pruning` (expired rows and the
-loop), `matching` (finding sessions by data), `connections` (the request path's asyncpg connections),
-`models` (the table), `migration` (Alembic operations), `dependencies` (FastAPI), `testing` (helpers
-for your tests) and `cli` (`python -m fastapi_prisma_session`).
+The module map, and the walk of one request through it, is in docs/architecture.md.
 """
 
 from importlib.metadata import version as _distribution_version
 from typing import TYPE_CHECKING, Any
 
 from .cookies import SessionCookie
-from .database import pooler_connect_args
 from .dependencies import get_session, load_session
 from .exceptions import (
     ConfigurationError,
@@ -31,6 +24,7 @@ from .models import SessionRecord, session_table
 from .serializers import JSONSerializer, Serializer
 from .session import Session
 from .store import PrismaSessionStore
+from .urls import pooler_connect_args
 
 if TYPE_CHECKING:
     from .dependencies import SessionDep

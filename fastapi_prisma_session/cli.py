@@ -15,16 +15,15 @@ import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 
-import asyncpg
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError, DBAPIError, SQLAlchemyError
+from sqlalchemy.exc import ArgumentError, DBAPIError
 
 from . import migration
-from .database import driver_url
 from .dialects import unsupported as unsupported_database
 from .exceptions import ConfigurationError, SessionError
 from .models import DEFAULT_TABLE_NAME, EXPIRES, EXPIRES_AT
 from .store import PrismaSessionStore
+from .urls import driver_url
 
 # How often a long run reports how far it has got.
 PROGRESS_EVERY_SECONDS = 5.0
@@ -105,7 +104,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-async def prune(url: str, table_name: str, batch_size: int | None, pause: float | None, quiet: bool) -> int:
+async def prune(store: PrismaSessionStore, quiet: bool) -> int:
     started = last_report = time.monotonic()
 
     def report(total: int) -> None:
@@ -115,16 +114,15 @@ async def prune(url: str, table_name: str, batch_size: int | None, pause: float 
             last_report = now
             print(f"… {total} removed ({total / (now - started):.0f} rows/s)", flush=True)
 
-    store = PrismaSessionStore(url, table_name=table_name, prune_batch_size=batch_size, prune_pause=pause)
     async with store:
         total = await store.prune(progress=report)
         skipped = store.last_prune_skipped
     if not quiet:
         if skipped:
-            print(f'another process is pruning "{table_name}"; nothing done')
+            print(f'another process is pruning "{store.table_name}"; nothing done')
         else:
             elapsed = time.monotonic() - started
-            print(f'removed {total} expired sessions from "{table_name}" in {elapsed:.1f} s')
+            print(f'removed {total} expired sessions from "{store.table_name}" in {elapsed:.1f} s')
     return total
 
 
@@ -194,8 +192,7 @@ def migrate(
 
 def unreachable(error: Exception) -> str:
     """What went wrong, in one line: the driver's message rather than SQLAlchemy's wrapping."""
-    original = error.orig if isinstance(error, DBAPIError) and error.orig is not None else error
-    return f"{type(original).__name__}: {original}".splitlines()[0]
+    return one_line(error.orig if isinstance(error, DBAPIError) and error.orig is not None else error)
 
 
 def safe_url(url: str) -> str:
@@ -249,10 +246,39 @@ def run_migrate(args: argparse.Namespace) -> int:
     except CommandError as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
-    except (SQLAlchemyError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as error:
+    except Exception as error:  # the database's refusal, an outage, or a bug: one line all the same
         print(f"error: cannot migrate {safe_url(args.database_url)}: {unreachable(error)}", file=sys.stderr)
         return 1
     return 0
+
+
+def run_prune(args: argparse.Namespace) -> int:
+    problem = unsupported(args.database_url)
+    if problem:
+        print(f"error: {problem}", file=sys.stderr)
+        return 2
+    try:
+        store = PrismaSessionStore(
+            args.database_url,
+            table_name=args.table_name,
+            prune_batch_size=args.batch_size,
+            prune_pause=args.pause,
+        )
+    except (ConfigurationError, ArgumentError, ImportError) as error:  # ImportError: the URL's driver
+        print(f"error: {one_line(error)}", file=sys.stderr)
+        return 2
+    try:
+        asyncio.run(prune(store, args.quiet))
+    except Exception as error:  # the database's refusal, an outage, or a bug: one line all the same
+        print(f"error: cannot prune {safe_url(args.database_url)}: {one_line(error)}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def one_line(error: BaseException) -> str:
+    """`error` in one line: the package's message as it is, anything else with its type's name."""
+    text = str(error) if isinstance(error, SessionError) else f"{type(error).__name__}: {error}"
+    return (text.splitlines() or [type(error).__name__])[0]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -262,9 +288,4 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     if args.command == "migrate":
         return run_migrate(args)
-    try:
-        asyncio.run(prune(args.database_url, args.table_name, args.batch_size, args.pause, args.quiet))
-    except (SessionError, OSError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 1
-    return 0
+    return run_prune(args)

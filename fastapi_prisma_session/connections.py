@@ -1,19 +1,23 @@
-"""The request path's PostgreSQL connections: a small pool of asyncpg connections, and deadlines.
+"""The store's connections: a small pool over any driver's connections, every call within a deadline.
 
-Why not asyncpg's own `Pool`: measured on this project's benchmark machine (2 cores, uvloop), its
-acquire and release cost about 50 µs of CPU per statement, on top of about 60 µs for the statement
-itself on a free list, and `asyncio.timeout` another 15 µs: with them a read request fell from 1.07 to
-0.85 times the throughput of the raw asyncpg floor (BENCHMARKS.md, 2026-11-28). So the pool is a plain
-free list, and all deadlines share one timer.
+Every statement the store sends at run time runs here, on connections its dialect's driver opens
+(`dialects/<database>/driver.py`), which offer the small `Connection` protocol below (asyncpg's own
+methods; the MySQL and SQLite connections offer the same).
+
+Why not a driver's own pool: measured on this project's benchmark machine (2 cores, uvloop), asyncpg's
+`Pool` costs about 50 µs of CPU per statement for acquire and release, on top of about 60 µs for the
+statement itself on a free list, and `asyncio.timeout` another 15 µs: with them a read request fell from
+1.07 to 0.85 times the throughput of the raw asyncpg floor (BENCHMARKS.md). So the pool is a plain free
+list, and all deadlines share one timer (deadlines.py).
 
 The pool opens connections as concurrent requests need them (running the `setup` SQL on each), up
 to `max_size`, and closes those idle for `idle_timeout` seconds, so a quiet worker holds none. A
 caller that finds every connection busy waits for one: a connection given back goes straight to the
 caller that has waited longest, and one that fails to open wakes the next waiter. Every call ends
 within its deadline: whatever is still pending then (waiting for a connection, opening one, the
-statement) is cancelled and the caller gets `TimeoutError`; a statement cut off is cancelled on the
-server before that. A pool belongs to one event loop: used from another loop (each test with its
-own loop, say), it drops the old loop's connections and opens new ones.
+statement) is cancelled and the caller gets `TimeoutError`; a statement cut off is ended on the
+server before that (the driver's `settle`). A pool belongs to one event loop: used from another loop
+(each test with its own loop, say), it drops the old loop's connections and opens new ones.
 """
 
 from __future__ import annotations
@@ -22,27 +26,57 @@ import asyncio
 import contextlib
 from collections import deque
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from typing import Any, TypeVar
-
-import asyncpg
+from typing import Any, Protocol, TypeVar
 
 from .deadlines import Deadlines
 
 T = TypeVar("T")
 
 # A statement (with the wait for its connection) gets this share of the deadline; the rest is for the
-# server to confirm that it cancelled one that ran out of time, before its connection is closed instead.
+# server to confirm that it ended one that ran out of time, before its connection is closed instead.
 STATEMENT_SHARE = 0.85
 # A read found its idle connection dead (after a restart, every idle one is): it tries this many more.
 DEAD_CONNECTION_RETRIES = 3
-LOST = (OSError, asyncpg.InterfaceError, asyncpg.InternalClientError)
-# What asyncpg reports as a PostgresError although the connection is gone: lost, not refused.
-ENDED = (
-    asyncpg.PostgresConnectionError,  # ConnectionDoesNotExistError among them
-    asyncpg.AdminShutdownError,
-    asyncpg.CrashShutdownError,
-    asyncpg.CannotConnectNowError,
-)
+
+
+class Connection(Protocol):
+    """What the pool and the executor use of a driver's connection: asyncpg's methods of these names.
+    `execute` returns the statement's status, such as `DELETE 3`."""
+
+    def is_closed(self) -> bool: ...
+
+    async def fetchrow(self, sql: str, *args: Any) -> Sequence[Any] | None: ...
+
+    async def fetch(self, sql: str, *args: Any) -> Sequence[Sequence[Any]]: ...
+
+    async def execute(self, sql: str, *args: Any) -> str: ...
+
+    def terminate(self) -> None: ...
+
+    async def close(self, *, timeout: float | None = None) -> None: ...  # noqa: ASYNC109 - asyncpg's
+
+
+class Driver(Protocol):
+    """What the pool needs of a database's driver (`dialects.driver.Driver`)."""
+
+    #: errors after which the connection is gone: a read is tried again on another
+    lost: tuple[type[BaseException], ...]
+
+    async def connect(self, **kwargs: Any) -> Connection: ...
+
+    def refused(self, error: BaseException) -> bool:
+        """Whether `error` is the server refusing a statement, after which the connection is fine."""
+        ...
+
+    def ended(self, error: BaseException, connection: Connection) -> bool:
+        """Whether `error`, raised by a statement on `connection`, says that the server ended the
+        connection (which some drivers report as a refusal)."""
+        ...
+
+    async def settle(self, connection: Connection, grace: float) -> bool:
+        """After a statement was cut off: end it on the server within `grace` seconds; whether the
+        connection can be used again."""
+        ...
 
 
 def wake_first(waiters: deque[asyncio.Future[T]], value: T) -> bool:
@@ -57,14 +91,11 @@ def wake_first(waiters: deque[asyncio.Future[T]], value: T) -> bool:
 
 
 class RequestPool:
-    """Runs single statements on pooled asyncpg connections, each call ending within `deadline` seconds.
-
-    `connect` and `refused` (the errors of a statement the server refused, after which the connection
-    is fine) let it pool another driver's connections that offer the same methods (MySQL's, in
-    mysql_connections.py)."""
+    """Runs statements on pooled connections of one driver, each call ending within `deadline` seconds."""
 
     def __init__(
         self,
+        driver: Driver,
         connect_kwargs: Mapping[str, Any],
         setup: str | None = None,
         *,
@@ -72,11 +103,8 @@ class RequestPool:
         idle_timeout: float,
         deadline: float,
         deadlines: Deadlines | None = None,
-        connect: Callable[..., Awaitable[Any]] = asyncpg.connect,
-        refused: tuple[type[BaseException], ...] = (asyncpg.PostgresError,),
     ) -> None:
-        self._driver_connect = connect
-        self._refused = refused
+        self._driver = driver
         self.max_size = max_size
         self.deadline = deadline
         self.deadlines = deadlines or Deadlines()
@@ -84,27 +112,30 @@ class RequestPool:
         self._setup = setup  # SQL run once on each new connection
         self._idle_timeout = idle_timeout
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._idle: list[tuple[asyncpg.Connection, float]] = []  # (connection, idle since); newest last
-        self._mine: set[asyncpg.Connection] = set()  # open on this loop, busy or idle
+        self._idle: list[tuple[Connection, float]] = []  # (connection, idle since); newest last
+        self._mine: set[Connection] = set()  # open on this loop, busy or idle
         self._opened = 0  # open or opening
         # Callers waiting for a connection, first come first served: a released connection is handed to
         # the first of them (its future's result); None wakes one to look again (a slot to open one).
-        self._waiters: deque[asyncio.Future[asyncpg.Connection | None]] = deque()
+        self._waiters: deque[asyncio.Future[Connection | None]] = deque()
         self._reaper: asyncio.TimerHandle | None = None
-        self._query_loggers: list[Callable[[Any], None]] = []
 
     @property
     def open_connections(self) -> int:
         """How many connections the pool holds now, busy or idle."""
         return self._opened
 
-    def add_query_logger(self, callback: Callable[[Any], None]) -> None:
-        """Have `callback(asyncpg LoggedQuery)` called for every statement of connections opened from now."""
-        self._query_loggers.append(callback)
-
-    async def run(self, method: str, sql: str, args: Sequence[Any], *, retry: bool = False) -> Any:
-        """`await connection.<method>(sql, *args)` on a pooled connection; asyncpg prepares the statement
-        once per connection and caches it.
+    async def run(
+        self,
+        method: str,
+        sql: str,
+        args: Sequence[Any],
+        *,
+        retry: bool = False,
+        work: Callable[[Connection], Awaitable[Any]] | None = None,
+    ) -> Any:
+        """`await connection.<method>(sql, *args)` on a pooled connection (asyncpg prepares the
+        statement once per connection and caches it), or with `work`, `await work(connection)`.
 
         With `retry` (a read, safe to repeat), a statement whose connection turns out to be dead (the
         server restarted, or closed it while it sat idle) runs again on another, a few times, within the
@@ -117,14 +148,14 @@ class RequestPool:
                 self._move_to_this_loop()
             for _ in range(DEAD_CONNECTION_RETRIES if retry else 0):
                 try:
-                    result = await self._run_once(method, sql, args)
+                    result = await self._run_once(method, sql, args, work)
                     break
                 except TimeoutError:
                     raise  # an OSError too, but one that must not be tried again
-                except LOST:
+                except self._driver.lost:
                     pass  # that connection is closed now; the next try gets another, or a new one
             else:
-                result = await self._run_once(method, sql, args)
+                result = await self._run_once(method, sql, args, work)
         except asyncio.CancelledError as error:
             if deadlines.end(started, cancelled=True):
                 raise TimeoutError from error
@@ -133,6 +164,13 @@ class RequestPool:
             deadlines.end(started, cancelled=False)
             raise
         deadlines.end(started, cancelled=False)
+        return result
+
+    async def using(self, work: Callable[[Connection], Awaitable[T]], *, retry: bool = False) -> T:
+        """`await work(connection)` on one pooled connection, within the deadline: several statements
+        (a transaction). If `work` fails in any way the connection is closed, not reused, so that nothing
+        it left open (a transaction, a lock) outlives it."""
+        result: T = await self.run("", "", (), retry=retry, work=work)
         return result
 
     async def close(self) -> None:
@@ -150,32 +188,43 @@ class RequestPool:
         else:
             self._abandon(idle)
 
-    async def _run_once(self, method: str, sql: str, args: Sequence[Any]) -> Any:
+    async def _run_once(
+        self,
+        method: str,
+        sql: str,
+        args: Sequence[Any],
+        work: Callable[[Connection], Awaitable[Any]] | None,
+    ) -> Any:
         # An idle connection is taken here, without the coroutine `_acquire` is: the common case.
         connection = self._take_idle() or await self._acquire()
         try:
-            result = await getattr(connection, method)(sql, *args)
-        except self._refused as error:
-            if connection.is_closed() or isinstance(error, ENDED):
-                # Not a refusal: the server ended the connection (a restart, pg_terminate_backend), which
-                # asyncpg reports as a PostgresError too. Lost, and tried again on another where allowed.
+            if work is None:
+                result = await getattr(connection, method)(sql, *args)
+            else:
+                result = await work(connection)
+        except asyncio.CancelledError:
+            # The deadline (or the caller) cut the statement off. Have the server end it, briefly, so that
+            # a write reported as failed does not go through later, when the lock it waited for is released.
+            if work is None:
+                await self._settle(connection)
+            else:
+                self._discard(connection)
+            raise
+        except BaseException as error:
+            if connection.is_closed() or self._driver.ended(error, connection):
+                # The server ended the connection (a restart, pg_terminate_backend), which a driver may
+                # report as a refusal. Lost, and tried again on another where allowed.
                 self._discard(connection)
                 raise ConnectionResetError(f"the server closed the connection: {error}") from error
-            self._release(connection)  # the server refused the statement; the connection is fine
-            raise
-        except asyncio.CancelledError:
-            # The deadline (or the caller) cut the statement off, and asyncpg has asked the server to
-            # cancel it. Wait, briefly, until the server confirms, so that a write reported as failed
-            # does not go through later, when the lock it waited for is released.
-            await self._settle(connection)
-            raise
-        except BaseException:
-            self._discard(connection)  # broken: never used again
+            if work is not None or not self._driver.refused(error):
+                self._discard(connection)  # broken, or a unit of work left unfinished: never used again
+            else:
+                self._release(connection)  # the server refused the statement; the connection is fine
             raise
         self._release(connection)
         return result
 
-    def _take_idle(self) -> asyncpg.Connection | None:
+    def _take_idle(self) -> Connection | None:
         """The most recently used idle connection that is still open, or None."""
         while self._idle:
             connection, _ = self._idle.pop()
@@ -184,7 +233,7 @@ class RequestPool:
             self._forget(connection)  # the server closed it while it sat idle
         return None
 
-    async def _acquire(self) -> asyncpg.Connection:
+    async def _acquire(self) -> Connection:
         while True:
             connection = self._take_idle()
             if connection is not None:
@@ -204,10 +253,8 @@ class RequestPool:
                 if mine is not self._mine:
                     return connection
                 mine.add(connection)
-                for callback in self._query_loggers:
-                    connection.add_query_logger(callback)
                 return connection
-            waiter: asyncio.Future[asyncpg.Connection | None] = asyncio.get_running_loop().create_future()
+            waiter: asyncio.Future[Connection | None] = asyncio.get_running_loop().create_future()
             self._waiters.append(waiter)
             try:
                 handed = await waiter
@@ -223,8 +270,8 @@ class RequestPool:
             if handed is not None:
                 return handed
 
-    async def _open(self) -> asyncpg.Connection:
-        connection = await self._driver_connect(**self._connect_kwargs)
+    async def _open(self) -> Connection:
+        connection = await self._driver.connect(**self._connect_kwargs)
         if self._setup is not None:
             try:
                 await connection.execute(self._setup)
@@ -233,7 +280,7 @@ class RequestPool:
                 raise
         return connection
 
-    def _release(self, connection: asyncpg.Connection) -> None:
+    def _release(self, connection: Connection) -> None:
         # Not the pool's (opened before close(), or on an event loop the pool has left), or lost as its
         # statement ended (the server's goodbye came with the result): a waiter handed it would fail,
         # where a new connection would serve it.
@@ -251,28 +298,28 @@ class RequestPool:
         if self._reaper is None:
             self._reaper = loop.call_later(self._idle_timeout, self._reap, loop)
 
-    def _discard(self, connection: asyncpg.Connection) -> None:
+    def _discard(self, connection: Connection) -> None:
         self._abandon([(connection, 0.0)])
         self._forget(connection)
         self._hand_over(None)
 
-    def _forget(self, connection: asyncpg.Connection) -> None:
+    def _forget(self, connection: Connection) -> None:
         if connection in self._mine:
             self._mine.discard(connection)
             self._opened -= 1
 
-    async def _settle(self, connection: asyncpg.Connection) -> None:
+    async def _settle(self, connection: Connection) -> None:
         grace = self.deadline * (1 - STATEMENT_SHARE)
         try:
-            # A new statement waits for asyncpg's pending cancel request to be answered.
-            async with asyncio.timeout(grace):
-                await connection.execute("SELECT 1")
+            usable = await self._driver.settle(connection, grace)
         except BaseException:
-            self._discard(connection)
-        else:
+            usable = False
+        if usable:
             self._release(connection)
+        else:
+            self._discard(connection)
 
-    def _hand_over(self, connection: asyncpg.Connection | None) -> bool:
+    def _hand_over(self, connection: Connection | None) -> bool:
         """Give `connection` to the caller that has waited longest, or with None wake it to look again
         (a slot to open one is free); whether anyone was waiting."""
         return wake_first(self._waiters, connection)
@@ -297,7 +344,7 @@ class RequestPool:
         self._loop = asyncio.get_running_loop()
 
     @staticmethod
-    def _abandon(idle: list[tuple[asyncpg.Connection, float]]) -> None:
+    def _abandon(idle: list[tuple[Connection, float]]) -> None:
         for connection, _ in idle:
             with contextlib.suppress(RuntimeError):  # its loop is closed already; its sockets went with it
                 connection.terminate()

@@ -16,34 +16,31 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import bindparam, delete, select
-from sqlalchemy.exc import DBAPIError
 
 from .dialects.base import NOT_INDEXED
+from .dialects.driver import Fault
 from .durations import utcnow
 from .exceptions import ConfigurationError
+from .executor import StatementError
 
 if TYPE_CHECKING:
-    from sqlalchemy import Executable, Result
+    from sqlalchemy import Executable
 
-    from .database import Database
+    from .deleter import Deleter
     from .dialects import SQLDialect
+    from .executor import Executor, Transaction
     from .logs import StoreLog
     from .rows import SessionData
     from .serializers import Serializer
 
-# PostgreSQL refusing to read a row as jsonb: invalid JSON text (22P02), a \u0000 it cannot hold (22P05).
-UNREADABLE_AS_JSONB = ("22P02", "22P05")
-
 Parse = Callable[[str, str], "SessionData | None"]
-#: `delete(plain, returning, params)`: runs a DELETE and returns how many rows went.
-Delete = Callable[[Any, Any, dict[str, Any]], Awaitable[int]]
-Destroy = Callable[[list[str]], Awaitable[None]]
 Found = list[tuple[str, "SessionData", datetime]]
+Row = Sequence[Any]
 
 
 def check_match(match: dict[str, Any], method: str, instead: str) -> None:
@@ -83,12 +80,17 @@ class UserKeyIndex:
         holds = value == sql.user_key_parameter("user_key_value")
         # Candidates: the rows holding the value and the unreadable ones, which matching.py checks.
         candidates = value.in_([sql.user_key_parameter("user_key_value"), sql.user_key_unreadable()])
-        self.candidates: Executable = select(c.sid, c.data, c.expiresAt).where(candidates)
+        # (sid, data, expiresAt, id), locked: what a transaction deletes by id if it matches.
+        self.candidates: Executable = (
+            select(c.sid, c.data, c.expiresAt, c.id).where(candidates).with_for_update()
+        )
         self.live_candidates: Executable = select(c.sid, c.data, c.expiresAt).where(
             candidates, c.expiresAt > bindparam("now")
         )
-        self.unreadable: Executable = select(c.sid, c.data, c.expiresAt).where(
-            value == sql.user_key_unreadable()
+        self.unreadable: Executable = (
+            select(c.sid, c.data, c.expiresAt, c.id)
+            .where(value == sql.user_key_unreadable())
+            .with_for_update()
         )
         # Where the index's value is the match itself, "log out everywhere" is one DELETE.
         self.delete: Executable = delete(sql.table).where(holds)
@@ -100,7 +102,8 @@ class DataMatcher:
 
     def __init__(
         self,
-        database: Database,
+        executor: Executor,
+        deleter: Deleter,
         serializer: Serializer,
         parse: Parse,
         log: StoreLog,
@@ -108,12 +111,13 @@ class DataMatcher:
         is_json: bool,
         user_key: str | None = None,
     ) -> None:
-        self._database = database
+        self._executor = executor
+        self._deleter = deleter
         self._serializer = serializer
         self._parse = parse
         self._log = log
         self._is_json = is_json
-        self._index = None if user_key is None else UserKeyIndex(database.sql, user_key)
+        self._index = None if user_key is None else UserKeyIndex(executor.sql, user_key)
 
     def _lookup(self, match: dict[str, Any]) -> dict[str, Any] | None:
         """The user-key index's parameter for `match`, or None when the index cannot answer it."""
@@ -121,14 +125,10 @@ class DataMatcher:
         if index is None or index.key not in match:
             return None
         try:
-            lookup = self._database.sql.user_key_lookup(match[index.key], self._serializer.dumps)
+            lookup = self._executor.sql.user_key_lookup(match[index.key], self._serializer.dumps)
         except (TypeError, ValueError):  # not JSON (NaN, an object): no row holds it, as without the index
             return None
         return None if lookup is NOT_INDEXED else {"user_key_value": lookup}
-
-    async def _indexed(self, statement: Executable, params: dict[str, Any]) -> Result[*tuple[Any, ...]]:
-        with self._index_needed():
-            return await self._database.execute(statement, params)
 
     @contextlib.contextmanager
     def _index_needed(self) -> Iterator[None]:
@@ -136,8 +136,8 @@ class DataMatcher:
         run to add the user-key index."""
         try:
             yield
-        except DBAPIError as error:
-            if self._index is None or not self._database.sql.user_key_missing(error.orig):
+        except StatementError as error:
+            if self._index is None or error.fault is not Fault.MISSING_INDEX:
                 raise
             key = self._index.key
             raise ConfigurationError(
@@ -146,49 +146,52 @@ class DataMatcher:
                 "of your own Alembic project"
             ) from error
 
-    def _matched(self, result: Result[*tuple[Any, ...]], match: dict[str, Any]) -> Found:
+    def _matched(self, rows: list[Row], match: dict[str, Any]) -> list[Row]:
+        """The rows (sid, data, expiresAt, ...) whose data matches."""
         found = []
-        for sid, text, expires_at in result.all():
-            data = self._parse(sid, text)
+        for row in rows:
+            data = self._parse(row[0], row[1])
             if data is not None and matches(data, match):
-                found.append((sid, data, expires_at))
+                found.append(row)
         return found
 
-    async def delete(self, match: dict[str, Any], delete: Delete, destroy: Destroy) -> int:
-        """Deletes the matching rows, expired or not, with `delete` in one statement where SQL can match
-        them, else with `destroy(sids)`; returns how many went."""
+    async def delete(self, match: dict[str, Any]) -> int:
+        """Deletes the matching rows, expired or not, atomically: in one statement where SQL can match
+        them, else in one transaction that locks the candidates, matches them here and deletes them by
+        id. Returns how many went."""
         lookup = self._lookup(match)
-        if lookup is not None:
-            return await self._delete_indexed(match, lookup, delete, destroy)
-        sql = self._database.sql
+        index = self._index
+        if lookup is not None and index is not None:
+            if index.exact and len(match) == 1:
+                with self._index_needed():
+                    removed = await self._deleter.delete(index.delete, index.delete_returning, lookup)
+                    return removed + await self._delete_in_python(index.unreadable, {}, match)
+            with self._index_needed():
+                return await self._delete_in_python(index.candidates, lookup, match)
+        sql = self._executor.sql
         in_sql = sql.delete_matching(match, self._serializer.dumps) if self._is_json else None
         if in_sql is not None:
             statement, params = in_sql
             try:
-                return await delete(statement, sql.deleted(statement), params)  # type: ignore[arg-type]
-            except DBAPIError as error:
+                return await self._deleter.delete(statement, sql.deleted(statement), params)  # type: ignore[arg-type]
+            except StatementError as error:
                 self._unless_unreadable(error)
-        sids = [sid for sid, *_ in await self._in_python(match, live_only=False)]
-        if sids:
-            await destroy(sids)
-        return len(sids)
+        statement, params = self._candidates(match)
+        return await self._delete_in_python(statement, params, match)
 
-    async def _delete_indexed(
-        self, match: dict[str, Any], lookup: dict[str, Any], delete: Delete, destroy: Destroy
+    async def _delete_in_python(
+        self, statement: Executable, params: dict[str, Any], match: dict[str, Any]
     ) -> int:
-        index = self._index
-        assert index is not None
-        removed = 0
-        if index.exact and len(match) == 1:
-            with self._index_needed():
-                removed = await delete(index.delete, index.delete_returning, lookup)
-            others = self._matched(await self._indexed(index.unreadable, {}), match)
-        else:
-            others = self._matched(await self._indexed(index.candidates, lookup), match)
-        sids = [sid for sid, *_ in others]
-        if sids:
-            await destroy(sids)
-        return removed + len(sids)
+        async def matched_and_deleted(transaction: Transaction) -> list[Row]:
+            found = self._matched(await transaction.fetch(statement, params), match)
+            if found:
+                await transaction.execute(self._executor.sql.delete_ids, {"ids": [row[3] for row in found]})
+            return found
+
+        found = await self._executor.transaction(matched_and_deleted)
+        for row in found:
+            await self._deleter.dispose(row[0], row[1])
+        return len(found)
 
     async def select(self, match: dict[str, Any]) -> Found:
         """The live matching rows: (sid, data, expiresAt)."""
@@ -196,47 +199,49 @@ class DataMatcher:
         if lookup is not None:
             assert self._index is not None
             params = {**lookup, "now": utcnow()}
-            return self._matched(await self._indexed(self._index.live_candidates, params), match)
-        in_sql = self._database.sql.select_matching(match, self._serializer.dumps) if self._is_json else None
+            with self._index_needed():
+                rows = await self._executor.fetch(self._index.live_candidates, params)
+            return [(row[0], self._parse(row[0], row[1]) or {}, row[2]) for row in self._matched(rows, match)]
+        in_sql = self._executor.sql.select_matching(match, self._serializer.dumps) if self._is_json else None
         if in_sql is not None:
             statement, params = in_sql
             try:
-                result = await self._database.execute(statement, {**params, "now": utcnow()})
-            except DBAPIError as error:
+                rows = await self._executor.fetch(statement, {**params, "now": utcnow()})
+            except StatementError as error:
                 self._unless_unreadable(error)
             else:
                 found = []
-                for sid, text, expires_at in result.all():
+                for sid, text, expires_at in rows:
                     data = self._parse(sid, text)
                     if data is not None and expires_at is not None:  # None: an unreadable expiry
                         found.append((sid, data, expires_at))
                 return found
-        return await self._in_python(match, live_only=True)
-
-    def _unless_unreadable(self, error: DBAPIError) -> None:
-        """Re-raise `error` unless it is PostgreSQL refusing to read some row as jsonb."""
-        if getattr(error.orig, "sqlstate", None) not in UNREADABLE_AS_JSONB:
-            raise error
-        # One such row fails the whole statement there: the caller matches in Python instead.
-        table = self._database.table_name
-        self._log(logging.WARNING, "a %s row cannot be read as jsonb; matching in Python", table)
-
-    async def _in_python(self, match: dict[str, Any], *, live_only: bool) -> Found:
-        sql = self._database.sql
-        if self._is_json:
-            # Only rows whose text names the first key can match: let the database skip the others.
-            pattern = "%" + _like_escape(self._serializer.dumps(next(iter(match)))) + "%"
-            result = await self._database.execute(sql.rows_with_keys_like, {"pattern": pattern})
-        else:
-            result = await self._database.execute(sql.all_rows, {})
+        statement, params = self._candidates(match)
         now = utcnow()
         # An expiry that cannot be read (None, or text the driver could not make a datetime) is no live
         # session.
         return [
-            found
-            for found in self._matched(result, match)
-            if not live_only or (isinstance(found[2], datetime) and found[2] > now)
+            (row[0], self._parse(row[0], row[1]) or {}, row[2])
+            for row in self._matched(await self._executor.fetch(statement, params), match)
+            if isinstance(row[2], datetime) and row[2] > now
         ]
+
+    def _unless_unreadable(self, error: StatementError) -> None:
+        """Re-raise `error` unless it is the database refusing to read some row's data as JSON."""
+        if error.fault is not Fault.UNREADABLE:
+            raise error
+        # One such row fails the whole statement there: the caller matches in Python instead.
+        table = self._executor.table_name
+        self._log(logging.WARNING, "a %s row cannot be read as jsonb; matching in Python", table)
+
+    def _candidates(self, match: dict[str, Any]) -> tuple[Executable, dict[str, Any]]:
+        """A locking SELECT of (sid, data, expiresAt, id) of the rows that may match: where the data is
+        JSON, only those whose text names the first key."""
+        sql = self._executor.sql
+        if self._is_json:
+            pattern = "%" + _like_escape(self._serializer.dumps(next(iter(match)))) + "%"
+            return sql.rows_with_keys_like, {"pattern": pattern}
+        return sql.all_rows, {}
 
 
 def _like_escape(text: str) -> str:

@@ -19,7 +19,7 @@ from .logs import redact
 if TYPE_CHECKING:
     from datetime import datetime
 
-    from .database import Database
+    from .executor import Executor
     from .rows import RowFormat
 
 # A merge that keeps losing compare-and-set races to other processes gives up after this many tries.
@@ -29,8 +29,8 @@ MERGE_ATTEMPTS = 10
 class Merger:
     """Compare-and-set writes of one store's sessions."""
 
-    def __init__(self, database: Database, rows: RowFormat) -> None:
-        self._db = database
+    def __init__(self, executor: Executor, rows: RowFormat) -> None:
+        self._db = executor
         self._rows = rows
 
     async def write_back(
@@ -45,7 +45,7 @@ class Merger:
         the row loaded as `expected`, or apply its `changed` and `removed` keys to what is stored now.
         Returns whether the row exists."""
         sid = params["session_id"]
-        async with self._db.one_writer(sid) as writer:
+        async with self._db.writers.one(sid) as writer:
             if expected is not None:
                 params["expected"] = expected  # the caller's fresh parameters, not copied again
                 if await self._db.write("update_if_unchanged", params):
@@ -58,7 +58,7 @@ class Merger:
 
     async def patch(self, sid: str, patch: Mapping[str, Any], expires: datetime) -> bool:
         """Set the keys of `patch` in the stored session `sid`, keeping every other key as it is."""
-        async with self._db.one_writer(sid) as writer:
+        async with self._db.writers.one(sid) as writer:
             writer.bound()
             return await self._apply(sid, patch, (), expires)
 

@@ -28,11 +28,11 @@ from typing import TYPE_CHECKING
 from alembic import op
 from sqlalchemy import MetaData
 
-from .database import driver_url
 from .dialects import for_database
 from .dialects.base import check_user_key, is_user_key_object
 from .exceptions import ConfigurationError
 from .models import DEFAULT_TABLE_NAME, EXPIRES_AT, MYSQL_DIALECTS, session_table
+from .urls import driver_url
 
 if TYPE_CHECKING:
     from alembic.config import Config

@@ -9,16 +9,14 @@ import hashlib
 import logging
 import random
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import TYPE_CHECKING, Any
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING
 
 from .durations import utcnow
 
 if TYPE_CHECKING:
-    from sqlalchemy import Executable
-    from sqlalchemy.ext.asyncio import AsyncConnection
-
-    from .database import Database
+    from .deleter import Deleter
+    from .executor import Executor, Transaction
 
 # The pace of a prune, when neither `prune_batch_size` nor `prune_pause` fixes it (BENCHMARKS.md, "Scale"):
 # each batch is sized to take about BATCH_BUDGET seconds, between MIN_BATCH and MAX_BATCH rows, and
@@ -50,9 +48,6 @@ SMOOTHING = 0.3
 # Each wait is the period give or take this fraction, so workers started together do not prune together.
 JITTER = 0.1
 
-#: `delete(plain, returning, params, conn)`: runs a DELETE (with RETURNING when there is a dispose to
-#: call) and returns how many rows went.
-DeleteRows = Callable[["Executable", "Executable", dict[str, Any], "AsyncConnection"], Awaitable[int]]
 Log = Callable[..., None]
 
 
@@ -140,20 +135,20 @@ class Pruner:
 
     def __init__(
         self,
-        database: Database,
-        delete: DeleteRows,
+        executor: Executor,
+        deleter: Deleter,
         *,
         batch_size: int | None,
         pause: float | None,
         log: Log,
     ) -> None:
-        self._database = database
-        self._delete = delete
+        self._executor = executor
+        self._deleter = deleter
         self._batch_size = batch_size
         self._pause = pause
         self._log = log
-        self._table_name = database.table_name
-        self.lock_key = advisory_lock_key(f"fastapi_prisma_session prune {database.table_name}")
+        self._table_name = executor.table_name
+        self.lock_key = advisory_lock_key(f"fastapi_prisma_session prune {executor.table_name}")
         #: True when the last run found another process pruning and did nothing.
         self.last_skipped = False
         #: The app's transactions a second on average over the last run (None: too short a run to tell, or
@@ -162,17 +157,16 @@ class Pruner:
         self.last_rest_share = 0.0
 
     async def run(self, progress: Callable[[int], None] | None = None) -> int:
-        """Delete the expired rows, batch by batch, each batch a transaction of its own that first takes
-        the pruning lock for itself: the lock ends with the transaction, so it never outlives a batch,
-        not even behind a transaction pooler (PgBouncer), where a session lock could stay on an idle
-        server connection for good. A run that finds the lock taken does nothing more: another process
-        is pruning."""
+        """Delete the expired rows, batch by batch, each batch a transaction of its own (within
+        `operation_timeout`) that first takes the pruning lock for itself: the lock ends with the
+        transaction (or its connection), so it never outlives a batch, not even behind a transaction
+        pooler (PgBouncer), where a session lock could stay on an idle server connection for good. A run
+        that finds the lock taken does nothing more: another process is pruning."""
         started = time.monotonic()
-        sql = self._database.sql
-        activity = sql.activity()
+        sql = self._executor.sql
         now = utcnow()
         pace = Pace(self._batch_size, self._pause)
-        load = AppLoad(sql.own_activity_per_batch + sql.ping_activity * self._database.pings_on_checkout)
+        load = AppLoad(sql.own_activity_per_batch)
         app_rate: float | None = 0.0
         rested = 0.0
         total = 0
@@ -180,16 +174,27 @@ class Pruner:
         while True:
             size = pace.size
             batch_started = time.perf_counter()
-            async with self._database.transaction() as conn, self._locked(conn) as locked:
-                if not locked:
-                    self.last_skipped = total == 0
-                    self._log(logging.INFO, "another process is pruning %s; this run stops", self._table_name)
-                    break
+
+            async def batch(transaction: Transaction, size: int = size) -> int | None:
+                nonlocal app_rate
+                if not await self._lock(transaction):
+                    return None
+                activity = sql.activity()
                 if activity is not None:
-                    counter = await self._database.execute(activity, {}, conn)
+                    counter = await transaction.fetch(activity, {})
                     app_rate = load.add(sum(int(row[-1]) for row in counter), time.monotonic())
                 params = {"now": now, "batch_size": size}
-                removed = await self._delete(sql.prune_batch, sql.prune_batch_returning, params, conn)
+                removed = await self._deleter.delete(
+                    sql.prune_batch, sql.prune_batch_returning, params, transaction
+                )
+                await self._unlock(transaction)
+                return removed
+
+            removed = await self._executor.transaction(batch)
+            if removed is None:
+                self.last_skipped = total == 0
+                self._log(logging.INFO, "another process is pruning %s; this run stops", self._table_name)
+                break
             total += removed
             if progress is not None:
                 progress(total)
@@ -213,24 +218,20 @@ class Pruner:
         )
         return total
 
-    @contextlib.asynccontextmanager
-    async def _locked(self, conn: AsyncConnection) -> AsyncIterator[bool]:
-        """Whether this batch may prune: the dialect's lock taken on `conn` (always, where it needs
-        none). A lock that outlives transactions (MySQL's GET_LOCK) is released when the batch ends,
-        even when it failed: otherwise the pooled connection would keep it and stop every pruner."""
-        sql, key = self._database.sql, {"key": self.lock_key}
-        lock, unlock = sql.prune_lock(), sql.prune_unlock()
-        locked = lock is None or bool((await self._database.execute(lock, key, conn)).scalar())
-        if not locked or unlock is None:
-            yield locked
-            return
-        try:
-            yield True
-        except BaseException:
-            with contextlib.suppress(Exception):  # a broken connection takes the lock with it
-                await self._database.execute(unlock, key, conn)
-            raise
-        await self._database.execute(unlock, key, conn)
+    async def _lock(self, transaction: Transaction) -> bool:
+        """Whether this batch may prune: the dialect's lock taken (always, where it needs none)."""
+        lock = self._executor.sql.prune_lock()
+        if lock is None:
+            return True
+        rows = await transaction.fetch(lock, {"key": self.lock_key})
+        return bool(rows and rows[0][0])
+
+    async def _unlock(self, transaction: Transaction) -> None:
+        """Release a lock that outlives transactions (MySQL's GET_LOCK). A batch that fails does not: its
+        connection is closed, which releases it."""
+        unlock = self._executor.sql.prune_unlock()
+        if unlock is not None:
+            await transaction.fetch(unlock, {"key": self.lock_key})
 
 
 class PruneLoop:

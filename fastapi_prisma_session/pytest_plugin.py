@@ -33,9 +33,9 @@ from sqlalchemy.engine import URL, make_url
 from sqlalchemy.ext.asyncio import create_async_engine
 from sqlalchemy.pool import NullPool
 
-from .database import driver_url, prisma_url
 from .store import PrismaSessionStore
 from .testing import create_session, use_database
+from .urls import driver_url, prisma_url
 
 OPTION = "session_database_url"
 OPTION_HELP = (

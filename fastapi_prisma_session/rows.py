@@ -20,6 +20,11 @@ from .serializers import JSONSerializer, resolve_serializer
 from .signing import is_valid_session_id
 
 SessionData = dict[str, Any]
+# What `regenerate(keep_data=True)` leaves under the old id: no session, but where it went, so that a
+# logout sent with the old cookie meanwhile ends the session under its new id too. It is written expired
+# (nothing reads it as a session; the next prune deletes it), with express-session's empty cookie.
+MOVED_KEY = "__regeneratedAs"
+MOVED_COOKIE = {"originalMaxAge": None, "expires": None, "httpOnly": True, "path": "/"}
 TTLFunction = Callable[[Mapping[str, Any], Mapping[str, Any], str], float | timedelta]
 DisposeFunction = Callable[[str, SessionData], Awaitable[None] | None]
 
@@ -107,6 +112,29 @@ class RowFormat:
                 f"{len(record_id)} from db_record_id_function"
             )
         return {**params, "record_id": record_id}
+
+    def moved_marker(self, sid: str, new_sid: str, now: datetime) -> dict[str, Any]:
+        """The row `regenerate(keep_data=True)` leaves under `sid` when it moves the session to `new_sid`
+        (see MOVED_KEY): statement parameters, as `new_row`'s."""
+        payload = self.serializer.dumps({COOKIE_KEY: MOVED_COOKIE, MOVED_KEY: new_sid})
+        return {"session_id": sid, "payload": payload, "expires": now, "record_id": self._record_id(sid)}
+
+    @property
+    def moved_pattern(self) -> str | None:
+        """A LIKE pattern that the text of every moved marker matches and no session's does, where the
+        serializer is JSON (its text starts with the cookie, then MOVED_KEY); None for other serializers."""
+        if not self.is_json:
+            return None
+        placeholder = "MOVED-TO"
+        text = self.serializer.dumps({COOKIE_KEY: MOVED_COOKIE, MOVED_KEY: placeholder})
+        prefix = text[: text.index(placeholder)]
+        return prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+
+    @staticmethod
+    def moved_to(data: SessionData) -> str | None:
+        """Where the session a moved marker (see MOVED_KEY) names went, or None for a session."""
+        target = data.get(MOVED_KEY)
+        return target if isinstance(target, str) else None
 
     def renamed_id(self, new_sid: str) -> str | None:
         """The row id after a move to `new_sid`, when it derives from the sid (`db_record_id_is_session_id`

@@ -44,7 +44,14 @@ def test_migrate_sql_prints_the_ddl_and_touches_nothing(capsys: pytest.CaptureFi
         (["migrate"], 2, "give --database-url or set DATABASE_URL"),
         (["migrate", "--database-url", "oracle://x/y"], 2, "oracle is not supported"),
         (["migrate", "--database-url", "postgresql://postgres@127.0.0.1:1/none"], 1, "cannot migrate"),
-        (["prune", "--database-url", "postgresql://postgres@127.0.0.1:1/none"], 1, "error:"),
+        (["prune", "--database-url", "postgresql://postgres@127.0.0.1:1/none"], 1, "cannot prune"),
+        (["prune", "--database-url", "oracle://x/y"], 2, "oracle is not supported"),
+        (["prune", "--database-url", "nosuchscheme://x/y"], 2, "error:"),
+        (["prune", "--database-url", "sqlite://"], 2, "in-memory SQLite"),
+        (["prune", "--database-url", "postgresql://postgres@127.0.0.1:5432/fps_no_such_db"], 1, "refused"),
+        (["prune", "--database-url", "postgresql://fps_no_such_role@127.0.0.1:5432/postgres"], 1, "refused"),
+        (["prune", "--database-url", "mysql://fps_no_such_role@127.0.0.1:3306/mysql"], 1, "refused"),
+        (["prune", "--database-url", "sqlite:///x.db", "--batch-size", "0"], 2, "prune_batch_size"),
     ],
 )
 def test_mistakes_and_unreachable_databases_are_one_line_and_an_exit_code(

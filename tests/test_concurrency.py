@@ -147,7 +147,7 @@ async def test_writers_of_one_session_queue_and_leave_no_trace_when_cancelled(
     data = await stored_data(engine, "s")
     written = {f"k{n}" for n in range(WRITERS) if n not in cancelled}
     assert {key for key in data if key.startswith("k")} == written
-    assert store._db._writers == {}
+    assert store.executor.writers.writers == {}
 
 
 async def test_a_writer_that_waits_past_its_deadline_is_unavailable(
@@ -158,8 +158,8 @@ async def test_a_writer_that_waits_past_its_deadline_is_unavailable(
     store = make_store(operation_timeout=0.3)
     await store.create_table()
     await store.set("s", {"cookie": COOKIE, "a": 0})
-    database = store._db
-    holder = database.one_writer("s")
+    writers = store.executor.writers
+    holder = writers.one("s")
     await holder.__aenter__()  # another request's write holds the session
     try:
         started = asyncio.get_running_loop().time()
@@ -168,7 +168,7 @@ async def test_a_writer_that_waits_past_its_deadline_is_unavailable(
         assert asyncio.get_running_loop().time() - started < 2
     finally:
         await holder.__aexit__(None, None, None)
-    assert database._writers == {}
+    assert writers.writers == {}
     assert await store.update("s", {"cookie": COOKIE, "a": 2}, changed={"a"}) is True
     assert (await stored_data(engine, "s"))["a"] == 2
 
@@ -184,7 +184,7 @@ async def test_a_write_and_its_merge_end_within_one_deadline(make_store: Any) ->
     started = loop.time()
 
     async def write_and_merge() -> None:
-        async with store._db.one_writer("s") as writer:
+        async with store.executor.writers.one("s") as writer:
             await asyncio.sleep(0.2)  # the first compare-and-set, lost
             writer.bound()
             await asyncio.sleep(5)  # the merge's statements, which would take too long
@@ -192,26 +192,4 @@ async def test_a_write_and_its_merge_end_within_one_deadline(make_store: Any) ->
     with pytest.raises(StoreUnavailableError, match=r"did not finish within 0\.3 s"):
         await write_and_merge()
     assert loop.time() - started < 1.5
-    assert store._db._writers == {}
-
-
-async def test_a_writer_off_the_request_pool_has_its_deadline_from_the_start(tmp_path: Any) -> None:
-    """SQLite's statements (and any driver's without a request pool) run through SQLAlchemy, with no
-    deadline per statement: the writer's own deadline runs from entering, with no `bound()`."""
-    from fastapi_prisma_session import StoreUnavailableError
-
-    store = PrismaSessionStore(f"sqlite+aiosqlite:///{tmp_path / 'sessions.db'}", operation_timeout=0.3)
-    try:
-        assert store._db.requests is None
-        loop = asyncio.get_running_loop()
-        started = loop.time()
-
-        async def write() -> None:
-            async with store._db.one_writer("s"):
-                await asyncio.sleep(5)  # a statement that waits on a lock for longer than that
-
-        with pytest.raises(StoreUnavailableError, match=r"did not finish within 0\.3 s"):
-            await write()
-        assert loop.time() - started < 1.5
-    finally:
-        await store.shutdown()
+    assert store.executor.writers.writers == {}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import asyncpg
@@ -14,14 +14,27 @@ from sqlalchemy.engine import make_url
 from fastapi_prisma_session import ConfigurationError, PrismaSessionStore
 from fastapi_prisma_session.connections import RequestPool
 from fastapi_prisma_session.deadlines import Deadlines
+from fastapi_prisma_session.dialects.postgresql.driver import Driver as PostgresDriver
 from tests.helpers import ADMIN_URL, wait_until
 
 
-def pool_for(postgres_url: str, **options: Any) -> RequestPool:
+class Driver(PostgresDriver):
+    """PostgreSQL's driver, connecting through `connect` when given one."""
+
+    def __init__(self, connect: Callable[..., Awaitable[Any]] | None = None) -> None:
+        self._connect = connect or asyncpg.connect
+
+    async def connect(self, **kwargs: Any) -> Any:
+        return await self._connect(**kwargs)
+
+
+def pool_for(
+    postgres_url: str, *, connect: Callable[..., Awaitable[Any]] | None = None, **options: Any
+) -> RequestPool:
     url = make_url(postgres_url)
     kwargs = {"host": url.host, "port": url.port, "user": url.username, "database": url.database}
     settings: dict[str, Any] = {"max_size": 2, "idle_timeout": 60.0, "deadline": 5.0, **options}
-    return RequestPool(kwargs, **settings)
+    return RequestPool(Driver(connect), kwargs, **settings)
 
 
 async def test_connections_are_opened_as_needed_and_reused(postgres_url: str) -> None:
@@ -338,7 +351,7 @@ async def test_the_server_gives_up_at_seventy_percent_of_the_deadline(postgres_u
     """Said in SQL on each new connection, not as startup parameters (which PgBouncer refuses)."""
     store = PrismaSessionStore(postgres_url, operation_timeout=2)
     try:
-        requests = store._db.requests
+        requests = store.executor.pool
         assert requests is not None
         for setting in ("lock_timeout", "statement_timeout"):
             assert await requests.run("fetchval", f"SHOW {setting}", []) == "1400ms"
@@ -353,7 +366,7 @@ async def test_the_request_path_connects_with_the_engine_options_connect_args(po
     connect_args = {"server_settings": {"application_name": "fps_connect_args"}}
     store = PrismaSessionStore(postgres_url, engine_options={"connect_args": connect_args})
     try:
-        requests = store._db.requests
+        requests = store.executor.pool
         assert requests is not None
         assert await requests.run("fetchval", "SHOW application_name", []) == "fps_connect_args"
         async with store.engine.connect() as conn:

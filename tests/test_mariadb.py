@@ -25,9 +25,9 @@ from fastapi_prisma_session import (
     StoreUnavailableError,
     TableMissingError,
 )
-from fastapi_prisma_session.database import driver_url
 from fastapi_prisma_session.durations import utcnow
 from fastapi_prisma_session.models import session_table
+from fastapi_prisma_session.urls import driver_url
 from tests.faultproxy import FaultProxy
 from tests.helpers import (
     PRISMA_MYSQL_DDL,
@@ -311,7 +311,7 @@ async def test_a_prune_run_skips_while_another_process_holds_the_lock(
     store: PrismaSessionStore, migrated: str
 ) -> None:
     await seed(migrated, expired=10, live=2)
-    sql, key = store._db.sql, {"key": store._pruner.lock_key}
+    sql, key = store.executor.sql, {"key": store._pruner.lock_key}
     other = create_async_engine(driver_url(migrated))
     try:
         async with other.connect() as conn:
@@ -349,7 +349,7 @@ async def test_the_lock_is_per_database(
     other = create_async_engine(driver_url(other_database))
     try:
         async with other.connect() as conn:
-            sql, key = store._db.sql, {"key": store._pruner.lock_key}
+            sql, key = store.executor.sql, {"key": store._pruner.lock_key}
             assert (await conn.execute(sql.prune_lock(), key)).scalar() == 1  # type: ignore[arg-type]
             assert await store.prune() == 3
     finally:
@@ -362,7 +362,7 @@ async def test_no_prune_lock_outlives_a_prune_run(migrated: str) -> None:
     try:
         removed = await asyncio.gather(*(store.prune() for store in stores))
         assert sum(removed) <= 3000
-        lock_name = stores[0]._db.sql.lock_name()  # type: ignore[attr-defined]
+        lock_name = stores[0].executor.sql.lock_name()  # type: ignore[attr-defined]
         async with stores[0].engine.connect() as conn:
             held = await conn.execute(
                 select(func.is_used_lock(lock_name)), {"key": stores[0]._pruner.lock_key}
@@ -381,7 +381,7 @@ async def test_prune_batches_are_bounded_and_go_through_the_expiry_index(migrate
     seen: list[int] = []
     async with PrismaSessionStore(migrated, prune_batch_size=1000) as store:
         assert await store.prune(progress=seen.append) == 2500
-        batch = store._db.sql.prune_batch
+        batch = store.executor.sql.prune_batch
         compiled = str(batch.compile(store.engine, compile_kwargs={"literal_binds": False}))
         assert "LIMIT" in compiled
         plan = await aquery(
@@ -436,7 +436,8 @@ async def test_a_statement_mysql_refuses_is_a_bug_not_an_outage(migrated: str) -
     from sqlalchemy import text
     from sqlalchemy.exc import DBAPIError
 
-    from fastapi_prisma_session.database import store_error
+    from fastapi_prisma_session.dialects.driver import Fault
+    from fastapi_prisma_session.dialects.mysql.driver import Driver
 
     engine = create_async_engine(driver_url(migrated))
     try:
@@ -445,21 +446,31 @@ async def test_a_statement_mysql_refuses_is_a_bug_not_an_outage(migrated: str) -
                 await conn.execute(text("SELECT no_such_column FROM `Session`"))
     finally:
         await engine.dispose()
-    assert store_error(caught.value, "Session") is None
+    assert Driver().classify(caught.value.orig) is not Fault.UNAVAILABLE
 
 
 async def test_statements_run_in_autocommit_and_transactions_are_real(store: PrismaSessionStore) -> None:
-    """The engine a mysql:// URL makes stays in autocommit mode (no SET AUTOCOMMIT round trips around
-    each statement); prune batches and deletes that hand back their rows still get a transaction."""
+    """The store's connections stay in autocommit mode (no SET AUTOCOMMIT round trips around each
+    statement); prune batches and deletes that hand back their rows still get a transaction, which
+    reads what is committed."""
     from sqlalchemy import text
 
-    autocommit = text("SELECT @@autocommit")
-    assert (await store._db.execute(autocommit, {})).scalar() == 1
-    async with store._db.transaction() as conn:
-        assert (await conn.execute(autocommit)).scalar() == 0
-        isolation = (await conn.execute(text("SELECT @@tx_isolation"))).scalar()
-        assert isolation == "READ-COMMITTED"
-    assert (await store._db.execute(autocommit, {})).scalar() == 1
+    from fastapi_prisma_session.executor import Transaction
+
+    executor = store.executor
+    state = text("SELECT @@autocommit, @@in_transaction")
+    isolation = text(
+        "SELECT trx_isolation_level FROM information_schema.innodb_trx "
+        "WHERE trx_mysql_thread_id = CONNECTION_ID()"
+    )
+
+    async def inside(transaction: Transaction) -> tuple[list[object], object]:
+        await transaction.fetch(store.executor.sql.live_count, {"now": utcnow()})  # the transaction starts
+        return list((await transaction.fetch(state, {}))[0]), (await transaction.fetch(isolation, {}))[0][0]
+
+    assert list((await executor.fetch(state, {}))[0]) == [1, 0]
+    assert await executor.transaction(inside) == ([1, 1], "READ COMMITTED")
+    assert list((await executor.fetch(state, {}))[0]) == [1, 0]
 
 
 async def test_reads_survive_connections_the_server_killed(store: PrismaSessionStore, migrated: str) -> None:
@@ -467,7 +478,7 @@ async def test_reads_survive_connections_the_server_killed(store: PrismaSessionS
     the server closed (a restart, wait_timeout, a KILL) runs again on a new one."""
     await store.set("abc", {"cookie": {}, "n": 1})
     assert await store.get("abc") == {"cookie": {}, "n": 1}
-    requests = store._db.requests
+    requests = store.executor.pool
     assert requests is not None
     assert requests.open_connections >= 1
     database = make_url(migrated).database
@@ -480,18 +491,20 @@ async def test_reads_survive_connections_the_server_killed(store: PrismaSessionS
 
 
 async def test_statements_outside_the_request_path_end_when_the_server_goes_silent(migrated: str) -> None:
-    """set(), destroy() (a logout), prune() and the rest run through SQLAlchemy's pool, whose asyncmy
-    connections had no read timeout: against a silent server they waited forever (asyncpg's have
-    command_timeout). Each now ends after COMMAND_TIMEOUT (15 s): one is tried here."""
+    """set(), destroy() (a logout), prune() and the rest ran through SQLAlchemy's pool, whose asyncmy
+    connections had no read timeout: against a silent server they waited forever. Every statement now
+    runs on the store's own connections, within operation_timeout."""
     server = make_url(migrated)
     with FaultProxy(server.host or "127.0.0.1", server.port or 3306) as proxy:
         through = server.set(port=proxy.port).render_as_string(hide_password=False)
         async with PrismaSessionStore(through, operation_timeout=1) as store:
             await store.set("abc", {"cookie": {}, "n": 1})  # the table looked at, a pooled connection
             proxy.blackhole()
+            started = asyncio.get_running_loop().time()
             with pytest.raises(StoreUnavailableError):
-                # A bound far past the read timeout, so that a hang fails the test instead of hanging it.
+                # A bound far past the deadline, so that a hang fails the test instead of hanging it.
                 await asyncio.wait_for(store.destroy("abc"), 60)
+            assert asyncio.get_running_loop().time() - started < 2.5
             proxy.forward()
         assert proxy.errors == []
 
@@ -500,7 +513,7 @@ async def test_the_request_path_connects_with_the_engine_options_connect_args(mi
     """engine_options' connect_args (an ssl dict, say) reached only SQLAlchemy's connections."""
     store = PrismaSessionStore(migrated, engine_options={"connect_args": {"sql_mode": "ANSI_QUOTES"}})
     try:
-        requests = store._db.requests
+        requests = store.executor.pool
         assert requests is not None
         row = await requests.run(
             "fetchrow", "SELECT @@SESSION.sql_mode, @@SESSION.innodb_lock_wait_timeout", []

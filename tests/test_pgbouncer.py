@@ -304,7 +304,7 @@ async def test_a_prisma_url_sets_up_the_store() -> None:
     try:
         assert store.pgbouncer
         assert "pgbouncer" not in store.engine.url.query
-        requests = store._db.requests
+        requests = store.executor.pool
         assert requests is not None
         assert requests.max_size == 3
         assert requests._connect_kwargs["statement_cache_size"] == 0
@@ -393,7 +393,7 @@ async def test_the_reruns_go_through_the_pooler(
     assert store.pgbouncer
     assert store.engine.url.port == transaction_bouncer.port
     await store.set("through", {"n": 1})
-    requests = store._db.requests
+    requests = store.executor.pool
     assert requests is not None
     assert await store.get("through") == {"n": 1}
     server_port = make_url(ADMIN_URL).port or 5432  # PostgreSQL, behind the pooler

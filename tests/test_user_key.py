@@ -244,7 +244,7 @@ async def test_a_user_is_found_through_the_index(make_store: MakeStore, engine: 
         if name == "mysql":
             await conn.execute(text("ANALYZE TABLE `Session`"))
         # Where the index is the match itself, destroy_all is its one DELETE; else a SELECT of candidates.
-        deletes = matcher.delete if store._db.sql.user_key_exact else matcher.candidates
+        deletes = matcher.delete if store.executor.sql.user_key_exact else matcher.candidates
         for statement in (matcher.live_candidates, deletes, matcher.unreadable):
             compiled = statement.compile(engine.sync_engine)
             params = compiled.construct_params({"user_key_value": LOOKUP_OF_ONE[name], "now": utcnow()})

@@ -1,7 +1,9 @@
 """Each database's SQL, one module per database behind the interface of `base.SQLDialect`.
 
-Adding a database is adding a module here named as SQLAlchemy names the dialect (`mysql.py` for
-`mysql+asyncmy://`), with a `Dialect` class, and running the contract tests on it.
+Each database is a folder named as SQLAlchemy names the dialect (`mysql/` for `mysql+asyncmy://`): its
+SQL (`sql.py`, a `Dialect`) and its driver (`driver.py`, a `Driver`: connecting, server-side timeouts,
+error classification, column checks). Adding a database is adding a folder, and running the contract
+tests on it.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from typing import TYPE_CHECKING
 
 from ..exceptions import ConfigurationError
 from .base import SQLDialect
+from .driver import Driver, Fault
 
 if TYPE_CHECKING:
     from sqlalchemy import Table
@@ -36,6 +39,16 @@ def unsupported(name: str) -> str | None:
     return f"{reason}; use PostgreSQL (postgresql://), SQLite (sqlite://) or MySQL/MariaDB (mysql://)"
 
 
+def driver_for(name: str) -> Driver:
+    """The driver of the database SQLAlchemy calls `name` (a supported one)."""
+    problem = unsupported(name)
+    if problem:
+        raise ConfigurationError(problem)
+    module = importlib.import_module(f"{__name__}.{MODULES.get(name, name)}.driver")
+    driver: Driver = module.Driver()
+    return driver
+
+
 def for_database(name: str, table: Table, *, prune_batch_size: int) -> SQLDialect:
     """The statements for `table` on the database SQLAlchemy calls `name`."""
     problem = unsupported(name)
@@ -46,4 +59,4 @@ def for_database(name: str, table: Table, *, prune_batch_size: int) -> SQLDialec
     return dialect
 
 
-__all__ = ["SUPPORTED", "SQLDialect", "for_database", "unsupported"]
+__all__ = ["SUPPORTED", "Driver", "Fault", "SQLDialect", "driver_for", "for_database", "unsupported"]

@@ -110,6 +110,9 @@ class SQLDialect(ABC):
 
         by_sids = delete(table).where(self.among(c.sid, bindparam("sids", expanding=True)))
         self.delete: Executable = by_sids
+        # A logout: the sessions of `sids`, but not the marker regenerate(keep_data=True) leaves where a
+        # session was (`rows.MOVED_KEY`, its text LIKE `marker`), which the store reads to follow it.
+        self.delete_sessions: Executable = by_sids.where(~c.data.like(bindparam("marker"), escape="\\"))
         self.delete_returning: Executable = self.deleted(by_sids)
         self.clear: Executable = delete(table)
         self.clear_returning: Executable = self.deleted(delete(table))
@@ -118,8 +121,9 @@ class SQLDialect(ABC):
         self.live_rows: Executable = select(c.sid, c.data).where(live)
         self.live_ids: Executable = select(c.sid).where(live)
         self.live_count: Executable = select(func.count()).select_from(table).where(live)
-        self.all_rows: Executable = select(c.sid, c.data, expiry)
-        self.rows_with_keys_like: Executable = select(c.sid, c.data, expiry).where(
+        # (sid, data, expiresAt, id): what matching reads, and locks when it deletes what matches by id.
+        self.all_rows: Executable = select(c.sid, c.data, expiry, c.id)
+        self.rows_with_keys_like: Executable = select(c.sid, c.data, expiry, c.id).where(
             c.data.like(bindparam("pattern"), escape="\\")
         )
 

@@ -27,7 +27,7 @@ from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from fastapi_prisma_session import migration
-from fastapi_prisma_session.database import driver_url
+from fastapi_prisma_session.urls import driver_url
 
 # asyncpg waits 60 s for an unreachable server by default.
 CONNECT_TIMEOUT = 10.0

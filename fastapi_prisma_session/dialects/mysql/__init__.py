@@ -1,4 +1,4 @@
-"""mysql: its SQL (sql.py), its driver (driver.py)."""
+"""mysql: its SQL (sql.py) and its driver (driver.py)."""
 
 from .sql import Dialect
 

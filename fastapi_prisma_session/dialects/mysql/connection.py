@@ -1,5 +1,5 @@
-"""The request path's MySQL/MariaDB connections: asyncmy connections that the request pool
-(`connections.RequestPool`) runs statements on, as it runs asyncpg's on PostgreSQL.
+"""MySQL/MariaDB connections: asyncmy connections that the store's pool (`connections.RequestPool`)
+runs statements on, as it runs asyncpg's on PostgreSQL.
 
 Through SQLAlchemy's pool a load took three round trips (a ping at check-out, the SELECT, and the
 ROLLBACK SQLAlchemy sends when a connection closes, even in autocommit mode) and about 1 ms of CPU; here
@@ -12,14 +12,12 @@ and the store reports as unavailable.
 from __future__ import annotations
 
 import asyncio
-import time
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Mapping, Sequence
+    from collections.abc import Mapping, Sequence
 
-    from sqlalchemy.ext.asyncio import AsyncEngine
+    from sqlalchemy.engine import URL, Dialect
 
 # asyncmy's error numbers from 2000 up are the client's own (CR_*): a lost or refused connection.
 CLIENT_ERRORS = 2000
@@ -34,23 +32,12 @@ except ImportError:  # pragma: no cover - without it no mysql+asyncmy engine exi
     pass
 
 
-@dataclass(frozen=True, slots=True)
-class LoggedQuery:
-    """What a query logger receives, as asyncpg's `LoggedQuery` has it."""
-
-    query: str
-    args: Sequence[Any]
-    elapsed: float
-    exception: BaseException | None
-
-
 class MySQLConnection:
     """An asyncmy connection in autocommit mode, seen through asyncpg's `fetchrow`/`execute`."""
 
     def __init__(self, connection: Any) -> None:
         self._connection = connection
         self._broken = False
-        self._loggers: list[Callable[[Any], None]] = []
 
     @classmethod
     async def connect(cls, **kwargs: Any) -> MySQLConnection:
@@ -69,12 +56,23 @@ class MySQLConnection:
         broken = self._broken or getattr(self._connection, "_stream_broken", False)
         return bool(broken) or not self._connection.connected
 
-    def add_query_logger(self, callback: Callable[[Any], None]) -> None:
-        self._loggers.append(callback)
-
     async def fetchrow(self, sql: str, *args: Any) -> tuple[Any, ...] | None:
         row: tuple[Any, ...] | None = await self._run(sql, args, fetch=True)
         return row
+
+    async def fetch(self, sql: str, *args: Any) -> list[tuple[Any, ...]]:
+        rows: list[tuple[Any, ...]] = await self._run(sql, args, fetch=None)
+        return rows
+
+    async def describe(self, sql: str) -> list[tuple[str, Any]]:
+        """The (name, type code) of the columns of the query `sql`, which is run (make it LIMIT 0)."""
+        columns: list[tuple[str, Any]] = await self._run(sql, (), fetch=None, describe=True)
+        return columns
+
+    @property
+    def thread_id(self) -> int:
+        """The server's id of this connection (what KILL takes)."""
+        return int(self._connection.server_thread_id[0])
 
     async def execute(self, sql: str, *args: Any) -> str:
         """Runs a write; returns its status as asyncpg does (`UPDATE 1`): the rows it matched, since
@@ -91,30 +89,27 @@ class MySQLConnection:
         async with asyncio.timeout(timeout):
             await self._connection.ensure_closed()
 
-    async def _run(self, sql: str, args: Sequence[Any], *, fetch: bool) -> Any:
+    async def _run(self, sql: str, args: Sequence[Any], *, fetch: bool | None, describe: bool = False) -> Any:
+        """One statement: with `fetch` its first row, with `fetch=None` all its rows (or with `describe`
+        its columns), else the rows it matched."""
         if self._broken:
             raise ConnectionResetError("the MySQL connection was cut off mid-statement")
-        started, failure = time.monotonic(), None  # type: float, BaseException | None
         try:
             async with self._connection.cursor() as cursor:
                 await cursor.execute(sql, args)
+                if describe:
+                    return [(column[0], column[1]) for column in cursor.description or ()]
+                if fetch is None:
+                    return list(await cursor.fetchall())
                 return await cursor.fetchone() if fetch else cursor.rowcount
         except MySQLError as error:
-            failure = error
             if not isinstance(error.args[0], int) or error.args[0] < CLIENT_ERRORS:
                 raise  # the server refused the statement: the connection is as it was
             self._broken = True
             raise _lost(error) from error
-        except BaseException as error:  # cut off (a deadline), or the socket failed
-            failure = error
+        except BaseException:  # cut off (a deadline), or the socket failed
             self._broken = True
             raise
-        finally:
-            if self._loggers:
-                logged = LoggedQuery(sql, args, time.monotonic() - started, failure)
-                loop = asyncio.get_running_loop()
-                for callback in self._loggers:
-                    loop.call_soon(callback, logged)
 
 
 def _lost(error: BaseException) -> ConnectionResetError:
@@ -122,15 +117,15 @@ def _lost(error: BaseException) -> ConnectionResetError:
 
 
 def connect_kwargs(
-    engine: AsyncEngine, defaults: Mapping[str, Any], connect_args: Mapping[str, Any]
+    dialect: Dialect, url: URL, defaults: Mapping[str, Any], connect_args: Mapping[str, Any]
 ) -> dict[str, Any]:
-    """`asyncmy.connect` keyword arguments for the request path's connections to the engine's database:
+    """`asyncmy.connect` keyword arguments for the store's connections to the database of `url`:
     `defaults` under what the engine's URL and the caller's `connect_args` say (as SQLAlchemy's engine
     connects), in autocommit mode, and counting found rows as changed ones (an UPDATE that rewrites
     equal values still says it found its row)."""
     from asyncmy.constants import CLIENT
 
-    _, params = engine.dialect.create_connect_args(engine.url)
+    _, params = dialect.create_connect_args(url)
     kwargs: dict[str, Any] = {**defaults, **params, **connect_args}
     kwargs["client_flag"] = int(kwargs.get("client_flag", 0)) | CLIENT.FOUND_ROWS
     kwargs["autocommit"] = True

@@ -1,4 +1,4 @@
-"""postgresql: its SQL (sql.py), its driver (driver.py)."""
+"""postgresql: its SQL (sql.py) and its driver (driver.py)."""
 
 from .sql import Dialect
 

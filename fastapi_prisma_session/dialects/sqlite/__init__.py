@@ -1,4 +1,4 @@
-"""sqlite: its SQL (sql.py), its driver (driver.py)."""
+"""sqlite: its SQL (sql.py) and its driver (driver.py)."""
 
 from .sql import Dialect
 

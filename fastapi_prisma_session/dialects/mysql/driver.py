@@ -1,0 +1,126 @@
+"""MySQL and MariaDB through asyncmy: connecting, the timeouts the server keeps, ending a statement cut
+off on the client, and what the server's error numbers mean."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any, cast
+
+from ..driver import SERVER_TIMEOUT_SHARE, Fault
+from ..driver import Driver as BaseDriver
+from .connection import REFUSED, MySQLConnection
+from .connection import connect_kwargs as asyncmy_connect_kwargs
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine import URL, Dialect
+
+    from ...connections import Connection
+
+# The server's error numbers. Unavailable: too many connections, server shutdown, lock wait timeout, a
+# statement over its time (MariaDB's max_statement_time, MySQL's max_execution_time), one ended by KILL,
+# Galera's node outside the primary component (1047) and its error during COMMIT (1180), and the
+# client's lost or refused connections (2000-2099).
+UNAVAILABLE = frozenset({1040, 1047, 1053, 1180, 1205, 1317, 1969, 3024, *range(2000, 2100)})
+# A deadlock, or a Galera certification failure: the transaction was rolled back whole.
+DEADLOCK = 1213
+NO_SUCH_TABLE = 1146
+# Access denied (a wrong user or password, 1045; no rights on the database, 1044), no such database (1049).
+LOGIN_REFUSED = frozenset({1044, 1045, 1049})
+DUPLICATE_KEY = 1062
+# ER_BAD_FIELD_ERROR: no such column (the user key's, when its migration has not run).
+UNKNOWN_COLUMN = 1054
+# ER_SUBQUERY_NO_1_ROW: what the upsert raises rather than overwrite a session whose sid differs in case.
+SUBQUERY_ROWS = 1242
+
+
+def errno(error: BaseException) -> int | None:
+    """The server's (or the client's) error number of an asyncmy error, else None."""
+    args = error.args
+    if type(error).__module__.partition(".")[0] == "asyncmy" and args and isinstance(args[0], int):
+        return args[0]
+    cause = error.__cause__
+    return errno(cause) if isinstance(error, ConnectionResetError) and cause is not None else None
+
+
+def connect_defaults(deadline: float) -> dict[str, Any]:
+    """What the store's asyncmy connections are opened with, unless the URL or `connect_args` say
+    otherwise: a connect timeout, utf8mb4, and a server that ends a statement, or a wait for a row lock,
+    before the deadline. InnoDB counts its lock wait in whole seconds (50 by default); MariaDB's
+    max_statement_time, in the MariaDB-only comment MySQL skips, ends any statement on time. MySQL 8 has
+    no such limit for writes: there a statement cut off is ended by KILL QUERY (`Driver.settle`)."""
+    lock_wait = max(1, int(deadline * SERVER_TIMEOUT_SHARE))
+    statement_time = round(deadline * SERVER_TIMEOUT_SHARE, 3)
+    return {
+        "connect_timeout": deadline,
+        "charset": "utf8mb4",
+        "init_command": f"SET SESSION innodb_lock_wait_timeout = {lock_wait}"
+        f" /*M!, SESSION max_statement_time = {statement_time} */",
+    }
+
+
+class Driver(BaseDriver):
+    name = "mysql"
+    # Transactions (prune batches, deletes that hand rows back, moves) read what is committed.
+    begin = ("SET TRANSACTION ISOLATION LEVEL READ COMMITTED", "START TRANSACTION")
+
+    def __init__(self) -> None:
+        self._kill_kwargs: dict[str, Any] = {}
+
+    async def connect(self, **kwargs: Any) -> Connection:
+        self._kill_kwargs = kwargs
+        connection: Connection = await MySQLConnection.connect(**kwargs)
+        return connection
+
+    def connect_kwargs(
+        self,
+        dialect: Dialect,
+        url: URL,
+        deadline: float,
+        *,
+        pgbouncer: bool = False,
+        connect_args: Mapping[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        defaults = connect_defaults(deadline)
+        if "charset" in url.query:
+            del defaults["charset"]
+        return asyncmy_connect_kwargs(dialect, url, defaults, connect_args or {})
+
+    def refused(self, error: BaseException) -> bool:
+        return isinstance(error, REFUSED)
+
+    async def settle(self, connection: Connection, grace: float) -> bool:
+        """KILL QUERY, from a connection of its own: a client that merely closes its socket leaves the
+        server running the statement, which then applies a write when the lock it waits for goes."""
+        if not isinstance(connection, MySQLConnection):
+            return False
+        with contextlib.suppress(Exception):
+            async with asyncio.timeout(grace):
+                killer = await MySQLConnection.connect(**self._kill_kwargs)
+                try:
+                    await killer.execute(f"KILL QUERY {connection.thread_id}")
+                finally:
+                    killer.terminate()
+        return False  # its protocol state is unknown: closed, never used again
+
+    def classify(self, error: BaseException) -> Fault | None:
+        number = errno(error)
+        if number == NO_SUCH_TABLE:
+            return Fault.MISSING_TABLE
+        if number in LOGIN_REFUSED:
+            return Fault.LOGIN_REFUSED
+        if number == DEADLOCK:
+            return Fault.CONFLICT
+        if number == UNKNOWN_COLUMN:
+            return Fault.MISSING_INDEX
+        if number == DUPLICATE_KEY:
+            return Fault.DUPLICATE
+        if number == SUBQUERY_ROWS:
+            return Fault.SID_CLASH
+        if number in UNAVAILABLE or isinstance(error, (OSError, TimeoutError)):
+            return Fault.UNAVAILABLE
+        return None
+
+    async def describe(self, connection: Connection, table: str) -> Sequence[tuple[str, Any]]:
+        return await cast("MySQLConnection", connection).describe(f"SELECT * FROM {table} LIMIT 0")  # noqa: S608 - a quoted name

@@ -1,0 +1,143 @@
+"""PostgreSQL through asyncpg: connecting (directly or behind a transaction pooler), the timeouts the
+server keeps, and what its SQLSTATEs mean."""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+import asyncpg
+
+from ...exceptions import ConfigurationError
+from ..driver import SERVER_TIMEOUT_SHARE, Fault
+from ..driver import Driver as BaseDriver
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine import URL, Dialect
+
+    from ...connections import Connection
+
+# What asyncpg reports as a PostgresError although the connection is gone: lost, not refused.
+ENDED = (
+    asyncpg.PostgresConnectionError,  # ConnectionDoesNotExistError among them
+    asyncpg.AdminShutdownError,
+    asyncpg.CrashShutdownError,
+    asyncpg.CannotConnectNowError,
+)
+# SQLSTATE classes 08 (connection exception) and 57 (operator intervention: shutdown, restart, and a
+# statement_timeout), and 55P03 (lock_timeout): the database cannot serve the request now.
+UNAVAILABLE_CLASSES = ("08", "57")
+LOCK_NOT_AVAILABLE = "55P03"
+# 40001 serialization failure, 40P01 deadlock: the transaction was rolled back whole.
+CONFLICTS = ("40001", "40P01")
+UNDEFINED_TABLE = "42P01"
+# Class 28 (invalid authorization: no such role, a wrong password) and 3D000 (no such database).
+LOGIN_CLASS, NO_SUCH_DATABASE = "28", "3D000"
+UNDEFINED_FUNCTION = "42883"
+UNIQUE_VIOLATION = "23505"
+# Refusing to read text as jsonb: invalid JSON (22P02), a \u0000 it cannot hold (22P05).
+UNREADABLE_AS_JSONB = ("22P02", "22P05")
+# PostgreSQL's type oid of TIMESTAMP WITH TIME ZONE.
+TIMESTAMPTZ_OID = 1184
+
+
+class Driver(BaseDriver):
+    name = "postgresql"
+    lost = (OSError, asyncpg.InterfaceError, asyncpg.InternalClientError)
+
+    async def connect(self, **kwargs: Any) -> Connection:
+        connection: Connection = await asyncpg.connect(**kwargs)
+        return connection
+
+    def connect_kwargs(
+        self,
+        dialect: Dialect,
+        url: URL,
+        deadline: float,
+        *,
+        pgbouncer: bool = False,
+        connect_args: Mapping[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        """Behind a transaction pooler (`pgbouncer`) asyncpg's statement cache is off, so that each
+        statement is parsed, bound and run in one message batch, which the pooler hands to one server
+        connection (see `engines.pooler_connect_args`)."""
+        _, params = dialect.create_connect_args(url)
+        accepted = inspect.signature(asyncpg.connect).parameters
+        # The URL's parameters, then the caller's connect_args (ssl, server_settings), as SQLAlchemy's
+        # engine connects; the deadline bounds every statement, so no command_timeout.
+        given = {**params, **(connect_args or {})}
+        kwargs = {key: value for key, value in given.items() if key in accepted and key != "command_timeout"}
+        kwargs["timeout"] = deadline
+        if pgbouncer:
+            kwargs["statement_cache_size"] = 0
+        return kwargs
+
+    def setup(self, deadline: float, *, pgbouncer: bool = False) -> str | None:
+        """The server itself gives up on a statement, or on a row lock, a little before the deadline: a
+        write stuck behind another transaction's lock then fails there, cleanly, rather than being cut
+        off from here while the lock may just be going.
+
+        Said in SQL, not as startup parameters: PgBouncer (in any mode) closes the connection of a client
+        that sends a startup parameter other than the five it tracks. Behind a transaction pooler nothing
+        is said (None): a SET would stay on a server connection that other clients are handed next. There
+        the deadline alone ends a statement: asyncpg cancels it, and PgBouncer forwards the cancel
+        request to the server connection running it."""
+        if pgbouncer:
+            return None
+        server_timeout = f"{int(deadline * 1000 * SERVER_TIMEOUT_SHARE)}ms"
+        return f"SET lock_timeout = '{server_timeout}'; SET statement_timeout = '{server_timeout}'"
+
+    def refused(self, error: BaseException) -> bool:
+        return isinstance(error, asyncpg.PostgresError)
+
+    def ended(self, error: BaseException, connection: Connection) -> bool:
+        return isinstance(error, ENDED)
+
+    async def settle(self, connection: Connection, grace: float) -> bool:
+        # asyncpg has sent the server a cancel request; a new statement waits until it is answered.
+        async with asyncio.timeout(grace):
+            await connection.execute("SELECT 1")
+        return True
+
+    def classify(self, error: BaseException) -> Fault | None:
+        code = str(getattr(error, "sqlstate", None) or "")
+        if code == UNDEFINED_TABLE:
+            return Fault.MISSING_TABLE
+        if code[:2] == LOGIN_CLASS or code == NO_SUCH_DATABASE:
+            return Fault.LOGIN_REFUSED
+        if code in CONFLICTS:
+            return Fault.CONFLICT
+        if code == UNDEFINED_FUNCTION:
+            return Fault.MISSING_INDEX
+        if code == UNIQUE_VIOLATION:
+            return Fault.DUPLICATE
+        if code in UNREADABLE_AS_JSONB:
+            return Fault.UNREADABLE
+        if (
+            isinstance(error, (OSError, TimeoutError, asyncpg.InterfaceError, asyncpg.InternalClientError))
+            or code[:2] in UNAVAILABLE_CLASSES
+            or code == LOCK_NOT_AVAILABLE
+        ):
+            return Fault.UNAVAILABLE
+        return None
+
+    async def describe(self, connection: Connection, table: str) -> Sequence[tuple[str, Any]]:
+        # The table as the search_path finds it; ::regclass fails with UNDEFINED_TABLE when there is none.
+        rows = await connection.fetch(
+            "SELECT attname, atttypid FROM pg_attribute WHERE attrelid = $1::regclass AND attnum > 0 "
+            "AND NOT attisdropped ORDER BY attnum",
+            table,
+        )
+        return [(str(name), int(oid)) for name, oid in rows]
+
+    def check_columns(self, table_name: str, columns: Mapping[str, Any], expires_column: str) -> None:
+        if columns.get(expires_column) == TIMESTAMPTZ_OID:
+            # asyncpg reads aware datetimes from it, and writes a naive one as the host's local time.
+            raise ConfigurationError(
+                f'the session table "{table_name}" has "{expires_column}" as TIMESTAMPTZ '
+                "(@db.Timestamptz); the store reads and writes Prisma's default DateTime, TIMESTAMP(3): "
+                f'ALTER TABLE "{table_name}" ALTER COLUMN "{expires_column}" TYPE TIMESTAMP(3) '
+                'USING "' + expires_column + "\" AT TIME ZONE 'UTC', and drop @db.Timestamptz"
+            )

@@ -1,0 +1,339 @@
+"""Where every statement of the store meets the database: one pool, one deadline, one reading of errors.
+
+Each statement (SQLAlchemy's, built once per store by the dialect) is compiled once to the driver's own
+SQL and run on the store's connections (connections.py): no statement goes through SQLAlchemy's engine
+or its pool. Every public operation ends within `operation_timeout`; the server is told to end a
+statement, or a wait for a lock, before that (the driver's `setup`). A driver's error is read by the
+dialect's driver (`Fault`) and becomes the package's: `StoreUnavailableError` (a 503), `TableMissingError`,
+or `StatementError` for what the caller handles itself. A deadlock or serialization failure, after which
+nothing was applied, is run again.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar, cast
+
+from .connections import Connection, RequestPool
+from .deadlines import Deadlines
+from .dialects.driver import Fault
+from .exceptions import ConfigurationError, SessionError, StoreUnavailableError, TableMissingError
+from .writers import WriterQueue
+
+if TYPE_CHECKING:
+    from sqlalchemy import Executable
+    from sqlalchemy.engine import URL, Dialect
+    from sqlalchemy.sql.compiler import SQLCompiler
+
+    from .dialects import SQLDialect
+    from .dialects.driver import Driver
+
+T = TypeVar("T")
+
+# The statements a request runs, compiled ahead by name (`fetch_row`, `write`).
+REQUEST_PATH = ("load", "insert", "update", "update_if_unchanged", "touch", "rename")
+# The store's connections: at most this many, each closed after idling this long.
+CONNECTIONS = 10
+IDLE_TIMEOUT = 60.0
+# A statement or transaction that lost a deadlock runs this many times in all.
+CONFLICT_ATTEMPTS = 3
+# Statements built per call (a match's) are compiled again after this many others.
+PREPARED_LIMIT = 256
+
+Row = Sequence[Any]
+Processor = Callable[[Any], Any]
+
+
+@dataclass(frozen=True, slots=True)
+class LoggedQuery:
+    """What a query logger receives: the statement, its arguments, how long it took and how it failed
+    (asyncpg's `LoggedQuery` has these too)."""
+
+    query: str
+    args: Sequence[Any]
+    elapsed: float
+    exception: BaseException | None
+
+
+class StatementError(SessionError):
+    """A statement failed in a way the store handles itself (`fault` says how); the driver's error is
+    its `__cause__`."""
+
+    def __init__(self, fault: Fault, error: BaseException) -> None:
+        super().__init__(f"{fault.value}: {error}")
+        self.fault = fault
+
+
+class Prepared:
+    """A statement compiled once to the driver's SQL, with the order of its parameters and the type
+    conversions SQLAlchemy would apply (SQLite's DateTime); an `IN` list is expanded per call."""
+
+    __slots__ = ("_binds", "_compiled", "_expanding", "_fixed", "_order", "_plain", "_results", "sql")
+
+    def __init__(self, statement: Executable, dialect: Dialect) -> None:
+        compiled: SQLCompiler = statement.compile(dialect=dialect)  # type: ignore[attr-defined]
+        self._compiled = compiled
+        self.sql: str = compiled.string
+        self._order: tuple[str, ...] = tuple(compiled.positiontup or ())
+        self._expanding = bool(compiled.post_compile_params)
+        # Values the statement carries itself (a literal bound as a parameter).
+        self._fixed = {
+            name: value
+            for name, value in compiled.construct_params(_check=False).items()
+            if value is not None
+        }
+        # Every parameter is the caller's, none converted: the request path's common case.
+        self._plain = not self._expanding and not any(name in self._fixed for name in self._order)
+        processors = cast("Mapping[str, Processor]", compiled._bind_processors)
+        self._binds = tuple((i, processors[name]) for i, name in enumerate(self._order) if name in processors)
+        results = [entry.type._cached_result_processor(dialect, None) for entry in compiled._result_columns]
+        self._results = tuple(results) if any(results) else None
+
+    def bind(self, params: Mapping[str, Any]) -> tuple[str, list[Any]]:
+        """The SQL and its positional arguments for `params`."""
+        if self._plain and not self._binds:
+            return self.sql, [params[name] for name in self._order]
+        if self._expanding:
+            state = self._compiled.construct_expanded_state(dict(params))
+            processors = cast("Mapping[str, Processor]", self._compiled._bind_processors)
+            args = list(state.positional_parameters)
+            for i, name in enumerate(state.positiontup or ()):
+                processor = processors.get(name) or processors.get(name.rpartition("_")[0])
+                if processor is not None:
+                    args[i] = processor(args[i])
+            return state.statement, args
+        fixed = self._fixed
+        args = [params[name] if name in params else fixed[name] for name in self._order]
+        for i, processor in self._binds:
+            args[i] = processor(args[i])
+        return self.sql, args
+
+    def row(self, raw: Row) -> Row:
+        """A row as SQLAlchemy would hand it over."""
+        results = self._results
+        if results is None:
+            return raw
+        return tuple(value if p is None else p(value) for p, value in zip(results, raw, strict=True))
+
+
+class Executor:
+    """Runs one store's statements on its connections."""
+
+    def __init__(
+        self,
+        driver: Driver,
+        dialect: Dialect,
+        url: URL,
+        sql: SQLDialect,
+        *,
+        table_name: str,
+        deadline: float,
+        max_connections: int | None = None,
+        pgbouncer: bool = False,
+        connect_args: Mapping[str, Any] | None = None,
+    ) -> None:
+        if max_connections is not None and (
+            not isinstance(max_connections, int) or isinstance(max_connections, bool) or max_connections < 1
+        ):
+            raise ConfigurationError("request_connections must be a positive whole number")
+        self.driver = driver
+        self.dialect = dialect
+        self.table_name = table_name
+        self.deadline = deadline
+        self.deadlines = Deadlines()
+        kwargs = driver.connect_kwargs(dialect, url, deadline, pgbouncer=pgbouncer, connect_args=connect_args)
+        limit = driver.max_connections(url)
+        size = max_connections or CONNECTIONS
+        self.pool = RequestPool(
+            driver,
+            kwargs,
+            driver.setup(deadline, pgbouncer=pgbouncer),
+            max_size=size if limit is None else min(size, limit),
+            idle_timeout=IDLE_TIMEOUT,
+            deadline=deadline,
+            deadlines=self.deadlines,
+        )
+        #: one write of a session at a time in this process
+        self.writers = WriterQueue(self.deadlines, deadline)
+        self._prepared: dict[int, tuple[Executable, Prepared]] = {}
+        #: called after every statement (`add_query_logger`)
+        self.loggers: list[Callable[[LoggedQuery], None]] = []
+        self._named: dict[str, Prepared] = {}
+        self.sql = sql
+        self.use(sql)
+
+    def use(self, sql: SQLDialect) -> None:
+        """Run `sql`'s statements from now on (the table's expiry column is not the one assumed)."""
+        self.sql = sql
+        self._named = {name: self.prepare(getattr(sql, name)) for name in REQUEST_PATH}
+
+    def prepare(self, statement: Executable) -> Prepared:
+        """`statement` compiled for the driver, once."""
+        found = self._prepared.get(id(statement))
+        if found is None:
+            if len(self._prepared) >= PREPARED_LIMIT:
+                self._prepared.clear()
+            found = self._prepared[id(statement)] = (statement, Prepared(statement, self.dialect))
+        return found[1]
+
+    # -- the request path: one statement each, by name ----------------------------------------------------
+
+    async def fetch_row(self, name: str, params: Mapping[str, Any]) -> Row | None:
+        """The first row of the request-path statement `name`."""
+        prepared = self._named[name]
+        row: Row | None = await self._run("fetchrow", prepared, params, retry=True)
+        return None if row is None else prepared.row(row)
+
+    async def write(self, name: str, params: Mapping[str, Any]) -> int:
+        """Run the request-path write `name`; returns the number of rows it changed."""
+        status: str = await self._run("execute", self._named[name], params)
+        return int(status.rsplit(" ", 1)[-1])
+
+    # -- any statement ----------------------------------------------------------------------------------
+
+    async def fetch(self, statement: Executable, params: Mapping[str, Any]) -> list[Row]:
+        """Every row of a query."""
+        prepared = self.prepare(statement)
+        rows: Sequence[Row] = await self._run("fetch", prepared, params, retry=True)
+        return [prepared.row(row) for row in rows]
+
+    async def execute(self, statement: Executable, params: Mapping[str, Any]) -> int:
+        """Run a statement; returns the number of rows it changed."""
+        status: str = await self._run("execute", self.prepare(statement), params)
+        return int(status.rsplit(" ", 1)[-1])
+
+    async def transaction(self, work: Callable[[Transaction], Awaitable[T]]) -> T:
+        """`await work(transaction)` in one transaction on one connection, committed when it returns.
+        Failed in any way, it is rolled back (its connection closed); lost to a deadlock, it runs again."""
+        begin = self.driver.begin
+
+        async def unit(connection: Connection) -> T:
+            transaction = Transaction(self, connection)
+            for statement in begin:
+                await transaction.run("execute", statement, [])
+            result = await work(transaction)
+            await transaction.run("execute", "COMMIT", [])
+            return result
+
+        for attempt in range(1, CONFLICT_ATTEMPTS + 1):
+            try:
+                return await self.pool.using(unit)
+            except Exception as error:
+                if attempt == CONFLICT_ATTEMPTS or self.driver.classify(error) is not Fault.CONFLICT:
+                    self._raise(error)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    async def describe(self, table_name: str) -> Sequence[tuple[str, Any]]:
+        """The (name, driver's type) of the columns of the table `table_name`."""
+        quoted = self.dialect.identifier_preparer.quote(table_name)
+        try:
+            return await self.pool.using(
+                lambda connection: self.driver.describe(connection, quoted), retry=True
+            )
+        except Exception as error:
+            self._raise(error)
+
+    @contextlib.asynccontextmanager
+    async def operation(self) -> AsyncIterator[None]:
+        """One public operation, its statements and waits all within `operation_timeout`."""
+        try:
+            async with self.deadlines.within(self.deadline):
+                yield
+        except TimeoutError:
+            raise StoreUnavailableError(
+                f"the session database did not answer within {self.deadline:g} s"
+            ) from None
+
+    def add_query_logger(self, callback: Callable[[LoggedQuery], None]) -> None:
+        """Have `callback(LoggedQuery)` called after every statement, as asyncpg's query loggers are."""
+        self.loggers.append(callback)
+
+    def logged(self, sql: str, args: Sequence[Any], started: float, error: BaseException | None) -> None:
+        logged = LoggedQuery(sql, args, time.monotonic() - started, error)
+        for callback in self.loggers:
+            callback(logged)
+
+    async def close(self) -> None:
+        await self.pool.close()
+
+    # -- running and reading errors -------------------------------------------------------------------------
+
+    async def _run(
+        self, method: str, prepared: Prepared, params: Mapping[str, Any], *, retry: bool = False
+    ) -> Any:
+        sql, args = prepared.bind(params)
+        for attempt in range(1, CONFLICT_ATTEMPTS + 1):
+            try:
+                if not self.loggers:
+                    return await self.pool.run(method, sql, args, retry=retry)
+                return await self._logged_run(method, sql, args, retry)
+            except Exception as error:
+                if attempt == CONFLICT_ATTEMPTS or self.driver.classify(error) is not Fault.CONFLICT:
+                    self._raise(error)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    async def _logged_run(self, method: str, sql: str, args: list[Any], retry: bool) -> Any:
+        started, failure = time.monotonic(), None  # type: float, BaseException | None
+        try:
+            return await self.pool.run(method, sql, args, retry=retry)
+        except BaseException as error:
+            failure = error
+            raise
+        finally:
+            self.logged(sql, args, started, failure)
+
+    def _raise(self, error: Exception) -> NoReturn:
+        """Raise `error` as the package's error, or as it is (a bug: bad SQL, a wrong type)."""
+        if isinstance(error, SessionError):
+            raise error
+        if isinstance(error, TimeoutError):
+            raise StoreUnavailableError(
+                f"the session database did not answer within {self.deadline:g} s"
+            ) from error
+        fault = self.driver.classify(error)
+        if fault is None:
+            raise error
+        if fault is Fault.UNAVAILABLE or fault is Fault.CONFLICT:
+            raise StoreUnavailableError(f"the session database is unreachable: {error!r}") from error
+        if fault is Fault.MISSING_TABLE:
+            raise TableMissingError(self.table_name) from error
+        if fault is Fault.LOGIN_REFUSED:
+            raise ConfigurationError(
+                f"the session database refused the store's login ({error}): check the user, password and "
+                "database name in the URL"
+            ) from error
+        raise StatementError(fault, error) from error
+
+
+class Transaction:
+    """The statements of one `Executor.transaction`, on its connection."""
+
+    __slots__ = ("_connection", "_executor")
+
+    def __init__(self, executor: Executor, connection: Connection) -> None:
+        self._executor, self._connection = executor, connection
+
+    async def fetch(self, statement: Executable, params: Mapping[str, Any]) -> list[Row]:
+        prepared = self._executor.prepare(statement)
+        rows: Sequence[Row] = await self.run("fetch", *prepared.bind(params))
+        return [prepared.row(row) for row in rows]
+
+    async def execute(self, statement: Executable, params: Mapping[str, Any]) -> int:
+        status: str = await self.run("execute", *self._executor.prepare(statement).bind(params))
+        return int(status.rsplit(" ", 1)[-1])
+
+    async def run(self, method: str, sql: str, args: list[Any]) -> Any:
+        executor = self._executor
+        if not executor.loggers:
+            return await getattr(self._connection, method)(sql, *args)
+        started, failure = time.monotonic(), None  # type: float, BaseException | None
+        try:
+            return await getattr(self._connection, method)(sql, *args)
+        except BaseException as error:
+            failure = error
+            raise
+        finally:
+            executor.logged(sql, args, started, failure)

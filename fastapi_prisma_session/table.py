@@ -1,0 +1,96 @@
+"""Looking at the session table once, before the store's first statement: which expiry column it has
+(`expiresAt` or 2.x's `expires`), and that its columns are ones the store can use."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import TYPE_CHECKING
+
+from .dialects import for_database
+from .exceptions import ConfigurationError
+from .models import EXPIRES, EXPIRES_AT, session_table
+
+if TYPE_CHECKING:
+    from sqlalchemy import Table
+    from sqlalchemy.ext.asyncio import AsyncEngine
+
+    from .executor import Executor
+
+# The columns every generation of prisma-session-store's model has, besides its expiry column.
+ROW_COLUMNS = ("id", "sid", "data")
+
+
+class TableCheck:
+    """The look at one store's table: `await check.ensure()` before its first statement."""
+
+    def __init__(
+        self, executor: Executor, table: Table, *, expires_column: str | None, prune_batch_size: int
+    ) -> None:
+        self._executor = executor
+        self.table = table
+        self._expires_column = expires_column
+        self._prune_batch_size = prune_batch_size
+        #: True once the table's expiry column is known.
+        self.done = False
+        # The look in flight: calls that arrive meanwhile wait for it, not for turns.
+        self._checking: asyncio.Future[None] | None = None
+
+    async def ensure(self) -> None:
+        """Look at the table's columns, once. Calls that arrive while the look is under way share it.
+        Raises ConfigurationError when the table lacks a column the store needs, TableMissingError when
+        there is no table, and StoreUnavailableError when the database does not answer; the next call
+        then looks again."""
+        checking = self._checking
+        if (
+            checking is None
+            or checking.get_loop() is not asyncio.get_running_loop()
+            or (checking.done() and (checking.cancelled() or checking.exception() is not None))
+        ):
+            checking = self._checking = asyncio.ensure_future(self._look())
+        try:
+            await asyncio.shield(checking)
+        except BaseException:
+            if checking.done() and self._checking is checking:
+                self._checking = None  # failed (or cancelled): the next call looks again
+            raise
+
+    async def create(self, engine: AsyncEngine, user_key: str | None) -> None:
+        """Create the table through `engine` if it is missing, with the `user_key` index if asked."""
+        async with engine.begin() as conn:
+            await conn.run_sync(self.table.create, checkfirst=True)
+            if user_key is not None:
+                for statement in self._executor.sql.user_key_ddl(user_key, if_exists=True)[0]:
+                    await conn.execute(statement)
+
+    async def _look(self) -> None:
+        executor = self._executor
+        described = dict(await executor.describe(self.table.name))
+        expires_column = self._expiry_column(list(described))
+        executor.driver.check_columns(self.table.name, described, expires_column)
+        if expires_column != self.table.c.expiresAt.name:
+            self.table = session_table(self.table.name, expires_column=expires_column)
+            name = executor.dialect.name
+            executor.use(for_database(name, self.table, prune_batch_size=self._prune_batch_size))
+        self.done = True
+
+    def _expiry_column(self, columns: list[str]) -> str:
+        """The expiry column among the table's `columns`; ConfigurationError if a column is missing."""
+        name = self.table.name
+        where = f'the session table "{name}" (columns: {", ".join(columns)})'
+        missing = [column for column in ROW_COLUMNS if column not in columns]
+        if missing:
+            raise ConfigurationError(
+                f"{where} lacks {', '.join(missing)}: it is not prisma-session-store's Session model"
+            )
+        if self._expires_column is not None:
+            if self._expires_column not in columns:
+                raise ConfigurationError(f'{where} has no column "{self._expires_column}" (expires_column)')
+            return self._expires_column
+        found = [column for column in (EXPIRES_AT, EXPIRES) if column in columns]
+        if len(found) != 1:
+            has = "has both" if found else "has neither"
+            raise ConfigurationError(
+                f'{where} {has} "{EXPIRES_AT}" (prisma-session-store 3.x) and "{EXPIRES}" (2.x): name the '
+                'expiry column with PrismaSessionStore(..., expires_column="...")'
+            )
+        return found[0]
