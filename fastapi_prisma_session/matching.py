@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import bindparam, delete, select
 from sqlalchemy.exc import DBAPIError
 
-from .dialects.base import NOT_INDEXED
+from .dialects.base import NOT_INDEXED, UNREADABLE_ONLY
 from .durations import utcnow
 from .exceptions import ConfigurationError
 
@@ -87,8 +87,10 @@ class UserKeyIndex:
         self.live_candidates: Executable = select(c.sid, c.data, c.expiresAt).where(
             candidates, c.expiresAt > bindparam("now")
         )
-        self.unreadable: Executable = select(c.sid, c.data, c.expiresAt).where(
-            value == sql.user_key_unreadable()
+        unreadable = value == sql.user_key_unreadable()
+        self.unreadable: Executable = select(c.sid, c.data, c.expiresAt).where(unreadable)
+        self.live_unreadable: Executable = select(c.sid, c.data, c.expiresAt).where(
+            unreadable, c.expiresAt > bindparam("now")
         )
         # Where the index's value is the match itself, "log out everywhere" is one DELETE.
         self.delete: Executable = delete(sql.table).where(holds)
@@ -116,7 +118,8 @@ class DataMatcher:
         self._index = None if user_key is None else UserKeyIndex(database.sql, user_key)
 
     def _lookup(self, match: dict[str, Any]) -> dict[str, Any] | None:
-        """The user-key index's parameter for `match`, or None when the index cannot answer it."""
+        """The user-key index's parameter for `match`; {} when only the rows it marks unreadable can
+        match; None when the index cannot answer it."""
         index = self._index
         if index is None or index.key not in match:
             return None
@@ -124,7 +127,9 @@ class DataMatcher:
             lookup = self._database.sql.user_key_lookup(match[index.key], self._serializer.dumps)
         except (TypeError, ValueError):  # not JSON (NaN, an object): no row holds it, as without the index
             return None
-        return None if lookup is NOT_INDEXED else {"user_key_value": lookup}
+        if lookup is NOT_INDEXED:
+            return None
+        return {} if lookup is UNREADABLE_ONLY else {"user_key_value": lookup}
 
     async def _indexed(self, statement: Executable, params: dict[str, Any]) -> Result[*tuple[Any, ...]]:
         with self._index_needed():
@@ -179,7 +184,9 @@ class DataMatcher:
         index = self._index
         assert index is not None
         removed = 0
-        if index.exact and len(match) == 1:
+        if not lookup:  # a value only the rows the index cannot read can hold
+            others = self._matched(await self._indexed(index.unreadable, {}), match)
+        elif index.exact and len(match) == 1:
             with self._index_needed():
                 removed = await delete(index.delete, index.delete_returning, lookup)
             others = self._matched(await self._indexed(index.unreadable, {}), match)
@@ -196,7 +203,8 @@ class DataMatcher:
         if lookup is not None:
             assert self._index is not None
             params = {**lookup, "now": utcnow()}
-            return self._matched(await self._indexed(self._index.live_candidates, params), match)
+            statement = self._index.live_candidates if lookup else self._index.live_unreadable
+            return self._matched(await self._indexed(statement, params), match)
         in_sql = self._database.sql.select_matching(match, self._serializer.dumps) if self._is_json else None
         if in_sql is not None:
             statement, params = in_sql
