@@ -27,6 +27,9 @@ if TYPE_CHECKING:
 Serialize = Callable[[Any], str]
 #: `user_key_lookup`'s answer for a value the user-key index cannot find.
 NOT_INDEXED: Any = object()
+#: `user_key_lookup`'s answer for a value that only rows the index marks unreadable can hold (jsonb
+#: refuses a \u0000 or a lone surrogate in the lookup as in the row): matching compares those in Python.
+UNREADABLE_ONLY: Any = object()
 # A user key is a plain name: it is written into the index's SQL, and names the index.
 USER_KEY_PATTERN = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,28}")
 
@@ -192,8 +195,9 @@ class SQLDialect(ABC):
         return bindparam(name)
 
     def user_key_lookup(self, value: Any, serialize: Serialize) -> Any:
-        """The parameter to compare `user_key_value` with to find rows whose key holds `value`, or
-        `NOT_INDEXED` when the index cannot find them (matching then reads the table as without it)."""
+        """The parameter to compare `user_key_value` with to find rows whose key holds `value`;
+        `NOT_INDEXED` when the index cannot find them (matching then reads the table as without it), or
+        `UNREADABLE_ONLY` when only the rows it marks unreadable can hold `value`."""
         return NOT_INDEXED
 
     def user_key_missing(self, error: BaseException | None) -> bool:

@@ -23,13 +23,33 @@ from sqlalchemy.dialects import postgresql
 from sqlalchemy.sql.elements import quoted_name
 from sqlalchemy.sql.functions import Function
 
-from ..base import Serialize, SQLDialect, check_user_key
+from ..base import UNREADABLE_ONLY, Serialize, SQLDialect, check_user_key
 
 if TYPE_CHECKING:
     from sqlalchemy import ColumnElement, Executable
 
 # PostgreSQL not knowing a function.
 UNDEFINED_FUNCTION = "42883"
+
+
+def _jsonb_holds(value: Any) -> bool:
+    """Whether jsonb can hold `value`: no string in it (key or value) has a NUL or a lone surrogate."""
+    if isinstance(value, str):
+        return "\x00" not in value and (value.isascii() or _encodable(value))
+    if isinstance(value, dict):
+        return all(_jsonb_holds(key) and _jsonb_holds(item) for key, item in value.items())
+    if isinstance(value, (list, tuple)):
+        return all(_jsonb_holds(item) for item in value)
+    return True
+
+
+def _encodable(text: str) -> bool:
+    """Whether `text` has UTF-8 (a lone surrogate has none)."""
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 class Dialect(SQLDialect):
@@ -97,7 +117,10 @@ class Dialect(SQLDialect):
         return cast(bindparam(name, type_=Text), postgresql.JSONB)
 
     def user_key_lookup(self, value: Any, serialize: Serialize) -> Any:
-        # What the function gives a row holding `value` under the key: [value], as jsonb.
+        # What the function gives a row holding `value` under the key: [value], as jsonb. A value jsonb
+        # cannot hold cannot be a lookup either, and a row holding it is one the function gave '[]'.
+        if not _jsonb_holds(value):
+            return UNREADABLE_ONLY
         return f"[{serialize(value)}]"
 
     def user_key_missing(self, error: BaseException | None) -> bool:

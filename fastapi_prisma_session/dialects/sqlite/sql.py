@@ -103,7 +103,9 @@ class Dialect(SQLDialect):
             return float(value)
         if isinstance(value, float) and math.isfinite(value):
             return value
-        if isinstance(value, str) and _encodable(value):
+        if isinstance(value, str) and "\x00" not in value and _encodable(value):
+            # json_extract may cut a string short at a \u0000 (SQLite 3.40 does): such a value is matched
+            # without the index.
             return value
         # JSON null is NULL to json_extract, and lists and objects are text: the index cannot find them.
         return NOT_INDEXED
