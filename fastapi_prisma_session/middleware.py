@@ -22,7 +22,7 @@ from collections.abc import Callable, Sequence
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Literal
 
-from .cookies import CookieAttributes, Priority, SameSite, Secure
+from .cookies import CookieAttributes, Priority, SameSite, Secure, path_matches
 from .durations import Duration
 from .exceptions import ConfigurationError, StoreUnavailableError
 from .lifecycle import DEFAULT_MAX_AGE, SessionLifecycle, Unset
@@ -163,7 +163,8 @@ class SessionMiddleware(metaclass=_BuiltOrReported):
         path = scope["path"]
         # Patterns name paths of the app the middleware wraps: inside a Mount, without its prefix.
         route_path = path.removeprefix(scope.get("root_path", ""))
-        if not path.startswith(self.cookie.path) or (
+        # Only requests the browser sends the cookie with: inside the cookie's path, as browsers match it.
+        if not path_matches(path, self.cookie.path) or (
             self._exclude is not None and self._exclude.match(route_path)
         ):
             await self.app(scope, receive, send)
@@ -246,9 +247,11 @@ class SessionMiddleware(metaclass=_BuiltOrReported):
         await self.app(scope, receive, lifespan_send)
 
     def _shares_requests_with(self, other: SessionMiddleware) -> bool:
-        """Whether some request surely reaches both: their cookie paths nest and neither excludes paths."""
+        """Whether some request surely reaches both: their cookie paths nest and neither excludes paths.
+
+        Two cookie paths cover a request in common exactly when one of them covers the other."""
         mine, theirs = self.cookie.path, other.cookie.path
-        nested = mine.startswith(theirs) or theirs.startswith(mine)
+        nested = path_matches(mine, theirs) or path_matches(theirs, mine)
         return nested and self._exclude is None and other._exclude is None
 
     def _session_id(self, scope: Scope) -> str | None:
