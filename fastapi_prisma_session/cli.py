@@ -47,7 +47,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="Bring the session table up to date with the package's own Alembic revisions. They "
         "record their progress in a version table of their own, alembic_version_fastapi_prisma_session, "
         "never in your project's alembic_version. A table that already exists (made by Prisma) is "
-        "left as it is and recorded.",
+        "left as it is and recorded as adopted, if it has the session table's columns; any other table "
+        "of that name is refused.",
     )
     add_database_url(migrate)
     migrate.add_argument(
@@ -66,7 +67,8 @@ def build_parser() -> argparse.ArgumentParser:
     migrate.add_argument(
         "--downgrade",
         action="store_true",
-        help="go back instead, to --revision or base: this DROPS the table and every session in it",
+        help="go back instead, to --revision or base: this DROPS the table and every session in it, "
+        "unless migrate found the table already there (made by Prisma) and adopted it: that one stays",
     )
     migrate.add_argument(
         "--sql",
@@ -128,24 +130,27 @@ async def prune(store: PrismaSessionStore, quiet: bool) -> int:
 
 @contextmanager
 def alembic_steps() -> Iterator[list[str]]:
-    """The steps Alembic runs ("Running upgrade  -> 0001_session_table, ..."), which it logs at INFO."""
+    """The steps Alembic runs ("Running upgrade  -> 0001_session_table, ..."), which it logs at INFO, and
+    in their place what the revisions report (a downgrade that left an adopted table in place)."""
     steps: list[str] = []
 
     class Collect(logging.Handler):
         def emit(self, record: logging.LogRecord) -> None:
             message = record.getMessage()
-            if message.startswith("Running "):
+            if message.startswith("Running ") or record.name == migration.logger.name:
                 steps.append(message)
 
-    logger = logging.getLogger("alembic.runtime.migration")
-    handler, level = Collect(), logger.level
-    logger.addHandler(handler)
-    logger.setLevel(logging.INFO)
+    loggers = [logging.getLogger("alembic.runtime.migration"), migration.logger]
+    handler, levels = Collect(), [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.addHandler(handler)
+        logger.setLevel(logging.INFO)
     try:
         yield steps
     finally:
-        logger.removeHandler(handler)
-        logger.setLevel(level)
+        for logger, level in zip(loggers, levels, strict=True):
+            logger.removeHandler(handler)
+            logger.setLevel(level)
 
 
 def migrate(

@@ -214,6 +214,16 @@ class CookieAttributes:
         return flags
 
 
+def path_matches(request_path: str, cookie_path: str) -> bool:
+    """Whether a browser sends a cookie of `cookie_path` with a request for `request_path`: RFC 6265's
+    path-match (section 5.1.4). The paths are the same, or the cookie's is a prefix of the request's
+    that ends with "/" or is followed by "/" there: "/api" covers "/api" and "/api/x", not "/apix"."""
+    if not request_path.startswith(cookie_path):
+        return False
+    end = len(cookie_path)
+    return len(request_path) == end or cookie_path.endswith("/") or request_path[end] == "/"
+
+
 def cookie_from_json(value: object) -> SessionCookie | None:
     """The SessionCookie described by a stored express-session cookie object, or None if unreadable."""
     if not isinstance(value, dict):

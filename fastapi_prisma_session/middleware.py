@@ -22,7 +22,7 @@ from collections.abc import Callable, Sequence
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Literal
 
-from .cookies import CookieAttributes, Priority, SameSite, Secure
+from .cookies import CookieAttributes, Priority, SameSite, Secure, path_matches
 from .durations import Duration
 from .exceptions import ConfigurationError, StoreUnavailableError
 from .lifecycle import DEFAULT_MAX_AGE, SessionLifecycle, Unset
@@ -163,7 +163,8 @@ class SessionMiddleware(metaclass=_BuiltOrReported):
         path = scope["path"]
         # Patterns name paths of the app the middleware wraps: inside a Mount, without its prefix.
         route_path = path.removeprefix(scope.get("root_path", ""))
-        if not path.startswith(self.cookie.path) or (
+        # Only requests the browser sends the cookie with: inside the cookie's path, as browsers match it.
+        if not path_matches(path, self.cookie.path) or (
             self._exclude is not None and self._exclude.match(route_path)
         ):
             await self.app(scope, receive, send)
@@ -186,13 +187,15 @@ class SessionMiddleware(metaclass=_BuiltOrReported):
             session = lifecycle.lazy(sid, secure)
         scope["session"] = session
         scope.setdefault("state", {})["session"] = session
-        started = failed = False
+        # answered: the app's answer can no longer be replaced by the middleware's own (a 503, or a
+        # websocket close with 1011) when its session turns out to be unavailable.
+        answered = failed = False
 
         async def send_with_cookie(message: Message) -> None:
-            nonlocal started, failed
+            nonlocal answered, failed
             if failed:
                 return  # the app's response was replaced by a 503
-            started = True
+            answered = True
             if message["type"] == "http.response.start":
                 kept = scope.get("session") is session
                 if lifecycle.wants_commit(session, kept):
@@ -213,16 +216,20 @@ class SessionMiddleware(metaclass=_BuiltOrReported):
         else:
 
             async def app_send(message: Message) -> None:
-                # A websocket handshake cannot set cookies: its session is there to read.
-                nonlocal started
-                started = True
+                # A websocket handshake cannot set cookies: its session is there to read. An accepted
+                # socket can still be closed with 1011; one the app closed, or refused with an HTTP
+                # response of its own, cannot.
+                nonlocal answered
+                if message["type"] not in ("websocket.accept", "websocket.send"):
+                    answered = True
                 await send(message)
 
         try:
             await self.app(scope, receive, app_send)
         except StoreUnavailableError as error:
-            # The route loaded its session (on first use) while the database was down.
-            if started:
+            # The route loaded its session (on first use) while the database was down: a 503 when the
+            # response has not started, a close with 1011 for a websocket before or after its accept.
+            if answered:
                 raise
             await _unavailable(scope, send, error)
 
@@ -246,9 +253,11 @@ class SessionMiddleware(metaclass=_BuiltOrReported):
         await self.app(scope, receive, lifespan_send)
 
     def _shares_requests_with(self, other: SessionMiddleware) -> bool:
-        """Whether some request surely reaches both: their cookie paths nest and neither excludes paths."""
+        """Whether some request surely reaches both: their cookie paths nest and neither excludes paths.
+
+        Two cookie paths cover a request in common exactly when one of them covers the other."""
         mine, theirs = self.cookie.path, other.cookie.path
-        nested = mine.startswith(theirs) or theirs.startswith(mine)
+        nested = path_matches(mine, theirs) or path_matches(theirs, mine)
         return nested and self._exclude is None and other._exclude is None
 
     def _session_id(self, scope: Scope) -> str | None:
@@ -308,16 +317,17 @@ def _twice(found: object, path: str) -> str:
 
 
 async def _unavailable(scope: Scope, send: Send, error: StoreUnavailableError) -> None:
-    """Answer 503: the request needs its session and the database cannot be reached."""
-    logger.error(
-        "session store unavailable, answering 503 to %s %s: %s",
-        scope.get("method", "WEBSOCKET"),
-        scope["path"],
-        error,
-    )
+    """Answer 503, or close a websocket with 1011 (internal error): the request needs its session and the
+    database cannot be reached."""
     if scope["type"] == "websocket":
+        logger.error(
+            "session store unavailable, closing the websocket %s with 1011: %s", scope["path"], error
+        )
         await send({"type": "websocket.close", "code": 1011, "reason": "session store unavailable"})
         return
+    logger.error(
+        "session store unavailable, answering 503 to %s %s: %s", scope["method"], scope["path"], error
+    )
     body = b"Session store unavailable; try again shortly.\n"
     headers = [
         (b"content-type", b"text/plain; charset=utf-8"),

@@ -18,24 +18,38 @@ async` environment needs.
 `python -m fastapi_prisma_session migrate` runs them through `config()`, and the repository's
 `alembic.ini` points at the same folder. Their version table is `version_table(table_name)`, never the
 `alembic_version` of an application's own Alembic project.
+
+**Adoption.** A session table that is already there when the first revision runs (one `prisma migrate`
+made) is adopted rather than created: checked to have the session table's columns (`adopt`; any other
+table of that name is refused) and marked as adopted, so that a downgrade leaves it and its rows in place
+(`adopted`, `leave_adopted`). The mark lives in the database, in the package's own version table: a
+column `adopted` that Alembic does not know of, true on the row of a database whose table was adopted
+(NULL, or absent, when the revision created the table). Alembic writes the row after the revision has
+run, so the mark is set when Alembic reports the row written (`record_adoption`, env.py's
+`on_version_apply`).
 """
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from alembic import op
-from sqlalchemy import MetaData
+from alembic.util import CommandError
+from sqlalchemy import Boolean, Column, DateTime, MetaData, String, column, inspect, select, table, update
 
 from .dialects import for_database
 from .dialects.base import check_user_key, is_user_key_object
 from .exceptions import ConfigurationError
-from .models import DEFAULT_TABLE_NAME, EXPIRES_AT, MYSQL_DIALECTS, session_table
+from .models import DEFAULT_TABLE_NAME, EXPIRES, EXPIRES_AT, MYSQL_DIALECTS, session_table
 from .urls import driver_url
 
 if TYPE_CHECKING:
+    from collections.abc import Collection, Mapping
+
     from alembic.config import Config
+    from alembic.migration import MigrationContext, MigrationInfo
     from sqlalchemy import Executable
 
 # The package's Alembic environment (env.py) and revisions (versions/).
@@ -56,6 +70,12 @@ EXPIRES_COLUMN_OPTION = "expires_column"
 # `migrate --user-key KEY` / `--drop-user-key KEY`, and `alembic -x user_key=KEY` (`-x drop_user_key=KEY`).
 USER_KEY_ATTRIBUTE = "fastapi_prisma_session.user_key"
 DROP_USER_KEY_ATTRIBUTE = "fastapi_prisma_session.drop_user_key"
+# The version table's column that marks an adopted session table, and the attribute through which the
+# first revision asks env.py to set it once Alembic has written the version row.
+ADOPTED_COLUMN = "adopted"
+ADOPTED_ATTRIBUTE = "fastapi_prisma_session.adopted"
+
+logger = logging.getLogger("fastapi_prisma_session.migration")
 
 __all__ = [
     "SCRIPT_LOCATION",
@@ -133,8 +153,93 @@ def _user_key_ddl(key: str, table_name: str) -> tuple[list[Executable], list[Exe
 
 
 def downgrade(table_name: str = DEFAULT_TABLE_NAME) -> None:
-    """Drop the session table (in a revision's `downgrade()`)."""
+    """Drop the session table (in a revision's `downgrade()`): the one `upgrade()` created."""
     op.drop_table(table_name)
+
+
+def adopt(table_name: str, expires_column: str) -> None:
+    """Take on the session table that is already there (in the first revision's `upgrade()`, online): if
+    it has the session table's columns, mark it adopted; otherwise raise `CommandError` and change nothing.
+    """
+    from alembic import context
+
+    bind = op.get_bind()
+    version = version_table(table_name)
+    problem = _not_a_session_table(inspect(bind).get_columns(table_name), table_name, expires_column)
+    if problem:
+        if not op.get_context().impl.transactional_ddl:
+            # Alembic has just created the version table for this run, and only a rollback would take it
+            # away on PostgreSQL: on SQLite and MySQL the refused run would leave it behind, empty.
+            op.drop_table(version)
+        raise CommandError(problem)
+    if ADOPTED_COLUMN not in {found["name"] for found in inspect(bind).get_columns(version)}:
+        op.add_column(version, Column(ADOPTED_COLUMN, Boolean(), nullable=True))
+    context.config.attributes[ADOPTED_ATTRIBUTE] = True
+
+
+def record_adoption(
+    ctx: MigrationContext, step: MigrationInfo, heads: Collection[Any], run_args: Mapping[str, Any]
+) -> None:
+    """Mark the version row of an adopted table: env.py's `on_version_apply`, which Alembic calls once it
+    has written the row, in the same transaction as the revision."""
+    from alembic import context
+
+    if step.is_upgrade and context.config.attributes.pop(ADOPTED_ATTRIBUTE, False):
+        assert ctx.connection is not None  # adoption happens online only
+        version = table(version_table(current_table_name()), column(ADOPTED_COLUMN))
+        ctx.connection.execute(update(version).values({ADOPTED_COLUMN: True}))
+
+
+def adopted(table_name: str) -> bool:
+    """Whether the first revision adopted the session table rather than created it (in its downgrade()).
+
+    Offline (`--sql`) the database cannot be asked, and the script drops the table as it would have."""
+    context = op.get_context()
+    if context.as_sql:
+        return False
+    bind = op.get_bind()
+    name = version_table(table_name)
+    if ADOPTED_COLUMN not in {found["name"] for found in inspect(bind).get_columns(name)}:
+        return False
+    marks: list[object] = list(
+        bind.execute(select(column(ADOPTED_COLUMN)).select_from(table(name))).scalars()
+    )
+    return any(bool(mark) for mark in marks)
+
+
+def leave_adopted(table_name: str) -> None:
+    """The downgrade of an adopted table: the table and its rows stay; Alembic removes the version row."""
+    logger.warning(
+        'left in place: the table "%s" was there before the package\'s migration adopted it, so the '
+        "downgrade keeps it and its rows and only removes the package's record of it",
+        table_name,
+    )
+
+
+def _not_a_session_table(columns: list[Any], table_name: str, expires_column: str) -> str | None:
+    """Why reflected `columns` are not those of a session table with `expires_column`; None if they are."""
+    types = {found["name"]: found["type"] for found in columns}
+    missing = [name for name in ("id", "sid", "data", expires_column) if name not in types]
+    if missing:
+        other = EXPIRES if expires_column == EXPIRES_AT else EXPIRES_AT
+        hint = ""
+        if missing == [expires_column] and other in types:
+            hint = f"; it has {other}: use --expires-column {other} (alembic -x expires_column={other})"
+        return (
+            f'the table "{table_name}" exists and is not a session table: it has no column '
+            f"{', '.join(missing)}{hint}; it was left as it is"
+        )
+    wrong = [
+        f"{name} is {types[name]}" for name in ("id", "sid", "data") if not isinstance(types[name], String)
+    ]
+    if not isinstance(types[expires_column], DateTime):
+        wrong.append(f"{expires_column} is {types[expires_column]}")
+    if wrong:
+        return (
+            f'the table "{table_name}" exists and is not a session table: {", ".join(wrong)} (text and '
+            "a date-time expected); it was left as it is"
+        )
+    return None
 
 
 def session_metadata(table_name: str = DEFAULT_TABLE_NAME, expires_column: str = EXPIRES_AT) -> MetaData:

@@ -14,16 +14,21 @@ import asyncio
 import statistics
 import time
 from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
 
 import asyncpg
 import httpx
 import pytest
+import uvicorn
+from fastapi import FastAPI, WebSocket
 from sqlalchemy.engine import make_url
+from websockets.asyncio.client import connect
+from websockets.exceptions import ConnectionClosedError
 
-from fastapi_prisma_session import PrismaSessionStore, StoreUnavailableError
+from fastapi_prisma_session import PrismaSessionStore, SessionMiddleware, StoreUnavailableError, load_session
 from fastapi_prisma_session.signing import Signer
 from tests.faultproxy import FaultProxy
-from tests.helpers import SECRET, client_for, make_app, rows
+from tests.helpers import SECRET, client_for, free_port, make_app, rows, wait_until
 
 DEADLINE = 1.0
 # The slowest a request may take: the deadline for its load and for its save, and scheduling slack on
@@ -213,3 +218,54 @@ async def test_a_full_pool_is_unavailable_not_an_error(postgres_url: str, proxy:
         async with store.engine.begin() as conn:
             await conn.exec_driver_sql('DROP TABLE "custom_sessions"')
         await store.shutdown()
+
+
+@asynccontextmanager
+async def uvicorn_serving(app: FastAPI) -> AsyncIterator[int]:
+    """`app` under uvicorn, in this event loop, with its lifespan; yields the port it listens on."""
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="critical"))
+    serving = asyncio.create_task(server.serve())
+    try:
+        await wait_until(lambda: server.started or serving.done(), within=10)
+        assert server.started, "uvicorn did not start"
+        yield port
+    finally:
+        server.should_exit = True
+        await serving
+
+
+@pytest.mark.parametrize("fault", ["refuse", "blackhole"])
+async def test_a_websocket_that_loads_its_session_after_accepting_is_closed_with_1011(
+    postgres_url: str, proxy: FaultProxy, fault: str
+) -> None:
+    """The endpoint accepts, then loads its session while the database is down: the server closes the
+    socket with 1011 (internal error) and a reason, as it does a handshake that needs the session. It
+    used to end the connection with no close frame, which a client reads as 1006 (abnormal closure).
+    A real uvicorn and a real websocket client."""
+    through_proxy = make_url(postgres_url).set(port=proxy.port).render_as_string(hide_password=False)
+    store = PrismaSessionStore(through_proxy, table_name="custom_sessions", operation_timeout=DEADLINE / 2)
+    app = FastAPI()
+
+    @app.websocket("/ws")
+    async def chat(websocket: WebSocket) -> None:
+        await websocket.accept()
+        await websocket.send_text("accepted")
+        session = await load_session(websocket)
+        await websocket.send_text(f"hello {session.get('user')}")
+
+    app.add_middleware(SessionMiddleware, store=store, secret=SECRET)
+    cookie = "connect.sid=" + Signer([SECRET]).cookie_value("some-session")
+    getattr(proxy, fault)()
+    async with (
+        uvicorn_serving(app) as port,  # its lifespan shuts the store down
+        connect(f"ws://127.0.0.1:{port}/ws", additional_headers={"cookie": cookie}) as websocket,
+    ):
+        assert await websocket.recv() == "accepted"
+        started = time.monotonic()
+        with pytest.raises(ConnectionClosedError) as closed:
+            await asyncio.wait_for(websocket.recv(), SLOWEST)
+        elapsed = time.monotonic() - started
+    assert closed.value.rcvd is not None, "closed without a close frame (1006)"
+    assert (closed.value.rcvd.code, closed.value.rcvd.reason) == (1011, "session store unavailable")
+    assert elapsed < SLOWEST

@@ -161,8 +161,10 @@ async def test_another_session_middleware_outside_is_named(sqlite_store: PrismaS
     [
         ({"path": "/a", "cookie_name": "a.sid"}, {"path": "/b", "cookie_name": "b.sid"}),
         ({"exclude": [r"/b"]}, {"path": "/b", "cookie_name": "b.sid"}),
+        # "/a" does not cover "/ab" (a browser sends a.sid to /a and /a/..., never to /ab).
+        ({"path": "/a", "cookie_name": "a.sid"}, {"path": "/ab", "cookie_name": "b.sid"}),
     ],
-    ids=["paths-apart", "outer-excludes-inner"],
+    ids=["paths-apart", "outer-excludes-inner", "one-path-a-prefix-of-the-other"],
 )
 async def test_two_middlewares_that_share_no_request_start_and_serve(
     sqlite_store: PrismaSessionStore, outer: dict[str, object], inner: dict[str, object]
@@ -172,12 +174,14 @@ async def test_two_middlewares_that_share_no_request_start_and_serve(
     answer, lifespan, inbox = await start(app)
     assert answer["type"] == "lifespan.startup.complete"
     await sqlite_store.create_table()
+    inner_path = str(inner["path"])  # a path inside the inner middleware's cookie path alone
+    name = inner_path.removeprefix("/")
     async with client_for(app) as client:
-        assert [(await client.get(path)).json() for path in ("/a", "/a", "/b", "/b")] == [
+        assert [(await client.get(path)).json() for path in ("/a", "/a", inner_path, inner_path)] == [
             {"a": 1},
             {"a": 2},
-            {"b": 1},
-            {"b": 2},
+            {name: 1},
+            {name: 2},
         ]
         assert {cookie.name for cookie in client.cookies.jar} == {
             str(outer.get("cookie_name", "connect.sid")),

@@ -47,6 +47,9 @@ logging.getLogger("asyncmy").addFilter(PrimaryKeyNameNote())
 if config.config_file_name is not None and config.attributes.get("configure_logger", True):
     fileConfig(config.config_file_name, disable_existing_loggers=False)
 
+# A mark the first revision asks for is set within its own run, never carried into another run of a
+# `Config` that is used twice.
+config.attributes.pop(migration.ADOPTED_ATTRIBUTE, None)
 table_name = migration.current_table_name()
 target_metadata = migration.session_metadata(table_name, migration.current_expires_column())
 version_table = migration.version_table(table_name)
@@ -84,6 +87,7 @@ def do_run_migrations(connection: Connection) -> None:
         target_metadata=target_metadata,
         version_table=version_table,
         include_object=migration.include_object,
+        on_version_apply=migration.record_adoption,
     )
     with context.begin_transaction():
         context.run_migrations()
