@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import bindparam, delete, select
 
-from .dialects.base import NOT_INDEXED
+from .dialects.base import NOT_INDEXED, UNREADABLE_ONLY
 from .dialects.driver import Fault
 from .durations import utcnow
 from .exceptions import ConfigurationError
@@ -87,10 +87,12 @@ class UserKeyIndex:
         self.live_candidates: Executable = select(c.sid, c.data, c.expiresAt).where(
             candidates, c.expiresAt > bindparam("now")
         )
+        unreadable = value == sql.user_key_unreadable()
         self.unreadable: Executable = (
-            select(c.sid, c.data, c.expiresAt, c.id)
-            .where(value == sql.user_key_unreadable())
-            .with_for_update()
+            select(c.sid, c.data, c.expiresAt, c.id).where(unreadable).with_for_update()
+        )
+        self.live_unreadable: Executable = select(c.sid, c.data, c.expiresAt).where(
+            unreadable, c.expiresAt > bindparam("now")
         )
         # Where the index's value is the match itself, "log out everywhere" is one DELETE.
         self.delete: Executable = delete(sql.table).where(holds)
@@ -120,7 +122,8 @@ class DataMatcher:
         self._index = None if user_key is None else UserKeyIndex(executor.sql, user_key)
 
     def _lookup(self, match: dict[str, Any]) -> dict[str, Any] | None:
-        """The user-key index's parameter for `match`, or None when the index cannot answer it."""
+        """The user-key index's parameter for `match`; {} when only the rows it marks unreadable can
+        match; None when the index cannot answer it."""
         index = self._index
         if index is None or index.key not in match:
             return None
@@ -128,7 +131,9 @@ class DataMatcher:
             lookup = self._executor.sql.user_key_lookup(match[index.key], self._serializer.dumps)
         except (TypeError, ValueError):  # not JSON (NaN, an object): no row holds it, as without the index
             return None
-        return None if lookup is NOT_INDEXED else {"user_key_value": lookup}
+        if lookup is NOT_INDEXED:
+            return None
+        return {} if lookup is UNREADABLE_ONLY else {"user_key_value": lookup}
 
     @contextlib.contextmanager
     def _index_needed(self) -> Iterator[None]:
@@ -162,6 +167,9 @@ class DataMatcher:
         lookup = self._lookup(match)
         index = self._index
         if lookup is not None and index is not None:
+            if not lookup:  # a value only the rows the index cannot read can hold
+                with self._index_needed():
+                    return await self._delete_in_python(index.unreadable, {}, match)
             if index.exact and len(match) == 1:
                 with self._index_needed():
                     removed = await self._deleter.delete(index.delete, index.delete_returning, lookup)
@@ -199,8 +207,9 @@ class DataMatcher:
         if lookup is not None:
             assert self._index is not None
             params = {**lookup, "now": utcnow()}
+            statement = self._index.live_candidates if lookup else self._index.live_unreadable
             with self._index_needed():
-                rows = await self._executor.fetch(self._index.live_candidates, params)
+                rows = await self._executor.fetch(statement, params)
             return [(row[0], self._parse(row[0], row[1]) or {}, row[2]) for row in self._matched(rows, match)]
         in_sql = self._executor.sql.select_matching(match, self._serializer.dumps) if self._is_json else None
         if in_sql is not None:
