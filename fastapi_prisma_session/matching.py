@@ -112,6 +112,7 @@ class DataMatcher:
         *,
         is_json: bool,
         user_key: str | None = None,
+        moves_change_ids: bool = False,
     ) -> None:
         self._executor = executor
         self._deleter = deleter
@@ -120,6 +121,8 @@ class DataMatcher:
         self._log = log
         self._is_json = is_json
         self._index = None if user_key is None else UserKeyIndex(executor.sql, user_key)
+        # A move (regenerate(keep_data=True)) gives a row a new id: the row ids derive from the sid.
+        self._moves_change_ids = moves_change_ids
 
     def _lookup(self, match: dict[str, Any]) -> dict[str, Any] | None:
         """The user-key index's parameter for `match`; {} when only the rows it marks unreadable can
@@ -184,16 +187,25 @@ class DataMatcher:
                 return await self._deleter.delete(statement, sql.deleted(statement), params)  # type: ignore[arg-type]
             except StatementError as error:
                 self._unless_unreadable(error)
-        statement, params = self._candidates(match)
+        statement, params = self._candidates(match, locked=True)
         return await self._delete_in_python(statement, params, match)
 
     async def _delete_in_python(
         self, statement: Executable, params: dict[str, Any], match: dict[str, Any]
     ) -> int:
+        # A second look where a move that committed while the first waited for its row can have taken
+        # the row out of the first's sight (scans_miss_moved_keys); it sees what has been committed.
+        looks = 2 if self._moves_change_ids and self._executor.sql.scans_miss_moved_keys else 1
+
         async def matched_and_deleted(transaction: Transaction) -> list[Row]:
-            found = self._matched(await transaction.fetch(statement, params), match)
-            if found:
-                await transaction.execute(self._executor.sql.delete_ids, {"ids": [row[3] for row in found]})
+            found: list[Row] = []
+            for _ in range(looks):
+                seen = self._matched(await transaction.fetch(statement, params), match)
+                if seen:
+                    await transaction.execute(
+                        self._executor.sql.delete_ids, {"ids": [row[3] for row in seen]}
+                    )
+                found += seen
             return found
 
         found = await self._executor.transaction(matched_and_deleted)
@@ -243,14 +255,16 @@ class DataMatcher:
         table = self._executor.table_name
         self._log(logging.WARNING, "a %s row cannot be read as jsonb; matching in Python", table)
 
-    def _candidates(self, match: dict[str, Any]) -> tuple[Executable, dict[str, Any]]:
-        """A locking SELECT of (sid, data, expiresAt, id) of the rows that may match: where the data is
-        JSON, only those whose text names the first key."""
+    def _candidates(
+        self, match: dict[str, Any], *, locked: bool = False
+    ) -> tuple[Executable, dict[str, Any]]:
+        """A SELECT (`locked`: FOR UPDATE) of (sid, data, expiresAt, id) of the rows that may match: where
+        the data is JSON, only those whose text names the first key."""
         sql = self._executor.sql
         if self._is_json:
             pattern = "%" + _like_escape(self._serializer.dumps(next(iter(match)))) + "%"
-            return sql.rows_with_keys_like, {"pattern": pattern}
-        return sql.all_rows, {}
+            return sql.locked_rows_with_keys_like if locked else sql.rows_with_keys_like, {"pattern": pattern}
+        return sql.locked_all_rows if locked else sql.all_rows, {}
 
 
 def _like_escape(text: str) -> str:

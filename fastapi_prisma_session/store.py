@@ -180,7 +180,14 @@ class PrismaSessionStore:
         #: the row API the middleware's lifecycle uses
         self.sessions = SessionRows(executor, rows, deleter, self._merger, self._log, stale=stale)
         self._matcher = DataMatcher(
-            executor, deleter, rows.serializer, rows.parse, self._log, is_json=rows.is_json, user_key=user_key
+            executor,
+            deleter,
+            rows.serializer,
+            rows.parse,
+            self._log,
+            is_json=rows.is_json,
+            user_key=user_key,
+            moves_change_ids=rows.renamed_id("x") is not None,
         )
         self._pruner = Pruner(
             executor, deleter, batch_size=prune_batch_size, pause=options.pause, log=self._log

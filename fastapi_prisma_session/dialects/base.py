@@ -74,6 +74,9 @@ class SQLDialect(ABC):
     #: Whether DELETE ... RETURNING hands back the deleted rows; where not (MySQL), `deleted()` is a
     #: SELECT ... FOR UPDATE of them, and the database deletes them by id in the same transaction.
     deletes_returning: ClassVar[bool] = True
+    #: Whether a locking read that waited for a row can miss it at the new primary key a move gave it
+    #: (InnoDB scans its clustered index: the row's old key is gone, the new one may lie behind the scan).
+    scans_miss_moved_keys: ClassVar[bool] = False
     #: The driver's error number when the upsert found the row of a sid that is not the same text (a
     #: unique index that folds case); None where the index compares exactly.
     sid_clash_error: ClassVar[int | None] = None
@@ -126,9 +129,11 @@ class SQLDialect(ABC):
         self.live_count: Executable = select(func.count()).select_from(table).where(live)
         # (sid, data, expiresAt, id): what matching reads, and locks when it deletes what matches by id.
         self.all_rows: Executable = select(c.sid, c.data, expiry, c.id)
+        self.locked_all_rows: Executable = self.all_rows.with_for_update()
         self.rows_with_keys_like: Executable = select(c.sid, c.data, expiry, c.id).where(
             c.data.like(bindparam("pattern"), escape="\\")
         )
+        self.locked_rows_with_keys_like: Executable = self.rows_with_keys_like.with_for_update()
 
         self.upsert: Executable = self.build_upsert()
         # The batch's size is a parameter (`batch_size`): the pruner sizes each batch to the database's pace.

@@ -68,6 +68,7 @@ class Dialect(SQLDialect):
     # MariaDB, 64 MiB on MySQL 8) or closes the connection: 64 KiB are left for the rest of the statement.
     longest_data = 16 * 1024 * 1024 - 64 * 1024
     deletes_returning = False  # MySQL 8 has no DELETE ... RETURNING (MariaDB has, since 10.5)
+    scans_miss_moved_keys = True
     sid_clash_error = SUBQUERY_ROWS
 
     def build_upsert(self) -> Executable:
