@@ -7,11 +7,10 @@ deletes expired rows, `matching` finds rows by their data and `deleter` disposes
 
 from __future__ import annotations
 
-import functools
-from collections.abc import Awaitable, Callable, Coroutine, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, Self, TypeVar
+from typing import TYPE_CHECKING, Any, Self
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -29,56 +28,13 @@ from .options import StoreOptions
 from .pruning import MAX_BATCH, PruneLoop, Pruner
 from .repository import SessionRows, StoredSession
 from .rows import DisposeFunction, RowFormat, SessionData, TTLFunction
-from .table import TableCheck
+from .table import TableCheck, on_the_table, operation
 from .urls import DEADLINE, engine_for
 
 if TYPE_CHECKING:
     import logging
 
 UPSERT_ATTEMPTS = 3
-
-P = ParamSpec("P")
-R = TypeVar("R")
-
-
-def _on_the_table(
-    method: Callable[Concatenate[PrismaSessionStore, P], Awaitable[R]],
-) -> Callable[Concatenate[PrismaSessionStore, P], Coroutine[Any, Any, R]]:
-    """A store method that runs statements: the first one looks at the table's columns first, the look
-    and the method within one `operation_timeout`."""
-
-    async def checked_first(store: PrismaSessionStore, /, *args: P.args, **kwargs: P.kwargs) -> R:
-        async with store.executor.operation():
-            await store.table_check.ensure()
-            return await method(store, *args, **kwargs)
-
-    # Not a coroutine function itself: once the table is checked, the call is the method's own coroutine,
-    # with no second one around it (each one more object per request in flight for the collector).
-    @functools.wraps(method)
-    def on_the_table(
-        store: PrismaSessionStore, /, *args: P.args, **kwargs: P.kwargs
-    ) -> Coroutine[Any, Any, R]:
-        if store.table_check.done:
-            return method(store, *args, **kwargs)  # type: ignore[return-value]
-        return checked_first(store, *args, **kwargs)
-
-    return on_the_table
-
-
-def _operation(
-    method: Callable[Concatenate[PrismaSessionStore, P], Awaitable[R]],
-) -> Callable[Concatenate[PrismaSessionStore, P], Coroutine[Any, Any, R]]:
-    """A public operation of several statements: the table looked at first if need be, and all of it
-    within one `operation_timeout`."""
-
-    @functools.wraps(method)
-    async def within_the_deadline(store: PrismaSessionStore, /, *args: P.args, **kwargs: P.kwargs) -> R:
-        async with store.executor.operation():
-            if not store.table_check.done:
-                await store.table_check.ensure()
-            return await method(store, *args, **kwargs)
-
-    return within_the_deadline
 
 
 class PrismaSessionStore:
@@ -211,7 +167,7 @@ class PrismaSessionStore:
         stored = await self.load(sid)
         return None if stored is None else stored.data
 
-    @_operation
+    @operation
     async def set(self, sid: str, session: Mapping[str, Any]) -> None:
         """Create or replace the session `sid`, in one atomic upsert."""
         params = self.rows.new_row(sid, session, self.rows.expiry_from_cookie(sid, session))
@@ -236,12 +192,12 @@ class PrismaSessionStore:
         if previous is not None:
             await self._deleter.call(sid, previous.data)
 
-    @_operation
+    @operation
     async def destroy(self, sid: str | Sequence[str]) -> None:
         """Delete one session, or a list of them in one statement. Missing sessions are ignored."""
         await self.sessions.destroy(sid)
 
-    @_operation
+    @operation
     async def touch(
         self, sid: str, session: Mapping[str, Any], *, expires_at: datetime | None = None
     ) -> bool:
@@ -257,7 +213,7 @@ class PrismaSessionStore:
         async with self.executor.writers.one(sid):
             return await self.executor.write("touch", {"session_id": sid, "expires": expires}) > 0
 
-    @_operation
+    @operation
     async def destroy_all(self, /, **match: Any) -> int:
         """End every session whose data holds all the given key/value pairs: "log out everywhere".
 
@@ -267,7 +223,7 @@ class PrismaSessionStore:
         check_match(match, "destroy_all", "clear() deletes everything")
         return await self._matcher.delete(match)
 
-    @_operation
+    @operation
     async def matching(self, /, **match: Any) -> dict[str, StoredSession]:
         """Every live session whose data holds all the given key/value pairs, by sid, in one SELECT.
 
@@ -278,7 +234,7 @@ class PrismaSessionStore:
         found = await self._matcher.select(match)
         return {sid: StoredSession(data, expires_at) for sid, data, expires_at in found}
 
-    @_operation
+    @operation
     async def all(self) -> dict[str, SessionData]:
         """Every live session by sid. A row that cannot be read is logged and left out."""
         sessions: dict[str, SessionData] = {}
@@ -288,18 +244,18 @@ class PrismaSessionStore:
                 sessions[sid] = data
         return sessions
 
-    @_operation
+    @operation
     async def ids(self) -> list[str]:
         """The sids of every live session."""
         return [row[0] for row in await self.executor.fetch(self.executor.sql.live_ids, {"now": utcnow()})]
 
-    @_operation
+    @operation
     async def length(self) -> int:
         """How many live sessions there are (a COUNT, not a fetch)."""
         rows = await self.executor.fetch(self.executor.sql.live_count, {"now": utcnow()})
         return int(rows[0][0])
 
-    @_operation
+    @operation
     async def clear(self) -> None:
         """Delete every session."""
         await self._deleter.delete(self.executor.sql.clear, self.executor.sql.clear_returning, {})
@@ -371,19 +327,19 @@ class PrismaSessionStore:
 
     # -- the row API the middleware uses (repository.SessionRepository) ------------------------------
 
-    @_on_the_table
+    @on_the_table
     async def load(self, sid: str, *, now: datetime | None = None) -> StoredSession | None:
         """`SessionRows.load` (repository.py): the live session `sid`, in one indexed SELECT."""
         return await self.sessions.load(sid, now=now)
 
-    @_on_the_table
+    @on_the_table
     async def create(
         self, sid: str, session: Mapping[str, Any], *, expires_at: datetime | None = None
     ) -> None:
         """`SessionRows.create`: insert a new session. Never overwrites."""
         await self.sessions.create(sid, session, expires_at=expires_at)
 
-    @_on_the_table
+    @on_the_table
     async def update(
         self,
         sid: str,
@@ -399,7 +355,7 @@ class PrismaSessionStore:
             sid, session, changed=changed, removed=removed, expected=expected, expires_at=expires_at
         )
 
-    @_operation
+    @operation
     async def rename(self, sid: str, new_sid: str) -> bool:
         """`SessionRows.rename`: move the live session `sid` to `new_sid` (`regenerate(keep_data=True)`)."""
         return await self.sessions.rename(sid, new_sid)

@@ -4,7 +4,9 @@
 from __future__ import annotations
 
 import asyncio
-from typing import TYPE_CHECKING
+import functools
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, Protocol, TypeVar
 
 from .dialects import for_database
 from .exceptions import ConfigurationError
@@ -15,6 +17,18 @@ if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncEngine
 
     from .executor import Executor
+
+P = ParamSpec("P")
+R = TypeVar("R")
+C = TypeVar("C", bound="Checked")
+
+
+class Checked(Protocol):
+    """An object whose methods run statements on a table: a store."""
+
+    executor: Executor
+    table_check: TableCheck
+
 
 # The columns every generation of prisma-session-store's model has, besides its expiry column.
 ROW_COLUMNS = ("id", "sid", "data")
@@ -94,3 +108,41 @@ class TableCheck:
                 'expiry column with PrismaSessionStore(..., expires_column="...")'
             )
         return found[0]
+
+
+def on_the_table(
+    method: Callable[Concatenate[C, P], Awaitable[R]],
+) -> Callable[Concatenate[C, P], Coroutine[Any, Any, R]]:
+    """A store method that runs statements: the first one looks at the table's columns first, the look
+    and the method within one `operation_timeout`."""
+
+    async def checked_first(store: C, /, *args: P.args, **kwargs: P.kwargs) -> R:
+        async with store.executor.operation():
+            await store.table_check.ensure()
+            return await method(store, *args, **kwargs)
+
+    # Not a coroutine function itself: once the table is checked, the call is the method's own coroutine,
+    # with no second one around it (each one more object per request in flight for the collector).
+    @functools.wraps(method)
+    def on_the_table(store: C, /, *args: P.args, **kwargs: P.kwargs) -> Coroutine[Any, Any, R]:
+        if store.table_check.done:
+            return method(store, *args, **kwargs)  # type: ignore[return-value]
+        return checked_first(store, *args, **kwargs)
+
+    return on_the_table
+
+
+def operation(
+    method: Callable[Concatenate[C, P], Awaitable[R]],
+) -> Callable[Concatenate[C, P], Coroutine[Any, Any, R]]:
+    """A public operation of several statements: the table looked at first if need be, and all of it
+    within one `operation_timeout`."""
+
+    @functools.wraps(method)
+    async def within_the_deadline(store: C, /, *args: P.args, **kwargs: P.kwargs) -> R:
+        async with store.executor.operation():
+            if not store.table_check.done:
+                await store.table_check.ensure()
+            return await method(store, *args, **kwargs)
+
+    return within_the_deadline

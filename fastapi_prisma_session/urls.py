@@ -16,19 +16,12 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
+from .dialects import SCHEMES
 from .exceptions import ConfigurationError
 from .models import MYSQL_DIALECTS
 
 # Every operation of the store ends within this many seconds by default (`operation_timeout`).
 DEADLINE = 5.0
-# The plain URLs of Prisma, libpq and cron jobs, and the async drivers SQLAlchemy needs for them.
-ASYNC_DRIVERS = {
-    "postgresql": "postgresql+asyncpg",
-    "postgres": "postgresql+asyncpg",
-    "sqlite": "sqlite+aiosqlite",
-    "mysql": "mysql+asyncmy",
-    "mariadb": "mysql+asyncmy",
-}
 # Prisma's own parameters in a DATABASE_URL. Its query engine reads them; SQLAlchemy would hand them to
 # asyncpg.connect as keyword arguments, which it refuses. `pgbouncer` and `connection_limit` are honoured
 # (below); these are dropped, as `operation_timeout` and the pools here do their work:
@@ -42,7 +35,7 @@ def driver_url(url: str) -> str:
     """`postgresql://…` → `postgresql+asyncpg://…`, `sqlite://…` → `sqlite+aiosqlite://…`, `mysql://…` and
     `mariadb://…` → `mysql+asyncmy://…`; a URL that names its driver is left as it is."""
     scheme, sep, rest = url.partition("://")
-    return ASYNC_DRIVERS[scheme] + sep + rest if sep and scheme in ASYNC_DRIVERS else url
+    return SCHEMES[scheme] + sep + rest if sep and scheme in SCHEMES else url
 
 
 @dataclass(frozen=True, slots=True)

@@ -505,9 +505,9 @@ def test_invalid_options_say_what_to_fix(
         SessionMiddleware(make_app(store), store=store, **{"secret": SECRET, **options})
 
 
-def test_the_store_must_be_a_store() -> None:
+def test_the_store_must_be_a_store(store: PrismaSessionStore) -> None:
     with pytest.raises(ConfigurationError, match="PrismaSessionStore"):
-        SessionMiddleware(make_app(PrismaSessionStore("sqlite+aiosqlite://")), store={}, secret=SECRET)  # type: ignore[arg-type]
+        SessionMiddleware(make_app(store), store={}, secret=SECRET)  # type: ignore[arg-type]
 
 
 # -- lifespan --------------------------------------------------------------------------------------

@@ -204,9 +204,10 @@ def test_prisma_pgbouncer_url_in_transaction_mode(
 def test_four_workers_in_session_mode_within_the_budget(postgres_url: str, scratch: str) -> None:
     """PgBouncer in session mode with 8 server connections, where each client connection holds a server
     connection for as long as it is open: 4 uvicorn workers, each within the README's budget of
-    request_connections + the engine's pool_size = 1 + 1, need 8 at most, and 40 users get no error."""
+    request_connections = 2 (every statement of the store runs on them), need 8 at most, and 40 users get
+    no error."""
     require_programs()
-    options = {"request_connections": 1, "engine_options": {"pool_size": 1}}
+    options = {"request_connections": 2}
     with in_front_of_test_server("session", pool_size=8) as bouncer:
         env = {"FPS_DATABASE_URL": bouncer.dsn(scratch), "FPS_STORE_OPTIONS": json.dumps(options)}
         with serve("tests.pooled_app:app", env, ready_path="/noop", workers=4) as base:

@@ -196,10 +196,10 @@ def test_the_class_still_shows_its_options() -> None:
     assert list(parameters)[:3] == ["app", "store", "secret"]
 
 
-async def test_built_by_hand_inside_a_running_loop_it_fails_at_its_first_call() -> None:
+async def test_built_by_hand_inside_a_running_loop_it_fails_at_its_first_call(tmp_path: Path) -> None:
     """Outside any loop (at import) a build raises at once: test_middleware.py's option tests. Inside one,
     the stand-in raises the error at the first request."""
-    store = PrismaSessionStore("sqlite+aiosqlite://")
+    store = PrismaSessionStore(f"sqlite+aiosqlite:///{tmp_path / 'sessions.db'}")
     stand_in = SessionMiddleware(FastAPI(), store=store, secret=[])
     assert not isinstance(stand_in, SessionMiddleware)
     transport = httpx.ASGITransport(app=stand_in)

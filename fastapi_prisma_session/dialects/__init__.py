@@ -1,14 +1,14 @@
-"""Each database's SQL, one module per database behind the interface of `base.SQLDialect`.
+"""Each database in a folder of its own: its SQL (`sql.py`, a `Dialect` behind `base.SQLDialect`) and
+its driver (`driver.py`, a `Driver`: connecting, server-side timeouts, error classification, column
+checks), and in its `__init__.py` the names SQLAlchemy gives it and the plain URL schemes that mean it.
 
-Each database is a folder named as SQLAlchemy names the dialect (`mysql/` for `mysql+asyncmy://`): its
-SQL (`sql.py`, a `Dialect`) and its driver (`driver.py`, a `Driver`: connecting, server-side timeouts,
-error classification, column checks). Adding a database is adding a folder, and running the contract
-tests on it.
+Adding a database is adding a folder here, and a value of the tests' `database_url` fixture.
 """
 
 from __future__ import annotations
 
 import importlib
+import pkgutil
 from typing import TYPE_CHECKING
 
 from ..exceptions import ConfigurationError
@@ -18,9 +18,16 @@ from .driver import Driver, Fault
 if TYPE_CHECKING:
     from sqlalchemy import Table
 
-SUPPORTED = ("postgresql", "sqlite", "mysql", "mariadb")
-# SQLAlchemy's names that share a module: MariaDB (a `mariadb+asyncmy://` URL) is written as MySQL.
-MODULES = {"mariadb": "mysql"}
+# SQLAlchemy's name of each database → its folder (MariaDB's is mysql/), and each plain URL scheme → the
+# scheme with the async driver, from the folders' own declarations.
+MODULES: dict[str, str] = {}
+SCHEMES: dict[str, str] = {}
+for _found in pkgutil.iter_modules(__path__):
+    if _found.ispkg:
+        _package = importlib.import_module(f"{__name__}.{_found.name}")
+        MODULES.update(dict.fromkeys(_package.NAMES, _found.name))
+        SCHEMES.update(_package.SCHEMES)
+SUPPORTED = tuple(MODULES)
 
 
 # Databases refused with a reason of their own.
@@ -44,7 +51,7 @@ def driver_for(name: str) -> Driver:
     problem = unsupported(name)
     if problem:
         raise ConfigurationError(problem)
-    module = importlib.import_module(f"{__name__}.{MODULES.get(name, name)}.driver")
+    module = importlib.import_module(f"{__name__}.{MODULES[name]}.driver")
     driver: Driver = module.Driver()
     return driver
 
@@ -54,9 +61,18 @@ def for_database(name: str, table: Table, *, prune_batch_size: int) -> SQLDialec
     problem = unsupported(name)
     if problem:
         raise ConfigurationError(problem)
-    module = importlib.import_module(f"{__name__}.{MODULES.get(name, name)}")
+    module = importlib.import_module(f"{__name__}.{MODULES[name]}")
     dialect: SQLDialect = module.Dialect(table, prune_batch_size=prune_batch_size)
     return dialect
 
 
-__all__ = ["SUPPORTED", "Driver", "Fault", "SQLDialect", "driver_for", "for_database", "unsupported"]
+__all__ = [
+    "SCHEMES",
+    "SUPPORTED",
+    "Driver",
+    "Fault",
+    "SQLDialect",
+    "driver_for",
+    "for_database",
+    "unsupported",
+]

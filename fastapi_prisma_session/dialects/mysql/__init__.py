@@ -1,5 +1,9 @@
-"""mysql: its SQL (sql.py) and its driver (driver.py)."""
+"""MySQL and MariaDB: its SQL (sql.py) and its driver (driver.py)."""
 
+from ...models import MYSQL_DIALECTS as NAMES  # SQLAlchemy's names for the database
 from .sql import Dialect
 
-__all__ = ["Dialect"]
+#: The plain URL schemes (Prisma's, libpq's) that name it, and the async driver SQLAlchemy needs for them.
+SCHEMES = {"mysql": "mysql+asyncmy", "mariadb": "mysql+asyncmy"}
+
+__all__ = ["NAMES", "SCHEMES", "Dialect"]

@@ -1,5 +1,10 @@
-"""postgresql: its SQL (sql.py) and its driver (driver.py)."""
+"""PostgreSQL: its SQL (sql.py) and its driver (driver.py)."""
 
 from .sql import Dialect
 
-__all__ = ["Dialect"]
+#: SQLAlchemy's names for the database.
+NAMES = ("postgresql",)
+#: The plain URL schemes (Prisma's, libpq's) that name it, and the async driver SQLAlchemy needs for them.
+SCHEMES = {"postgresql": "postgresql+asyncpg", "postgres": "postgresql+asyncpg"}
+
+__all__ = ["NAMES", "SCHEMES", "Dialect"]
