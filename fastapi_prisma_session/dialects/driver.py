@@ -40,6 +40,9 @@ class Fault(enum.Enum):
     DUPLICATE = "duplicate"
     #: The upsert found another session's row under a sid that differs only in case (MySQL).
     SID_CLASH = "sid clash"
+    #: The database refused a value (too long, not text it can hold, a date out of its range): the
+    #: statement did nothing.
+    BAD_DATA = "bad data"
     #: The server refused the store's login: a wrong user or password, or no such database.
     LOGIN_REFUSED = "login refused"
 

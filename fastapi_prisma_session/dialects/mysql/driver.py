@@ -31,6 +31,9 @@ LOGIN_REFUSED = frozenset({1044, 1045, 1049})
 DUPLICATE_KEY = 1062
 # ER_BAD_FIELD_ERROR: no such column (the user key's, when its migration has not run).
 UNKNOWN_COLUMN = 1054
+# A value the server refuses: not text the column's character set holds (1366), too long (1406), not
+# a date it can hold (1292).
+BAD_DATA = frozenset({1292, 1366, 1406})
 # ER_SUBQUERY_NO_1_ROW: what the upsert raises rather than overwrite a session whose sid differs in case.
 SUBQUERY_ROWS = 1242
 
@@ -118,6 +121,8 @@ class Driver(BaseDriver):
             return Fault.DUPLICATE
         if number == SUBQUERY_ROWS:
             return Fault.SID_CLASH
+        if number in BAD_DATA or isinstance(error, UnicodeError):
+            return Fault.BAD_DATA
         if number in UNAVAILABLE or isinstance(error, (OSError, TimeoutError)):
             return Fault.UNAVAILABLE
         return None

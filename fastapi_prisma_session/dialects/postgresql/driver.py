@@ -39,6 +39,8 @@ UNDEFINED_FUNCTION = "42883"
 UNIQUE_VIOLATION = "23505"
 # Refusing to read text as jsonb: invalid JSON (22P02), a \u0000 it cannot hold (22P05).
 UNREADABLE_AS_JSONB = ("22P02", "22P05")
+# Class 22: a value the database refuses (too long, a NUL in text, a date out of range).
+DATA_EXCEPTION = "22"
 # PostgreSQL's type oid of TIMESTAMP WITH TIME ZONE.
 TIMESTAMPTZ_OID = 1184
 
@@ -115,6 +117,8 @@ class Driver(BaseDriver):
             return Fault.DUPLICATE
         if code in UNREADABLE_AS_JSONB:
             return Fault.UNREADABLE
+        if code[:2] == DATA_EXCEPTION or isinstance(error, UnicodeError):
+            return Fault.BAD_DATA
         if (
             isinstance(error, (OSError, TimeoutError, asyncpg.InterfaceError, asyncpg.InternalClientError))
             or code[:2] in UNAVAILABLE_CLASSES

@@ -64,6 +64,8 @@ class Driver(BaseDriver):
             return Fault.DUPLICATE
         if isinstance(error, (OSError, TimeoutError)):
             return Fault.UNAVAILABLE
+        if isinstance(error, (UnicodeError, sqlite3.DataError)) or "too big" in str(error):
+            return Fault.BAD_DATA
         if not isinstance(error, sqlite3.Error):
             return None
         text = str(error).lower()
