@@ -25,6 +25,9 @@ COOKIE_KEY = "cookie"
 # With absolute_timeout, when the session ends however active it is, kept beside the data (Node
 # leaves unknown keys alone, but drops unknown keys inside the cookie object).
 ABSOLUTE_KEY = "__absoluteExpires"
+# What `regenerate(keep_data=True)` leaves under the old id: no session, but where it went, so that a
+# logout sent with the old cookie meanwhile ends the session under its new id too.
+MOVED_KEY = "__regeneratedAs"
 _EPOCH_EXPIRES = "Thu, 01 Jan 1970 00:00:00 GMT"
 # A stored originalMaxAge beyond this (about 300 years) is not a lifetime but corrupt data.
 MAX_AGE_MS = 10**13

@@ -6,7 +6,7 @@ from __future__ import annotations
 import inspect
 from typing import TYPE_CHECKING, Any, Protocol
 
-from .rows import MOVED_KEY
+from .cookies import MOVED_KEY
 
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence

@@ -25,11 +25,11 @@ from .durations import Duration, to_seconds, utcnow
 from .exceptions import ConfigurationError
 from .logs import middleware_logger as logger
 from .logs import redact
-from .session import Session, Stored
+from .session import Session, SessionState, data_of, mark_saved, state_of
 from .signing import Signer, is_valid_session_id
 
 if TYPE_CHECKING:
-    from .store import PrismaSessionStore
+    from .repository import SessionRepository
 
 DEFAULT_MAX_AGE = 14 * 24 * 3600
 # Without an explicit touch_after, an unchanged session's expiry is rewritten at most once per this
@@ -43,7 +43,7 @@ class SessionLifecycle:
 
     def __init__(
         self,
-        store: PrismaSessionStore,
+        store: SessionRepository,
         signer: Signer,
         cookie: CookieAttributes,
         *,
@@ -83,9 +83,11 @@ class SessionLifecycle:
     def new_cookie(self) -> SessionCookie:
         return SessionCookie(self.max_age, started=False)
 
-    async def read(self, sid: str) -> Stored | None:
-        """The stored session `sid` as a Session takes it over, or None when it is missing, expired,
-        past its absolute timeout, or has no readable cookie object (logged: a corrupt row, kept)."""
+    async def read(self, sid: str, state: SessionState) -> tuple[dict[str, Any], SessionCookie] | None:
+        """The data and cookie of the stored session `sid`, for a Session to take over, or None when it
+        is missing, expired, past its absolute timeout, or has no readable cookie object (logged: a
+        corrupt row, kept). What the commit needs of the row (its expiry and text, the absolute timeout)
+        goes to the session's `state`."""
         now = utcnow()  # one reading for the load (its save, maybe much later, reads the clock again)
         stored = await self.store.load(sid, now=now)
         if stored is None:
@@ -102,7 +104,9 @@ class SessionLifecycle:
             logger.info("session %s reached its absolute timeout; starting a new one", redact(sid))
             await self.store.destroy(sid)
             return None
-        return Stored(data, cookie, stored.expires_at, stored.text, absolute)
+        state.row_expires, state.loaded_text = stored.expires_at, stored.text
+        state.absolute_expires = absolute
+        return data, cookie
 
     async def destroy(self, sid: str) -> None:
         await self.store.destroy(sid)
@@ -117,58 +121,66 @@ class SessionLifecycle:
         brought back.
         """
         now = utcnow()
+        state = state_of(session)
         cookie = session.cookie
         if not cookie.fixed:
             cookie.reset(now)
-        if self.absolute_timeout is not None and session.absolute_expires is None:
+        if self.absolute_timeout is not None and state.absolute_expires is None:
             # New, regenerated, or stored before absolute_timeout was set: it counts from now.
-            session.start_absolute(now + self.absolute_timeout)
-        if session.absolute_expires is not None:
-            cookie.cap(session.absolute_expires)
-        payload = self._payload(session, cookie)
-        expires_at = self._row_expiry(session, payload, cookie.expires, now)
+            state.absolute_expires = now + self.absolute_timeout
+        if state.absolute_expires is not None:
+            cookie.cap(state.absolute_expires)
+        data = data_of(session)
+        payload = self._payload(data, state, cookie)
+        sid = session.id  # a new session's id is made here, on first asking
+        expires_at = self._row_expiry(sid, state, payload, cookie.expires, now)
         if session.is_new:
-            await self.store.create(session.id, payload, expires_at=expires_at)
-            logger.debug("created session %s", redact(session.id))
+            await self.store.create(sid, payload, expires_at=expires_at)
+            logger.debug("created session %s", redact(sid))
             stored = True
         else:
             # With resave, an unchanged session still writes only what it owns (cookie, expiry): the
             # other keys stay as any concurrent request left them.
-            changed, removed = session.changes()
+            changed, removed = state.changes(data)
             stored = await self.store.update(
-                session.id,
+                sid,
                 payload,
                 changed=changed,
                 removed=removed,
-                expected=session.loaded_text,
+                expected=state.loaded_text,
                 expires_at=expires_at,
             )
-        session.mark_saved(stored=stored)
+        mark_saved(session, stored=stored)
         return stored
 
     def _row_expiry(
-        self, session: Session, for_ttl: dict[str, Any], cookie_expires: datetime | None, now: datetime
+        self,
+        sid: str,
+        state: SessionState,
+        for_ttl: dict[str, Any],
+        cookie_expires: datetime | None,
+        now: datetime,
     ) -> datetime:
         """When the row ends: after the store's `ttl`, else with its cookie; never past absolute_timeout."""
-        expires_at = self.store.rows.expiry(session.id, for_ttl, cookie_expires, now)
-        absolute = session.absolute_expires
+        expires_at = self.store.rows.expiry(sid, for_ttl, cookie_expires, now)
+        absolute = state.absolute_expires
         return expires_at if absolute is None else min(expires_at, absolute)
 
-    def _payload(self, session: Session, cookie: SessionCookie) -> dict[str, Any]:
+    def _payload(self, data: dict[str, Any], state: SessionState, cookie: SessionCookie) -> dict[str, Any]:
         """What is stored: express-session's cookie object, the data, and the absolute timeout if any."""
-        payload = {COOKIE_KEY: self.cookie.to_json(cookie, session.secure), **session.data()}
-        if session.absolute_expires is not None:
-            payload[ABSOLUTE_KEY] = iso_utc(session.absolute_expires)
+        payload = {COOKIE_KEY: self.cookie.to_json(cookie, state.secure), **data}
+        if state.absolute_expires is not None:
+            payload[ABSOLUTE_KEY] = iso_utc(state.absolute_expires)
         return payload
 
     # -- a request's session -------------------------------------------------------------------------
 
     def new(self, secure: bool) -> Session:
-        return Session(self, {}, self.new_cookie(), secure=secure)
+        return Session(self, secure=secure)
 
     def lazy(self, sid: str, secure: bool) -> Session:
         """The session the request's cookie names, loaded on first use (`await session.load()`)."""
-        return Session(self, {}, self.new_cookie(), sid, secure=secure, loaded=False)
+        return Session(self, sid, secure=secure, loaded=False)
 
     async def load(self, sid: str, secure: bool) -> Session:
         """The stored session `sid`, loaded now, or a new one when it is missing, expired or unreadable."""
@@ -181,7 +193,7 @@ class SessionLifecycle:
         touched and a session the route never loaded, cost nothing more than this test."""
         if not session.loaded:
             return not kept
-        return session.accessed or not session.is_new or self.save_uninitialized or not kept
+        return state_of(session).accessed or not session.is_new or self.save_uninitialized or not kept
 
     async def commit(self, session: Session, *, kept: bool, failed: bool = False) -> str | None:
         """Persist what the request did to the session; returns the Set-Cookie value, if any.
@@ -190,6 +202,7 @@ class SessionLifecycle:
         response: as in Django, a request that failed saves nothing (what it destroyed or regenerated is
         gone already: those take effect when called).
         """
+        state = state_of(session)
         if failed:
             pass
         elif not kept:
@@ -198,10 +211,11 @@ class SessionLifecycle:
         elif not session.loaded:
             return None  # the route never used the session: nothing to write, not even a touch
         elif session.is_new:
-            if session.modified or (self.save_uninitialized and not session.dropped):
+            if state.modified or (self.save_uninitialized and not state.dropped):
                 await self.save(session)
-        elif session.needs_save or self.resave:
-            changed = session.modified
+        # Keys changed, touch() was called, or the cookie got a new max_age; or resave.
+        elif state.modified or state.refresh or session.cookie.changed or self.resave:
+            changed = state.modified
             if not await self.save(session) and changed:
                 logger.warning(
                     "session %s was ended by another request (a logout?) while this one changed it; "
@@ -209,41 +223,43 @@ class SessionLifecycle:
                     redact(session.id),
                 )
         elif self.rolling or session.cookie.original_max_age is None:
-            await self._touch_if_due(session)
+            await self._touch_if_due(session, state)
 
-        secure = session.secure
+        secure = state.secure
         if self.cookie.secure is True and not secure:
             return None  # a Secure cookie would be dropped by the browser on http
-        if session.send_cookie:
+        if state.send_cookie:
             return self.cookie.set_cookie(
                 self.signer.cookie_value(session.id), session.cookie.expires, secure
             )
-        if session.dropped:
+        if state.dropped:
             return self.cookie.clear_cookie(secure)
         return None
 
-    async def _touch_if_due(self, session: Session) -> None:
+    async def _touch_if_due(self, session: Session, state: SessionState) -> None:
         """Refresh an unchanged session's expiry, at most once per `touch_after`."""
         now = utcnow()
         cookie = SessionCookie(session.cookie.original_max_age, started=False)
         cookie.reset(now)
-        if session.absolute_expires is not None:
-            cookie.cap(session.absolute_expires)
-        patch: dict[str, Any] = {COOKIE_KEY: self.cookie.to_json(cookie, session.secure)}
+        if state.absolute_expires is not None:
+            cookie.cap(state.absolute_expires)
+        patch: dict[str, Any] = {COOKIE_KEY: self.cookie.to_json(cookie, state.secure)}
+        data = data_of(session)
         # Only a ttl function looks at the user's data: a touch that is not due copies none of it.
-        for_ttl = {**patch, **session.data()} if self.store.rows.ttl_reads_session else patch
-        expires_at = self._row_expiry(session, for_ttl, cookie.expires, now)
+        for_ttl = {**patch, **data} if self.store.rows.ttl_reads_session else patch
+        sid = session.id
+        expires_at = self._row_expiry(sid, state, for_ttl, cookie.expires, now)
         lifetime = (expires_at - now).total_seconds()
         touch_after = self.touch_after if self.touch_after is not None else lifetime * DEFAULT_TOUCH_FRACTION
-        row_expires = session.row_expires
+        row_expires = state.row_expires
         if row_expires is not None and (expires_at - row_expires).total_seconds() < touch_after:
             return
         # One statement while the row is as loaded; else only the cookie is applied to what is stored.
-        payload = self._payload(session, cookie)
-        if await self.store.update(
-            session.id, payload, changed=(), expected=session.loaded_text, expires_at=expires_at
-        ):
-            session.mark_touched(cookie.expires, send_cookie=self.rolling)
+        payload = self._payload(data, state, cookie)
+        expected = state.loaded_text
+        if await self.store.update(sid, payload, changed=(), expected=expected, expires_at=expires_at):
+            session.cookie.moved_to(cookie.expires)  # the stored expiry moved: the cookie's moves with it
+            state.send_cookie = self.rolling
 
     def cookie_value(self, sid: str) -> str:
         """The signed, URL-encoded cookie value that names session `sid`."""

@@ -27,7 +27,7 @@ from .durations import Duration
 from .exceptions import ConfigurationError, StoreUnavailableError
 from .lifecycle import DEFAULT_MAX_AGE, SessionLifecycle, Unset
 from .logs import middleware_logger as logger
-from .session import Session
+from .session import Session, state_of
 from .signing import Signer
 from .store import PrismaSessionStore
 
@@ -207,7 +207,7 @@ class SessionMiddleware(metaclass=_BuiltOrReported):
                         failed = True
                         await _unavailable(scope, send, error)
                         return
-                    if set_cookie is not None or session.accessed:
+                    if set_cookie is not None or state_of(session).accessed:
                         _add_session_headers(message, set_cookie)
             await send(message)
 

@@ -13,9 +13,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
+from .cookies import MOVED_KEY
 from .durations import naive_utc, utcnow
 from .logs import redact
-from .rows import MOVED_KEY, RowFormat, SessionData, check_sid
+from .rows import RowFormat, SessionData, check_sid
 
 if TYPE_CHECKING:
     from .deleter import Deleter

@@ -12,7 +12,7 @@ from typing import Any
 
 from cuid2 import create_id
 
-from .cookies import COOKIE_KEY, cookie_expiry
+from .cookies import COOKIE_KEY, MOVED_KEY, cookie_expiry
 from .durations import ONE_DAY, Duration, to_seconds, utcnow
 from .exceptions import ConfigurationError, SessionDataError, SessionTooLargeError
 from .logs import StoreLog, redact
@@ -20,10 +20,8 @@ from .serializers import JSONSerializer, resolve_serializer
 from .signing import is_valid_session_id
 
 SessionData = dict[str, Any]
-# What `regenerate(keep_data=True)` leaves under the old id: no session, but where it went, so that a
-# logout sent with the old cookie meanwhile ends the session under its new id too. It is written expired
+# The marker `regenerate(keep_data=True)` leaves under the old id (cookies.MOVED_KEY) is written expired
 # (nothing reads it as a session; the next prune deletes it), with express-session's empty cookie.
-MOVED_KEY = "__regeneratedAs"
 MOVED_COOKIE = {"originalMaxAge": None, "expires": None, "httpOnly": True, "path": "/"}
 TTLFunction = Callable[[Mapping[str, Any], Mapping[str, Any], str], float | timedelta]
 DisposeFunction = Callable[[str, SessionData], Awaitable[None] | None]

@@ -1,13 +1,17 @@
-"""`Session`, the dict-like object a request sees, bound to the backend that loads and saves it."""
+"""`Session`, the dict-like object a request sees, bound to the backend that loads and saves it.
+
+The app sees the mapping and express-session's methods. What the backend (the middleware's
+`SessionLifecycle`) reads and records of a session, such as which keys changed, what was loaded and what
+the response must send, is a `SessionState` the session carries, reached through `state_of()`.
+"""
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Iterator, MutableMapping
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
-from .cookies import ABSOLUTE_KEY, COOKIE_KEY, SessionCookie
+from .cookies import ABSOLUTE_KEY, COOKIE_KEY, MOVED_KEY, SessionCookie
 from .exceptions import SessionInterruptedError, SessionNotFoundError, SessionNotLoadedError
 from .logs import middleware_logger, redact
 
@@ -23,17 +27,6 @@ NOT_LOADED = (
 )
 
 
-@dataclass(frozen=True, slots=True)
-class Stored:
-    """A stored session as a `Session` takes it over: its data, cookie, row expiry and text."""
-
-    data: dict[str, Any]
-    cookie: SessionCookie
-    row_expires: datetime
-    text: str | None
-    absolute_expires: datetime | None = None
-
-
 class SessionBackend(Protocol):
     """What a session asks of whoever loads and saves it (the middleware's `SessionLifecycle`)."""
 
@@ -41,7 +34,10 @@ class SessionBackend(Protocol):
 
     def new_cookie(self) -> SessionCookie: ...
 
-    async def read(self, sid: str) -> Stored | None: ...
+    async def read(self, sid: str, state: SessionState) -> tuple[dict[str, Any], SessionCookie] | None:
+        """The data and cookie of the stored session `sid`, for the session to take over, or None.
+        What the backend needs of the row later (its expiry and text) it records in `state`."""
+        ...
 
     async def save(self, session: Session) -> bool: ...
 
@@ -60,57 +56,21 @@ class Session(MutableMapping[str, Any]):
     writes every key.
     """
 
-    __slots__ = (
-        "__weakref__",
-        "_absolute_expires",
-        "_accessed",
-        "_backend",
-        "_changed",
-        "_data",
-        "_dropped",
-        "_everything",
-        "_id",
-        "_loaded",
-        "_loaded_text",
-        "_refresh",
-        "_removed",
-        "_row_expires",
-        "_secure",
-        "_send_cookie",
-        "cookie",
-        "is_new",
-    )
+    __slots__ = ("__weakref__", "_backend", "_cookie", "_data", "_id", "_loaded", "_state", "is_new")
 
     def __init__(
-        self,
-        backend: SessionBackend,
-        data: dict[str, Any],
-        cookie: SessionCookie,
-        sid: str | None = None,
-        *,
-        secure: bool = False,
-        row_expires: datetime | None = None,
-        loaded_text: str | None = None,
-        loaded: bool = True,
+        self, backend: SessionBackend, sid: str | None = None, *, secure: bool = False, loaded: bool = True
     ) -> None:
         self._backend = backend
-        self._data = data
+        self._data: dict[str, Any] = {}
         self._id = sid
-        self.cookie = cookie
         #: True until the session has a row: it was created by this request, regenerated or destroyed.
         self.is_new = sid is None
-        self._changed: set[str] | None = None  # keys set since the session was loaded or saved
-        self._removed: set[str] | None = None  # keys deleted since then
-        self._everything = False  # modified = True: write every key
-        self._accessed = False  # the request read or wrote the session: the response varies on Cookie
-        self._refresh = False  # touch() asked for a new expiry
-        self._dropped = False  # the row the browser's cookie names was deleted in this request
-        self._row_expires = row_expires  # the loaded row's expiresAt
-        self._loaded_text = loaded_text  # the loaded row's data, as text
-        self._secure = secure  # the request came over https
-        self._send_cookie = False  # the session was written: the response carries its cookie
         self._loaded = loaded  # False until first use, for a session named by the request's cookie
-        self._absolute_expires: datetime | None = None  # absolute_timeout: when it ends, however active
+        # Made when first asked for: a session nobody uses, and one whose load brings the stored cookie,
+        # never need a new one.
+        self._cookie: SessionCookie | None = None
+        self._state = SessionState(secure)  # the backend's bookkeeping: see SessionState
 
     @property
     def id(self) -> str:
@@ -121,21 +81,30 @@ class Session(MutableMapping[str, Any]):
         return self._id
 
     @property
+    def cookie(self) -> SessionCookie:
+        """The session's lifetime (`max_age`, `expires`), as express-session keeps it in `data.cookie`."""
+        cookie = self._cookie
+        if cookie is None:
+            cookie = self._cookie = self._backend.new_cookie()
+        return cookie
+
+    @cookie.setter
+    def cookie(self, cookie: SessionCookie) -> None:
+        self._cookie = cookie
+
+    @property
     def modified(self) -> bool:
         """True once a key was set or deleted since the session was loaded or saved. Set it to True
         after changing a value in place, to have every key written."""
-        return self._everything or bool(self._changed) or bool(self._removed)
+        return self._state.modified
 
     @modified.setter
     def modified(self, value: bool) -> None:
-        self._accessed = True
-        if value:
-            self._everything = True
-        else:
-            self._everything = False
-            self._changed = self._removed = None
-
-    # -- what the backend reads and records; the app has no need of these ---------------------------
+        state = self._state
+        state.accessed = True
+        state.everything = bool(value)
+        if not value:
+            state.changed = state.removed = None
 
     @property
     def loaded(self) -> bool:
@@ -148,83 +117,12 @@ class Session(MutableMapping[str, Any]):
         if self._loaded:
             return
         sid = self._id
-        stored = None if sid is None else await self._backend.read(sid)
-        if stored is None:
-            self._id, self.is_new, self.cookie = None, True, self._backend.new_cookie()
+        found = None if sid is None else await self._backend.read(sid, self._state)
+        if found is None:
+            self._id, self.is_new, self._cookie = None, True, None  # a new session, with a new cookie
         else:
-            self._data, self.cookie = stored.data, stored.cookie
-            self._row_expires, self._loaded_text = stored.row_expires, stored.text
-            self._absolute_expires = stored.absolute_expires
+            self._data, self._cookie = found
         self._loaded = True
-
-    @property
-    def absolute_expires(self) -> datetime | None:
-        """With the middleware's `absolute_timeout`: when this session ends, however active it is."""
-        return self._absolute_expires
-
-    def start_absolute(self, moment: datetime) -> None:
-        """The backend fixes when a new session ends at the latest (`absolute_timeout`)."""
-        if self._absolute_expires is None:
-            self._absolute_expires = moment
-
-    @property
-    def accessed(self) -> bool:
-        """The request read or wrote the session, so its response depends on the Cookie header."""
-        return self._accessed
-
-    @property
-    def secure(self) -> bool:
-        """The request came over https."""
-        return self._secure
-
-    @property
-    def needs_save(self) -> bool:
-        """Keys changed, `touch()` was called, or the cookie got a new `max_age`."""
-        return self.modified or self._refresh or self.cookie.changed
-
-    @property
-    def dropped(self) -> bool:
-        """The row the request's cookie named was deleted (destroy, regenerate)."""
-        return self._dropped
-
-    @property
-    def send_cookie(self) -> bool:
-        """The session was written (or its expiry moved): the response carries its cookie."""
-        return self._send_cookie
-
-    @property
-    def row_expires(self) -> datetime | None:
-        """The stored row's `expiresAt` as loaded, or None for a session this request created."""
-        return self._row_expires
-
-    @property
-    def loaded_text(self) -> str | None:
-        """The stored row's `data` as loaded, while it is still what this session last saw."""
-        return self._loaded_text
-
-    def data(self) -> dict[str, Any]:
-        """The session's data itself (not a copy), read without marking the session accessed."""
-        return self._data
-
-    def changes(self) -> tuple[set[str], set[str]]:
-        """The keys to write and the keys to delete, to bring the stored row up to date."""
-        changed = set(self._data) if self._everything else set(self._changed or ())
-        return changed, set(self._removed or ())
-
-    def mark_saved(self, *, stored: bool) -> None:
-        """The backend wrote the session; `stored` is False when its row was gone and stays gone."""
-        self.is_new = False
-        self._accessed = True
-        self._everything = self._refresh = False
-        self._changed = self._removed = None
-        self._loaded_text = None  # what is stored now is no longer known here
-        self.cookie.saved()
-        self._send_cookie = stored
-
-    def mark_touched(self, expires: datetime | None, *, send_cookie: bool) -> None:
-        """The backend moved the stored expiry of this unchanged session to `expires`."""
-        self.cookie.moved_to(expires)
-        self._send_cookie = send_cookie
 
     # -- mapping -------------------------------------------------------------------------------------
 
@@ -232,21 +130,27 @@ class Session(MutableMapping[str, Any]):
         """The data, for a read or a write by the app: loaded, and the response now varies on Cookie."""
         if not self._loaded:
             raise SessionNotLoadedError(NOT_LOADED)
-        self._accessed = True
+        self._state.accessed = True
         return self._data
 
     def __getitem__(self, key: str) -> Any:
         return self._use()[key]
 
     def __setitem__(self, key: str, value: Any) -> None:
-        if key in (COOKIE_KEY, ABSOLUTE_KEY):
-            raise KeyError(f"{key!r} is reserved for the session's cookie and expiry; use session.cookie")
+        if key in (COOKIE_KEY, ABSOLUTE_KEY, MOVED_KEY):
+            raise KeyError(
+                f"{key!r} is reserved for the store (the session's cookie, its expiry, a regenerate's "
+                "marker); use session.cookie for the cookie"
+            )
         self._use()[key] = value
-        if self._changed is None:
-            self._changed = set()
-        self._changed.add(key)
-        if self._removed:
-            self._removed.discard(key)
+        state = self._state
+        changed = state.changed
+        if changed is None:
+            state.changed = {key}
+        else:
+            changed.add(key)
+        if state.removed:
+            state.removed.discard(key)
 
     def __delitem__(self, key: str) -> None:
         del self._use()[key]
@@ -274,11 +178,14 @@ class Session(MutableMapping[str, Any]):
         return f"<Session {redact(self._id)} {self._data!r}>"
 
     def _mark_removed(self, key: str) -> None:
-        if self._removed is None:
-            self._removed = set()
-        self._removed.add(key)
-        if self._changed:
-            self._changed.discard(key)
+        state = self._state
+        removed = state.removed
+        if removed is None:
+            state.removed = {key}
+        else:
+            removed.add(key)
+        if state.changed:
+            state.changed.discard(key)
 
     # -- express-session's Session methods -----------------------------------------------------------
 
@@ -290,14 +197,15 @@ class Session(MutableMapping[str, Any]):
         it first is never undone: the session then starts empty instead.
         """
         await self.load()
+        state = self._state
         old = self._id
         if keep_data and not self.is_new:
-            self._accessed = True
+            state.accessed = True
             new = self._backend.new_id()
             moved = await self._backend.rename(self.id, new)
-            self._id, self._dropped = new, True
+            self._id, state.dropped = new, True
             if moved:
-                self._refresh = True  # saved, and its cookie sent, under the new id
+                state.refresh = True  # saved, and its cookie sent, under the new id
             else:
                 middleware_logger.info("session %s was gone before it could be regenerated", redact(old))
                 self._data.clear()
@@ -308,17 +216,17 @@ class Session(MutableMapping[str, Any]):
             if not keep_data:
                 self._data.clear()
             self.modified = False
-            self._everything = bool(self._data)  # a kept new session is saved whole under its new id
+            state.everything = bool(self._data)  # a kept new session is saved whole under its new id
         if middleware_logger.isEnabledFor(logging.INFO):
             middleware_logger.info("regenerated session %s as %s", redact(old), redact(self.id))
-        self._absolute_expires = None  # a new session (a log-in): its absolute timeout starts again
+        state.absolute_expires = None  # a new session (a log-in): its absolute timeout starts again
         self.cookie.reset()
 
     async def destroy(self) -> None:
         """Delete the session's row now. The response clears the cookie; setting a key afterwards starts
         a new session with a new id."""
         await self._drop()
-        self._absolute_expires = None
+        self._state.absolute_expires = None
         self._data.clear()
         self.cookie.reset()
         self.modified = False
@@ -326,11 +234,10 @@ class Session(MutableMapping[str, Any]):
     async def reload(self) -> None:
         """Replace the data with what is stored now. Raises `SessionNotFoundError` if the row is gone."""
         await self.load()
-        stored = None if self.is_new else await self._backend.read(self.id)
-        if stored is None:
+        found = None if self.is_new else await self._backend.read(self.id, self._state)
+        if found is None:
             raise SessionNotFoundError(f"session {redact(self.id)} is not stored (destroyed or expired)")
-        self._data, self._loaded_text = stored.data, stored.text
-        self._absolute_expires = stored.absolute_expires
+        self._data = found[0]  # the cookie stays this request's
         self.modified = False
 
     async def save(self) -> None:
@@ -349,14 +256,85 @@ class Session(MutableMapping[str, Any]):
         if not self._loaded:
             raise SessionNotLoadedError(NOT_LOADED)
         self.cookie.reset()
-        self._refresh = True
+        self._state.refresh = True
 
     async def _drop(self) -> None:
-        self._accessed = True
+        state = self._state
+        state.accessed = True
         if not self.is_new and self._id is not None:  # an unloaded session is dropped by its cookie's id
             await self._backend.destroy(self._id)
             middleware_logger.info("destroyed session %s", redact(self._id))
-            self._dropped = True
+            state.dropped = True
         self._id = None
         self.is_new = True
         self._loaded = True
+
+
+# -- the backend's side: what the lifecycle reads and records, out of the app's sight ---------------
+
+
+class SessionState:
+    """What the backend keeps of one request's session beside its data: which keys changed, what was
+    loaded, and what the response must do. The app never sees it; `state_of(session)` reaches it."""
+
+    __slots__ = (
+        "absolute_expires",
+        "accessed",
+        "changed",
+        "dropped",
+        "everything",
+        "loaded_text",
+        "refresh",
+        "removed",
+        "row_expires",
+        "secure",
+        "send_cookie",
+    )
+
+    def __init__(self, secure: bool) -> None:
+        self.secure = secure  # the request came over https
+        self.accessed = False  # the request read or wrote the session: the response varies on Cookie
+        self.changed: set[str] | None = None  # keys set since the session was loaded or saved
+        self.removed: set[str] | None = None  # keys deleted since then
+        self.everything = False  # modified = True: write every key
+        self.refresh = False  # touch() asked for a new expiry
+        self.dropped = False  # the row the request's cookie named was deleted (destroy, regenerate)
+        self.send_cookie = False  # the session was written (or its expiry moved): the response sends it
+        # As the backend's read() found the row: its expiresAt, and its data as text while that is still
+        # what this session last saw (the compare of a compare-and-set write), or None.
+        self.row_expires: datetime | None = None
+        self.loaded_text: str | None = None
+        # With absolute_timeout: when the session ends, however active it is.
+        self.absolute_expires: datetime | None = None
+
+    @property
+    def modified(self) -> bool:
+        """A key was set or deleted since the session was loaded or saved, or `modified = True`."""
+        return self.everything or bool(self.changed) or bool(self.removed)
+
+    def changes(self, data: dict[str, Any]) -> tuple[set[str], set[str]]:
+        """The keys of `data` to write and the keys to delete, to bring the stored row up to date."""
+        changed = set(data) if self.everything else set(self.changed or ())
+        return changed, set(self.removed or ())
+
+
+def state_of(session: Session) -> SessionState:
+    """The backend's bookkeeping of `session`."""
+    return session._state
+
+
+def data_of(session: Session) -> dict[str, Any]:
+    """The session's data itself (not a copy), for the backend: read without marking it accessed."""
+    return session._data
+
+
+def mark_saved(session: Session, *, stored: bool) -> None:
+    """The backend wrote `session`; `stored` is False when its row was gone and stays gone."""
+    session.is_new = False
+    session.cookie.saved()
+    state = session._state
+    state.accessed = True
+    state.everything = state.refresh = False
+    state.changed = state.removed = None
+    state.loaded_text = None  # what is stored now is no longer known here
+    state.send_cookie = stored

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
+import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.websockets import WebSocket
 
-from fastapi_prisma_session import PrismaSessionStore, Session, SessionMiddleware, load_session
+from fastapi_prisma_session import PrismaSessionStore, Session, SessionDep, SessionMiddleware, load_session
 from fastapi_prisma_session.signing import Signer
 from tests.helpers import SECRET, client_for, make_app, rows
 
@@ -67,3 +69,65 @@ async def test_other_scope_types_pass_through(store: PrismaSessionStore) -> None
 
     await SessionMiddleware(app, store=store, secret=SECRET)({"type": "custom"}, None, None)  # type: ignore[arg-type]
     assert seen == ["custom"]
+
+
+def edit_app(store: PrismaSessionStore, edit: Any) -> Any:
+    """The test app with `/edit`: the session is loaded, another request rewrites its row to hold
+    `theirs` as well (and `b` changed), then `edit(session)` runs and the response saves the session."""
+    app = make_app(store)
+
+    @app.post("/edit")
+    async def edit_route(session: SessionDep) -> dict[str, bool]:
+        stored = await store.get(session.id)
+        assert stored is not None
+        await store.set(session.id, {**stored, "b": "their b", "theirs": 1})
+        edit(session)
+        return {"modified": session.modified}
+
+    return app
+
+
+async def stored(engine: AsyncEngine) -> dict[str, Any]:
+    session_rows = await rows(engine)
+    assert len(session_rows) == 1
+    data: dict[str, Any] = json.loads(next(iter(session_rows.values()))["data"])
+    data.pop("cookie")
+    return data
+
+
+def set_and_delete(session: Session) -> None:
+    session["a"] = "mine"
+    del session["c"]
+    session.pop("d")
+    session["e"] = "set, then deleted"
+    del session["e"]
+
+
+def clear_and_set(session: Session) -> None:
+    session.clear()
+    session["f"] = "after clear"
+
+
+def modified(session: Session) -> None:
+    session.modified = True
+
+
+@pytest.mark.parametrize(
+    ("edit", "expected"),
+    [
+        # Only a, c, d and e are written: b and theirs stay as the other request left them.
+        (set_and_delete, {"a": "mine", "b": "their b", "theirs": 1}),
+        # Every key this request saw is deleted; the key it never saw stays.
+        (clear_and_set, {"f": "after clear", "theirs": 1}),
+        # modified = True writes every key this request holds (its b too), and deletes none.
+        (modified, {"a": "1", "b": "2", "c": "3", "d": "4", "theirs": 1}),
+    ],
+)
+async def test_a_save_writes_the_keys_the_request_set_or_deleted(
+    store: PrismaSessionStore, engine: AsyncEngine, edit: Any, expected: dict[str, Any]
+) -> None:
+    async with client_for(edit_app(store, edit)) as client:
+        for key, value in {"a": "1", "b": "2", "c": "3", "d": "4"}.items():
+            await client.post("/write", params={"key": key, "value": value})
+        assert (await client.post("/edit")).json() == {"modified": True}
+        assert await stored(engine) == expected
