@@ -34,6 +34,15 @@ UNREADABLE_ONLY: Any = object()
 USER_KEY_PATTERN = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,28}")
 
 
+def encodable(text: str) -> bool:
+    """Whether `text` can be bound (a lone surrogate cannot: it has no UTF-8)."""
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def check_user_key(key: object) -> str:
     """The `user_key` option, checked: a top-level key of the session data, 1-29 letters, digits or _."""
     if not isinstance(key, str) or not USER_KEY_PATTERN.fullmatch(key):

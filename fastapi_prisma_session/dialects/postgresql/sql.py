@@ -23,7 +23,7 @@ from sqlalchemy.dialects import postgresql
 from sqlalchemy.sql.elements import quoted_name
 from sqlalchemy.sql.functions import Function
 
-from ..base import UNREADABLE_ONLY, Serialize, SQLDialect, check_user_key
+from ..base import UNREADABLE_ONLY, Serialize, SQLDialect, check_user_key, encodable
 
 if TYPE_CHECKING:
     from sqlalchemy import ColumnElement, Executable
@@ -35,20 +35,11 @@ UNDEFINED_FUNCTION = "42883"
 def _jsonb_holds(value: Any) -> bool:
     """Whether jsonb can hold `value`: no string in it (key or value) has a NUL or a lone surrogate."""
     if isinstance(value, str):
-        return "\x00" not in value and (value.isascii() or _encodable(value))
+        return "\x00" not in value and (value.isascii() or encodable(value))
     if isinstance(value, dict):
         return all(_jsonb_holds(key) and _jsonb_holds(item) for key, item in value.items())
     if isinstance(value, (list, tuple)):
         return all(_jsonb_holds(item) for item in value)
-    return True
-
-
-def _encodable(text: str) -> bool:
-    """Whether `text` has UTF-8 (a lone surrogate has none)."""
-    try:
-        text.encode()
-    except UnicodeEncodeError:
-        return False
     return True
 
 

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import and_, bindparam, case, func, literal_column, or_, select
 from sqlalchemy.dialects import sqlite
 
-from ..base import NOT_INDEXED, Serialize, SQLDialect, check_user_key
+from ..base import NOT_INDEXED, Serialize, SQLDialect, check_user_key, encodable
 
 if TYPE_CHECKING:
     from sqlalchemy import ColumnElement, Executable
@@ -35,15 +35,6 @@ def epoch_ms(text: ColumnElement[Any]) -> ColumnElement[Any]:
 
 # SQLite's integers; json_extract gives a larger JSON integer as a float.
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
-
-
-def _encodable(text: str) -> bool:
-    """Whether `text` can be bound (a lone surrogate cannot: it has no UTF-8)."""
-    try:
-        text.encode()
-    except UnicodeEncodeError:
-        return False
-    return True
 
 
 class Dialect(SQLDialect):
@@ -103,7 +94,7 @@ class Dialect(SQLDialect):
             return float(value)
         if isinstance(value, float) and math.isfinite(value):
             return value
-        if isinstance(value, str) and "\x00" not in value and _encodable(value):
+        if isinstance(value, str) and "\x00" not in value and encodable(value):
             # json_extract may cut a string short at a \u0000 (SQLite 3.40 does): such a value is matched
             # without the index.
             return value
