@@ -229,12 +229,17 @@ class Executor:
     async def describe(self, table_name: str) -> Sequence[tuple[str, Any]]:
         """The (name, driver's type) of the columns of the table `table_name`."""
         quoted = self.dialect.identifier_preparer.quote(table_name)
+        started, failure = time.monotonic(), None  # type: float, BaseException | None
         try:
             return await self.pool.using(
                 lambda connection: self.driver.describe(connection, quoted), retry=True
             )
         except Exception as error:
+            failure = error
             self._raise(error)
+        finally:
+            if self.loggers:
+                self.logged(self.driver.describing(quoted), [], started, failure)
 
     @contextlib.asynccontextmanager
     async def operation(self) -> AsyncIterator[None]:

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from .cookies import MOVED_KEY
 from .durations import naive_utc, utcnow
 from .logs import redact
-from .rows import RowFormat, SessionData, check_sid
+from .rows import RowFormat, SessionData, check_sid, marker_sid
 
 if TYPE_CHECKING:
     from .deleter import Deleter
@@ -140,8 +140,8 @@ class SessionRows:
         return await self._merger.write_back(params, session, changed, removed, expected)
 
     async def rename(self, sid: str, new_sid: str) -> bool:
-        """Move the live session `sid` to `new_sid`, its data untouched, and leave where it went under
-        `sid` (see rows.MOVED_KEY), in one transaction. Returns False, and creates nothing, when the row
+        """Move the live session `sid` to `new_sid`, its data untouched, and leave a marker of where it
+        went (see rows.MOVED_KEY), in one transaction. Returns False, and creates nothing, when the row
         is already gone: a logout that came first stays a logout."""
         check_sid(new_sid, self.rows.longest_key)
         now = utcnow()
@@ -174,29 +174,25 @@ class SessionRows:
 
     async def _destroy(self, sids: list[str], hops: int) -> None:
         sids = list(dict.fromkeys(sids))
-        deleter, sql, pattern = self._deleter, self._executor.sql, self.rows.moved_pattern
-        deleted: list[tuple[str, str]] = []
-        if pattern is not None and not deleter.disposes:
-            # The sessions in one plain DELETE; only when some sid had none, a look for a marker.
-            params = {"sids": sids, "marker": pattern}
-            if await self._executor.execute(sql.delete_sessions, params) == len(sids):
-                return
-            missing = sids
-        else:
+        deleter, sql = self._deleter, self._executor.sql
+        if deleter.disposes:
             deleted = await deleter.deleted_rows(sql.delete_returning, {"sids": sids})
-            found = {row_sid for row_sid, _ in deleted}
-            missing = [one for one in sids if one not in found]
-        if missing:
-            # A move that committed while the DELETE waited for its row leaves the marker under the old
-            # id, which that DELETE did not see: this look finds it.
-            deleted += await deleter.deleted_rows(sql.delete_returning, {"sids": missing})
+            for row_sid, text in deleted:
+                await deleter.dispose(row_sid, text)
+            found = len({row_sid for row_sid, _ in deleted})
+        else:
+            found = await self._executor.execute(sql.delete, {"sids": sids})
+        if found == len(sids):
+            return
+        # Some sid had no session: it may have moved (regenerate(keep_data=True)), leaving a marker of
+        # where it went, which this look finds even when the move committed while the DELETE above
+        # waited for the row (the DELETE does not see a row inserted meanwhile).
+        markers = [marker_sid(sid) for sid in sids]
         moved = []
-        for row_sid, text in deleted:
-            target = self.rows.moved_to(self.rows.parse(row_sid, text) or {}) if MOVED_KEY in text else None
+        for row_sid, text in await deleter.deleted_rows(sql.delete_returning, {"sids": markers}):
+            target = self.rows.moved_to(self.rows.parse(row_sid, text) or {})
             if target is not None:
                 moved.append(target)
-            else:
-                await deleter.dispose(row_sid, text)
         if moved and hops:
             await self._destroy(moved, hops - 1)
 

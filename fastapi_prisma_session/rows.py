@@ -5,6 +5,7 @@ Nothing here touches the database; the store runs the statements.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import datetime, timedelta
@@ -23,6 +24,7 @@ SessionData = dict[str, Any]
 # The marker `regenerate(keep_data=True)` leaves under the old id (cookies.MOVED_KEY) is written expired
 # (nothing reads it as a session; the next prune deletes it), with express-session's empty cookie.
 MOVED_COOKIE = {"originalMaxAge": None, "expires": None, "httpOnly": True, "path": "/"}
+MARKER_PREFIX = "regenerated:"
 TTLFunction = Callable[[Mapping[str, Any], Mapping[str, Any], str], float | timedelta]
 DisposeFunction = Callable[[str, SessionData], Awaitable[None] | None]
 
@@ -112,21 +114,18 @@ class RowFormat:
         return {**params, "record_id": record_id}
 
     def moved_marker(self, sid: str, new_sid: str, now: datetime) -> dict[str, Any]:
-        """The row `regenerate(keep_data=True)` leaves under `sid` when it moves the session to `new_sid`
-        (see MOVED_KEY): statement parameters, as `new_row`'s."""
+        """The row `regenerate(keep_data=True)` leaves when it moves session `sid` to `new_sid` (see
+        MOVED_KEY): statement parameters, as `new_row`'s. Its sid is `marker_sid(sid)`, a key of its own:
+        where the session's row was, the unique index keeps the old key until the move commits, and on
+        MySQL a key inserted there must lock the next one, which may be another user's locked row."""
         payload = self.serializer.dumps({COOKIE_KEY: MOVED_COOKIE, MOVED_KEY: new_sid})
-        return {"session_id": sid, "payload": payload, "expires": now, "record_id": self._record_id(sid)}
-
-    @property
-    def moved_pattern(self) -> str | None:
-        """A LIKE pattern that the text of every moved marker matches and no session's does, where the
-        serializer is JSON (its text starts with the cookie, then MOVED_KEY); None for other serializers."""
-        if not self.is_json:
-            return None
-        placeholder = "MOVED-TO"
-        text = self.serializer.dumps({COOKIE_KEY: MOVED_COOKIE, MOVED_KEY: placeholder})
-        prefix = text[: text.index(placeholder)]
-        return prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+        marker = marker_sid(sid)
+        return {
+            "session_id": marker,
+            "payload": payload,
+            "expires": now,
+            "record_id": self._record_id(marker),
+        }
 
     @staticmethod
     def moved_to(data: SessionData) -> str | None:
@@ -161,6 +160,12 @@ class RowFormat:
             self._log(logging.ERROR, "session %s does not hold an object; treating it as absent", redact(sid))
             return None
         return data
+
+
+def marker_sid(sid: str) -> str:
+    """The sid of the marker a move of session `sid` leaves (`RowFormat.moved_marker`): no cookie names
+    it (a genid's sid never has the prefix's colon), and it fits the shortest key column (MySQL's 191)."""
+    return MARKER_PREFIX + hashlib.sha256(sid.encode()).hexdigest()[:48]
 
 
 def check_sid(sid: str, longest: int | None = None) -> None:

@@ -65,9 +65,15 @@ def status(outcome: Any) -> Any:
 
 @contextlib.asynccontextmanager
 async def row_locked(engine: AsyncEngine, sid: str) -> AsyncIterator[None]:
-    """Another connection holds session `sid`'s row (SELECT ... FOR UPDATE in an open transaction)."""
+    """Another connection holds session `sid`'s row (SELECT ... FOR UPDATE in an open transaction).
+
+    On MySQL it reads committed data, as the store's own connections do: under InnoDB's default,
+    REPEATABLE READ, a lock taken through the sid index also locks the gap before the row, and other
+    sessions whose new sids fall in that gap would wait for it, whatever the store does."""
     table = session_table()
     async with engine.connect() as conn:
+        if engine.dialect.name == "mysql":
+            conn = await conn.execution_options(isolation_level="READ COMMITTED")
         transaction = await conn.begin()
         await conn.execute(select(table.c.id).where(table.c.sid == sid).with_for_update())
         try:

@@ -22,9 +22,9 @@ from fastapi_prisma_session import (
     ConfigurationError,
     PrismaSessionStore,
     StoreUnavailableError,
-    database,
     pooler_connect_args,
 )
+from fastapi_prisma_session import urls as database
 from fastapi_prisma_session.durations import utcnow
 from tests import test_concurrency, test_middleware, test_session_api, test_store
 from tests.helpers import ADMIN_URL, advisory_locks, scratch_database, serve

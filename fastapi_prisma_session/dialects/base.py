@@ -125,9 +125,6 @@ class SQLDialect(ABC):
 
         by_sids = delete(table).where(self.among(c.sid, bindparam("sids", expanding=True)))
         self.delete: Executable = by_sids
-        # A logout: the sessions of `sids`, but not the marker regenerate(keep_data=True) leaves where a
-        # session was (`rows.MOVED_KEY`, its text LIKE `marker`), which the store reads to follow it.
-        self.delete_sessions: Executable = by_sids.where(~c.data.like(bindparam("marker"), escape="\\"))
         self.delete_returning: Executable = self.deleted(by_sids)
         self.clear: Executable = delete(table)
         self.clear_returning: Executable = self.deleted(delete(table))

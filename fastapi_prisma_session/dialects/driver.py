@@ -103,10 +103,15 @@ class Driver(ABC):
     def classify(self, error: BaseException) -> Fault | None:
         """What `error` means, or None for an error that is a bug (bad SQL, a wrong type)."""
 
+    def describing(self, table: str) -> str:
+        """The query `describe` sends for the table named `table` (quoted): by default one for no rows,
+        whose columns the driver describes."""
+        return f"SELECT * FROM {table} LIMIT 0"  # noqa: S608 - a quoted name
+
     @abstractmethod
     async def describe(self, connection: Connection, table: str) -> Sequence[tuple[str, Any]]:
         """The (name, type) of each column of the table named `table` (quoted), as the store's
-        statements see it: the type as the driver reports it."""
+        statements see it, through the query `describing` gives: the type as the driver reports it."""
 
     def check_columns(self, table_name: str, columns: Mapping[str, Any], expires_column: str) -> None:
         """Raise ConfigurationError when a column of the session table (`columns`: name → the driver's

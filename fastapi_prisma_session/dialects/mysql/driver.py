@@ -65,8 +65,7 @@ def connect_defaults(deadline: float) -> dict[str, Any]:
 
 class Driver(BaseDriver):
     name = "mysql"
-    # Transactions (prune batches, deletes that hand rows back, moves) read what is committed.
-    begin = ("SET TRANSACTION ISOLATION LEVEL READ COMMITTED", "START TRANSACTION")
+    begin = ("START TRANSACTION",)
 
     def __init__(self) -> None:
         self._kill_kwargs: dict[str, Any] = {}
@@ -89,6 +88,12 @@ class Driver(BaseDriver):
         if "charset" in url.query:
             del defaults["charset"]
         return asyncmy_connect_kwargs(dialect, url, defaults, connect_args or {})
+
+    def setup(self, deadline: float, *, pgbouncer: bool = False) -> str | None:
+        """Every statement and transaction reads what is committed, and locks only the rows it finds:
+        under InnoDB's default (REPEATABLE READ) a write waiting for one user's locked row also locks
+        the gap before it, and other users' sessions inserted there wait too."""
+        return "SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED"
 
     def refused(self, error: BaseException) -> bool:
         return isinstance(error, REFUSED)
@@ -128,4 +133,4 @@ class Driver(BaseDriver):
         return None
 
     async def describe(self, connection: Connection, table: str) -> Sequence[tuple[str, Any]]:
-        return await cast("MySQLConnection", connection).describe(f"SELECT * FROM {table} LIMIT 0")  # noqa: S608 - a quoted name
+        return await cast("MySQLConnection", connection).describe(self.describing(table))

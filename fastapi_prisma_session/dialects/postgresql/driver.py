@@ -127,13 +127,17 @@ class Driver(BaseDriver):
             return Fault.UNAVAILABLE
         return None
 
-    async def describe(self, connection: Connection, table: str) -> Sequence[tuple[str, Any]]:
+    def describing(self, table: str) -> str:
         # The table as the search_path finds it; ::regclass fails with UNDEFINED_TABLE when there is none.
-        rows = await connection.fetch(
+        # A catalog query rather than a prepared statement's description: behind a transaction pooler a
+        # named prepared statement could be looked for on another server connection.
+        return (
             "SELECT attname, atttypid FROM pg_attribute WHERE attrelid = $1::regclass AND attnum > 0 "
-            "AND NOT attisdropped ORDER BY attnum",
-            table,
+            "AND NOT attisdropped ORDER BY attnum"
         )
+
+    async def describe(self, connection: Connection, table: str) -> Sequence[tuple[str, Any]]:
+        rows = await connection.fetch(self.describing(table), table)
         return [(str(name), int(oid)) for name, oid in rows]
 
     def check_columns(self, table_name: str, columns: Mapping[str, Any], expires_column: str) -> None:

@@ -76,4 +76,4 @@ class Driver(BaseDriver):
         return None
 
     async def describe(self, connection: Connection, table: str) -> Sequence[tuple[str, Any]]:
-        return await cast("SQLiteConnection", connection).describe(f"SELECT * FROM {table} LIMIT 0")  # noqa: S608 - a quoted name
+        return await cast("SQLiteConnection", connection).describe(self.describing(table))
