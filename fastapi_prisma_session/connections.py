@@ -10,7 +10,7 @@ statement itself on a free list, and `asyncio.timeout` another 15 µs: with them
 1.07 to 0.85 times the throughput of the raw asyncpg floor (BENCHMARKS.md). So the pool is a plain free
 list, and all deadlines share one timer (deadlines.py).
 
-The pool opens connections as concurrent requests need them (running the `setup` SQL on each), up
+The pool opens connections as concurrent requests need them (running the `setup` statements on each), up
 to `max_size`, and closes those idle for `idle_timeout` seconds, so a quiet worker holds none. A
 caller that finds every connection busy waits for one: a connection given back goes straight to the
 caller that has waited longest, and one that fails to open wakes the next waiter. Every call ends
@@ -97,7 +97,7 @@ class RequestPool:
         self,
         driver: Driver,
         connect_kwargs: Mapping[str, Any],
-        setup: str | None = None,
+        setup: Sequence[str] = (),
         *,
         max_size: int,
         idle_timeout: float,
@@ -109,7 +109,7 @@ class RequestPool:
         self.deadline = deadline
         self.deadlines = deadlines or Deadlines()
         self._connect_kwargs = dict(connect_kwargs)
-        self._setup = setup  # SQL run once on each new connection
+        self._setup = tuple(setup)  # statements run once on each new connection
         self._idle_timeout = idle_timeout
         self._loop: asyncio.AbstractEventLoop | None = None
         self._idle: list[tuple[Connection, float]] = []  # (connection, idle since); newest last
@@ -272,12 +272,12 @@ class RequestPool:
 
     async def _open(self) -> Connection:
         connection = await self._driver.connect(**self._connect_kwargs)
-        if self._setup is not None:
-            try:
-                await connection.execute(self._setup)
-            except BaseException:
-                connection.terminate()
-                raise
+        try:
+            for statement in self._setup:
+                await connection.execute(statement)
+        except BaseException:
+            connection.terminate()
+            raise
         return connection
 
     def _release(self, connection: Connection) -> None:

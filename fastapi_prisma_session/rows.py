@@ -90,6 +90,8 @@ class RowFormat:
         Raises ValueError for an unusable sid, SessionDataError for data the serializer refuses (NaN, a
         set) and SessionTooLargeError over `max_data_size`, before any statement runs."""
         check_sid(sid, self.longest_key)
+        if MOVED_KEY in session:
+            raise SessionDataError(redact(sid), ValueError(f"the key {MOVED_KEY!r} is the store's own"))
         try:
             # A plain dict (every session the middleware saves) is serialized as it is, not copied.
             payload = self.serializer.dumps(session if type(session) is dict else dict(session))
@@ -129,9 +131,12 @@ class RowFormat:
 
     @staticmethod
     def moved_to(data: SessionData) -> str | None:
-        """Where the session a moved marker (see MOVED_KEY) names went, or None for a session."""
+        """Where the session a marker (see MOVED_KEY) names went, or None for anything but a marker as
+        `moved_marker` writes it."""
         target = data.get(MOVED_KEY)
-        return target if isinstance(target, str) else None
+        if len(data) != 2 or data.get(COOKIE_KEY) != MOVED_COOKIE or not isinstance(target, str):
+            return None
+        return target
 
     def renamed_id(self, new_sid: str) -> str | None:
         """The row id after a move to `new_sid`, when it derives from the sid (`db_record_id_is_session_id`
@@ -177,3 +182,5 @@ def check_sid(sid: str, longest: int | None = None) -> None:
         raise ValueError(
             f"a session id on this database holds at most {longest} characters, got {len(sid)}: {sid!r:.80}"
         )
+    if sid.startswith(MARKER_PREFIX):
+        raise ValueError(f"session ids starting with {MARKER_PREFIX!r} are the store's own: got {sid!r:.80}")

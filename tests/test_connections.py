@@ -341,7 +341,7 @@ async def test_close_also_closes_the_connections_in_use(postgres_url: str) -> No
 
 
 async def test_setup_runs_on_each_new_connection(postgres_url: str) -> None:
-    pool = pool_for(postgres_url, setup="SET lock_timeout = '1234ms'")
+    pool = pool_for(postgres_url, setup=["SET lock_timeout = '1234ms'"])
     values = await asyncio.gather(*(pool.run("fetchval", "SHOW lock_timeout", []) for _ in range(4)))
     assert values == ["1234ms"] * 4
     await pool.close()

@@ -534,3 +534,17 @@ async def test_a_write_on_a_connection_the_server_closed_while_idle_is_not_lost(
         await asyncio.sleep(2.5)  # past wait_timeout: the server has closed it
         assert await store.update("abc", {"cookie": {}, "n": 2})
         assert await store.get("abc") == {"cookie": {}, "n": 2}
+
+
+async def test_the_callers_init_command_cannot_undo_the_servers_time_limits(migrated: str) -> None:
+    """A caller's `init_command` (connect_args) runs first; the store's settings run after it on each
+    new connection, so the server still ends a statement, or a wait for a row lock, before the deadline,
+    and reads committed data."""
+    own = {"connect_args": {"init_command": "SET SESSION innodb_lock_wait_timeout = 50"}}
+    async with PrismaSessionStore(migrated, engine_options=own, operation_timeout=2) as store:
+        row = await store.executor.pool.run(
+            "fetchrow",
+            "SELECT @@SESSION.max_statement_time, @@SESSION.innodb_lock_wait_timeout, @@SESSION.tx_isolation",
+            [],
+        )
+    assert row == (1.4, 1, "READ-COMMITTED")

@@ -8,6 +8,7 @@ Run on SQLite, PostgreSQL and MariaDB, through the real middleware for the regen
 from __future__ import annotations
 
 import asyncio
+import json
 import random
 from collections.abc import Callable
 from typing import Any
@@ -15,7 +16,10 @@ from typing import Any
 import httpx
 import pytest
 
-from fastapi_prisma_session import PrismaSessionStore
+from fastapi_prisma_session import PrismaSessionStore, SessionDataError
+from fastapi_prisma_session.cookies import MOVED_KEY
+from fastapi_prisma_session.durations import utcnow
+from fastapi_prisma_session.rows import MOVED_COOKIE, marker_sid
 from tests.helpers import client_for
 from tests.login_app import fresh_events, logged_in, login_app
 
@@ -139,3 +143,23 @@ async def test_a_logout_racing_a_keep_data_regenerate_always_logs_the_user_out(
                 failures.append((n, hold or "not held", sorted(left)))
     assert overlapped >= ROUNDS // 3, f"only {overlapped} of {ROUNDS} rounds raced"
     assert failures == [], f"{len(failures)} of {overlapped} races left the user logged in: {failures[:3]}"
+
+
+async def test_no_writer_can_forge_a_marker_for_a_logout_to_follow(make_store: MakeStore) -> None:
+    """The marker a keep-data regenerate leaves names the session it moved to, and a logout follows it.
+    No writer of the store can make one: its key and its sid prefix are the store's own. And a logout
+    follows only a marker as the store writes it, under the sid the store derives from the old one."""
+    store = make_store()
+    await store.create_table()
+    await store.set("victim", {"cookie": {}, "user_id": "v"})
+    forged = {"cookie": dict(MOVED_COOKIE), MOVED_KEY: "victim"}
+    with pytest.raises(SessionDataError, match="the store's own"):
+        await store.set("attacker", forged)
+    with pytest.raises(ValueError, match="the store's own"):
+        await store.set(marker_sid("attacker"), {"cookie": {}})
+    # A row written behind the store's back (an express app sharing the table) with that data is no
+    # marker: it is under the attacker's own sid, which a logout deletes and does not follow.
+    row = {**store.rows.new_row("attacker", {"cookie": {}}, utcnow()), "payload": json.dumps(forged)}
+    await store.executor.write("insert", row)
+    await store.destroy("attacker")
+    assert await store.get("victim") == {"cookie": {}, "user_id": "v"}

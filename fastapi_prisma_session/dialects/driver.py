@@ -75,9 +75,9 @@ class Driver(ABC):
         the caller's `connect_args`, with a connect timeout of `deadline` and whatever makes the server
         end a statement before the deadline."""
 
-    def setup(self, deadline: float, *, pgbouncer: bool = False) -> str | None:
-        """SQL run once on each new connection, or None."""
-        return None
+    def setup(self, deadline: float, *, pgbouncer: bool = False) -> tuple[str, ...]:
+        """Statements run once on each new connection, in order."""
+        return ()
 
     def max_connections(self, url: URL) -> int | None:
         """The most connections the database of `url` can be used through at once, where it has a

@@ -49,18 +49,8 @@ def errno(error: BaseException) -> int | None:
 
 def connect_defaults(deadline: float) -> dict[str, Any]:
     """What the store's asyncmy connections are opened with, unless the URL or `connect_args` say
-    otherwise: a connect timeout, utf8mb4, and a server that ends a statement, or a wait for a row lock,
-    before the deadline. InnoDB counts its lock wait in whole seconds (50 by default); MariaDB's
-    max_statement_time, in the MariaDB-only comment MySQL skips, ends any statement on time. MySQL 8 has
-    no such limit for writes: there a statement cut off is ended by KILL QUERY (`Driver.settle`)."""
-    lock_wait = max(1, int(deadline * SERVER_TIMEOUT_SHARE))
-    statement_time = round(deadline * SERVER_TIMEOUT_SHARE, 3)
-    return {
-        "connect_timeout": deadline,
-        "charset": "utf8mb4",
-        "init_command": f"SET SESSION innodb_lock_wait_timeout = {lock_wait}"
-        f" /*M!, SESSION max_statement_time = {statement_time} */",
-    }
+    otherwise: a connect timeout and utf8mb4."""
+    return {"connect_timeout": deadline, "charset": "utf8mb4"}
 
 
 class Driver(BaseDriver):
@@ -89,11 +79,23 @@ class Driver(BaseDriver):
             del defaults["charset"]
         return asyncmy_connect_kwargs(dialect, url, defaults, connect_args or {})
 
-    def setup(self, deadline: float, *, pgbouncer: bool = False) -> str | None:
-        """Every statement and transaction reads what is committed, and locks only the rows it finds:
-        under InnoDB's default (REPEATABLE READ) a write waiting for one user's locked row also locks
-        the gap before it, and other users' sessions inserted there wait too."""
-        return "SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED"
+    def setup(self, deadline: float, *, pgbouncer: bool = False) -> tuple[str, ...]:
+        """Run after the caller's own `init_command`, if any, so that it cannot undo them:
+
+        - every statement and transaction reads what is committed, and locks only the rows it finds:
+          under InnoDB's default (REPEATABLE READ) a write waiting for one user's locked row also locks
+          the gap before it, and other users' sessions inserted there wait too;
+        - the server ends a statement, or a wait for a row lock, before the deadline. InnoDB counts its
+          lock wait in whole seconds (50 by default); MariaDB's max_statement_time, in the MariaDB-only
+          comment MySQL skips, ends any statement on time. MySQL 8 has no such limit for writes: there a
+          statement cut off is ended by KILL QUERY (`settle`)."""
+        lock_wait = max(1, int(deadline * SERVER_TIMEOUT_SHARE))
+        statement_time = round(deadline * SERVER_TIMEOUT_SHARE, 3)
+        return (
+            "SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED",
+            f"SET SESSION innodb_lock_wait_timeout = {lock_wait}"
+            f" /*M!, SESSION max_statement_time = {statement_time} */",
+        )
 
     def refused(self, error: BaseException) -> bool:
         return isinstance(error, REFUSED)

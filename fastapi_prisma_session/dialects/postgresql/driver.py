@@ -76,20 +76,20 @@ class Driver(BaseDriver):
             kwargs["statement_cache_size"] = 0
         return kwargs
 
-    def setup(self, deadline: float, *, pgbouncer: bool = False) -> str | None:
+    def setup(self, deadline: float, *, pgbouncer: bool = False) -> tuple[str, ...]:
         """The server itself gives up on a statement, or on a row lock, a little before the deadline: a
         write stuck behind another transaction's lock then fails there, cleanly, rather than being cut
         off from here while the lock may just be going.
 
         Said in SQL, not as startup parameters: PgBouncer (in any mode) closes the connection of a client
         that sends a startup parameter other than the five it tracks. Behind a transaction pooler nothing
-        is said (None): a SET would stay on a server connection that other clients are handed next. There
+        is said: a SET would stay on a server connection that other clients are handed next. There
         the deadline alone ends a statement: asyncpg cancels it, and PgBouncer forwards the cancel
         request to the server connection running it."""
         if pgbouncer:
-            return None
+            return ()
         server_timeout = f"{int(deadline * 1000 * SERVER_TIMEOUT_SHARE)}ms"
-        return f"SET lock_timeout = '{server_timeout}'; SET statement_timeout = '{server_timeout}'"
+        return (f"SET lock_timeout = '{server_timeout}'; SET statement_timeout = '{server_timeout}'",)
 
     def refused(self, error: BaseException) -> bool:
         return isinstance(error, asyncpg.PostgresError)
