@@ -15,6 +15,7 @@ Python (`user_key_exact` is False: numbers meet as doubles, long strings are cut
 
 from __future__ import annotations
 
+import hashlib
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import (
@@ -35,6 +36,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects import mysql
 
+from ...rows import DataLimit
 from ..base import (
     Serialize,
     SQLDialect,
@@ -66,7 +68,8 @@ class Dialect(SQLDialect):
     longest_key = 191  # Prisma's String on MySQL: VARCHAR(191)
     # MEDIUMTEXT holds 16 MiB, and the server takes a statement of at most max_allowed_packet (16 MiB on
     # MariaDB, 64 MiB on MySQL 8) or closes the connection: 64 KiB are left for the rest of the statement.
-    longest_data = 16 * 1024 * 1024 - 64 * 1024
+    # The data is counted as asyncmy sends it, a string literal with a backslash before each of these.
+    longest_data = DataLimit(16 * 1024 * 1024 - 64 * 1024, escaped="\\'\"\x00\n\r\x1a")
     deletes_returning = False  # MySQL 8 has no DELETE ... RETURNING (MariaDB has, since 10.5)
     sid_clash_error = SUBQUERY_ROWS
 
@@ -87,6 +90,19 @@ class Dialect(SQLDialect):
         return stmt.on_duplicate_key_update(
             data=func.if_(same_sid, stmt.inserted.data, clash), expiresAt=stmt.inserted.expiresAt
         )
+
+    def unchanged(self) -> ColumnElement[bool]:
+        # The stored data's SHA-256 against the loaded text's, computed in Python. Compared as text, the
+        # loaded data would be sent twice (`equal` compares by collation, then by bytes) besides the new
+        # data: a statement three times the session, and a session well within `longest_data` could never
+        # be changed again. The digest is of the UTF-8 bytes, as Python encodes the text, whatever the
+        # column's character set.
+        utf8 = cast(self.table.c.data, mysql.CHAR(charset="utf8mb4"))
+        digest: ColumnElement[str] = func.sha2(utf8, literal_column("256"))
+        return digest == bindparam("expected", type_=String)
+
+    def expected_data(self, text: str) -> str:
+        return hashlib.sha256(text.encode()).hexdigest()
 
     def expired_ids(self, limit: ColumnElement[int]) -> Any:
         c = self.table.c
