@@ -1,10 +1,12 @@
-"""What every write of a session must survive on MariaDB: data near the most one statement carries,
-counted as asyncmy sends it, escapes and all."""
+"""What every write of a session must survive on MariaDB: data near the most one statement carries
+(counted as asyncmy sends it, escapes and all), and, under the user-key index, data that MariaDB's JSON
+functions cannot read: no write may warn, since a warning costs asyncmy a SHOW WARNINGS round trip."""
 
 from __future__ import annotations
 
 import asyncio
 import json
+import logging
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
@@ -134,3 +136,44 @@ async def test_a_merge_or_touch_that_would_pass_the_limit_leaves_the_row_as_it_i
     with pytest.raises(SessionTooLargeError):
         await store.touch("m", {"cookie": {**COOKIE, "path": "/" + "p" * 200}})
     assert await stored_text(mariadb, "m") == dumps(big)
+
+
+# -- no warnings under the user-key index -------------------------------------------------------------------
+
+# Data Python writes and reads, which MariaDB's JSON functions refuse: a lone surrogate (written as the
+# escape `\ud800`, as JSON.stringify writes it), before and after the user key, and nesting past 32.
+UNREADABLE_TO_MARIADB = [
+    {"user_id": 1, "x": "\ud800"},
+    {"x": "\udc00", "user_id": 1},
+    {"user_id": 1, "deep": json.loads("[" * 40 + "]" * 40)},
+]
+
+
+async def test_writes_of_data_mariadb_cannot_read_raise_no_warning_and_the_index_still_finds_them(
+    store: PrismaSessionStore, mariadb: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    # asyncmy logs each warning a statement left, from the SHOW WARNINGS it sends after it.
+    caplog.set_level(logging.WARNING, logger="asyncmy")
+    log = StatementLog(store.engine, store)
+    for n, data in enumerate(UNREADABLE_TO_MARIADB):
+        sid = f"u{n}"
+        await store.create(sid, {"cookie": COOKIE, **data})
+        loaded = await store.load(sid)
+        assert loaded is not None
+        assert loaded.data == {"cookie": COOKIE, **data}
+        assert await store.update(sid, {**loaded.data, "a": 1}, changed=["a"], expected=loaded.text)
+        assert await store.update(sid, {**loaded.data, "b": 2}, changed=["b"], expected=loaded.text)  # merged
+        assert await store.touch(sid, {"cookie": {**COOKIE, "path": "/t"}})
+        await store.set(f"set{n}", {"cookie": COOKIE, **data})
+    await store.set("other", {"cookie": COOKIE, "user_id": 2})
+    assert [record.getMessage() for record in caplog.records] == []
+    assert "SHOW" not in await logged(log)
+    # MariaDB cannot read them, so their rows are the index's candidates that Python reads.
+    keys = await mariadb_sql("SELECT sid, data_user_id_key FROM `Session` WHERE sid LIKE 'u%'", mariadb)
+    assert sorted(keys) == [("u0", b"!"), ("u1", b"!"), ("u2", b"!")]
+    found = await store.matching(user_id=1)
+    assert sorted(found) == ["set0", "set1", "set2", "u0", "u1", "u2"]
+    assert found["u0"].data["x"] == "\ud800"
+    assert await store.destroy_all(user_id=1) == 6
+    assert sorted(await store.ids()) == ["other"]
+    assert [record.getMessage() for record in caplog.records] == []
