@@ -39,13 +39,20 @@ class SessionInterruptedError(SessionError):
 
 
 class SessionTooLargeError(SessionError):
-    """A session's serialized data is larger than the store's `max_data_size`; nothing was written."""
+    """A session's serialized data is larger than the store's `max_data_size`, or than what the database
+    takes in one statement; nothing was written."""
 
-    def __init__(self, session: str, size: int, limit: int) -> None:
-        # `session` names the session as the logs do, never by its whole id.
+    def __init__(self, session: str, size: int, limit: int, *, as_sent: bool = False) -> None:
+        # `session` names the session as the logs do, never by its whole id. `as_sent`: the database's
+        # limit, on the data as the driver sends it (MySQL's quotes and backslashes escaped).
+        over = (
+            f"takes {size} bytes in a statement (escapes counted), over the {limit} this database takes"
+            if as_sent
+            else f"serializes to {size} bytes, over the store's max_data_size of {limit}"
+        )
         super().__init__(
-            f"session {session} serializes to {size} bytes, over the store's max_data_size of {limit}; "
-            "it was not saved. Keep large data elsewhere and store a reference to it in the session."
+            f"session {session} {over}; it was not saved. "
+            "Keep large data elsewhere and store a reference to it in the session."
         )
         self.size = size
         self.limit = limit

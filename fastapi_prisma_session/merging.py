@@ -3,7 +3,8 @@
 The row is rewritten whole, in one statement, if it still holds the text this request loaded
 (compare-and-set). If another request changed it, only this request's keys (and the cookie) are applied
 to the row as it is now, in Python (SQL's JSON functions change numbers and refuse some strings), and
-compare-and-set again. A row deleted meanwhile (a logout, a prune) is never brought back.
+compare-and-set again. A row deleted meanwhile (a logout, a prune) is never brought back. The dialect
+says what the compare-and-set compares (`expected_data`): the loaded text, or its digest on MySQL.
 """
 
 from __future__ import annotations
@@ -47,7 +48,8 @@ class Merger:
         sid = params["session_id"]
         async with self._db.writers.one(sid) as writer:
             if expected is not None:
-                params["expected"] = expected  # the caller's fresh parameters, not copied again
+                # The caller's fresh parameters, not copied again.
+                params["expected"] = self._db.sql.expected_data(expected)
                 if await self._db.write("update_if_unchanged", params):
                     return True
             writer.bound()  # the merge's statements, all within what is left of the deadline
@@ -73,7 +75,8 @@ class Merger:
             stored = self._rows.parse(sid, row[0]) or {}
             merged = {key: value for key, value in stored.items() if key not in gone and key not in patch}
             merged.update(patch)
-            params = self._rows.params(sid, merged, expires)
-            if await self._db.write("update_if_unchanged", {**params, "expected": row[0]}):
+            params = self._rows.params(sid, merged, expires)  # SessionTooLargeError: nothing written
+            params["expected"] = self._db.sql.expected_data(row[0])
+            if await self._db.write("update_if_unchanged", params):
                 return True
         raise StoreUnavailableError(f"session {redact(sid)} is written by too many requests at once")

@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 import logging
 from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -27,6 +28,23 @@ MOVED_COOKIE = {"originalMaxAge": None, "expires": None, "httpOnly": True, "path
 MARKER_PREFIX = "regenerated:"
 TTLFunction = Callable[[Mapping[str, Any], Mapping[str, Any], str], float | timedelta]
 DisposeFunction = Callable[[str, SessionData], Awaitable[None] | None]
+
+
+@dataclass(frozen=True, slots=True)
+class DataLimit:
+    """The most bytes of data one statement of a database's driver carries, counted as it sends them."""
+
+    most: int
+    #: Characters the driver sends with a backslash before them (the data is a string literal in the
+    #: statement, as in MySQL's text protocol): each takes two bytes.
+    escaped: str = ""
+
+    def size(self, payload: str) -> int:
+        """The bytes `payload` takes in a statement."""
+        size = len(payload.encode())
+        for char in self.escaped:
+            size += payload.count(char)
+        return size
 
 
 class RowFormat:
@@ -58,8 +76,8 @@ class RowFormat:
         self._max_data_size = max_data_size
         #: The most characters a sid or row id may have on the store's database (its dialect sets it).
         self.longest_key: int | None = None
-        #: The most bytes of data a row may have on the store's database (its dialect sets it).
-        self.longest_data: int | None = None
+        #: The most bytes of data a statement may carry on the store's database (its dialect sets it).
+        self.longest_data: DataLimit | None = None
         self._log = log
 
     @property
@@ -88,7 +106,8 @@ class RowFormat:
         """The statement parameters of a row: `session_id`, `payload` and `expires`.
 
         Raises ValueError for an unusable sid, SessionDataError for data the serializer refuses (NaN, a
-        set) and SessionTooLargeError over `max_data_size`, before any statement runs."""
+        set) and SessionTooLargeError over `max_data_size` or what the database takes in a statement
+        (`longest_data`), before any statement runs."""
         check_sid(sid, self.longest_key)
         if MOVED_KEY in session:
             raise SessionDataError(redact(sid), ValueError(f"the key {MOVED_KEY!r} is the store's own"))
@@ -97,11 +116,16 @@ class RowFormat:
             payload = self.serializer.dumps(session if type(session) is dict else dict(session))
         except (TypeError, ValueError) as error:
             raise SessionDataError(redact(sid), error) from error
-        limits = [limit for limit in (self._max_data_size, self.longest_data) if limit is not None]
-        if limits:
+        if self._max_data_size is not None:
             size = len(payload.encode())
-            if size > min(limits):
-                raise SessionTooLargeError(redact(sid), size, min(limits))
+            if size > self._max_data_size:
+                raise SessionTooLargeError(redact(sid), size, self._max_data_size)
+        database = self.longest_data
+        if database is not None:
+            # As sent, escapes and all: a statement over the server's limit would cost the connection.
+            size = database.size(payload)
+            if size > database.most:
+                raise SessionTooLargeError(redact(sid), size, database.most, as_sent=True)
         return {"session_id": sid, "payload": payload, "expires": expires}
 
     def new_row(self, sid: str, session: Mapping[str, Any], expires: datetime) -> dict[str, Any]:

@@ -18,6 +18,7 @@ from sqlalchemy.schema import CreateIndex, DropIndex
 
 from ..exceptions import ConfigurationError
 from ..models import session_table
+from ..rows import DataLimit
 
 if TYPE_CHECKING:
     from sqlalchemy import ColumnElement, Delete, Executable, Table
@@ -78,8 +79,9 @@ class SQLDialect(ABC):
     name: ClassVar[str]
     #: The most characters the `id` and `sid` columns hold, where that is fewer than a sid may have.
     longest_key: ClassVar[int | None] = None
-    #: The most bytes of serialized data a row can be written with, where the database has a limit.
-    longest_data: ClassVar[int | None] = None
+    #: The most bytes of serialized data a row can be written with, counted as the driver sends them,
+    #: where the database has a limit.
+    longest_data: ClassVar[DataLimit | None] = None
     #: Whether DELETE ... RETURNING hands back the deleted rows; where not (MySQL), `deleted()` is a
     #: SELECT ... FOR UPDATE of them, and the database deletes them by id in the same transaction.
     deletes_returning: ClassVar[bool] = True
@@ -113,7 +115,7 @@ class SQLDialect(ABC):
         self.update: Executable = update(table).where(by_sid).values(**row_values)
         # Compare-and-set: rewrite the row only if it still holds the text this request loaded.
         self.update_if_unchanged: Executable = (
-            update(table).where(by_sid, self.equal(c.data, bindparam("expected"))).values(**row_values)
+            update(table).where(by_sid, self.unchanged()).values(**row_values)
         )
         self.touch: Executable = update(table).where(by_sid).values(expiresAt=bindparam("expires"))
         # regenerate(keep_data=True): the live row moves to the new sid, or nothing happens.
@@ -162,6 +164,16 @@ class SQLDialect(ABC):
         """The expiry column as the store reads it: NULL (an unreadable expiry) where the database holds
         an instant the driver cannot hand to Python."""
         return self.table.c.expiresAt
+
+    def unchanged(self) -> ColumnElement[bool]:
+        """The compare-and-set's condition: the row still holds the data it was loaded with, which the
+        parameter `expected` gives as `expected_data` makes it."""
+        return self.equal(self.table.c.data, bindparam("expected"))
+
+    def expected_data(self, text: str) -> str:
+        """The parameter `expected` for data loaded as `text`: the text itself, or what the database
+        compares instead (a digest, where the statement must not carry the data twice)."""
+        return text
 
     @abstractmethod
     def build_upsert(self) -> Executable:

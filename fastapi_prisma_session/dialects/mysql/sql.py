@@ -15,9 +15,11 @@ Python (`user_key_exact` is False: numbers meet as doubles, long strings are cut
 
 from __future__ import annotations
 
+import hashlib
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import (
+    ColumnElement,
     String,
     and_,
     bindparam,
@@ -34,7 +36,10 @@ from sqlalchemy import (
     type_coerce,
 )
 from sqlalchemy.dialects import mysql
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.sql.visitors import InternalTraversal
 
+from ...rows import DataLimit
 from ..base import (
     Serialize,
     SQLDialect,
@@ -44,7 +49,8 @@ from ..base import (
 )
 
 if TYPE_CHECKING:
-    from sqlalchemy import ColumnElement, Executable, Subquery
+    from sqlalchemy import Executable, Subquery
+    from sqlalchemy.sql.compiler import SQLCompiler
 
 # GET_LOCK names are server-wide and at most 64 characters: the database's name and the table's key are
 # hashed into one, so that two databases on one server prune side by side.
@@ -55,6 +61,8 @@ SUBQUERY_ROWS = 1242
 UNKNOWN_COLUMN = 1054
 # The user-key column's bytes: a string value is cut to this many (an index entry stays small).
 USER_KEY_BYTES = 255
+# A number in JSON's own form (no backslashes: the same under NO_BACKSLASH_ESCAPES).
+JSON_NUMBER = "'^-?(0|[1-9][0-9]*)([.][0-9]+)?([eE][-+]?[0-9]+)?$'"
 # What the user-key column holds for data the database cannot read as JSON. A value it can read is
 # 's' and the string, 'n' and the number as a double, or 'true', 'false', 'null', '[]' (any array) or
 # '{}' (any object).
@@ -66,7 +74,8 @@ class Dialect(SQLDialect):
     longest_key = 191  # Prisma's String on MySQL: VARCHAR(191)
     # MEDIUMTEXT holds 16 MiB, and the server takes a statement of at most max_allowed_packet (16 MiB on
     # MariaDB, 64 MiB on MySQL 8) or closes the connection: 64 KiB are left for the rest of the statement.
-    longest_data = 16 * 1024 * 1024 - 64 * 1024
+    # The data is counted as asyncmy sends it, a string literal with a backslash before each of these.
+    longest_data = DataLimit(16 * 1024 * 1024 - 64 * 1024, escaped="\\'\"\x00\n\r\x1a")
     deletes_returning = False  # MySQL 8 has no DELETE ... RETURNING (MariaDB has, since 10.5)
     scans_miss_moved_keys = True
     sid_clash_error = SUBQUERY_ROWS
@@ -88,6 +97,19 @@ class Dialect(SQLDialect):
         return stmt.on_duplicate_key_update(
             data=func.if_(same_sid, stmt.inserted.data, clash), expiresAt=stmt.inserted.expiresAt
         )
+
+    def unchanged(self) -> ColumnElement[bool]:
+        # The stored data's SHA-256 against the loaded text's, computed in Python. Compared as text, the
+        # loaded data would be sent twice (`equal` compares by collation, then by bytes) besides the new
+        # data: a statement three times the session, and a session well within `longest_data` could never
+        # be changed again. The digest is of the UTF-8 bytes, as Python encodes the text, whatever the
+        # column's character set.
+        utf8 = cast(self.table.c.data, mysql.CHAR(charset="utf8mb4"))
+        digest: ColumnElement[str] = func.sha2(utf8, literal_column("256"))
+        return digest == bindparam("expected", type_=String)
+
+    def expected_data(self, text: str) -> str:
+        return hashlib.sha256(text.encode()).hexdigest()
 
     def expired_ids(self, limit: ColumnElement[int]) -> Any:
         c = self.table.c
@@ -207,14 +229,42 @@ def _bytes(column: ColumnElement[Any]) -> ColumnElement[Any]:
     return type_coerce(cast(column, mysql.BINARY()), String())
 
 
+class OnMariaDB(ColumnElement[bool]):
+    """`mariadb` where MariaDB runs the statement, `mysql` where MySQL does: MariaDB runs the text of a
+    `/*M! */` comment, which MySQL skips as a comment. MariaDB reads `mariadb OR (FALSE AND mysql)`,
+    and never evaluates `mysql`."""
+
+    __visit_name__ = "on_mariadb"
+    inherit_cache = True
+    _traverse_internals: list[tuple[str, InternalTraversal]] = [  # noqa: RUF012 - as its base declares it
+        ("mariadb", InternalTraversal.dp_clauseelement),
+        ("mysql", InternalTraversal.dp_clauseelement),
+    ]
+
+    def __init__(self, mariadb: ColumnElement[bool], mysql: ColumnElement[bool]) -> None:
+        self.mariadb, self.mysql = mariadb, mysql
+
+
+@compiles(OnMariaDB)
+def _on_mariadb(element: OnMariaDB, compiler: SQLCompiler, **kw: Any) -> str:
+    mariadb, mysql = compiler.process(element.mariadb, **kw), compiler.process(element.mysql, **kw)
+    return f"(/*M! {mariadb} OR (FALSE AND */ {mysql} /*M! ) */)"
+
+
 def user_key_of(document: ColumnElement[Any], key: str) -> ColumnElement[Any]:
     """What the user-key column holds for the JSON text `document`: NULL without `key` at the top level,
-    '!' (UNREADABLE) where the database cannot read the text, else the key's value in a normal form.
+    '!' (UNREADABLE) where the database cannot read the text as a JSON object (or array), else the key's
+    value in a normal form.
 
-    Every write computes it, so no text may make it fail: in strict mode a warning ends the write. MariaDB's
-    JSON_VALID takes numbers its other JSON functions refuse (`1e-`, `-`), and JSON_EXTRACT of such a
-    number warns. So the value's kind is read from its first character (an extract of two paths copies
-    the value without reading it), and a number is read only once JSON_VALID takes it on its own."""
+    Every write computes it, so no text may make it fail, nor warn: in strict mode a warning ends the
+    write, and any warning or note costs the client a SHOW WARNINGS round trip. MariaDB's JSON_VALID notes
+    every text it refuses (a lone surrogate's escape, `\\ud800`, which JSON.stringify and Python write;
+    nesting deeper than 32), and its JSON_EXTRACT warns: on MariaDB the text is checked by JSON_QUERY,
+    which returns NULL for what it cannot read, silently (MySQL has no JSON_QUERY; its JSON_VALID is
+    silent). JSON_VALID takes numbers inside a document that MariaDB's other JSON functions refuse (`1e-`,
+    `-`), and JSON_EXTRACT of such a number warns. So the value's kind is read from its first character
+    (an extract of two paths copies the value without reading it), and a number is read only once it
+    has JSON's form and JSON_VALID takes it on its own."""
     path: ColumnElement[str] = literal_column(f"'$.{key}'")
     value = func.json_extract(document, path)
     text_value = func.json_value(document, path)
@@ -231,12 +281,17 @@ def user_key_of(document: ColumnElement[Any], key: str) -> ColumnElement[Any]:
         literal_column("'{'"): literal_column("'{}'"),
     }
     missing = func.if_(text_value.is_(None), null(), literal_column(UNREADABLE))
+    is_number = and_(text_value.op("REGEXP")(literal_column(JSON_NUMBER)), func.json_valid(text_value))
     readable = case(
         kinds,
         value=func.substring(func.json_extract(document, path, path), 2, 1),
-        else_=func.if_(func.json_valid(text_value), number, missing),
+        else_=func.if_(is_number, number, missing),
     )
-    return case((~func.json_valid(document), literal_column(UNREADABLE)), else_=readable)
+    # JSON_QUERY returns the top-level object or array as it is written, without what follows it (which
+    # JSON_EXTRACT then warns about): the text is read whole only where nothing follows.
+    whole = func.length(func.json_query(document, literal_column("'$'")))
+    valid = OnMariaDB(whole.is_not_distinct_from(func.length(document)), func.json_valid(document))
+    return case((~valid, literal_column(UNREADABLE)), else_=readable)
 
 
 def _sql(element: ColumnElement[Any]) -> str:
