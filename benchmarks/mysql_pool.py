@@ -40,7 +40,7 @@ from sqlalchemy.dialects.mysql.asyncmy import dialect as asyncmy_dialect
 from sqlalchemy.engine import make_url
 
 from fastapi_prisma_session.connections import RequestPool
-from fastapi_prisma_session.dialects.mysql.connection import REFUSED, MySQLConnection
+from fastapi_prisma_session.dialects.mysql.driver import Driver
 from fastapi_prisma_session.dialects.mysql.sql import Dialect
 from fastapi_prisma_session.models import session_table
 from tests.helpers import PRISMA_MYSQL_DDL, mariadb_database, mariadb_sql
@@ -93,14 +93,7 @@ def connect_kwargs(url: str) -> dict[str, Any]:
 
 @contextlib.asynccontextmanager
 async def request_pool(kwargs: dict[str, Any], size: int) -> AsyncIterator[Run]:
-    pool = RequestPool(
-        kwargs,
-        max_size=size,
-        idle_timeout=60.0,
-        deadline=DEADLINE,
-        connect=MySQLConnection.connect,
-        refused=REFUSED,
-    )
+    pool = RequestPool(Driver(), kwargs, max_size=size, idle_timeout=60.0, deadline=DEADLINE)
 
     async def run(sql: str, args: Sequence[Any], read: bool) -> Any:
         if read:
