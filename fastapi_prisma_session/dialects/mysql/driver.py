@@ -23,11 +23,15 @@ if TYPE_CHECKING:
 # Galera's node outside the primary component (1047) and its error during COMMIT (1180), and the
 # client's lost or refused connections (2000-2099).
 UNAVAILABLE = frozenset({1040, 1047, 1053, 1180, 1205, 1317, 1969, 3024, *range(2000, 2100)})
+# The server's network errors (a packet over max_allowed_packet, 1153, among them): it closes the
+# connection after sending one, though the number is below the client's own (2000 and up).
+NETWORK_ERRORS = frozenset(range(1153, 1162))
 # A deadlock, or a Galera certification failure: the transaction was rolled back whole.
 DEADLOCK = 1213
 NO_SUCH_TABLE = 1146
-# Access denied (a wrong user or password, 1045; no rights on the database, 1044), no such database (1049).
-LOGIN_REFUSED = frozenset({1044, 1045, 1049})
+# Access denied (a wrong password, 1045; no rights on the database, 1044; no such user, 1698; not from
+# this host, 1130), no such database (1049), an authentication method the client lacks (1251, 2059).
+LOGIN_REFUSED = frozenset({1044, 1045, 1049, 1130, 1251, 1698, 2059})
 DUPLICATE_KEY = 1062
 # ER_BAD_FIELD_ERROR: no such column (the user key's, when its migration has not run).
 UNKNOWN_COLUMN = 1054
@@ -100,6 +104,9 @@ class Driver(BaseDriver):
     def refused(self, error: BaseException) -> bool:
         return isinstance(error, REFUSED)
 
+    def ended(self, error: BaseException, connection: Connection) -> bool:
+        return errno(error) in NETWORK_ERRORS
+
     async def settle(self, connection: Connection, grace: float) -> bool:
         """KILL QUERY, from a connection of its own: a client that merely closes its socket leaves the
         server running the statement, which then applies a write when the lock it waits for goes."""
@@ -130,7 +137,7 @@ class Driver(BaseDriver):
             return Fault.SID_CLASH
         if number in BAD_DATA or isinstance(error, UnicodeError):
             return Fault.BAD_DATA
-        if number in UNAVAILABLE or isinstance(error, (OSError, TimeoutError)):
+        if number in UNAVAILABLE or number in NETWORK_ERRORS or isinstance(error, (OSError, TimeoutError)):
             return Fault.UNAVAILABLE
         return None
 
