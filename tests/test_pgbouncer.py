@@ -309,7 +309,7 @@ async def test_a_prisma_url_sets_up_the_store() -> None:
         assert requests is not None
         assert requests.max_size == 3
         assert requests._connect_kwargs["statement_cache_size"] == 0
-        assert requests._setup is None
+        assert requests._setup == ()
     finally:
         await store.shutdown()
     store = PrismaSessionStore("postgresql://u@127.0.0.1:1/app?pgbouncer=true", pgbouncer=False)
