@@ -80,17 +80,13 @@ class UserKeyIndex:
         holds = value == sql.user_key_parameter("user_key_value")
         # Candidates: the rows holding the value and the unreadable ones, which matching.py checks.
         candidates = value.in_([sql.user_key_parameter("user_key_value"), sql.user_key_unreadable()])
-        # (sid, data, expiresAt, id), locked: what a transaction deletes by id if it matches.
-        self.candidates: Executable = (
-            select(c.sid, c.data, c.expiresAt, c.id).where(candidates).with_for_update()
-        )
+        # (sid, data, expiresAt, id): what destroy_all deletes by id if it matches.
+        self.candidates: Executable = select(c.sid, c.data, c.expiresAt, c.id).where(candidates)
         self.live_candidates: Executable = select(c.sid, c.data, c.expiresAt).where(
             candidates, c.expiresAt > bindparam("now")
         )
         unreadable = value == sql.user_key_unreadable()
-        self.unreadable: Executable = (
-            select(c.sid, c.data, c.expiresAt, c.id).where(unreadable).with_for_update()
-        )
+        self.unreadable: Executable = select(c.sid, c.data, c.expiresAt, c.id).where(unreadable)
         self.live_unreadable: Executable = select(c.sid, c.data, c.expiresAt).where(
             unreadable, c.expiresAt > bindparam("now")
         )
@@ -123,6 +119,8 @@ class DataMatcher:
         self._index = None if user_key is None else UserKeyIndex(executor.sql, user_key)
         # A move (regenerate(keep_data=True)) gives a row a new id: the row ids derive from the sid.
         self._moves_change_ids = moves_change_ids
+        # The candidates' statements FOR UPDATE, by the statement's id (`_delete_scanning`).
+        self._locked: dict[int, Executable] = {}
 
     def _lookup(self, match: dict[str, Any]) -> dict[str, Any] | None:
         """The user-key index's parameter for `match`; {} when only the rows it marks unreadable can
@@ -187,28 +185,55 @@ class DataMatcher:
                 return await self._deleter.delete(statement, sql.deleted(statement), params)  # type: ignore[arg-type]
             except StatementError as error:
                 self._unless_unreadable(error)
-        statement, params = self._candidates(match, locked=True)
+        statement, params = self._candidates(match)
         return await self._delete_in_python(statement, params, match)
 
     async def _delete_in_python(
         self, statement: Executable, params: dict[str, Any], match: dict[str, Any]
     ) -> int:
-        # A second look where a move that committed while the first waited for its row can have taken
-        # the row out of the first's sight (scans_miss_moved_keys); it sees what has been committed.
-        looks = 2 if self._moves_change_ids and self._executor.sql.scans_miss_moved_keys else 1
+        """Delete the rows among `statement`'s candidates whose data matches, in a transaction that locks
+        only them: the candidates are read and matched first, then locked by id, matched again (another
+        request may have changed them) and deleted. A session moved meanwhile keeps its id, and goes too."""
+        executor = self._executor
+        sql = executor.sql
+        if self._moves_change_ids:
+            return await self._delete_scanning(statement, params, match)
+        ids = [row[3] for row in self._matched(await executor.fetch(statement, params), match)]
+        if not ids:
+            return 0
+
+        async def matched_and_deleted(transaction: Transaction) -> list[Row]:
+            found = self._matched(await transaction.fetch(sql.locked_rows_by_ids, {"ids": ids}), match)
+            if found:
+                await transaction.execute(sql.delete_ids, {"ids": [row[3] for row in found]})
+            return found
+
+        return await self._disposed(await executor.transaction(matched_and_deleted))
+
+    async def _delete_scanning(
+        self, statement: Executable, params: dict[str, Any], match: dict[str, Any]
+    ) -> int:
+        """`_delete_in_python` where a move gives a row a new id (the row ids derive from the sid): the
+        candidates are read and locked in the transaction itself, and on MySQL read twice, since InnoDB's
+        scan can miss a row whose primary key a move that committed while it waited changed."""
+        sql = self._executor.sql
+        locked = self._locked.get(id(statement))
+        if locked is None:
+            locked = self._locked[id(statement)] = statement.with_for_update()  # type: ignore[attr-defined]
+        looks = 2 if sql.scans_miss_moved_keys else 1
 
         async def matched_and_deleted(transaction: Transaction) -> list[Row]:
             found: list[Row] = []
             for _ in range(looks):
-                seen = self._matched(await transaction.fetch(statement, params), match)
+                seen = self._matched(await transaction.fetch(locked, params), match)
                 if seen:
-                    await transaction.execute(
-                        self._executor.sql.delete_ids, {"ids": [row[3] for row in seen]}
-                    )
+                    await transaction.execute(sql.delete_ids, {"ids": [row[3] for row in seen]})
                 found += seen
             return found
 
-        found = await self._executor.transaction(matched_and_deleted)
+        return await self._disposed(await self._executor.transaction(matched_and_deleted))
+
+    async def _disposed(self, found: list[Row]) -> int:
         for row in found:
             await self._deleter.dispose(row[0], row[1])
         return len(found)
@@ -255,16 +280,14 @@ class DataMatcher:
         table = self._executor.table_name
         self._log(logging.WARNING, "a %s row cannot be read as jsonb; matching in Python", table)
 
-    def _candidates(
-        self, match: dict[str, Any], *, locked: bool = False
-    ) -> tuple[Executable, dict[str, Any]]:
-        """A SELECT (`locked`: FOR UPDATE) of (sid, data, expiresAt, id) of the rows that may match: where
-        the data is JSON, only those whose text names the first key."""
+    def _candidates(self, match: dict[str, Any]) -> tuple[Executable, dict[str, Any]]:
+        """A SELECT of (sid, data, expiresAt, id) of the rows that may match: where the data is JSON, only
+        those whose text names the first key."""
         sql = self._executor.sql
         if self._is_json:
             pattern = "%" + _like_escape(self._serializer.dumps(next(iter(match)))) + "%"
-            return sql.locked_rows_with_keys_like if locked else sql.rows_with_keys_like, {"pattern": pattern}
-        return sql.locked_all_rows if locked else sql.all_rows, {}
+            return sql.rows_with_keys_like, {"pattern": pattern}
+        return sql.all_rows, {}
 
 
 def _like_escape(text: str) -> str:

@@ -129,6 +129,45 @@ async def test_a_locked_users_logout_and_login_answer_503_while_other_users_log_
     assert max(seconds for _, seconds in unrelated) < OPERATION_TIMEOUT, unrelated
 
 
+@pytest.mark.parametrize("database_url", ["sqlite", "postgresql", "mariadb"], indirect=True)
+@pytest.mark.usefixtures("_drop_tables")
+async def test_log_out_everywhere_behind_a_locked_row_holds_up_no_other_user(
+    database_url: str, engine: AsyncEngine
+) -> None:
+    """`destroy_all(user_id=1)` waits for user 1's row, which another connection holds locked; user 2's
+    save meanwhile is not held up by it (destroy_all locks only the rows that match), and once the lock
+    goes user 1's session is gone and user 2's kept."""
+    store = PrismaSessionStore(database_url, operation_timeout=OPERATION_TIMEOUT)
+    try:
+        await store.create_table()
+        await store.set("user-one", {"cookie": {}, "user_id": 1})
+        await store.set("user-two", {"cookie": {}, "user_id": 2})
+        if engine.dialect.name == "sqlite":
+            # SQLite locks the whole database, not a row: the lock here is destroy_all's own, and what
+            # is measured is that user 2's save waits only for it, not for the deadline.
+            outcome = await asyncio.gather(
+                ended(store.destroy_all(user_id=1)),
+                ended(store.set("user-two", {"cookie": {}, "user_id": 2})),
+            )
+            assert outcome[0][0] == 1
+        else:
+            async with row_locked(engine, "user-one"):
+                everywhere = asyncio.ensure_future(ended(store.destroy_all(user_id=1)))
+                await asyncio.sleep(0.1)  # waiting for user 1's row
+                outcome = [await ended(store.set("user-two", {"cookie": {}, "user_id": 2}))]
+            outcome.insert(0, await everywhere)
+        saved, took = outcome[1]
+        assert saved is None, saved
+        assert took < OPERATION_TIMEOUT / 2, outcome
+        assert await store.get("user-two") == {"cookie": {}, "user_id": 2}
+        if not isinstance(outcome[0][0], int):  # it ran out of time behind the lock: a 503, nothing lost
+            assert isinstance(outcome[0][0], StoreUnavailableError), outcome
+            assert await store.destroy_all(user_id=1) == 1
+        assert await store.get("user-one") is None
+    finally:
+        await store.shutdown()
+
+
 @pytest.mark.parametrize("database_url", ["mariadb"], indirect=True)
 @pytest.mark.usefixtures("_drop_tables")
 async def test_a_write_answered_503_is_never_applied_after_the_lock_goes(

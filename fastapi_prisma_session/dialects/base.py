@@ -137,11 +137,14 @@ class SQLDialect(ABC):
         self.live_count: Executable = select(func.count()).select_from(table).where(live)
         # (sid, data, expiresAt, id): what matching reads, and locks when it deletes what matches by id.
         self.all_rows: Executable = select(c.sid, c.data, expiry, c.id)
-        self.locked_all_rows: Executable = self.all_rows.with_for_update()
         self.rows_with_keys_like: Executable = select(c.sid, c.data, expiry, c.id).where(
             c.data.like(bindparam("pattern"), escape="\\")
         )
-        self.locked_rows_with_keys_like: Executable = self.rows_with_keys_like.with_for_update()
+        self.locked_rows_by_ids: Executable = (
+            select(c.sid, c.data, expiry, c.id)
+            .where(c.id.in_(bindparam("ids", expanding=True)))
+            .with_for_update()
+        )
 
         self.upsert: Executable = self.build_upsert()
         # The batch's size is a parameter (`batch_size`): the pruner sizes each batch to the database's pace.
