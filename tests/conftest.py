@@ -22,6 +22,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from fastapi_prisma_session import PrismaSessionStore
+from tests.faultproxy import FaultProxy
 from tests.helpers import (
     ADMIN_URL,
     MARIADB_ADMIN_URL,
@@ -68,6 +69,15 @@ def mariadb_url() -> Iterator[str]:
         missing(f"MariaDB not usable at {MARIADB_ADMIN_URL}: {error}")
     with mariadb_database(f"fps_test_{os.getpid()}") as url:
         yield make_url(url).set(drivername="mysql+asyncmy").render_as_string(hide_password=False)
+
+
+@pytest.fixture
+def proxy(postgres_url: str) -> Iterator[FaultProxy]:
+    """The repository's fault proxy in front of the test PostgreSQL; it must see no error of its own."""
+    server = make_url(postgres_url)
+    with FaultProxy(server.host or "127.0.0.1", server.port or 5432) as proxy:
+        yield proxy
+        assert proxy.errors == []
 
 
 @pytest.fixture(params=["sqlite", "postgresql", "mariadb"])

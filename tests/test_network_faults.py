@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import statistics
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import asyncpg
@@ -35,14 +35,6 @@ DEADLINE = 1.0
 # a busy 2-core machine.
 SLOWEST = 2 * DEADLINE + 1.0
 USERS = 30
-
-
-@pytest.fixture
-def proxy(postgres_url: str) -> Iterator[FaultProxy]:
-    server = make_url(postgres_url)
-    with FaultProxy(server.host or "127.0.0.1", server.port or 5432) as proxy:
-        yield proxy
-        assert proxy.errors == []
 
 
 @pytest.fixture

@@ -14,7 +14,7 @@ import asyncio
 import contextlib
 import json
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import httpx
@@ -201,14 +201,6 @@ async def test_a_write_answered_503_is_never_applied_after_the_lock_goes(
 
 
 # -- a PostgreSQL that goes silent --------------------------------------------------------------------
-
-
-@pytest.fixture
-def proxy(postgres_url: str) -> Iterator[FaultProxy]:
-    server = make_url(postgres_url)
-    with FaultProxy(server.host or "127.0.0.1", server.port or 5432) as proxy:
-        yield proxy
-        assert proxy.errors == []
 
 
 @pytest.fixture
