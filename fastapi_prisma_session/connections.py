@@ -24,11 +24,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import sys
 from collections import deque
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from typing import Any, Protocol, TypeVar
 
-from .deadlines import Deadlines
+from .deadlines import Deadlines, not_on_asyncio
 
 T = TypeVar("T")
 
@@ -79,6 +80,13 @@ class Driver(Protocol):
         ...
 
 
+def _finish(watch: AsyncIterator[None] | None) -> None:
+    """Run a pool's `_until_loop_ends` to its end now, synchronously (its `finally` awaits nothing)."""
+    if watch is not None:
+        with contextlib.suppress(StopIteration, RuntimeError):  # RuntimeError: it has ended already
+            watch.aclose().send(None)  # type: ignore[attr-defined]
+
+
 def wake_first(waiters: deque[asyncio.Future[T]], value: T) -> bool:
     """Resolve the first future of `waiters` still waiting (the ones cancelled meanwhile are dropped)
     with `value`; whether there was one. The queues of the pool and of a session's writers."""
@@ -119,6 +127,7 @@ class RequestPool:
         # the first of them (its future's result); None wakes one to look again (a slot to open one).
         self._waiters: deque[asyncio.Future[Connection | None]] = deque()
         self._reaper: asyncio.TimerHandle | None = None
+        self._watch: AsyncIterator[None] | None = None  # closes the connections when their loop ends
 
     @property
     def open_connections(self) -> int:
@@ -181,7 +190,11 @@ class RequestPool:
             self._reaper = None
         idle, self._idle = self._idle, []
         self._mine, self._opened = set(), 0  # what is in use now is not the pool's any more
-        if self._loop is asyncio.get_running_loop():
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            raise not_on_asyncio() from None  # `await store.shutdown()` under trio
+        if self._loop is loop:
             for connection, _ in idle:
                 with contextlib.suppress(Exception):
                     await connection.close(timeout=1)
@@ -335,13 +348,41 @@ class RequestPool:
         self._reaper = loop.call_later(self._idle_timeout, self._reap, loop) if self._idle else None
 
     def _move_to_this_loop(self) -> None:
-        """Forget the connections of another event loop (they cannot be used, or closed politely, here)."""
+        """Forget the connections of another event loop (they cannot be used, or closed politely, here),
+        and have this loop's connections closed when this loop ends."""
+        _finish(self._watch)  # closes the previous loop's idle connections, if it has not ended them
         if self._reaper is not None:
             self._reaper.cancel()
             self._reaper = None
-        self._abandon(self._idle)
         self._idle, self._mine, self._opened, self._waiters = [], set(), 0, deque()
-        self._loop = asyncio.get_running_loop()
+        self._loop = loop = asyncio.get_running_loop()
+        # A loop that ends as asyncio.run, asyncio.Runner and anyio end one (a TestClient without `with`
+        # runs each request on a loop of its own, and no lifespan closes the store) closes its live async
+        # generators while it still runs: this one closes the pool's connections then, rather than
+        # leaving them to the garbage collector's ResourceWarnings once the loop is gone.
+        # Its first step registers it with the loop (the firstiter hook), without the loop's finalizer:
+        # dropped unfinished, it is closed on the spot, never handed to a loop that may be closed by then.
+        self._watch = watch = self._until_loop_ends(loop)
+        hooks = sys.get_asyncgen_hooks()
+        sys.set_asyncgen_hooks(hooks.firstiter, None)
+        try:
+            watch.__anext__().send(None)  # type: ignore[attr-defined]  # runs to its `yield`
+        except StopIteration:
+            pass
+        finally:
+            sys.set_asyncgen_hooks(*hooks)
+
+    async def _until_loop_ends(self, loop: asyncio.AbstractEventLoop) -> AsyncIterator[None]:
+        try:
+            yield
+        finally:
+            # No await here: it also runs synchronously (_finish), outside any loop.
+            if self._loop is loop:
+                if self._reaper is not None:
+                    self._reaper.cancel()
+                    self._reaper = None
+                self._abandon(self._idle)
+                self._idle, self._mine, self._opened = [], set(), 0
 
     @staticmethod
     def _abandon(idle: list[tuple[Connection, float]]) -> None:

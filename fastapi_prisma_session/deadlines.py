@@ -10,6 +10,8 @@ import asyncio
 from types import TracebackType
 from typing import Any
 
+from .exceptions import ConfigurationError
+
 # How often the shared deadline timer looks for calls past their deadline, while there are calls.
 DEADLINE_TICK = 0.05
 
@@ -31,7 +33,13 @@ class Deadlines:
     def start(self, seconds: float) -> tuple[asyncio.Task[Any], int]:
         """Start a deadline `seconds` from now for the current task; what `end` takes. For a caller on
         the hot path that would rather not pay for `within`'s context manager and its coroutines."""
-        task = asyncio.current_task()
+        try:
+            task = asyncio.current_task()
+        except RuntimeError:
+            # No asyncio loop in a coroutine: another async library (trio, through anyio) runs it. Said
+            # here, the first thing every store operation does, before a driver fails obscurely; the
+            # `try` costs nothing when the loop is there.
+            raise not_on_asyncio() from None
         if task is None:
             raise RuntimeError("a deadline needs a running task")
         loop = task.get_loop()
@@ -67,6 +75,30 @@ class Deadlines:
                 self._expired.add(task)
                 task.cancel()
         self._timer = loop.call_later(DEADLINE_TICK, self._tick, loop) if self._running else None
+
+
+def async_library() -> str | None:
+    """The async library running the current code as sniffio tells it (trio, asyncio), or None when
+    sniffio is not installed or nothing runs."""
+    try:
+        import sniffio  # optional: Starlette's anyio no longer needs it, trio does
+    except ImportError:
+        return None
+    try:
+        return str(sniffio.current_async_library())
+    except sniffio.AsyncLibraryNotFoundError:
+        return None
+
+
+def not_on_asyncio() -> ConfigurationError:
+    """The error for the store used from async code that asyncio does not run: its drivers need asyncio."""
+    library = async_library() or "an async library other than asyncio"
+    return ConfigurationError(
+        f"fastapi_prisma_session needs asyncio, and this app runs on {library}: the database drivers "
+        "(asyncpg, asyncmy, sqlite3 on its thread) work only on an asyncio event loop. Run the app on "
+        "asyncio, e.g. uvicorn's default loop (Hypercorn without --worker-class trio; "
+        "TestClient without backend='trio')."
+    )
 
 
 class _Within:

@@ -23,6 +23,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, Literal
 
 from .cookies import CookieAttributes, Priority, SameSite, Secure, path_matches
+from .deadlines import not_on_asyncio
 from .durations import Duration
 from .exceptions import ConfigurationError, StoreUnavailableError
 from .lifecycle import DEFAULT_MAX_AGE, SessionLifecycle, Unset
@@ -234,6 +235,14 @@ class SessionMiddleware(metaclass=_BuiltOrReported):
             await _unavailable(scope, send, error)
 
     async def _lifespan(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            # Served on trio (anyio runs Starlette on either): the drivers need asyncio. Said at startup,
+            # once, rather than by every request's first statement.
+            error = not_on_asyncio()
+            await fail_startup(receive, send, error)
+            raise error from None
         outer = scope.setdefault(STACK_KEY, [])
         for other in outer:
             if self._shares_requests_with(other):

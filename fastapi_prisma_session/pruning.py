@@ -12,6 +12,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
+from .deadlines import async_library, not_on_asyncio
 from .durations import utcnow
 
 if TYPE_CHECKING:
@@ -253,6 +254,8 @@ class PruneLoop:
         try:
             loop = asyncio.get_running_loop()
         except RuntimeError:
+            if async_library() is not None:  # async code, on trio: the drivers need asyncio
+                raise not_on_asyncio() from None
             raise RuntimeError(
                 "start_interval() needs a running event loop: call it from async code, use "
                 "`async with store:`, or let SessionMiddleware start it on the ASGI lifespan"
