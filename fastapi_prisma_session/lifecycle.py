@@ -244,9 +244,8 @@ class SessionLifecycle:
         if state.absolute_expires is not None:
             cookie.cap(state.absolute_expires)
         patch: dict[str, Any] = {COOKIE_KEY: self.cookie.to_json(cookie, state.secure)}
-        data = data_of(session)
         # Only a ttl function looks at the user's data: a touch that is not due copies none of it.
-        for_ttl = {**patch, **data} if self.store.rows.ttl_reads_session else patch
+        for_ttl = {**patch, **data_of(session)} if self.store.rows.ttl_reads_session else patch
         sid = session.id
         expires_at = self._row_expiry(sid, state, for_ttl, cookie.expires, now)
         lifetime = (expires_at - now).total_seconds()
@@ -255,7 +254,7 @@ class SessionLifecycle:
         if row_expires is not None and (expires_at - row_expires).total_seconds() < touch_after:
             return
         # One statement while the row is as loaded; else only the cookie is applied to what is stored.
-        payload = self._payload(data, state, cookie)
+        payload = self._payload(data_of(session), state, cookie)
         expected = state.loaded_text
         if await self.store.update(sid, payload, changed=(), expected=expected, expires_at=expires_at):
             session.cookie.moved_to(cookie.expires)  # the stored expiry moved: the cookie's moves with it

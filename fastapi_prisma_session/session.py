@@ -1,6 +1,7 @@
-"""`Session`, the dict-like object a request sees, bound to the backend that loads and saves it.
+"""`Session`, the dict a request sees, bound to the backend that loads and saves it.
 
-The app sees the mapping and express-session's methods. What the backend (the middleware's
+The app sees a dict (`session_data.py`: the data, read only once loaded, each change recorded) and
+express-session's methods. What the backend (the middleware's
 `SessionLifecycle`) reads and records of a session, such as which keys changed, what was loaded and what
 the response must send, is a `SessionState` the session carries, reached through `state_of()`.
 """
@@ -8,23 +9,26 @@ the response must send, is a `SessionState` the session carries, reached through
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator, MutableMapping
 from typing import TYPE_CHECKING, Any, Protocol
 
-from .cookies import ABSOLUTE_KEY, COOKIE_KEY, MOVED_KEY, SessionCookie
 from .exceptions import SessionInterruptedError, SessionNotFoundError, SessionNotLoadedError
 from .logs import middleware_logger, redact
+from .session_data import (
+    _UNLOADED,
+    NOT_LOADED,
+    SessionData,
+    SessionState,
+    _clear,
+    _copy,
+    _items,
+    _mark,
+    _update,
+)
 
 if TYPE_CHECKING:
-    from datetime import datetime
+    from .cookies import SessionCookie
 
-
-NOT_LOADED = (
-    "the session of this request is not loaded yet: sessions load on first use, from async code. Take it "
-    "as a dependency (`session: SessionDep`, or `Depends(get_session)`), call `await load_session(request)` "
-    "before using `request.session`, or have the middleware load it for this path: "
-    "SessionMiddleware(autoload=True) or autoload=[r'/admin'] (see the README's 'Loading')"
-)
+__all__ = ["NOT_LOADED", "Session", "SessionBackend", "SessionState", "data_of", "mark_saved", "state_of"]
 
 
 class SessionBackend(Protocol):
@@ -46,31 +50,33 @@ class SessionBackend(Protocol):
     async def rename(self, sid: str, new_sid: str) -> bool: ...
 
 
-class Session(MutableMapping[str, Any]):
-    """The current request's session: a mutable mapping of JSON-serializable values.
+class Session(SessionData):
+    """The current request's session: a dict of JSON-serializable values, as Starlette's session is.
 
-    Assigning or deleting a key marks the session modified, and a modified session is saved when the
-    response starts. Only the keys this request set or deleted are written: a concurrent request that
-    changed other keys keeps its changes. Changing a value in place (`session["cart"].append(x)`) is not
-    seen: assign the value back (`session["cart"] = cart`) or set `session.modified = True`, which
-    writes every key.
+    Assigning or deleting a key (by any of dict's methods) marks the session modified, and a modified
+    session is saved when the response starts. Only the keys this request set or deleted are written: a
+    concurrent request that changed other keys keeps its changes. Changing a value in place
+    (`session["cart"].append(x)`) is not seen: assign the value back (`session["cart"] = cart`) or set
+    `session.modified = True`, which writes every key. A session not loaded yet raises
+    `SessionNotLoadedError` on any use, `json.dumps(session)` included.
     """
 
-    __slots__ = ("__weakref__", "_backend", "_cookie", "_data", "_id", "_loaded", "_state", "is_new")
+    __slots__ = ("_backend", "_cookie", "_id", "is_new")
 
     def __init__(
         self, backend: SessionBackend, sid: str | None = None, *, secure: bool = False, loaded: bool = True
     ) -> None:
+        self._state = SessionState(secure)  # the backend's bookkeeping: see SessionState
+        self._loaded = loaded  # False until first use, for a session named by the request's cookie
+        if not loaded:
+            _mark(self, _UNLOADED)  # json.dumps of the session then asks items(), which raises
         self._backend = backend
-        self._data: dict[str, Any] = {}
         self._id = sid
         #: True until the session has a row: it was created by this request, regenerated or destroyed.
         self.is_new = sid is None
-        self._loaded = loaded  # False until first use, for a session named by the request's cookie
         # Made when first asked for: a session nobody uses, and one whose load brings the stored cookie,
         # never need a new one.
         self._cookie: SessionCookie | None = None
-        self._state = SessionState(secure)  # the backend's bookkeeping: see SessionState
 
     @property
     def id(self) -> str:
@@ -120,72 +126,16 @@ class Session(MutableMapping[str, Any]):
         found = None if sid is None else await self._backend.read(sid, self._state)
         if found is None:
             self._id, self.is_new, self._cookie = None, True, None  # a new session, with a new cookie
+            self._take({})
         else:
-            self._data, self._cookie = found
-        self._loaded = True
-
-    # -- mapping -------------------------------------------------------------------------------------
-
-    def _use(self) -> dict[str, Any]:
-        """The data, for a read or a write by the app: loaded, and the response now varies on Cookie."""
-        if not self._loaded:
-            raise SessionNotLoadedError(NOT_LOADED)
-        self._state.accessed = True
-        return self._data
-
-    def __getitem__(self, key: str) -> Any:
-        return self._use()[key]
-
-    def __setitem__(self, key: str, value: Any) -> None:
-        if key in (COOKIE_KEY, ABSOLUTE_KEY, MOVED_KEY):
-            raise KeyError(
-                f"{key!r} is reserved for the store (the session's cookie, its expiry, a regenerate's "
-                "marker); use session.cookie for the cookie"
-            )
-        self._use()[key] = value
-        state = self._state
-        changed = state.changed
-        if changed is None:
-            state.changed = {key}
-        else:
-            changed.add(key)
-        if state.removed:
-            state.removed.discard(key)
-
-    def __delitem__(self, key: str) -> None:
-        del self._use()[key]
-        self._mark_removed(key)
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self._use())
-
-    def __len__(self) -> int:
-        return len(self._use())
-
-    def __contains__(self, key: object) -> bool:
-        return key in self._use()
-
-    def get(self, key: str, default: Any = None) -> Any:
-        return self._use().get(key, default)
-
-    def clear(self) -> None:
-        data = self._use()
-        for key in list(data):
-            self._mark_removed(key)
-        data.clear()
+            data, self._cookie = found
+            _clear(self)  # self._take(data), inline: into an empty dict, the data's table is copied
+            _update(self, data)
+            self._loaded = True
 
     def __repr__(self) -> str:
-        return f"<Session {redact(self._id)} {self._data!r}>"
-
-    def _mark_removed(self, key: str) -> None:
-        state = self._state
-        removed = state.removed
-        if removed is None:
-            state.removed = {key}
-        else:
-            removed.add(key)
-        if state.changed:
-            state.changed.discard(key)
+        data = repr(dict(_items(self))) if self._loaded else "(not loaded)"
+        return f"<Session {redact(self._id)} {data}>"
 
     # -- express-session's Session methods -----------------------------------------------------------
 
@@ -208,15 +158,15 @@ class Session(MutableMapping[str, Any]):
                 state.refresh = True  # saved, and its cookie sent, under the new id
             else:
                 middleware_logger.info("session %s was gone before it could be regenerated", redact(old))
-                self._data.clear()
+                dict.clear(self)
                 self.is_new = True
                 self.modified = False
         else:
             await self._drop()
             if not keep_data:
-                self._data.clear()
+                dict.clear(self)
             self.modified = False
-            state.everything = bool(self._data)  # a kept new session is saved whole under its new id
+            state.everything = bool(dict.__len__(self))  # a kept new session is saved whole under its new id
         if middleware_logger.isEnabledFor(logging.INFO):
             middleware_logger.info("regenerated session %s as %s", redact(old), redact(self.id))
         state.absolute_expires = None  # a new session (a log-in): its absolute timeout starts again
@@ -227,7 +177,7 @@ class Session(MutableMapping[str, Any]):
         a new session with a new id."""
         await self._drop()
         self._state.absolute_expires = None
-        self._data.clear()
+        dict.clear(self)
         self.cookie.reset()
         self.modified = False
 
@@ -237,7 +187,7 @@ class Session(MutableMapping[str, Any]):
         found = None if self.is_new else await self._backend.read(self.id, self._state)
         if found is None:
             raise SessionNotFoundError(f"session {redact(self.id)} is not stored (destroyed or expired)")
-        self._data = found[0]  # the cookie stays this request's
+        self._take(found[0])  # the cookie stays this request's
         self.modified = False
 
     async def save(self) -> None:
@@ -267,55 +217,11 @@ class Session(MutableMapping[str, Any]):
             state.dropped = True
         self._id = None
         self.is_new = True
-        self._loaded = True
+        if not self._loaded:
+            self._take({})
 
 
 # -- the backend's side: what the lifecycle reads and records, out of the app's sight ---------------
-
-
-class SessionState:
-    """What the backend keeps of one request's session beside its data: which keys changed, what was
-    loaded, and what the response must do. The app never sees it; `state_of(session)` reaches it."""
-
-    __slots__ = (
-        "absolute_expires",
-        "accessed",
-        "changed",
-        "dropped",
-        "everything",
-        "loaded_text",
-        "refresh",
-        "removed",
-        "row_expires",
-        "secure",
-        "send_cookie",
-    )
-
-    def __init__(self, secure: bool) -> None:
-        self.secure = secure  # the request came over https
-        self.accessed = False  # the request read or wrote the session: the response varies on Cookie
-        self.changed: set[str] | None = None  # keys set since the session was loaded or saved
-        self.removed: set[str] | None = None  # keys deleted since then
-        self.everything = False  # modified = True: write every key
-        self.refresh = False  # touch() asked for a new expiry
-        self.dropped = False  # the row the request's cookie named was deleted (destroy, regenerate)
-        self.send_cookie = False  # the session was written (or its expiry moved): the response sends it
-        # As the backend's read() found the row: its expiresAt, and its data as text while that is still
-        # what this session last saw (the compare of a compare-and-set write), or None.
-        self.row_expires: datetime | None = None
-        self.loaded_text: str | None = None
-        # With absolute_timeout: when the session ends, however active it is.
-        self.absolute_expires: datetime | None = None
-
-    @property
-    def modified(self) -> bool:
-        """A key was set or deleted since the session was loaded or saved, or `modified = True`."""
-        return self.everything or bool(self.changed) or bool(self.removed)
-
-    def changes(self, data: dict[str, Any]) -> tuple[set[str], set[str]]:
-        """The keys of `data` to write and the keys to delete, to bring the stored row up to date."""
-        changed = set(data) if self.everything else set(self.changed or ())
-        return changed, set(self.removed or ())
 
 
 def state_of(session: Session) -> SessionState:
@@ -323,9 +229,27 @@ def state_of(session: Session) -> SessionState:
     return session._state
 
 
+class _Storage(Session):
+    """A `Session` seen as a plain dict for one copy: CPython copies a dict's storage at C speed only when
+    its type iterates as dict does, and `Session.__iter__` checks the load and marks the session accessed.
+    Same layout (no slots added), so a session's class can be set to it and back."""
+
+    __slots__ = ()
+    __iter__ = dict.__iter__
+
+
 def data_of(session: Session) -> dict[str, Any]:
-    """The session's data itself (not a copy), for the backend: read without marking it accessed."""
-    return session._data
+    """A plain dict of the loaded session's data (a copy), for the backend: read without marking it
+    accessed."""
+    if not session._loaded:
+        raise SessionNotLoadedError(NOT_LOADED)
+    if type(session) is not Session:
+        return {key: value for key, value in _items(session)}
+    session.__class__ = _Storage  # dict.copy then clones the storage instead of calling keys() and []
+    try:
+        return _copy(session)
+    finally:
+        session.__class__ = Session
 
 
 def mark_saved(session: Session, *, stored: bool) -> None:
