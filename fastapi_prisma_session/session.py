@@ -19,7 +19,6 @@ from .session_data import (
     SessionData,
     SessionState,
     _clear,
-    _copy,
     _items,
     _mark,
     _update,
@@ -229,27 +228,12 @@ def state_of(session: Session) -> SessionState:
     return session._state
 
 
-class _Storage(Session):
-    """A `Session` seen as a plain dict for one copy: CPython copies a dict's storage at C speed only when
-    its type iterates as dict does, and `Session.__iter__` checks the load and marks the session accessed.
-    Same layout (no slots added), so a session's class can be set to it and back."""
-
-    __slots__ = ()
-    __iter__ = dict.__iter__
-
-
 def data_of(session: Session) -> dict[str, Any]:
     """A plain dict of the loaded session's data (a copy), for the backend: read without marking it
     accessed."""
     if not session._loaded:
         raise SessionNotLoadedError(NOT_LOADED)
-    if type(session) is not Session:
-        return {key: value for key, value in _items(session)}
-    session.__class__ = _Storage  # dict.copy then clones the storage instead of calling keys() and []
-    try:
-        return _copy(session)
-    finally:
-        session.__class__ = Session
+    return dict(_items(session))
 
 
 def mark_saved(session: Session, *, stored: bool) -> None:
