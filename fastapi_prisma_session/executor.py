@@ -58,6 +58,11 @@ class LoggedQuery:
     exception: BaseException | None
 
 
+def rows_changed(status: str) -> int:
+    """The rows a write changed, from its status as asyncpg gives it (`UPDATE 1`, `INSERT 0 1`)."""
+    return int(status.rsplit(" ", 1)[-1])
+
+
 class StatementError(SessionError):
     """A statement failed in a way the store handles itself (`fault` says how); the driver's error is
     its `__cause__`."""
@@ -189,8 +194,7 @@ class Executor:
 
     async def write(self, name: str, params: Mapping[str, Any]) -> int:
         """Run the request-path write `name`; returns the number of rows it changed."""
-        status: str = await self._run("execute", self._named[name], params)
-        return int(status.rsplit(" ", 1)[-1])
+        return rows_changed(await self._run("execute", self._named[name], params))
 
     # -- any statement ----------------------------------------------------------------------------------
 
@@ -202,8 +206,7 @@ class Executor:
 
     async def execute(self, statement: Executable, params: Mapping[str, Any]) -> int:
         """Run a statement; returns the number of rows it changed."""
-        status: str = await self._run("execute", self.prepare(statement), params)
-        return int(status.rsplit(" ", 1)[-1])
+        return rows_changed(await self._run("execute", self.prepare(statement), params))
 
     async def transaction(self, work: Callable[[Transaction], Awaitable[T]]) -> T:
         """`await work(transaction)` in one transaction on one connection, committed when it returns.
@@ -222,24 +225,19 @@ class Executor:
             try:
                 return await self.pool.using(unit)
             except Exception as error:
-                if attempt == CONFLICT_ATTEMPTS or self.driver.classify(error) is not Fault.CONFLICT:
-                    self._raise(error)
+                self._unless_run_again(error, attempt)
         raise AssertionError("unreachable")  # pragma: no cover
 
     async def describe(self, table_name: str) -> Sequence[tuple[str, Any]]:
         """The (name, driver's type) of the columns of the table `table_name`."""
         quoted = self.dialect.identifier_preparer.quote(table_name)
-        started, failure = time.monotonic(), None  # type: float, BaseException | None
+        described = self.pool.using(lambda connection: self.driver.describe(connection, quoted), retry=True)
         try:
-            return await self.pool.using(
-                lambda connection: self.driver.describe(connection, quoted), retry=True
-            )
+            if not self.loggers:
+                return await described
+            return await self.logged(described, self.driver.describing(quoted), [])
         except Exception as error:
-            failure = error
             self._raise(error)
-        finally:
-            if self.loggers:
-                self.logged(self.driver.describing(quoted), [], started, failure)
 
     @contextlib.asynccontextmanager
     async def operation(self) -> AsyncIterator[None]:
@@ -256,10 +254,18 @@ class Executor:
         """Have `callback(LoggedQuery)` called after every statement, as asyncpg's query loggers are."""
         self.loggers.append(callback)
 
-    def logged(self, sql: str, args: Sequence[Any], started: float, error: BaseException | None) -> None:
-        logged = LoggedQuery(sql, args, time.monotonic() - started, error)
-        for callback in self.loggers:
-            callback(logged)
+    async def logged(self, call: Awaitable[T], sql: str, args: Sequence[Any]) -> T:
+        """`await call`, the statement `sql`, and tell the query loggers how it went."""
+        started, failure = time.monotonic(), None  # type: float, BaseException | None
+        try:
+            return await call
+        except BaseException as error:
+            failure = error
+            raise
+        finally:
+            logged = LoggedQuery(sql, args, time.monotonic() - started, failure)
+            for callback in self.loggers:
+                callback(logged)
 
     async def close(self) -> None:
         await self.pool.close()
@@ -274,21 +280,16 @@ class Executor:
             try:
                 if not self.loggers:
                     return await self.pool.run(method, sql, args, retry=retry)
-                return await self._logged_run(method, sql, args, retry)
+                return await self.logged(self.pool.run(method, sql, args, retry=retry), sql, args)
             except Exception as error:
-                if attempt == CONFLICT_ATTEMPTS or self.driver.classify(error) is not Fault.CONFLICT:
-                    self._raise(error)
+                self._unless_run_again(error, attempt)
         raise AssertionError("unreachable")  # pragma: no cover
 
-    async def _logged_run(self, method: str, sql: str, args: list[Any], retry: bool) -> Any:
-        started, failure = time.monotonic(), None  # type: float, BaseException | None
-        try:
-            return await self.pool.run(method, sql, args, retry=retry)
-        except BaseException as error:
-            failure = error
-            raise
-        finally:
-            self.logged(sql, args, started, failure)
+    def _unless_run_again(self, error: Exception, attempt: int) -> None:
+        """Return when `error` lost a deadlock (nothing was applied) and attempts are left, for the
+        caller to run it again; else raise it as the package's error."""
+        if attempt == CONFLICT_ATTEMPTS or self.driver.classify(error) is not Fault.CONFLICT:
+            self._raise(error)
 
     def _raise(self, error: Exception) -> NoReturn:
         """Raise `error` as the package's error, or as it is (a bug: bad SQL, a wrong type)."""
@@ -327,18 +328,9 @@ class Transaction:
         return [prepared.row(row) for row in rows]
 
     async def execute(self, statement: Executable, params: Mapping[str, Any]) -> int:
-        status: str = await self.run("execute", *self._executor.prepare(statement).bind(params))
-        return int(status.rsplit(" ", 1)[-1])
+        return rows_changed(await self.run("execute", *self._executor.prepare(statement).bind(params)))
 
     async def run(self, method: str, sql: str, args: list[Any]) -> Any:
+        call = getattr(self._connection, method)(sql, *args)
         executor = self._executor
-        if not executor.loggers:
-            return await getattr(self._connection, method)(sql, *args)
-        started, failure = time.monotonic(), None  # type: float, BaseException | None
-        try:
-            return await getattr(self._connection, method)(sql, *args)
-        except BaseException as error:
-            failure = error
-            raise
-        finally:
-            executor.logged(sql, args, started, failure)
+        return await (executor.logged(call, sql, args) if executor.loggers else call)
