@@ -222,10 +222,6 @@ def unsupported(url: str) -> str | None:
 def run_migrate(args: argparse.Namespace) -> int:
     from alembic.util import CommandError
 
-    problem = unsupported(args.database_url)
-    if problem:
-        print(f"error: {problem}", file=sys.stderr)
-        return 2
     try:
         migrate(
             args.database_url,
@@ -258,10 +254,6 @@ def run_migrate(args: argparse.Namespace) -> int:
 
 
 def run_prune(args: argparse.Namespace) -> int:
-    problem = unsupported(args.database_url)
-    if problem:
-        print(f"error: {problem}", file=sys.stderr)
-        return 2
     try:
         store = PrismaSessionStore(
             args.database_url,
@@ -290,6 +282,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if not args.database_url:
         print("error: give --database-url or set DATABASE_URL", file=sys.stderr)
+        return 2
+    problem = unsupported(args.database_url)
+    if problem:
+        print(f"error: {problem}", file=sys.stderr)
         return 2
     if args.command == "migrate":
         return run_migrate(args)
