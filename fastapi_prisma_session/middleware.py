@@ -18,7 +18,7 @@ import asyncio
 import inspect
 import logging
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -152,21 +152,21 @@ class SessionMiddleware(metaclass=_BuiltOrReported):
             "autoload", ([""] if autoload else []) if isinstance(autoload, bool) else autoload
         )
         self._exclude = _paths("exclude", exclude)
+        # Every request gets a session (the cookie's path is "/" and nothing is excluded): no path test.
+        self._every_path = self.cookie.path == "/" and self._exclude is None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
-        if kind == "lifespan":
-            await self._lifespan(scope, receive, send)
-            return
-        if kind not in ("http", "websocket"):
-            await self.app(scope, receive, send)
+        if kind != "http" and kind != "websocket":
+            await (self._lifespan if kind == "lifespan" else self.app)(scope, receive, send)
             return
         path = scope["path"]
         # Patterns name paths of the app the middleware wraps: inside a Mount, without its prefix.
         route_path = path.removeprefix(scope.get("root_path", ""))
         # Only requests the browser sends the cookie with: inside the cookie's path, as browsers match it.
-        if not path_matches(path, self.cookie.path) or (
-            self._exclude is not None and self._exclude.match(route_path)
+        if not self._every_path and (
+            not path_matches(path, self.cookie.path)
+            or (self._exclude is not None and self._exclude.match(route_path))
         ):
             await self.app(scope, receive, send)
             return
@@ -175,7 +175,11 @@ class SessionMiddleware(metaclass=_BuiltOrReported):
 
         lifecycle = self.lifecycle
         secure = self._request_is_secure(scope)
-        sid = self._session_id(scope)
+        sid = None  # and without a Cookie header, none to look for
+        for name, _ in scope["headers"]:
+            if name == b"cookie":
+                sid = self._session_id(scope)
+                break
         if sid is None:
             session = lifecycle.new(secure)
         elif self._autoload is not None and self._autoload.match(route_path):
@@ -187,46 +191,51 @@ class SessionMiddleware(metaclass=_BuiltOrReported):
         else:
             session = lifecycle.lazy(sid, secure)
         scope["session"] = session
-        scope.setdefault("state", {})["session"] = session
+        state = scope.get("state")
+        if state is None:
+            scope["state"] = {"session": session}
+        else:
+            state["session"] = session
         # answered: the app's answer can no longer be replaced by the middleware's own (a 503, or a
         # websocket close with 1011) when its session turns out to be unavailable.
         answered = failed = False
 
-        async def send_with_cookie(message: Message) -> None:
-            nonlocal answered, failed
+        async def commit_then_send(message: Message, kept: bool) -> None:
+            nonlocal failed
+            try:
+                set_cookie = await lifecycle.commit(session, kept=kept, failed=message["status"] >= 500)
+            except StoreUnavailableError as error:
+                failed = True
+                await _unavailable(scope, send, error)
+                return
+            if set_cookie is not None or state_of(session).accessed:
+                _add_session_headers(message, set_cookie)
+            await send(message)
+
+        # A plain function, not a coroutine: the commonest responses (a route that never used its session)
+        # pass through without one more coroutine per message.
+        def send_with_cookie(message: Message) -> Awaitable[None]:
+            nonlocal answered
             if failed:
-                return  # the app's response was replaced by a 503
+                return _drop(message)  # the app's response was replaced by a 503
             answered = True
             if message["type"] == "http.response.start":
                 kept = scope.get("session") is session
                 if lifecycle.wants_commit(session, kept):
-                    try:
-                        set_cookie = await lifecycle.commit(
-                            session, kept=kept, failed=message["status"] >= 500
-                        )
-                    except StoreUnavailableError as error:
-                        failed = True
-                        await _unavailable(scope, send, error)
-                        return
-                    if set_cookie is not None or state_of(session).accessed:
-                        _add_session_headers(message, set_cookie)
+                    return commit_then_send(message, kept)
+            return send(message)
+
+        async def websocket_send(message: Message) -> None:
+            # A websocket handshake cannot set cookies: its session is there to read. An accepted socket
+            # can still be closed with 1011; one the app closed, or refused with an HTTP response of its
+            # own, cannot.
+            nonlocal answered
+            if message["type"] not in ("websocket.accept", "websocket.send"):
+                answered = True
             await send(message)
 
-        if kind == "http":
-            app_send = send_with_cookie
-        else:
-
-            async def app_send(message: Message) -> None:
-                # A websocket handshake cannot set cookies: its session is there to read. An accepted
-                # socket can still be closed with 1011; one the app closed, or refused with an HTTP
-                # response of its own, cannot.
-                nonlocal answered
-                if message["type"] not in ("websocket.accept", "websocket.send"):
-                    answered = True
-                await send(message)
-
         try:
-            await self.app(scope, receive, app_send)
+            await self.app(scope, receive, send_with_cookie if kind == "http" else websocket_send)
         except StoreUnavailableError as error:
             # The route loaded its session (on first use) while the database was down: a 503 when the
             # response has not started, a close with 1011 for a websocket before or after its accept.
@@ -380,6 +389,10 @@ def _paths(option: str, patterns: Sequence[str]) -> re.Pattern[str] | None:
         return re.compile("|".join(f"(?:{pattern})" for pattern in patterns)) if patterns else None
     except (re.error, TypeError) as error:
         raise ConfigurationError(f"{option} must be regular expressions of paths: {error}") from None
+
+
+async def _drop(message: Message) -> None:
+    """Send nothing: a message of a response that was replaced by a 503."""
 
 
 def _client(scope: Scope) -> str:
