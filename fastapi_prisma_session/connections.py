@@ -30,6 +30,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequenc
 from typing import Any, Protocol, TypeVar
 
 from .deadlines import Deadlines, not_on_asyncio
+from .statistics import Statistics
 
 T = TypeVar("T")
 
@@ -128,11 +129,17 @@ class RequestPool:
         self._waiters: deque[asyncio.Future[Connection | None]] = deque()
         self._reaper: asyncio.TimerHandle | None = None
         self._watch: AsyncIterator[None] | None = None  # closes the connections when their loop ends
+        self.statistics = Statistics()  # the pool counts its statements; a unit of work counts its own
 
     @property
     def open_connections(self) -> int:
         """How many connections the pool holds now, busy or idle."""
         return self._opened
+
+    @property
+    def saturated(self) -> bool:
+        """Whether a statement sent now would wait for a connection (none idle, no more may open)."""
+        return bool(self._waiters) or (not self._idle and self._opened >= self.max_size)
 
     async def run(
         self,
@@ -212,6 +219,7 @@ class RequestPool:
         connection = self._take_idle() or await self._acquire()
         try:
             if work is None:
+                self.statistics.statements += 1
                 result = await getattr(connection, method)(sql, *args)
             else:
                 result = await work(connection)
@@ -287,6 +295,7 @@ class RequestPool:
         connection = await self._driver.connect(**self._connect_kwargs)
         try:
             for statement in self._setup:
+                self.statistics.statements += 1
                 await connection.execute(statement)
         except BaseException:
             connection.terminate()

@@ -17,6 +17,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequenc
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, NoReturn, TypeVar, cast
 
+from .coalescing import LoadCoalescer, padded_arity
 from .connections import Connection, RequestPool
 from .deadlines import Deadlines
 from .dialects.driver import Fault
@@ -34,7 +35,7 @@ if TYPE_CHECKING:
 T = TypeVar("T")
 
 # The statements a request runs, compiled ahead by name (`fetch_row`, `write`).
-REQUEST_PATH = ("load", "insert", "update", "update_if_unchanged", "touch", "rename")
+REQUEST_PATH = ("load", "load_many", "insert", "update", "update_if_unchanged", "touch", "rename")
 # The store's connections: at most this many, each closed after idling this long.
 CONNECTIONS = 10
 IDLE_TIMEOUT = 60.0
@@ -163,6 +164,11 @@ class Executor:
         )
         #: one write of a session at a time in this process
         self.writers = WriterQueue(self.deadlines, deadline)
+        #: what the store has sent to its database (`PrismaSessionStore.statistics`)
+        self.statistics = self.pool.statistics
+        # Loads by sid: alone while a connection is free, else coalesced with the others then waiting.
+        self._loads = LoadCoalescer(self.pool, self._load_one, self._load_many)
+        self._arities: dict[int, tuple[str, list[int]]] = {}  # `load_many`'s SQL per padded number of sids
         self._prepared: dict[int, tuple[Executable, Prepared]] = {}
         #: called after every statement (`add_query_logger`)
         self.loggers: list[Callable[[LoggedQuery], None]] = []
@@ -174,6 +180,7 @@ class Executor:
         """Run `sql`'s statements from now on (the table's expiry column is not the one assumed)."""
         self.sql = sql
         self._named = {name: self.prepare(getattr(sql, name)) for name in REQUEST_PATH}
+        self._arities = {}
 
     def prepare(self, statement: Executable) -> Prepared:
         """`statement` compiled for the driver, once."""
@@ -191,6 +198,45 @@ class Executor:
         prepared = self._named[name]
         row: Row | None = await self._run("fetchrow", prepared, params, retry=True)
         return None if row is None else prepared.row(row)
+
+    async def load_row(self, sid: str) -> Row | None:
+        """The (data, expiresAt) row of the session `sid`, or None: read alone, or in one statement with
+        the loads of other requests waiting for a connection at the same time (coalescing.py)."""
+        self.statistics.loads += 1
+        try:
+            return await self._loads.load(sid)
+        except Exception as error:
+            self._raise(error)
+
+    async def _load_one(self, sid: str) -> Row | None:
+        self.statistics.load_statements += 1
+        return await self.fetch_row("load", {"session_id": sid})
+
+    async def _load_many(self, connection: Connection, sids: list[str]) -> dict[str, Row]:
+        """The rows of `sids` (distinct), by the sid each row holds, read on `connection`."""
+        statistics = self.statistics
+        statistics.load_statements += 1
+        statistics.statements += 1
+        prepared = self._named["load_many"]
+        if self.sql.sids_as_array:
+            sql, args = prepared.bind({"sids": sids})
+        else:
+            # A few statements serve every batch: the sids padded to a power of two with the last one.
+            arity = padded_arity(len(sids))
+            known = self._arities.get(arity)
+            if known is None:
+                marks = [f"\x00{i}" for i in range(arity)]
+                sql, marked = prepared.bind({"sids": marks})
+                known = self._arities[arity] = (sql, [marks.index(mark) for mark in marked])
+            padded = sids + [sids[-1]] * (arity - len(sids))
+            sql, args = known[0], [padded[i] for i in known[1]]
+        call = connection.fetch(sql, *args)
+        rows: Sequence[Row] = await (self.logged(call, sql, args) if self.loggers else call)
+        found: dict[str, Row] = {}
+        for raw in rows:
+            row = prepared.row(raw)
+            found[row[0]] = (row[1], row[2])
+        return found
 
     async def write(self, name: str, params: Mapping[str, Any]) -> int:
         """Run the request-path write `name`; returns the number of rows it changed."""
@@ -231,6 +277,7 @@ class Executor:
     async def describe(self, table_name: str) -> Sequence[tuple[str, Any]]:
         """The (name, driver's type) of the columns of the table `table_name`."""
         quoted = self.dialect.identifier_preparer.quote(table_name)
+        self.statistics.statements += 1
         described = self.pool.using(lambda connection: self.driver.describe(connection, quoted), retry=True)
         try:
             if not self.loggers:
@@ -333,4 +380,5 @@ class Transaction:
     async def run(self, method: str, sql: str, args: list[Any]) -> Any:
         call = getattr(self._connection, method)(sql, *args)
         executor = self._executor
+        executor.statistics.statements += 1
         return await (executor.logged(call, sql, args) if executor.loggers else call)

@@ -89,7 +89,7 @@ class SessionRows:
     async def load(self, sid: str, *, now: datetime | None = None) -> StoredSession | None:
         """One indexed SELECT: the live session `sid` with its expiry, or None. An expired row is deleted
         (and disposed); with `stale` its data is returned that one last time."""
-        row = await self._executor.fetch_row("load", {"session_id": sid})
+        row = await self._executor.load_row(sid)
         if row is None:
             return None
         text, expires_at = row[0], row[1]

@@ -28,6 +28,7 @@ from .options import StoreOptions
 from .pruning import MAX_BATCH, PruneLoop, Pruner
 from .repository import SessionRows, StoredSession
 from .rows import DisposeFunction, RowFormat, SessionData, TTLFunction
+from .statistics import Statistics
 from .table import TableCheck, on_the_table, operation
 from .urls import DEADLINE, engine_for
 
@@ -154,6 +155,13 @@ class PrismaSessionStore:
     def table(self) -> Any:
         """The session table as the store uses it (its expiry column as the database has it)."""
         return self.table_check.table
+
+    @property
+    def statistics(self) -> Statistics:
+        """What the store has sent to its database since it was made, as counters that only grow:
+        `statements` (every one), `loads` (sessions looked up by sid) and `load_statements` (the
+        statements that did it: fewer than `loads` when concurrent loads were coalesced)."""
+        return self.executor.statistics
 
     @property
     def table_checked(self) -> bool:

@@ -88,6 +88,8 @@ class SQLDialect(ABC):
     #: Whether a locking read that waited for a row can miss it at the new primary key a move gave it
     #: (InnoDB scans its clustered index: the row's old key is gone, the new one may lie behind the scan).
     scans_miss_moved_keys: ClassVar[bool] = False
+    #: Whether `among_sids` takes the sids as one array parameter (else one parameter each).
+    sids_as_array: ClassVar[bool] = False
     #: The driver's error number when the upsert found the row of a sid that is not the same text (a
     #: unique index that folds case); None where the index compares exactly.
     sid_clash_error: ClassVar[int | None] = None
@@ -109,6 +111,8 @@ class SQLDialect(ABC):
 
         expiry = self.readable_expiry()
         self.load: Executable = select(c.data, expiry).where(by_sid)
+        # Several sessions at once (coalescing.py): each row with its sid, for the request that asked.
+        self.load_many: Executable = select(c.sid, c.data, expiry).where(self.among_sids())
         self.insert: Executable = insert(table).values(
             id=bindparam("record_id"), sid=bindparam("session_id"), **row_values
         )
@@ -273,6 +277,10 @@ class SQLDialect(ABC):
     def among(self, column: ColumnElement[Any], values: ColumnElement[Any]) -> ColumnElement[bool]:
         """`column IN values`, character for character, as `equal`."""
         return column.in_(values)
+
+    def among_sids(self) -> ColumnElement[bool]:
+        """The sid is one of the parameter `sids`: `sid IN (…)`, or one array where `sids_as_array`."""
+        return self.among(self.table.c.sid, bindparam("sids", expanding=True))
 
     def deleted(self, statement: Delete) -> Executable:
         """What hands back the (sid, data) of the rows `statement` deletes: the DELETE with RETURNING;

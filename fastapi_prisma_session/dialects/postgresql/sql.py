@@ -45,6 +45,11 @@ def _jsonb_holds(value: Any) -> bool:
 
 class Dialect(SQLDialect):
     name = "postgresql"
+    sids_as_array = True
+
+    def among_sids(self) -> ColumnElement[bool]:
+        # sid = ANY($1): one statement, and one plan, for any number of sids.
+        return self.table.c.sid == any_(bindparam("sids", type_=postgresql.ARRAY(Text)))
 
     def build_upsert(self) -> Executable:
         return self.upsert_on_sid(postgresql.insert)
