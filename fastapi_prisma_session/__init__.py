@@ -20,7 +20,6 @@ from .exceptions import (
     TableMissingError,
 )
 from .middleware import SessionMiddleware
-from .models import SessionRecord, session_table
 from .serializers import JSONSerializer, Serializer
 from .session import Session
 from .store import PrismaSessionStore
@@ -28,16 +27,22 @@ from .urls import pooler_connect_args
 
 if TYPE_CHECKING:
     from .dependencies import SessionDep
+    from .models import SessionRecord, session_table
 
 __version__ = _distribution_version("fastapi-prisma-session")
 
 
 def __getattr__(name: str) -> Any:
-    # SessionDep imports FastAPI on first use (dependencies.py says why).
+    # SessionDep imports FastAPI on first use (dependencies.py says why); the table's SQLAlchemy and
+    # SQLModel objects are imported on first use too, so that a process serving sessions loads neither.
     if name == "SessionDep":
         from . import dependencies
 
         return dependencies.SessionDep
+    if name in ("SessionRecord", "session_table"):
+        from . import models
+
+        return getattr(models, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 

@@ -21,7 +21,7 @@ from sqlalchemy.exc import ArgumentError, DBAPIError
 from . import migration
 from .dialects import unsupported as unsupported_database
 from .exceptions import ConfigurationError, SessionError
-from .models import DEFAULT_TABLE_NAME, EXPIRES, EXPIRES_AT
+from .sqltext import DEFAULT_TABLE_NAME, EXPIRES, EXPIRES_AT
 from .store import PrismaSessionStore
 from .urls import driver_url
 

@@ -22,14 +22,15 @@ from .connections import Connection, RequestPool
 from .deadlines import Deadlines
 from .dialects.driver import Fault
 from .exceptions import ConfigurationError, SessionError, StoreUnavailableError, TableMissingError
+from .sqltext import SQLText, Statement, quote
 from .writers import WriterQueue
 
 if TYPE_CHECKING:
     from sqlalchemy import Executable
-    from sqlalchemy.engine import URL, Dialect
+    from sqlalchemy.engine import Dialect
     from sqlalchemy.sql.compiler import SQLCompiler
 
-    from .dialects import SQLDialect
+    from .dburl import DatabaseURL as URL
     from .dialects.driver import Driver
 
 T = TypeVar("T")
@@ -131,9 +132,9 @@ class Executor:
     def __init__(
         self,
         driver: Driver,
-        dialect: Dialect,
         url: URL,
-        sql: SQLDialect,
+        sqlalchemy_dialect: Callable[[], Dialect],
+        sql: SQLText,
         *,
         table_name: str,
         deadline: float,
@@ -146,11 +147,12 @@ class Executor:
         ):
             raise ConfigurationError("request_connections must be a positive whole number")
         self.driver = driver
-        self.dialect = dialect
+        # SQLAlchemy's dialect, for the statements built per call (matching by data): asked for then only.
+        self._sqlalchemy_dialect = sqlalchemy_dialect
         self.table_name = table_name
         self.deadline = deadline
         self.deadlines = Deadlines()
-        kwargs = driver.connect_kwargs(dialect, url, deadline, pgbouncer=pgbouncer, connect_args=connect_args)
+        kwargs = driver.connect_kwargs(url, deadline, pgbouncer=pgbouncer, connect_args=connect_args)
         limit = driver.max_connections(url)
         size = max_connections or CONNECTIONS
         self.pool = RequestPool(
@@ -168,27 +170,28 @@ class Executor:
         self.statistics = self.pool.statistics
         # Loads by sid: alone while a connection is free, else coalesced with the others then waiting.
         self._loads = LoadCoalescer(self.pool, self._load_one, self._load_many)
-        self._arities: dict[int, tuple[str, list[int]]] = {}  # `load_many`'s SQL per padded number of sids
         self._prepared: dict[int, tuple[Executable, Prepared]] = {}
         #: called after every statement (`add_query_logger`)
         self.loggers: list[Callable[[LoggedQuery], None]] = []
-        self._named: dict[str, Prepared] = {}
+        self._named: dict[str, Prepared | Statement] = {}
         self.sql = sql
         self.use(sql)
 
-    def use(self, sql: SQLDialect) -> None:
+    def use(self, sql: SQLText) -> None:
         """Run `sql`'s statements from now on (the table's expiry column is not the one assumed)."""
         self.sql = sql
         self._named = {name: self.prepare(getattr(sql, name)) for name in REQUEST_PATH}
-        self._arities = {}
 
-    def prepare(self, statement: Executable) -> Prepared:
-        """`statement` compiled for the driver, once."""
+    def prepare(self, statement: Executable | Statement) -> Prepared | Statement:
+        """`statement` as the driver's SQL: compiled already (sqltext.py), or by SQLAlchemy once."""
+        if isinstance(statement, Statement):
+            return statement
         found = self._prepared.get(id(statement))
         if found is None:
             if len(self._prepared) >= PREPARED_LIMIT:
                 self._prepared.clear()
-            found = self._prepared[id(statement)] = (statement, Prepared(statement, self.dialect))
+            prepared = Prepared(statement, self._sqlalchemy_dialect())
+            found = self._prepared[id(statement)] = (statement, prepared)
         return found[1]
 
     # -- the request path: one statement each, by name ----------------------------------------------------
@@ -218,18 +221,10 @@ class Executor:
         statistics.load_statements += 1
         statistics.statements += 1
         prepared = self._named["load_many"]
-        if self.sql.sids_as_array:
-            sql, args = prepared.bind({"sids": sids})
-        else:
-            # A few statements serve every batch: the sids padded to a power of two with the last one.
-            arity = padded_arity(len(sids))
-            known = self._arities.get(arity)
-            if known is None:
-                marks = [f"\x00{i}" for i in range(arity)]
-                sql, marked = prepared.bind({"sids": marks})
-                known = self._arities[arity] = (sql, [marks.index(mark) for mark in marked])
-            padded = sids + [sids[-1]] * (arity - len(sids))
-            sql, args = known[0], [padded[i] for i in known[1]]
+        if not self.sql.sids_as_array:
+            # One parameter each: a few statements serve every batch, the sids padded to a power of two.
+            sids = sids + [sids[-1]] * (padded_arity(len(sids)) - len(sids))
+        sql, args = prepared.bind({"sids": sids})
         call = connection.fetch(sql, *args)
         rows: Sequence[Row] = await (self.logged(call, sql, args) if self.loggers else call)
         found: dict[str, Row] = {}
@@ -244,13 +239,13 @@ class Executor:
 
     # -- any statement ----------------------------------------------------------------------------------
 
-    async def fetch(self, statement: Executable, params: Mapping[str, Any]) -> list[Row]:
+    async def fetch(self, statement: Executable | Statement, params: Mapping[str, Any]) -> list[Row]:
         """Every row of a query."""
         prepared = self.prepare(statement)
         rows: Sequence[Row] = await self._run("fetch", prepared, params, retry=True)
         return [prepared.row(row) for row in rows]
 
-    async def execute(self, statement: Executable, params: Mapping[str, Any]) -> int:
+    async def execute(self, statement: Executable | Statement, params: Mapping[str, Any]) -> int:
         """Run a statement; returns the number of rows it changed."""
         return rows_changed(await self._run("execute", self.prepare(statement), params))
 
@@ -276,7 +271,7 @@ class Executor:
 
     async def describe(self, table_name: str) -> Sequence[tuple[str, Any]]:
         """The (name, driver's type) of the columns of the table `table_name`."""
-        quoted = self.dialect.identifier_preparer.quote(table_name)
+        quoted = quote(self.sql.database, table_name)
         self.statistics.statements += 1
         described = self.pool.using(lambda connection: self.driver.describe(connection, quoted), retry=True)
         try:
@@ -320,7 +315,7 @@ class Executor:
     # -- running and reading errors -------------------------------------------------------------------------
 
     async def _run(
-        self, method: str, prepared: Prepared, params: Mapping[str, Any], *, retry: bool = False
+        self, method: str, prepared: Prepared | Statement, params: Mapping[str, Any], *, retry: bool = False
     ) -> Any:
         sql, args = prepared.bind(params)
         for attempt in range(1, CONFLICT_ATTEMPTS + 1):
@@ -369,12 +364,12 @@ class Transaction:
     def __init__(self, executor: Executor, connection: Connection) -> None:
         self._executor, self._connection = executor, connection
 
-    async def fetch(self, statement: Executable, params: Mapping[str, Any]) -> list[Row]:
+    async def fetch(self, statement: Executable | Statement, params: Mapping[str, Any]) -> list[Row]:
         prepared = self._executor.prepare(statement)
         rows: Sequence[Row] = await self.run("fetch", *prepared.bind(params))
         return [prepared.row(row) for row in rows]
 
-    async def execute(self, statement: Executable, params: Mapping[str, Any]) -> int:
+    async def execute(self, statement: Executable | Statement, params: Mapping[str, Any]) -> int:
         return rows_changed(await self.run("execute", *self._executor.prepare(statement).bind(params)))
 
     async def run(self, method: str, sql: str, args: list[Any]) -> Any:

@@ -20,9 +20,7 @@ from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import bindparam, delete, select
-
-from .dialects.base import NOT_INDEXED, UNREADABLE_ONLY
+from .dialects.common import NOT_INDEXED, UNREADABLE_ONLY
 from .dialects.driver import Fault
 from .durations import utcnow
 from .exceptions import ConfigurationError
@@ -32,7 +30,7 @@ if TYPE_CHECKING:
     from sqlalchemy import Executable
 
     from .deleter import Deleter
-    from .dialects import SQLDialect
+    from .dialects.base import SQLDialect
     from .executor import Executor, Transaction
     from .logs import StoreLog
     from .rows import SessionData
@@ -73,6 +71,8 @@ class UserKeyIndex:
     can match. Both are index lookups."""
 
     def __init__(self, sql: SQLDialect, key: str) -> None:
+        from sqlalchemy import bindparam, delete, select
+
         self.key = key
         self.exact = sql.user_key_exact
         c = sql.table.c
@@ -116,11 +116,19 @@ class DataMatcher:
         self._parse = parse
         self._log = log
         self._is_json = is_json
-        self._index = None if user_key is None else UserKeyIndex(executor.sql, user_key)
+        self._user_key = user_key
+        self._built_index: UserKeyIndex | None = None
         # A move (regenerate(keep_data=True)) gives a row a new id: the row ids derive from the sid.
         self._moves_change_ids = moves_change_ids
         # The candidates' statements FOR UPDATE, by the statement's id (`_delete_scanning`).
         self._locked: dict[int, Executable] = {}
+
+    @property
+    def _index(self) -> UserKeyIndex | None:
+        """The user-key index's statements, built (with SQLAlchemy) on first use."""
+        if self._user_key is not None and self._built_index is None:
+            self._built_index = UserKeyIndex(self._executor.sql.full, self._user_key)
+        return self._built_index
 
     def _lookup(self, match: dict[str, Any]) -> dict[str, Any] | None:
         """The user-key index's parameter for `match`; {} when only the rows it marks unreadable can
@@ -177,12 +185,12 @@ class DataMatcher:
                     return removed + await self._delete_in_python(index.unreadable, {}, match)
             with self._index_needed():
                 return await self._delete_in_python(index.candidates, lookup, match)
-        sql = self._executor.sql
+        sql = self._executor.sql.full
         in_sql = sql.delete_matching(match, self._serializer.dumps) if self._is_json else None
         if in_sql is not None:
             statement, params = in_sql
             try:
-                return await self._deleter.delete(statement, sql.deleted(statement), params)  # type: ignore[arg-type]
+                return await self._deleter.delete(statement, sql.deleted(statement), params)
             except StatementError as error:
                 self._unless_unreadable(error)
         statement, params = self._candidates(match)
@@ -195,7 +203,7 @@ class DataMatcher:
         only them: the candidates are read and matched first, then locked by id, matched again (another
         request may have changed them) and deleted. A session moved meanwhile keeps its id, and goes too."""
         executor = self._executor
-        sql = executor.sql
+        sql = executor.sql.full
         if self._moves_change_ids:
             return await self._delete_scanning(statement, params, match)
         ids = [row[3] for row in self._matched(await executor.fetch(statement, params), match)]
@@ -216,7 +224,7 @@ class DataMatcher:
         """`_delete_in_python` where a move gives a row a new id (the row ids derive from the sid): the
         candidates are read and locked in the transaction itself, and on MySQL read twice, since InnoDB's
         scan can miss a row whose primary key a move that committed while it waited changed."""
-        sql = self._executor.sql
+        sql = self._executor.sql.full
         locked = self._locked.get(id(statement))
         if locked is None:
             locked = self._locked[id(statement)] = statement.with_for_update()  # type: ignore[attr-defined]
@@ -283,7 +291,7 @@ class DataMatcher:
     def _candidates(self, match: dict[str, Any]) -> tuple[Executable, dict[str, Any]]:
         """A SELECT of (sid, data, expiresAt, id) of the rows that may match: where the data is JSON, only
         those whose text names the first key."""
-        sql = self._executor.sql
+        sql = self._executor.sql.full
         if self._is_json:
             pattern = "%" + _like_escape(self._serializer.dumps(next(iter(match)))) + "%"
             return sql.rows_with_keys_like, {"pattern": pattern}

@@ -40,9 +40,10 @@ from alembic.util import CommandError
 from sqlalchemy import Boolean, Column, DateTime, MetaData, String, column, inspect, select, table, update
 
 from .dialects import for_database
-from .dialects.base import check_user_key, is_user_key_object
+from .dialects.common import check_user_key, is_user_key_object
 from .exceptions import ConfigurationError
-from .models import DEFAULT_TABLE_NAME, EXPIRES, EXPIRES_AT, MYSQL_DIALECTS, session_table
+from .models import MYSQL_DIALECTS, session_table
+from .sqltext import DEFAULT_TABLE_NAME, EXPIRES, EXPIRES_AT
 from .urls import driver_url
 
 if TYPE_CHECKING:

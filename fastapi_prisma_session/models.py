@@ -8,7 +8,7 @@ table in `utf8mb4` / `utf8mb4_unicode_ci`; on SQLite `TEXT` and `DATETIME`.
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Column, DateTime, Index, MetaData, PrimaryKeyConstraint, Table, Text
@@ -18,41 +18,9 @@ from sqlalchemy.sql.elements import quoted_name
 from sqlalchemy.types import TypeDecorator
 from sqlmodel import Field, SQLModel
 
-from .durations import naive_utc
-from .exceptions import ConfigurationError
-
-DEFAULT_TABLE_NAME = "Session"
-#: The expiry column of prisma-session-store 3.x's model, and of 2.x's (the seed's own README).
-EXPIRES_AT = "expiresAt"
-EXPIRES = "expires"
-EPOCH = datetime(1970, 1, 1)
-
-
-def sqlite_datetime_text(moment: datetime) -> str:
-    """`moment` as @prisma/adapter-better-sqlite3 stores a DateTime by default: `Date.toISOString()`
-    with `+00:00` for `Z`, to the millisecond (a naive `moment` is UTC)."""
-    moment = naive_utc(moment)
-    return f"{moment:%Y-%m-%dT%H:%M:%S}.{moment.microsecond // 1000:03d}+00:00"
-
-
-def parse_sqlite_datetime(value: object) -> datetime | None:
-    """A naive UTC datetime from any DateTime Prisma or this package has stored on SQLite: integer
-    milliseconds since the epoch (Prisma's Rust engine, the adapter's `unixepoch-ms`), ISO-8601 text
-    with `+00:00` or `Z` (the adapters), or naive text (this package before 0.2). None for anything
-    else, which no reader can place in time."""
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        try:
-            return EPOCH + timedelta(milliseconds=value)
-        except OverflowError:
-            return None
-    if not isinstance(value, str):
-        return None
-    try:
-        parsed = datetime.fromisoformat(value)
-        # An offset can take a date past year 9999 or before year 1 (OverflowError).
-        return naive_utc(parsed)
-    except (ValueError, OverflowError):
-        return None
+from .dialects.mysql import NAMES as MYSQL_NAMES
+from .dialects.sqlite.datetimes import EPOCH, parse_sqlite_datetime, sqlite_datetime_text
+from .sqltext import DEFAULT_TABLE_NAME, EXPIRES, EXPIRES_AT, check_names
 
 
 class _StoredSQLiteDateTime(sqlite.DATETIME):
@@ -79,7 +47,7 @@ class SQLiteDateTime(TypeDecorator[datetime]):
         return None if value is None else parse_sqlite_datetime(value)
 
 
-MYSQL_DIALECTS = ("mysql", "mariadb")
+MYSQL_DIALECTS = MYSQL_NAMES
 # Prisma's DateTime: TIMESTAMP(3) without time zone on PostgreSQL, DATETIME(3) on MySQL, holding UTC; on
 # SQLite a DATETIME column holding text or integer milliseconds.
 PrismaDateTime = (
@@ -121,10 +89,7 @@ def session_table(
 
     `expires_column` is the expiry column's name in the database (`expires` for prisma-session-store
     2.x's model); its key stays `expiresAt`, so `table.c.expiresAt` is the expiry column either way."""
-    if not isinstance(name, str) or not name:
-        raise ConfigurationError("table_name must be a non-empty string")
-    if not isinstance(expires_column, str) or not expires_column:
-        raise ConfigurationError('expires_column must be a column name, such as "expiresAt" or "expires"')
+    check_names(name, expires_column)
     base: Table = SessionRecord.__table__  # type: ignore[attr-defined]
     if name == DEFAULT_TABLE_NAME and metadata is None and expires_column == EXPIRES_AT:
         return base
@@ -150,3 +115,18 @@ def session_table(
             quoted_name(f"{name}_{suffix}", quote=None), *(table.c[key] for key in keys), unique=index.unique
         )
     return table
+
+
+__all__ = [
+    "DEFAULT_TABLE_NAME",
+    "EPOCH",
+    "EXPIRES",
+    "EXPIRES_AT",
+    "MYSQL_DIALECTS",
+    "PrismaDateTime",
+    "SQLiteDateTime",
+    "SessionRecord",
+    "parse_sqlite_datetime",
+    "session_table",
+    "sqlite_datetime_text",
+]

@@ -8,13 +8,13 @@ from dataclasses import dataclass, field, fields
 from types import MappingProxyType
 from typing import Any
 
-from .dialects.base import check_user_key
+from .dialects.common import check_user_key
 from .durations import Duration, to_seconds
 from .exceptions import ConfigurationError
 from .logs import LevelName
-from .models import DEFAULT_TABLE_NAME
 from .rows import DisposeFunction, TTLFunction
 from .serializers import JSONSerializer, resolve_serializer
+from .sqltext import DEFAULT_TABLE_NAME
 from .urls import DEADLINE
 
 

@@ -12,28 +12,28 @@ from datetime import datetime
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Self
 
-from sqlalchemy.ext.asyncio import AsyncEngine
-
 from .cookies import COOKIE_KEY
 from .deleter import Deleter
-from .dialects import driver_for, for_database
+from .dialects import driver_for, folder_for
 from .dialects.driver import Fault
 from .durations import Duration, utcnow
 from .executor import Executor, StatementError
 from .logs import LevelName, StoreLog, redact
 from .matching import DataMatcher, check_match
 from .merging import Merger
-from .models import DEFAULT_TABLE_NAME, EXPIRES_AT, session_table
 from .options import StoreOptions
 from .pruning import MAX_BATCH, PruneLoop, Pruner
 from .repository import SessionRows, StoredSession
 from .rows import DisposeFunction, RowFormat, SessionData, TTLFunction
+from .sqltext import DEFAULT_TABLE_NAME, EXPIRES_AT
 from .statistics import Statistics
-from .table import TableCheck, on_the_table, operation
-from .urls import DEADLINE, engine_for
+from .table import TableCheck, on_the_table, operation, statements_for
+from .urls import DEADLINE, create_engine, engine_for, is_engine
 
 if TYPE_CHECKING:
     import logging
+
+    from sqlalchemy.ext.asyncio import AsyncEngine
 
 UPSERT_ATTEMPTS = 3
 
@@ -105,22 +105,21 @@ class PrismaSessionStore:
         self.table_name = table_name
         self.user_key = user_key
 
-        self._owns_engine = not isinstance(engine_or_url, AsyncEngine)
-        target = engine_for(engine_or_url, engine_options, options.deadline, pgbouncer)
-        #: the SQLAlchemy engine: the schema's (`create_table`) and the caller's; the store's statements
-        #: run on connections of its own
-        self.engine = engine = target.engine
+        self._owns_engine = not is_engine(engine_or_url)
+        self._target = target = engine_for(engine_or_url, engine_options, options.deadline, pgbouncer)
+        self._engine_options = engine_options
+        self._engine = target.engine  # a URL's: made when first asked for
         #: whether the store works through a transaction pooler (`pgbouncer`, or the URL's `?pgbouncer=true`)
         self.pgbouncer = target.pgbouncer
         batch_size = MAX_BATCH if prune_batch_size is None else prune_batch_size
-        table = session_table(table_name, expires_column=expires_column or EXPIRES_AT)
-        sql = for_database(engine.dialect.name, table, prune_batch_size=batch_size)
+        name = target.url.get_backend_name()
+        sql = statements_for(folder_for(name), table_name, expires_column or EXPIRES_AT, batch_size)
         rows.longest_key, rows.longest_data = sql.longest_key, sql.longest_data
         #: runs every statement of the store, on its own connections
         self.executor = executor = Executor(
-            driver_for(engine.dialect.name),
-            engine.dialect,
-            engine.url,
+            driver_for(name),
+            target.url,
+            lambda: self.engine.dialect,
             sql,
             table_name=table_name,
             deadline=options.deadline,
@@ -129,9 +128,7 @@ class PrismaSessionStore:
             connect_args=target.connect_args,
         )
         #: the look at the table's columns before the first statement
-        self.table_check = TableCheck(
-            executor, table, expires_column=expires_column, prune_batch_size=batch_size
-        )
+        self.table_check = TableCheck(executor, expires_column=expires_column, prune_batch_size=batch_size)
         self._deleter = deleter = Deleter(executor, rows, dispose)
         self._merger = Merger(executor, rows)
         #: the row API the middleware's lifecycle uses
@@ -155,6 +152,19 @@ class PrismaSessionStore:
     def table(self) -> Any:
         """The session table as the store uses it (its expiry column as the database has it)."""
         return self.table_check.table
+
+    @property
+    def engine(self) -> AsyncEngine:
+        """The SQLAlchemy engine: the schema's (`create_table`) and the caller's. The store's statements
+        run on connections of its own; given a URL, the store makes the engine when first asked for it,
+        so a process that only serves sessions never imports SQLAlchemy."""
+        if self._engine is None:
+            target = self._target
+            options = self._options
+            self._engine = create_engine(
+                target.url.render(), self._engine_options, options.deadline, pgbouncer=target.pgbouncer
+            )
+        return self._engine
 
     @property
     def statistics(self) -> Statistics:
@@ -304,8 +314,8 @@ class PrismaSessionStore:
         created it."""
         await self.stop_interval()
         await self.executor.close()
-        if self._owns_engine:
-            await self.engine.dispose()
+        if self._owns_engine and self._engine is not None:
+            await self._engine.dispose()
 
     async def __aenter__(self) -> Self:
         self.start_interval()

@@ -8,14 +8,14 @@ import functools
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, Protocol, TypeVar
 
-from .dialects import for_database
 from .exceptions import ConfigurationError
-from .models import EXPIRES, EXPIRES_AT, session_table
+from .sqltext import EXPIRES, EXPIRES_AT, SQLText
 
 if TYPE_CHECKING:
     from sqlalchemy import Table
     from sqlalchemy.ext.asyncio import AsyncEngine
 
+    from .dialects.base import SQLDialect
     from .executor import Executor
 
 P = ParamSpec("P")
@@ -34,20 +34,36 @@ class Checked(Protocol):
 ROW_COLUMNS = ("id", "sid", "data")
 
 
+def statements_for(database: str, table_name: str, expires_column: str, prune_batch_size: int) -> SQLText:
+    """The statements of the table on `database` (a folder of dialects/), SQLAlchemy's built on first use
+    only (matching by data, the user key)."""
+
+    def built_with_sqlalchemy() -> SQLDialect:
+        from .dialects import for_database
+        from .models import session_table
+
+        table = session_table(table_name, expires_column=expires_column)
+        return for_database(database, table, prune_batch_size=prune_batch_size)
+
+    return SQLText(database, table_name, expires_column, prune_batch_size, built_with_sqlalchemy)
+
+
 class TableCheck:
     """The look at one store's table: `await check.ensure()` before its first statement."""
 
-    def __init__(
-        self, executor: Executor, table: Table, *, expires_column: str | None, prune_batch_size: int
-    ) -> None:
+    def __init__(self, executor: Executor, *, expires_column: str | None, prune_batch_size: int) -> None:
         self._executor = executor
-        self.table = table
         self._expires_column = expires_column
         self._prune_batch_size = prune_batch_size
         #: True once the table's expiry column is known.
         self.done = False
         # The look in flight: calls that arrive meanwhile wait for it, not for turns.
         self._checking: asyncio.Future[None] | None = None
+
+    @property
+    def table(self) -> Table:
+        """The session table as SQLAlchemy's `Table` (its expiry column as the store uses it)."""
+        return self._executor.sql.table  # type: ignore[no-any-return]
 
     async def ensure(self) -> None:
         """Look at the table's columns, once. Calls that arrive while the look is under way share it.
@@ -78,18 +94,16 @@ class TableCheck:
 
     async def _look(self) -> None:
         executor = self._executor
-        described = dict(await executor.describe(self.table.name))
-        expires_column = self._expiry_column(list(described))
-        executor.driver.check_columns(self.table.name, described, expires_column)
-        if expires_column != self.table.c.expiresAt.name:
-            self.table = session_table(self.table.name, expires_column=expires_column)
-            name = executor.dialect.name
-            executor.use(for_database(name, self.table, prune_batch_size=self._prune_batch_size))
+        sql = executor.sql
+        described = dict(await executor.describe(sql.table_name))
+        expires_column = self._expiry_column(sql.table_name, list(described))
+        executor.driver.check_columns(sql.table_name, described, expires_column)
+        if expires_column != sql.expires_column:
+            executor.use(statements_for(sql.database, sql.table_name, expires_column, self._prune_batch_size))
         self.done = True
 
-    def _expiry_column(self, columns: list[str]) -> str:
+    def _expiry_column(self, name: str, columns: list[str]) -> str:
         """The expiry column among the table's `columns`; ConfigurationError if a column is missing."""
-        name = self.table.name
         where = f'the session table "{name}" (columns: {", ".join(columns)})'
         missing = [column for column in ROW_COLUMNS if column not in columns]
         if missing:

@@ -2,23 +2,25 @@
 
 A URL may be Prisma's, libpq's or a cron job's (`postgresql://`, `mysql://`, `sqlite://`, with Prisma's own
 parameters such as `?pgbouncer=true`): `prisma_url` takes those parameters out and `driver_url` names the
-async driver SQLAlchemy needs. The engine serves the schema (`create_table`, migrations) and the caller;
-the store's statements run on its own connections (executor.py), which read the same URL.
+async driver SQLAlchemy needs. The engine serves the schema (`create_table`, migrations) and the caller,
+and is made when first asked for: the store's statements run on its own connections (executor.py), which
+read the same URL (dburl.py), so a process that only serves sessions never imports SQLAlchemy.
 """
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
-
+from .dburl import DatabaseURL
 from .dialects import SCHEMES
+from .dialects.mysql import NAMES as MYSQL_DIALECTS
 from .exceptions import ConfigurationError
-from .models import MYSQL_DIALECTS
+
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncEngine
 
 # Every operation of the store ends within this many seconds by default (`operation_timeout`).
 DEADLINE = 5.0
@@ -40,14 +42,23 @@ def driver_url(url: str) -> str:
 
 @dataclass(frozen=True, slots=True)
 class Target:
-    """Where the store connects: its engine, whether a transaction pooler is in between, and the
-    request path's connection bound that the URL gave (Prisma's `connection_limit`)."""
+    """Where the store connects: its URL, the caller's engine if it gave one, whether a transaction
+    pooler is in between, and the request path's connection bound that the URL gave (Prisma's
+    `connection_limit`)."""
 
-    engine: AsyncEngine
+    #: the URL with the async driver's scheme (a `DatabaseURL`, or the caller's engine's SQLAlchemy URL)
+    url: Any
+    engine: AsyncEngine | None
     pgbouncer: bool
     connection_limit: int | None = None
     #: the caller's `connect_args` for a URL's engine (engine_options), for the request path's too
     connect_args: Mapping[str, Any] = field(default_factory=dict)
+
+
+def is_engine(value: object) -> bool:
+    """Whether `value` is SQLAlchemy's AsyncEngine (which it cannot be where SQLAlchemy is not loaded)."""
+    loaded = sys.modules.get("sqlalchemy.ext.asyncio")
+    return loaded is not None and isinstance(value, loaded.AsyncEngine)
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,10 +76,7 @@ def prisma_url(url: str) -> PrismaURL:
     own settings for (PRISMA_DROPPED); refuse what asyncpg cannot be told this way. libpq's `sslmode`
     (in the URLs Supabase and Neon hand out) becomes asyncpg's `ssl`, and `channel_binding` goes
     (`require` is refused: asyncpg cannot do it)."""
-    try:
-        parsed = make_url(url)
-    except ArgumentError as error:
-        raise ConfigurationError(f"not a database URL: {error}") from None
+    parsed = DatabaseURL.parse(url)
     query = parsed.query
     for name in PRISMA_REFUSED:
         if name in query:
@@ -102,11 +110,11 @@ def prisma_url(url: str) -> PrismaURL:
     ours = ("pgbouncer", "connection_limit", "schema", "channel_binding", "sslmode", *PRISMA_DROPPED)
     if not any(name in query for name in ours):
         return PrismaURL(url)
-    plain = parsed.difference_update_query(ours)
+    plain = parsed.without_query(ours)
     if sslmode is not None and "ssl" not in query:
         # libpq's (and Prisma's) name; asyncpg takes the same values as `ssl`.
-        plain = plain.update_query_dict({"ssl": sslmode})
-    rendered = plain.render_as_string(hide_password=False)
+        plain = plain.with_query({"ssl": sslmode})
+    rendered = plain.render()
     return PrismaURL(rendered, pgbouncer == "true", None if limit is None else int(limit))
 
 
@@ -119,6 +127,8 @@ def create_engine(
     url: str, given: Mapping[str, Any] | None = None, deadline: float = DEADLINE, *, pgbouncer: bool = False
 ) -> AsyncEngine:
     """An engine for a plain or driver URL, with the pool and timeouts the store needs."""
+    from sqlalchemy.ext.asyncio import create_async_engine
+
     url = driver_url(url)
     return create_async_engine(url, **engine_options(url, given, deadline, pgbouncer=pgbouncer))
 
@@ -129,21 +139,22 @@ def engine_for(
     deadline: float,
     pgbouncer: bool | None = None,
 ) -> Target:
-    """The caller's engine as it is, or one made for a URL with `create_engine`; `pgbouncer` (None:
-    as the URL says) makes what the store does safe behind a transaction pooler."""
-    if isinstance(engine_or_url, AsyncEngine):
-        if any(name in engine_or_url.url.query for name in ("pgbouncer", "connection_limit")):
+    """The caller's engine as it is, or the URL for one made when first asked for (`create_engine`);
+    `pgbouncer` (None: as the URL says) makes what the store does safe behind a transaction pooler."""
+    if is_engine(engine_or_url):
+        engine: AsyncEngine = engine_or_url  # type: ignore[assignment]
+        if any(name in engine.url.query for name in ("pgbouncer", "connection_limit")):
             raise ConfigurationError(
                 "the engine's URL carries Prisma's pgbouncer or connection_limit, which asyncpg refuses: "
                 "give the store the URL itself, or remove them and pass pgbouncer=True / "
                 "request_connections=N to the store"
             )
-        return Target(engine_or_url, bool(pgbouncer))
+        return Target(engine.url, engine, bool(pgbouncer))
     if isinstance(engine_or_url, str):
         prisma = prisma_url(engine_or_url)
         behind = prisma.pgbouncer if pgbouncer is None else pgbouncer
-        engine = create_engine(prisma.url, given, deadline, pgbouncer=behind)
-        return Target(engine, behind, prisma.connection_limit, dict((given or {}).get("connect_args", {})))
+        url = DatabaseURL.parse(driver_url(prisma.url))
+        return Target(url, None, behind, prisma.connection_limit, dict((given or {}).get("connect_args", {})))
     raise ConfigurationError(
         "PrismaSessionStore needs an AsyncEngine or a URL such as "
         "'postgresql://user@host/db' or 'sqlite:///sessions.db'"
@@ -175,7 +186,7 @@ def engine_options(
     opens fails within the deadline rather than hang, one the server closed is noticed before use, and
     behind a transaction pooler its statements are ones the pooler can route."""
     options = dict(given or {})
-    parsed = make_url(url)
+    parsed = DatabaseURL.parse(url)
     options.setdefault("pool_pre_ping", parsed.get_backend_name() != "sqlite")
     driver = parsed.get_driver_name()
     if driver == "asyncpg":

@@ -111,7 +111,7 @@ async def test_prune_deletes_exactly_the_expired_rows_of_every_encoding_through_
     assert removed == sum(not is_live for is_live in live.values())
     assert set(await rows(engine)) == {sid for sid, is_live in live.items() if is_live}
 
-    compiled = store.executor.sql.prune_batch.compile(dialect=sqlite.dialect())
+    compiled = store.executor.sql.full.prune_batch.compile(dialect=sqlite.dialect())
     values = compiled.construct_params({"now": "2026-11-28T10:00:00.000+00:00", "batch_size": 1})
     arguments = tuple(values[name] for name in compiled.positiontup or ())
     async with engine.connect() as conn:

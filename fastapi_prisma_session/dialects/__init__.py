@@ -12,11 +12,12 @@ import pkgutil
 from typing import TYPE_CHECKING
 
 from ..exceptions import ConfigurationError
-from .base import SQLDialect
 from .driver import Driver, Fault
 
 if TYPE_CHECKING:
     from sqlalchemy import Table
+
+    from .base import SQLDialect
 
 # SQLAlchemy's name of each database → its folder (MariaDB's is mysql/), and each plain URL scheme → the
 # scheme with the async driver, from the folders' own declarations.
@@ -46,22 +47,25 @@ def unsupported(name: str) -> str | None:
     return f"{reason}; use PostgreSQL (postgresql://), SQLite (sqlite://) or MySQL/MariaDB (mysql://)"
 
 
-def driver_for(name: str) -> Driver:
-    """The driver of the database SQLAlchemy calls `name` (a supported one)."""
+def folder_for(name: str) -> str:
+    """The folder of the database SQLAlchemy calls `name` (MariaDB's is mysql); ConfigurationError for
+    a database that is not supported."""
     problem = unsupported(name)
     if problem:
         raise ConfigurationError(problem)
-    module = importlib.import_module(f"{__name__}.{MODULES[name]}.driver")
+    return MODULES[name]
+
+
+def driver_for(name: str) -> Driver:
+    """The driver of the database SQLAlchemy calls `name` (a supported one)."""
+    module = importlib.import_module(f"{__name__}.{folder_for(name)}.driver")
     driver: Driver = module.Driver()
     return driver
 
 
 def for_database(name: str, table: Table, *, prune_batch_size: int) -> SQLDialect:
     """The statements for `table` on the database SQLAlchemy calls `name`."""
-    problem = unsupported(name)
-    if problem:
-        raise ConfigurationError(problem)
-    module = importlib.import_module(f"{__name__}.{MODULES[name]}")
+    module = importlib.import_module(f"{__name__}.{folder_for(name)}.sql")
     dialect: SQLDialect = module.Dialect(table, prune_batch_size=prune_batch_size)
     return dialect
 
@@ -71,8 +75,8 @@ __all__ = [
     "SUPPORTED",
     "Driver",
     "Fault",
-    "SQLDialect",
     "driver_for",
+    "folder_for",
     "for_database",
     "unsupported",
 ]

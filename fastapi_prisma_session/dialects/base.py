@@ -8,7 +8,6 @@ and `now`, named apart from the columns, which SQLAlchemy reserves in INSERT and
 
 from __future__ import annotations
 
-import re
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -16,60 +15,38 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from sqlalchemy import Index, Integer, MetaData, Text, bindparam, delete, func, insert, select, update
 from sqlalchemy.schema import CreateIndex, DropIndex
 
-from ..exceptions import ConfigurationError
 from ..models import session_table
 from ..rows import DataLimit
+from ..sqltext import check_batch_size
+from .common import (
+    NOT_INDEXED,
+    UNREADABLE_ONLY,
+    USER_KEY_PATTERN,
+    Serialize,
+    check_user_key,
+    encodable,
+    is_user_key_object,
+    user_key_column_name,
+    user_key_index_name,
+)
+
+__all__ = [
+    "NOT_INDEXED",
+    "UNREADABLE_ONLY",
+    "USER_KEY_PATTERN",
+    "SQLDialect",
+    "Serialize",
+    "check_user_key",
+    "encodable",
+    "is_user_key_object",
+    "user_key_column_name",
+    "user_key_index_name",
+]
 
 if TYPE_CHECKING:
     from sqlalchemy import ColumnElement, Delete, Executable, Table
     from sqlalchemy.dialects.postgresql import Insert as PostgresInsert
     from sqlalchemy.dialects.sqlite import Insert as SQLiteInsert
-
-Serialize = Callable[[Any], str]
-#: `user_key_lookup`'s answer for a value the user-key index cannot find.
-NOT_INDEXED: Any = object()
-#: `user_key_lookup`'s answer for a value that only rows the index marks unreadable can hold (jsonb
-#: refuses a \u0000 or a lone surrogate in the lookup as in the row): matching compares those in Python.
-UNREADABLE_ONLY: Any = object()
-# A user key is a plain name: it is written into the index's SQL, and names the index.
-USER_KEY_PATTERN = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,28}")
-
-
-def encodable(text: str) -> bool:
-    """Whether `text` can be bound (a lone surrogate cannot: it has no UTF-8)."""
-    try:
-        text.encode()
-    except UnicodeEncodeError:
-        return False
-    return True
-
-
-def check_user_key(key: object) -> str:
-    """The `user_key` option, checked: a top-level key of the session data, 1-29 letters, digits or _."""
-    if not isinstance(key, str) or not USER_KEY_PATTERN.fullmatch(key):
-        raise ConfigurationError(
-            f"user_key must be a top-level key of the session data made of 1 to 29 letters, digits "
-            f"and underscores, not starting with a digit (such as 'user_id'); got {key!r:.60}"
-        )
-    return key
-
-
-def user_key_index_name(table_name: str, key: str) -> str:
-    """The user-key index's name, in Prisma's style: `Session_data_user_id_idx`."""
-    return f"{table_name}_data_{key}_idx"
-
-
-def user_key_column_name(key: str) -> str:
-    """The generated column the user-key index is on, where the database needs one (MySQL, MariaDB):
-    `data_user_id_key`."""
-    return f"data_{key}_key"
-
-
-def is_user_key_object(kind: str, name: str, table_name: str) -> bool:
-    """Whether a schema object (`kind` "index" or "column") is one of those `user_key_ddl` adds."""
-    if kind == "index":
-        return name.startswith(f"{table_name}_data_") and name.endswith("_idx")
-    return kind == "column" and name.startswith("data_") and name.endswith("_key")
 
 
 class SQLDialect(ABC):
@@ -88,19 +65,14 @@ class SQLDialect(ABC):
     #: Whether a locking read that waited for a row can miss it at the new primary key a move gave it
     #: (InnoDB scans its clustered index: the row's old key is gone, the new one may lie behind the scan).
     scans_miss_moved_keys: ClassVar[bool] = False
-    #: Whether `among_sids` takes the sids as one array parameter (else one parameter each).
+    #: Whether a list parameter (`listed`) is one array (else one parameter per value).
     sids_as_array: ClassVar[bool] = False
     #: The driver's error number when the upsert found the row of a sid that is not the same text (a
     #: unique index that folds case); None where the index compares exactly.
     sid_clash_error: ClassVar[int | None] = None
 
     def __init__(self, table: Table, *, prune_batch_size: int) -> None:
-        if (
-            not isinstance(prune_batch_size, int)
-            or isinstance(prune_batch_size, bool)
-            or prune_batch_size < 1
-        ):
-            raise ConfigurationError("prune_batch_size must be a positive whole number")
+        check_batch_size(prune_batch_size)
         self.table = table
         c = table.c
         by_sid = self.equal(c.sid, bindparam("session_id"))
@@ -112,7 +84,7 @@ class SQLDialect(ABC):
         expiry = self.readable_expiry()
         self.load: Executable = select(c.data, expiry).where(by_sid)
         # Several sessions at once (coalescing.py): each row with its sid, for the request that asked.
-        self.load_many: Executable = select(c.sid, c.data, expiry).where(self.among_sids())
+        self.load_many: Executable = select(c.sid, c.data, expiry).where(self.among(c.sid, "sids"))
         self.insert: Executable = insert(table).values(
             id=bindparam("record_id"), sid=bindparam("session_id"), **row_values
         )
@@ -129,12 +101,12 @@ class SQLDialect(ABC):
             .values(sid=bindparam("new_sid"), id=func.coalesce(bindparam("record_id", type_=Text), c.id))
         )
 
-        by_sids = delete(table).where(self.among(c.sid, bindparam("sids", expanding=True)))
+        by_sids = delete(table).where(self.among(c.sid, "sids"))
         self.delete: Executable = by_sids
         self.delete_returning: Executable = self.deleted(by_sids)
         self.clear: Executable = delete(table)
         self.clear_returning: Executable = self.deleted(delete(table))
-        self.delete_ids: Executable = delete(table).where(c.id.in_(bindparam("ids", expanding=True)))
+        self.delete_ids: Executable = delete(table).where(self.listed(c.id, "ids"))
 
         self.live_rows: Executable = select(c.sid, c.data).where(live)
         self.live_ids: Executable = select(c.sid).where(live)
@@ -145,9 +117,7 @@ class SQLDialect(ABC):
             c.data.like(bindparam("pattern"), escape="\\")
         )
         self.locked_rows_by_ids: Executable = (
-            select(c.sid, c.data, expiry, c.id)
-            .where(c.id.in_(bindparam("ids", expanding=True)))
-            .with_for_update()
+            select(c.sid, c.data, expiry, c.id).where(self.listed(c.id, "ids")).with_for_update()
         )
 
         self.upsert: Executable = self.build_upsert()
@@ -274,13 +244,14 @@ class SQLDialect(ABC):
         utf8mb4_unicode_ci) says so its own way."""
         return column == value
 
-    def among(self, column: ColumnElement[Any], values: ColumnElement[Any]) -> ColumnElement[bool]:
-        """`column IN values`, character for character, as `equal`."""
-        return column.in_(values)
+    def listed(self, column: ColumnElement[Any], name: str) -> ColumnElement[bool]:
+        """`column` is one of the values of the list parameter `name`: `IN (…)`, one parameter each."""
+        return column.in_(bindparam(name, expanding=True))
 
-    def among_sids(self) -> ColumnElement[bool]:
-        """The sid is one of the parameter `sids`: `sid IN (…)`, or one array where `sids_as_array`."""
-        return self.among(self.table.c.sid, bindparam("sids", expanding=True))
+    def among(self, column: ColumnElement[Any], name: str) -> ColumnElement[bool]:
+        """`column` is one of the values of the list parameter `name`, character for character, as
+        `equal`."""
+        return self.listed(column, name)
 
     def deleted(self, statement: Delete) -> Executable:
         """What hands back the (sid, data) of the rows `statement` deletes: the DELETE with RETURNING;

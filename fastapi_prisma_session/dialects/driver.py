@@ -12,14 +12,25 @@ from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
-if TYPE_CHECKING:
-    from sqlalchemy.engine import URL, Dialect
+from ..dburl import DatabaseURL
 
+if TYPE_CHECKING:
     from ..connections import Connection
+    from ..dburl import DatabaseURL as URL  # or SQLAlchemy's URL, whose attributes it has
 
 # The share of the deadline after which the server abandons a statement or a lock wait: it ends the
 # statement itself, cleanly, before the client gives up on it.
 SERVER_TIMEOUT_SHARE = 0.7
+
+
+def sqlalchemy_connect_args(url: URL) -> tuple[list[Any], dict[str, Any]]:
+    """What SQLAlchemy's dialect of `url` passes its driver's connect: for what a driver does not read
+    itself (a URL's rarer query parameters). Imports SQLAlchemy."""
+    from sqlalchemy.engine import make_url
+
+    parsed = make_url(url.render() if isinstance(url, DatabaseURL) else url)
+    arguments, options = parsed.get_dialect()().create_connect_args(parsed)
+    return list(arguments), dict(options)
 
 
 class Fault(enum.Enum):
@@ -64,14 +75,13 @@ class Driver(ABC):
     @abstractmethod
     def connect_kwargs(
         self,
-        dialect: Dialect,
         url: URL,
         deadline: float,
         *,
         pgbouncer: bool = False,
         connect_args: Mapping[str, Any] | None = None,
     ) -> dict[str, Any]:
-        """The arguments of `connect` for the database of `url` (as SQLAlchemy's `dialect` reads it), then
+        """The arguments of `connect` for the database of `url` (as SQLAlchemy's dialect reads it), then
         the caller's `connect_args`, with a connect timeout of `deadline` and whatever makes the server
         end a statement before the deadline."""
 

@@ -1,9 +1,9 @@
-"""MySQL and MariaDB: its SQL (sql.py) and its driver (driver.py)."""
+"""MySQL and MariaDB: its SQL (sql.py, compiled.py) and its driver (driver.py)."""
 
-from ...models import MYSQL_DIALECTS as NAMES  # SQLAlchemy's names for the database
-from .sql import Dialect
+#: SQLAlchemy's names for the database.
+NAMES = ("mysql", "mariadb")
 
 #: The plain URL schemes (Prisma's, libpq's) that name it, and the async driver SQLAlchemy needs for them.
 SCHEMES = {"mysql": "mysql+asyncmy", "mariadb": "mysql+asyncmy"}
 
-__all__ = ["NAMES", "SCHEMES", "Dialect"]
+__all__ = ["NAMES", "SCHEMES"]

@@ -14,10 +14,12 @@ from __future__ import annotations
 import asyncio
 from typing import TYPE_CHECKING, Any
 
+from ..driver import sqlalchemy_connect_args
+
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
 
-    from sqlalchemy.engine import URL, Dialect
+    from ...dburl import DatabaseURL as URL
 
 # asyncmy's error numbers from 2000 up are the client's own (CR_*): a lost or refused connection.
 CLIENT_ERRORS = 2000
@@ -116,16 +118,27 @@ def _lost(error: BaseException) -> ConnectionResetError:
     return ConnectionResetError(f"the MySQL connection was lost: {error}")
 
 
-def connect_kwargs(
-    dialect: Dialect, url: URL, defaults: Mapping[str, Any], connect_args: Mapping[str, Any]
-) -> dict[str, Any]:
+def connect_params(url: URL) -> dict[str, Any]:
+    """asyncmy.connect's arguments from `url`, as SQLAlchemy's asyncmy dialect makes them (it reads any
+    query parameter but `charset` itself)."""
+    if set(url.query) - {"charset"}:
+        return sqlalchemy_connect_args(url)[1]
+    from asyncmy.constants import CLIENT
+
+    params = url.translate_connect_args(username="user", database="db")
+    params.update(url.query)
+    params["client_flag"] = CLIENT.FOUND_ROWS
+    return params
+
+
+def connect_kwargs(url: URL, defaults: Mapping[str, Any], connect_args: Mapping[str, Any]) -> dict[str, Any]:
     """`asyncmy.connect` keyword arguments for the store's connections to the database of `url`:
     `defaults` under what the engine's URL and the caller's `connect_args` say (as SQLAlchemy's engine
     connects), in autocommit mode, and counting found rows as changed ones (an UPDATE that rewrites
     equal values still says it found its row)."""
     from asyncmy.constants import CLIENT
 
-    _, params = dialect.create_connect_args(url)
+    params = connect_params(url)
     kwargs: dict[str, Any] = {**defaults, **params, **connect_args}
     kwargs["client_flag"] = int(kwargs.get("client_flag", 0)) | CLIENT.FOUND_ROWS
     kwargs["autocommit"] = True

@@ -14,9 +14,8 @@ from .connection import REFUSED, MySQLConnection
 from .connection import connect_kwargs as asyncmy_connect_kwargs
 
 if TYPE_CHECKING:
-    from sqlalchemy.engine import URL, Dialect
-
     from ...connections import Connection
+    from ...dburl import DatabaseURL as URL
 
 # The server's error numbers. Unavailable: too many connections, server shutdown, lock wait timeout, a
 # statement over its time (MariaDB's max_statement_time, MySQL's max_execution_time), one ended by KILL,
@@ -71,7 +70,6 @@ class Driver(BaseDriver):
 
     def connect_kwargs(
         self,
-        dialect: Dialect,
         url: URL,
         deadline: float,
         *,
@@ -81,7 +79,7 @@ class Driver(BaseDriver):
         defaults = connect_defaults(deadline)
         if "charset" in url.query:
             del defaults["charset"]
-        return asyncmy_connect_kwargs(dialect, url, defaults, connect_args or {})
+        return asyncmy_connect_kwargs(url, defaults, connect_args or {})
 
     def setup(self, deadline: float, *, pgbouncer: bool = False) -> tuple[str, ...]:
         """Run after the caller's own `init_command`, if any, so that it cannot undo them:

@@ -196,7 +196,8 @@ class Dialect(SQLDialect):
         # every byte is the same.
         return and_(column == value, _bytes(column) == value)
 
-    def among(self, column: ColumnElement[Any], values: ColumnElement[Any]) -> ColumnElement[bool]:
+    def among(self, column: ColumnElement[Any], name: str) -> ColumnElement[bool]:
+        values: ColumnElement[Any] = bindparam(name, expanding=True)
         return and_(column.in_(values), _bytes(column).in_(values))
 
     def prune_lock(self) -> Executable:

@@ -11,13 +11,12 @@ from typing import TYPE_CHECKING, Any
 import asyncpg
 
 from ...exceptions import ConfigurationError
-from ..driver import SERVER_TIMEOUT_SHARE, Fault
+from ..driver import SERVER_TIMEOUT_SHARE, Fault, sqlalchemy_connect_args
 from ..driver import Driver as BaseDriver
 
 if TYPE_CHECKING:
-    from sqlalchemy.engine import URL, Dialect
-
     from ...connections import Connection
+    from ...dburl import DatabaseURL as URL
 
 # What asyncpg reports as a PostgresError although the connection is gone: lost, not refused.
 ENDED = (
@@ -45,6 +44,19 @@ DATA_EXCEPTION = "22"
 TIMESTAMPTZ_OID = 1184
 
 
+# Query parameters SQLAlchemy's asyncpg dialect reads itself (several hosts, a number): left to it.
+READ_BY_SQLALCHEMY = ("host", "port", "prepared_statement_cache_size")
+
+
+def connect_params(url: URL) -> dict[str, Any]:
+    """asyncpg.connect's arguments from `url`, as SQLAlchemy's asyncpg dialect makes them."""
+    if any(name in url.query for name in READ_BY_SQLALCHEMY):
+        return sqlalchemy_connect_args(url)[1]
+    params = url.translate_connect_args(username="user")
+    params.update(url.query)
+    return params
+
+
 class Driver(BaseDriver):
     name = "postgresql"
     lost = (OSError, asyncpg.InterfaceError, asyncpg.InternalClientError)
@@ -55,7 +67,6 @@ class Driver(BaseDriver):
 
     def connect_kwargs(
         self,
-        dialect: Dialect,
         url: URL,
         deadline: float,
         *,
@@ -65,7 +76,7 @@ class Driver(BaseDriver):
         """Behind a transaction pooler (`pgbouncer`) asyncpg's statement cache is off, so that each
         statement is parsed, bound and run in one message batch, which the pooler hands to one server
         connection (see `engines.pooler_connect_args`)."""
-        _, params = dialect.create_connect_args(url)
+        params = connect_params(url)
         accepted = inspect.signature(asyncpg.connect).parameters
         # The URL's parameters, then the caller's connect_args (ssl, server_settings), as SQLAlchemy's
         # engine connects; the deadline bounds every statement, so no command_timeout.

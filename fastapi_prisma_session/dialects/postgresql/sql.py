@@ -47,9 +47,9 @@ class Dialect(SQLDialect):
     name = "postgresql"
     sids_as_array = True
 
-    def among_sids(self) -> ColumnElement[bool]:
-        # sid = ANY($1): one statement, and one plan, for any number of sids.
-        return self.table.c.sid == any_(bindparam("sids", type_=postgresql.ARRAY(Text)))
+    def listed(self, column: ColumnElement[Any], name: str) -> ColumnElement[bool]:
+        # column = ANY($1): one statement, and one plan, for any number of values.
+        return column == any_(bindparam(name, type_=postgresql.ARRAY(Text)))
 
     def build_upsert(self) -> Executable:
         return self.upsert_on_sid(postgresql.insert)

@@ -3,22 +3,31 @@ the deadline, and what its error messages mean."""
 
 from __future__ import annotations
 
+import os
 import sqlite3
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, cast
 
 from ...exceptions import ConfigurationError
-from ..driver import SERVER_TIMEOUT_SHARE, Fault
+from ..driver import SERVER_TIMEOUT_SHARE, Fault, sqlalchemy_connect_args
 from ..driver import Driver as BaseDriver
 from .connection import SQLiteConnection
 
 if TYPE_CHECKING:
-    from sqlalchemy.engine import URL, Dialect
-
     from ...connections import Connection
+    from ...dburl import DatabaseURL as URL
 
 # What SQLite says when the database file cannot be used right now.
 UNAVAILABLE = ("locked", "busy", "unable to open", "disk i/o", "readonly", "disk is full", "interrupted")
+
+
+def connect_params(url: URL) -> tuple[list[Any], dict[str, Any]]:
+    """sqlite3.connect's arguments from `url`, as SQLAlchemy's aiosqlite dialect makes them (a URL with
+    a query, or one SQLAlchemy refuses, is left to it)."""
+    if url.query or url.username or url.password or url.host or url.port:
+        return sqlalchemy_connect_args(url)
+    filename = url.database or ":memory:"
+    return [filename if filename == ":memory:" else os.path.abspath(filename)], {}
 
 
 class Driver(BaseDriver):
@@ -32,14 +41,13 @@ class Driver(BaseDriver):
 
     def connect_kwargs(
         self,
-        dialect: Dialect,
         url: URL,
         deadline: float,
         *,
         pgbouncer: bool = False,
         connect_args: Mapping[str, Any] | None = None,
     ) -> dict[str, Any]:
-        arguments, options = dialect.create_connect_args(url)
+        arguments, options = connect_params(url)
         database = str(arguments[0]) if arguments else ""
         uri = bool(options.get("uri"))
         if database in ("", ":memory:") or (uri and "mode=memory" in database):
