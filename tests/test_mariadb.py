@@ -311,7 +311,7 @@ async def test_a_prune_run_skips_while_another_process_holds_the_lock(
     store: PrismaSessionStore, migrated: str
 ) -> None:
     await seed(migrated, expired=10, live=2)
-    sql, key = store.executor.sql, {"key": store._pruner.lock_key}
+    sql, key = store.executor.sql.full, {"key": store._pruner.lock_key}
     other = create_async_engine(driver_url(migrated))
     try:
         async with other.connect() as conn:
@@ -349,7 +349,7 @@ async def test_the_lock_is_per_database(
     other = create_async_engine(driver_url(other_database))
     try:
         async with other.connect() as conn:
-            sql, key = store.executor.sql, {"key": store._pruner.lock_key}
+            sql, key = store.executor.sql.full, {"key": store._pruner.lock_key}
             assert (await conn.execute(sql.prune_lock(), key)).scalar() == 1  # type: ignore[arg-type]
             assert await store.prune() == 3
     finally:
