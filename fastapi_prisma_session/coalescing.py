@@ -42,31 +42,32 @@ class _Batch:
 
 
 class LoadCoalescer:
-    """Loads sessions by sid on `pool`: alone (`one`) while a connection is free, else in batches
-    (`many`: the rows of the given sids, by sid, read on the connection given)."""
+    """Loads sessions by sid on `pool` in batches (`many`: the rows of the given sids, by sid, read on the
+    connection given), for the loads that `batching()` sends here; the others run alone."""
 
     def __init__(
         self,
         pool: RequestPool,
-        one: Callable[[str], Awaitable[Row | None]],
         many: Callable[[Connection, list[str]], Awaitable[dict[str, Row]]],
         *,
         limit: int = BATCH_LIMIT,
     ) -> None:
         self._pool = pool
-        self._one = one
         self._many = many
         self._limit = limit
         self._open: _Batch | None = None  # waiting for a connection, open to loads that arrive
         self._running: set[asyncio.Task[None]] = set()
 
+    def batching(self) -> bool:
+        """Whether a load sent now joins a batch (one is waiting for a connection), or would wait for a
+        connection and so starts one; else it runs alone, at once."""
+        return self._open is not None or self._pool.saturated
+
     async def load(self, sid: str) -> Row | None:
-        """The row of `sid` (as `one` gives it), or None when there is none."""
+        """The row of `sid`, read with the other loads of its batch, or None when there is none."""
         loop = asyncio.get_running_loop()
         batch = self._open
         if batch is None or batch.loop is not loop or len(batch.waiters) >= self._limit:
-            if not self._pool.saturated:
-                return await self._one(sid)
             batch = self._open = _Batch(loop)
             task = loop.create_task(self._run(batch))
             self._running.add(task)

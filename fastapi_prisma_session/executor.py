@@ -169,7 +169,7 @@ class Executor:
         #: what the store has sent to its database (`PrismaSessionStore.statistics`)
         self.statistics = self.pool.statistics
         # Loads by sid: alone while a connection is free, else coalesced with the others then waiting.
-        self._loads = LoadCoalescer(self.pool, self._load_one, self._load_many)
+        self._loads = LoadCoalescer(self.pool, self._load_many)
         self._prepared: dict[int, tuple[Executable, Prepared]] = {}
         #: called after every statement (`add_query_logger`)
         self.loggers: list[Callable[[LoggedQuery], None]] = []
@@ -205,15 +205,15 @@ class Executor:
     async def load_row(self, sid: str) -> Row | None:
         """The (data, expiresAt) row of the session `sid`, or None: read alone, or in one statement with
         the loads of other requests waiting for a connection at the same time (coalescing.py)."""
-        self.statistics.loads += 1
+        statistics = self.statistics
+        statistics.loads += 1
+        if not self._loads.batching():
+            statistics.load_statements += 1
+            return await self.fetch_row("load", {"session_id": sid})
         try:
             return await self._loads.load(sid)
         except Exception as error:
             self._raise(error)
-
-    async def _load_one(self, sid: str) -> Row | None:
-        self.statistics.load_statements += 1
-        return await self.fetch_row("load", {"session_id": sid})
 
     async def _load_many(self, connection: Connection, sids: list[str]) -> dict[str, Row]:
         """The rows of `sids` (distinct), by the sid each row holds, read on `connection`."""
