@@ -7,9 +7,9 @@ newcomer pastes it, in an empty folder.
   (uvicorn among them) as its dependencies (`install_wheel`; tests/test_packaging.py says what that
   leaves out).
 - `main.py` is the page's blocks that start with `# main.py`.
-- The commands of the page's "Run it" run as given, with the venv's python: `python -m fastapi_prisma_session
-  migrate ...` as it is, and `uvicorn main:app` as `python -m uvicorn main:app` on a free port instead
-  of 8000, stopped by its pid at the end.
+- The commands of the page's "Run it" run as given: `fastapi-prisma-session migrate ...` with the script
+  the wheel installed in the venv, and `uvicorn main:app` as `python -m uvicorn main:app` on a free port
+  instead of 8000, stopped by its pid at the end.
 - Each curl line runs as given, with that port, and prints what its comment says.
 """
 
@@ -55,8 +55,8 @@ def test_the_quick_start_runs_as_pasted(
     (_, server_commands), (_, curl_lines) = doc_blocks(page, heading)
     migrate, start = server_commands.splitlines()
     program, *arguments = shlex.split(migrate)
-    assert program == "python"
-    run_checked([str(python), *arguments], folder, timeout=60)
+    assert program == "fastapi-prisma-session"  # the console script the wheel installs
+    run_checked([str(python.parent / program), *arguments], folder, timeout=60)
     with sqlite3.connect(folder / "sessions.db") as conn:
         tables = {name for (name,) in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
     conn.close()
