@@ -17,6 +17,7 @@ from sqlalchemy.exc import ArgumentError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from .dialects import SCHEMES
+from .dialects.mysql.hosts import engine_creator
 from .exceptions import ConfigurationError
 from .models import MYSQL_DIALECTS
 
@@ -33,9 +34,24 @@ PRISMA_REFUSED = ("sslaccept", "sslidentity", "sslpassword", "sslcert", "sslkey"
 
 def driver_url(url: str) -> str:
     """`postgresql://…` → `postgresql+asyncpg://…`, `sqlite://…` → `sqlite+aiosqlite://…`, `mysql://…` and
-    `mariadb://…` → `mysql+asyncmy://…`; a URL that names its driver is left as it is."""
+    `mariadb://…` → `mysql+asyncmy://…`; a URL that names its driver is left as it is. Several hosts
+    (`h1:3306,h2:3306`) become SQLAlchemy's `?host=h1:3306&host=h2:3306`."""
+    scheme, sep, rest = hosts_as_query(url).partition("://")
+    return SCHEMES[scheme] + sep + rest if sep and scheme in SCHEMES else scheme + sep + rest
+
+
+def hosts_as_query(url: str) -> str:
+    """`scheme://user@h1:p1,h2:p2/db?…` (libpq's and Prisma's list of hosts) as SQLAlchemy spells it,
+    `scheme://user@/db?…&host=h1:p1&host=h2:p2`; a URL with one host as it is."""
     scheme, sep, rest = url.partition("://")
-    return SCHEMES[scheme] + sep + rest if sep and scheme in SCHEMES else url
+    end = min((rest.index(mark) for mark in "/?" if mark in rest), default=len(rest))
+    authority, tail = rest[:end], rest[end:].removeprefix("/")
+    userinfo, at, hosts = authority.rpartition("@")
+    if not sep or "," not in hosts:
+        return url
+    path, _, query = tail.partition("?")
+    listed = "&".join(f"host={host}" for host in hosts.split(",") if host)
+    return f"{scheme}://{userinfo}{at}/{path}?{query}{'&' if query else ''}{listed}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,9 +81,10 @@ def prisma_url(url: str) -> PrismaURL:
     own settings for (PRISMA_DROPPED); refuse what asyncpg cannot be told this way. libpq's `sslmode`
     (in the URLs Supabase and Neon hand out) becomes asyncpg's `ssl`, and `channel_binding` goes
     (`require` is refused: asyncpg cannot do it)."""
+    url = hosts_as_query(url)
     try:
         parsed = make_url(url)
-    except ArgumentError as error:
+    except (ArgumentError, ValueError) as error:
         raise ConfigurationError(f"not a database URL: {error}") from None
     query = parsed.query
     for name in PRISMA_REFUSED:
@@ -186,4 +203,10 @@ def engine_options(
         if "charset" not in parsed.query:
             defaults["charset"] = "utf8mb4"
         options["connect_args"] = {**defaults, **options.get("connect_args", {})}
+        if "host" in parsed.query and "async_creator" not in options:
+            # Several hosts: asyncmy takes one, so the engine connects through the list (hosts.py).
+            _, params = parsed.get_dialect()().create_connect_args(parsed)
+            creator = engine_creator({**params, **options["connect_args"]})
+            if creator is not None:
+                options["async_creator"] = creator
     return options
