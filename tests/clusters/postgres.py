@@ -172,6 +172,17 @@ class PostgresPair:
         """Make `node` a primary (pg_ctl promote, waiting until it takes writes)."""
         self._run("pg_ctl", "promote", "-w", "-D", str(node.data))
 
+    def detach(self, node: Node) -> None:
+        """Make the standby `node` stop receiving WAL, as one that falls behind: what the primary commits
+        from now on never reaches it (and, with synchronous replication, waits)."""
+        self.sql(node, "ALTER SYSTEM SET primary_conninfo = ''")
+        self.sql(node, "SELECT pg_reload_conf()")
+        ends = time.monotonic() + 10
+        while self.sql(node, "SELECT count(*) FROM pg_stat_wal_receiver") != "0":
+            if time.monotonic() > ends:
+                raise RuntimeError(f"the {node.name} still receives WAL after 10 s")
+            time.sleep(0.02)
+
     def kill(self, node: Node) -> None:
         """SIGKILL the postmaster and every process of its server: a host that died."""
         self._signal(node, signal.SIGKILL)
