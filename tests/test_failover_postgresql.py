@@ -17,12 +17,12 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
 import pytest
+from sqlalchemy.engine import make_url
 
 from fastapi_prisma_session import ConfigurationError, PrismaSessionStore, StoreUnavailableError
 from tests.clusters.postgres import PostgresPair
-from tests.helpers import FENCED_BLOCK, ROOT, client_for, make_app, run_module, wait_until
-
-pytestmark = pytest.mark.xdist_group("postgres_pair")
+from tests.faultproxy import FaultProxy
+from tests.helpers import FENCED_BLOCK, ROOT, client_for, free_port, make_app, run_module, wait_until
 
 OPERATION_TIMEOUT = 2.0
 CLIENTS = 8
@@ -239,8 +239,8 @@ def test_a_host_list_is_accepted(url: str) -> None:
     ("url", "said"),
     [
         ("postgresql://u@h1:5432,,h2:5432/db", "empty entry"),
-        ("postgresql://u@h1:x,h2:5432/db", "a number is needed"),
-        ("postgresql://u@h1:5432,h2:99999/db", "a number is needed"),
+        ("postgresql://u@h1:x,h2:5432/db", "a port number"),
+        ("postgresql://u@h1:5432,h2:99999/db", "a port number"),
         ("postgresql://u@[::1]:5432,h2:5432/db", "IPv6"),
         ("postgresql://u@h1,h2/db?host=h3", "keep one list"),
         ("postgresql://u@h1,h2/db?target_session_attrs=master", "read-write to reach the primary"),
@@ -265,3 +265,44 @@ def test_the_failover_page_s_samples_work() -> None:
     assert len(urls) >= 3
     for url in urls:
         assert len(PrismaSessionStore(url).engine.url.query["host"]) == 2, url
+
+
+def host_list(*ports: int, database: str) -> str:
+    return f"postgresql://postgres@{','.join(f'127.0.0.1:{port}' for port in ports)}/{database}"
+
+
+async def test_a_silent_host_listed_first_costs_its_share_then_is_tried_last(
+    postgres_url: str, proxy: FaultProxy
+) -> None:
+    # asyncpg alone would spend the whole connect timeout on the silent host, and fail.
+    direct = PrismaSessionStore(postgres_url, table_name="host_list_sessions")
+    await direct.create_table()
+    server = make_url(postgres_url)
+    proxy.blackhole()
+    url = host_list(proxy.port, server.port or 5432, database=server.database or "")
+    store = PrismaSessionStore(url, table_name="host_list_sessions", operation_timeout=OPERATION_TIMEOUT)
+    try:
+        await store.set("s1", {"cookie": {"originalMaxAge": None}, "n": 1})
+        tried = proxy.accepted
+        await store.executor.pool.close()  # the next statement opens a new connection
+        assert (await store.get("s1") or {}).get("n") == 1
+        assert proxy.accepted == tried  # the host that served last was tried first, and served
+    finally:
+        await store.shutdown()
+        async with direct.engine.begin() as conn:
+            await conn.exec_driver_sql('DROP TABLE "host_list_sessions"')
+        await direct.shutdown()
+
+
+async def test_every_host_down_is_a_503_and_a_refused_login_says_so(postgres_url: str) -> None:
+    server = make_url(postgres_url)
+    down = PrismaSessionStore(host_list(free_port(), free_port(), database="x"), operation_timeout=1)
+    with pytest.raises(StoreUnavailableError):
+        await down.get("s1")
+    await down.shutdown()
+    # One host down, the other refusing the login (no such database): the refusal is what is told.
+    refused = host_list(free_port(), server.port or 5432, database="fps_no_such_database")
+    store = PrismaSessionStore(refused, operation_timeout=1)
+    with pytest.raises(ConfigurationError, match="fps_no_such_database"):
+        await store.get("s1")
+    await store.shutdown()

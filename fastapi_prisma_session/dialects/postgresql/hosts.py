@@ -14,7 +14,6 @@ import asyncio
 import re
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Protocol, TypeVar
-from urllib.parse import quote
 
 from ...exceptions import ConfigurationError
 
@@ -46,7 +45,9 @@ def sqlalchemy_url(url: str) -> str:
             "the URL lists its hosts twice, before the database and in ?host= or ?port=: keep one list"
         )
     hosts = [_host_and_port(entry) for entry in found["hosts"].split(",")]
-    listed = "&".join(f"host={quote(host, safe='')}:{port}" for host, port in hosts)
+    # A host is kept as written (a socket directory percent-encoded, as libpq takes one), and SQLAlchemy
+    # decodes it.
+    listed = "&".join(f"host={host}:{port}" for host, port in hosts)
     path, question, query = tail.partition("?")
     return f"{found['head']}{path or '/'}?{listed}{'&' + query if question and query else ''}"
 
@@ -65,7 +66,9 @@ def _host_and_port(entry: str) -> tuple[str, int]:
     if not colon:
         return host, DEFAULT_PORT
     if not (port.isascii() and port.isdigit() and 0 < int(port) < 65536):
-        raise ConfigurationError(f"the URL's host list gives {entry!r} the port {port!r}: a number is needed")
+        raise ConfigurationError(
+            f"the URL's host list gives {entry!r} the port {port!r}: a port number, 1 to 65535, is needed"
+        )
     return host, int(port)
 
 
