@@ -39,7 +39,7 @@ SUPPORTED = tuple(MODULES)
 REFUSED = {
     "cockroachdb": "CockroachDB speaks PostgreSQL's protocol, but the store is untested on it and its "
     "advisory locks, which let one process prune at a time, are missing or no-op stubs in most releases "
-    "(see the README's CockroachDB note)",
+    "(see docs/databases/postgresql.md)",
 }
 
 
