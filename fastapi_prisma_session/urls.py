@@ -16,7 +16,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
-from .dialects import SCHEMES
+from .dialects import SCHEMES, sqlalchemy_url
 from .dialects.mysql.hosts import engine_creator
 from .exceptions import ConfigurationError
 from .models import MYSQL_DIALECTS
@@ -34,24 +34,11 @@ PRISMA_REFUSED = ("sslaccept", "sslidentity", "sslpassword", "sslcert", "sslkey"
 
 def driver_url(url: str) -> str:
     """`postgresql://…` → `postgresql+asyncpg://…`, `sqlite://…` → `sqlite+aiosqlite://…`, `mysql://…` and
-    `mariadb://…` → `mysql+asyncmy://…`; a URL that names its driver is left as it is. Several hosts
-    (`h1:3306,h2:3306`) become SQLAlchemy's `?host=h1:3306&host=h2:3306`."""
-    scheme, sep, rest = hosts_as_query(url).partition("://")
-    return SCHEMES[scheme] + sep + rest if sep and scheme in SCHEMES else scheme + sep + rest
-
-
-def hosts_as_query(url: str) -> str:
-    """`scheme://user@h1:p1,h2:p2/db?…` (libpq's and Prisma's list of hosts) as SQLAlchemy spells it,
-    `scheme://user@/db?…&host=h1:p1&host=h2:p2`; a URL with one host as it is."""
+    `mariadb://…` → `mysql+asyncmy://…`; a URL that names its driver keeps it. A host list
+    (`h1:5432,h2:5432`) is written as SQLAlchemy reads it (`?host=h1:5432&host=h2:5432`)."""
+    url = sqlalchemy_url(url)
     scheme, sep, rest = url.partition("://")
-    end = min((rest.index(mark) for mark in "/?" if mark in rest), default=len(rest))
-    authority, tail = rest[:end], rest[end:].removeprefix("/")
-    userinfo, at, hosts = authority.rpartition("@")
-    if not sep or "," not in hosts:
-        return url
-    path, _, query = tail.partition("?")
-    listed = "&".join(f"host={host}" for host in hosts.split(",") if host)
-    return f"{scheme}://{userinfo}{at}/{path}?{query}{'&' if query else ''}{listed}"
+    return SCHEMES[scheme] + sep + rest if sep and scheme in SCHEMES else url
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,10 +68,10 @@ def prisma_url(url: str) -> PrismaURL:
     own settings for (PRISMA_DROPPED); refuse what asyncpg cannot be told this way. libpq's `sslmode`
     (in the URLs Supabase and Neon hand out) becomes asyncpg's `ssl`, and `channel_binding` goes
     (`require` is refused: asyncpg cannot do it)."""
-    url = hosts_as_query(url)
+    url = sqlalchemy_url(url)
     try:
         parsed = make_url(url)
-    except (ArgumentError, ValueError) as error:
+    except (ArgumentError, ValueError) as error:  # ValueError: a port that is not a number
         raise ConfigurationError(f"not a database URL: {error}") from None
     query = parsed.query
     for name in PRISMA_REFUSED:

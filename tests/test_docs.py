@@ -177,6 +177,12 @@ def check_driver(name: str, dialect: str) -> Callable[[dict[str, Any]], Awaitabl
     return check
 
 
+async def check_host_list(ns: dict[str, Any]) -> None:
+    url = ns["failover_store"].engine.url
+    assert len(url.query["host"]) == 2
+    assert url.query["target_session_attrs"] == "read-write"
+
+
 async def check_logging(ns: dict[str, Any]) -> None:
     assert ns["logging"].getLogger("fastapi_prisma_session").level == logging.INFO
 
@@ -196,6 +202,7 @@ CHECKS: dict[str, dict[str, Callable[[dict[str, Any]], Awaitable[None]]]] = {
     "docs/databases/sqlite.md": {"sqlite_store": check_driver("sqlite_store", "sqlite")},
     "docs/deploying/index.md": {"pooled": check_pooled, "frozen_app": check_gc_freeze},
     "docs/deploying/galera.md": {"galera_store": check_galera},
+    "docs/deploying/postgresql-failover.md": {"failover_store": check_host_list},
     "docs/scale.md": {"log_out_everywhere": check_log_out_everywhere},
     "docs/guides/express-session.md": {"node_app": check_node_app},
     "docs/guides/starlette.md": {"whoami": check_starlette_guide},

@@ -28,8 +28,8 @@ from fastapi_prisma_session.conflicts import CONFLICT_ATTEMPTS, run_again
 from fastapi_prisma_session.deadlines import Deadlines
 from fastapi_prisma_session.dialects.driver import Fault
 from fastapi_prisma_session.dialects.mysql.driver import Driver
-from fastapi_prisma_session.dialects.mysql.hosts import parse_hosts
-from fastapi_prisma_session.urls import hosts_as_query
+from fastapi_prisma_session.dialects.mysql.hosts import parse_hosts, sqlalchemy_url
+from fastapi_prisma_session.urls import driver_url
 from tests.clusters.galera import Galera, require_programs
 from tests.helpers import FENCED_BLOCK, PRISMA_MYSQL_DDL, ROOT, client_for, free_port, make_app, run_module
 
@@ -342,11 +342,12 @@ def test_an_error_during_commit_and_a_node_that_cannot_serve_are_unavailable_and
 
 
 def test_host_lists_are_spelled_as_sqlalchemy_spells_them() -> None:
-    assert hosts_as_query("mysql://u:p@h1:3311,h2:3312/db?charset=utf8mb4") == (
-        "mysql://u:p@/db?charset=utf8mb4&host=h1:3311&host=h2:3312"
+    assert sqlalchemy_url("mysql://u:p@h1:3311,h2:3312/db?charset=utf8mb4") == (
+        "mysql://u:p@/db?host=h1:3311&host=h2:3312&charset=utf8mb4"
     )
-    assert hosts_as_query("mysql://u@h1:3306/db") == "mysql://u@h1:3306/db"
-    assert hosts_as_query("mysql://h1,h2?ssl=true") == "mysql:///?ssl=true&host=h1&host=h2"
+    assert sqlalchemy_url("mysql://u@h1:3306/db") == "mysql://u@h1:3306/db"
+    assert sqlalchemy_url("mysql://h1,h2?ssl=true") == "mysql:///?host=h1&host=h2&ssl=true"
+    assert driver_url("mariadb://u@h1,h2/db") == "mysql+asyncmy://u@/db?host=h1&host=h2"
     assert parse_hosts(("h1:3311", "h2", "[::1]:3313")) == [("h1", 3311), ("h2", 3306), ("::1", 3313)]
 
 

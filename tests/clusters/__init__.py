@@ -1,1 +1,1 @@
-"""Real database clusters for the failover tests, started on free ports of their own and stopped by pid."""
+"""Database clusters of the tests' own, started and stopped by pid, to fail over."""

@@ -14,11 +14,28 @@ import asyncio
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, TypeVar
 
+from ...exceptions import ConfigurationError
+
 C = TypeVar("C")
 
 DEFAULT_PORT = 3306
 # No host gets less than this to connect, however many there are.
 MIN_CONNECT_SHARE = 0.5
+
+
+def sqlalchemy_url(url: str) -> str:
+    """`mysql://user@h1:3306,h2:3306/db?…` (Prisma's and libpq's list of hosts) as SQLAlchemy reads it,
+    `mysql://user@/db?host=h1:3306&host=h2:3306&…`; a URL with one host as it is."""
+    scheme, sep, rest = url.partition("://")
+    end = min((rest.index(mark) for mark in "/?" if mark in rest), default=len(rest))
+    userinfo, at, hosts = rest[:end].rpartition("@")
+    if not sep or "," not in hosts:
+        return url
+    if any(not entry for entry in hosts.split(",")):
+        raise ConfigurationError(f"the URL's host list has an empty entry: {hosts!r}")
+    path, _, query = rest[end:].removeprefix("/").partition("?")
+    listed = "&".join(f"host={entry}" for entry in hosts.split(","))
+    return f"{scheme}://{userinfo}{at}/{path}?{listed}{'&' if query else ''}{query}"
 
 
 def parse_hosts(value: str | Sequence[str], default_port: int | None = None) -> list[tuple[str, int]]:
