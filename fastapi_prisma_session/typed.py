@@ -10,6 +10,7 @@ they were, so plain `SessionDep` routes and the Node side keep theirs.
 
 from __future__ import annotations
 
+import functools
 import inspect
 import logging
 from collections.abc import AsyncIterator
@@ -57,8 +58,10 @@ def _checked(model: object) -> type[BaseModel]:
     return model
 
 
+@functools.cache
 def session_model(model: type[Model]) -> Any:
-    """The `Depends(...)` behind `TypedSession[model]`, for `Annotated[model, session_model(model)]`."""
+    """The `Depends(...)` behind `TypedSession[model]`, for `Annotated[model, session_model(model)]`.
+    One per model, so that FastAPI hands every parameter of a request typed by it the same instance."""
     checked = _checked(model)
 
     async def dependency(connection: HTTPConnection) -> AsyncIterator[BaseModel]:
