@@ -52,6 +52,11 @@ def typed_app(store: PrismaSessionStore) -> FastAPI:
         cart.coupon = code
         return {"sid": session.id}
 
+    @app.get("/twice")
+    async def twice(first: TypedSession[Cart], second: TypedSession[Cart]) -> bool:
+        first.items = ["one"]
+        return first is second
+
     @app.get("/raw")
     async def raw(session: SessionDep) -> dict[str, Any]:
         return dict(session)
@@ -122,6 +127,12 @@ async def test_an_invalid_row_is_a_fresh_session_and_one_log_line(
     [fresh] = (await store.all()).values()
     assert fresh["items"] == ["tea"]
     assert "theme" not in fresh
+
+
+async def test_every_parameter_of_one_model_is_one_instance(store: PrismaSessionStore) -> None:
+    async with client_for(typed_app(store)) as client:
+        assert (await client.get("/twice")).json() is True
+        assert (await client.get("/raw")).json()["items"] == ["one"]
 
 
 def test_models_a_session_cannot_hold_are_refused_at_once() -> None:
