@@ -176,15 +176,18 @@ class SessionMiddleware(metaclass=_BuiltOrReported):
         lifecycle = self.lifecycle
         secure = self._request_is_secure(scope)
         sid = self._session_id(scope)
-        if sid is None:
-            session = lifecycle.new(secure)
-        elif self._autoload is not None and self._autoload.match(route_path):
-            try:
-                session = await lifecycle.load(sid, secure)
-            except StoreUnavailableError as error:
-                await _unavailable(scope, send, error)
-                return
+        if self._autoload is not None and self._autoload.match(route_path):
+            if sid is None:
+                session = lifecycle.new(secure)
+            else:
+                try:
+                    session = await lifecycle.load(sid, secure)
+                except StoreUnavailableError as error:
+                    await _unavailable(scope, send, error)
+                    return
         else:
+            # Unloaded, with a cookie or without: sync code that reads `request.session` unloaded learns
+            # it on its first request, not on the second (a new session's load sends no query).
             session = lifecycle.lazy(sid, secure)
         scope["session"] = session
         scope.setdefault("state", {})["session"] = session
