@@ -16,6 +16,7 @@ from .exceptions import (
     SessionNotFoundError,
     SessionNotLoadedError,
     SessionTooLargeError,
+    StoreSetupError,
     StoreUnavailableError,
     TableMissingError,
 )
@@ -57,6 +58,7 @@ __all__ = [
     "SessionNotLoadedError",
     "SessionRecord",
     "SessionTooLargeError",
+    "StoreSetupError",
     "StoreUnavailableError",
     "TableMissingError",
     "get_session",

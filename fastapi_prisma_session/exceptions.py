@@ -11,6 +11,12 @@ class ConfigurationError(SessionError, ValueError):
     """An option given to the store or the middleware is invalid; the message says how to fix it."""
 
 
+class StoreSetupError(ConfigurationError):
+    """The session database is not as the store needs it: the server refused the store's login, or the
+    session table lacks a column or has one of a type the store cannot use. The app's startup stops
+    with it (as with `TableMissingError`); the message says how to fix it."""
+
+
 class TableMissingError(SessionError):
     """The session table does not exist in the database."""
 
