@@ -10,6 +10,7 @@ Each is tried on a real uvicorn process, and in process as Starlette's TestClien
 from __future__ import annotations
 
 import asyncio
+import logging
 import subprocess
 import sys
 import textwrap
@@ -24,8 +25,17 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from fastapi_prisma_session import PrismaSessionStore, SessionMiddleware, StoreSetupError, TableMissingError
+from fastapi_prisma_session.signing import Signer
 from fastapi_prisma_session.urls import driver_url
-from tests.helpers import ROOT, SECRET, free_port, wait_until_sync
+from tests.helpers import (
+    ROOT,
+    SECRET,
+    client_for,
+    free_port,
+    make_app,
+    wait_until_sync,
+    websocket_that_loads,
+)
 from tests.test_setup_mistakes import APP_HEAD, counter_app, start, uvicorn_startup
 
 
@@ -204,3 +214,48 @@ async def test_a_table_of_the_wrong_shape_stops_the_startup(tmp_path: Path) -> N
     assert "lacks sid: it is not prisma-session-store's Session model" in answer["message"]
     with pytest.raises(StoreSetupError):
         await lifespan
+
+
+@pytest.fixture(params=["postgresql", "mariadb"])
+def refused_url(request: pytest.FixtureRequest) -> str:
+    """A URL the server refuses: a PostgreSQL role that does not exist, a wrong MariaDB password."""
+    if request.param == "postgresql":
+        url = make_url(request.getfixturevalue("postgres_url")).set(username="fps_no_such_role")
+    else:
+        url = make_url(request.getfixturevalue("mariadb_url")).set(password="not-the-password")
+    return url.render_as_string(hide_password=False)
+
+
+async def test_a_refused_login_at_a_request_is_a_500_and_one_line(
+    refused_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Without a lifespan (or with a password changed since the startup): the request's own look."""
+    store = PrismaSessionStore(refused_url)
+    try:
+        async with client_for(make_app(store)) as client:
+            with caplog.at_level(logging.ERROR, logger="fastapi_prisma_session"):
+                response = await client.post("/write", params={"value": "x"})
+    finally:
+        await store.shutdown()
+    assert response.status_code == 500
+    assert "set-cookie" not in response.headers
+    [record] = caplog.records
+    assert record.exc_info is None
+    message = record.getMessage()
+    assert message.startswith("session store not set up, answering 500 to POST /write: ")
+    assert "refused the store's login" in message
+    assert "\n" not in message
+
+
+async def test_a_websocket_whose_table_is_missing_is_closed_with_1011(
+    sqlite_store: PrismaSessionStore, caplog: pytest.LogCaptureFixture
+) -> None:
+    cookie = "connect.sid=" + Signer([SECRET]).cookie_value("some-session")
+    try:
+        with caplog.at_level(logging.ERROR, logger="fastapi_prisma_session"):
+            sent = await websocket_that_loads(sqlite_store, cookie)
+    finally:
+        await sqlite_store.shutdown()
+    assert sent == [{"type": "websocket.close", "code": 1011, "reason": "session store not set up"}]
+    [logged] = caplog.records
+    assert logged.getMessage().startswith("session store not set up, closing the websocket /ws with 1011: ")
