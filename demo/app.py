@@ -18,7 +18,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse
 from fastapi_prisma_session import PrismaSessionStore, SessionDep, SessionMiddleware
 
 DATABASE_URL = os.environ.get("DATABASE_URL", "sqlite:///demo.db")
-SECRET = os.environ.get("SESSION_SECRET", "a santa at nasa")  # set your own outside the demo
+SECRET = os.environ.get("SESSION_SECRET", "the demo secret: set SESSION_SECRET to your own")
 
 store = PrismaSessionStore(DATABASE_URL, check_period=300)
 

@@ -25,8 +25,8 @@ class TableMissingError(SessionError):
         super().__init__(
             f'The session table "{table_name}" does not exist. Create it with '
             f"`python -m fastapi_prisma_session migrate --database-url ...{named}` (or, in a clone of the "
-            "repository or your own Alembic project, `alembic upgrade head`; see the README's migration "
-            "section), or call `await store.create_table()` for a throwaway database."
+            "repository or your own Alembic project, `alembic upgrade head`; see docs/migrations.md), "
+            "or call `await store.create_table()` for a throwaway database."
         )
         self.table_name = table_name
 

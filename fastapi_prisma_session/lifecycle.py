@@ -21,7 +21,7 @@ from .cookies import (
     iso_utc,
     parse_iso_utc,
 )
-from .durations import Duration, to_seconds, utcnow
+from .durations import LIFETIME_CEILING, Duration, to_seconds, utcnow
 from .exceptions import ConfigurationError
 from .logs import middleware_logger as logger
 from .logs import redact
@@ -62,9 +62,12 @@ class SessionLifecycle:
         self.store = store
         self.signer = signer
         self.cookie = cookie
-        self.max_age = to_seconds(max_age, "max_age", allow_zero=False)
-        self.touch_after = to_seconds(touch_after, "touch_after")
-        absolute = to_seconds(absolute_timeout, "absolute_timeout", allow_zero=False)
+        self.max_age = to_seconds(max_age, "max_age", allow_zero=False, ceiling=LIFETIME_CEILING)
+        # Touching less often than a session lives would never touch it.
+        self.touch_after = to_seconds(touch_after, "touch_after", ceiling=self.max_age or LIFETIME_CEILING)
+        absolute = to_seconds(
+            absolute_timeout, "absolute_timeout", allow_zero=False, ceiling=LIFETIME_CEILING
+        )
         self.absolute_timeout = None if absolute is None else timedelta(seconds=absolute)
         self.rolling = rolling
         self.resave = resave

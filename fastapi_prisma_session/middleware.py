@@ -33,7 +33,7 @@ from .lifecycle import DEFAULT_MAX_AGE, SessionLifecycle, Unset
 from .logs import middleware_logger as logger
 from .responses import add_session_headers, refuse
 from .session import Session, state_of
-from .signing import Signer
+from .signing import Signer, warn_if_short
 from .store import PrismaSessionStore
 
 if TYPE_CHECKING:
@@ -153,6 +153,7 @@ class SessionMiddleware(metaclass=_BuiltOrReported):
             touch_after=touch_after,
             absolute_timeout=absolute_timeout,
         )
+        warn_if_short(secret)
         self._proxy = proxy
         # autoload=True is the pattern that matches every path.
         self._autoload = _paths(

@@ -9,9 +9,10 @@ them are in `pytest_plugin`).
         assert (await read_session(app, client))["user_id"] == 42
 
 Both take your app (FastAPI or Starlette, with `SessionMiddleware` added) and use its store, secret and
-cookie name. A client whose routes log in (`regenerate()`) should keep one cookie per name, as a
-browser does: `one_cookie_per_name(client)`, which the `session_client` fixture uses. The session is written to the store's database, exactly as a request would write it; to
-keep tests off your app's real database, run them inside `use_database(app, test_database_url)`.
+cookie name. The session is written to the store's database, exactly as a request would write it; to
+keep tests off your app's real database, run them inside `use_database(app, test_database_url)`. A
+client whose routes log in (`regenerate()`) should keep one cookie per name, as a browser does:
+`one_cookie_per_name(client)`, which the `session_client` fixture uses.
 """
 
 from __future__ import annotations

@@ -16,7 +16,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
-from .dialects import SCHEMES
+from .dialects import SCHEMES, sqlalchemy_url
 from .exceptions import ConfigurationError
 from .models import MYSQL_DIALECTS
 
@@ -33,7 +33,9 @@ PRISMA_REFUSED = ("sslaccept", "sslidentity", "sslpassword", "sslcert", "sslkey"
 
 def driver_url(url: str) -> str:
     """`postgresql://…` → `postgresql+asyncpg://…`, `sqlite://…` → `sqlite+aiosqlite://…`, `mysql://…` and
-    `mariadb://…` → `mysql+asyncmy://…`; a URL that names its driver is left as it is."""
+    `mariadb://…` → `mysql+asyncmy://…`; a URL that names its driver keeps it. A PostgreSQL host list
+    (`h1:5432,h2:5432`) is written as SQLAlchemy reads it (`?host=h1:5432&host=h2:5432`)."""
+    url = sqlalchemy_url(url)
     scheme, sep, rest = url.partition("://")
     return SCHEMES[scheme] + sep + rest if sep and scheme in SCHEMES else url
 
@@ -65,9 +67,10 @@ def prisma_url(url: str) -> PrismaURL:
     own settings for (PRISMA_DROPPED); refuse what asyncpg cannot be told this way. libpq's `sslmode`
     (in the URLs Supabase and Neon hand out) becomes asyncpg's `ssl`, and `channel_binding` goes
     (`require` is refused: asyncpg cannot do it)."""
+    url = sqlalchemy_url(url)
     try:
         parsed = make_url(url)
-    except ArgumentError as error:
+    except (ArgumentError, ValueError) as error:  # ValueError: a port that is not a number
         raise ConfigurationError(f"not a database URL: {error}") from None
     query = parsed.query
     for name in PRISMA_REFUSED:

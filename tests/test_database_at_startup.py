@@ -47,7 +47,7 @@ def sqlite_store(tmp_path: Path) -> PrismaSessionStore:
 SESSION_APP = """
     from fastapi_prisma_session import SessionDep
 
-    app.add_middleware(SessionMiddleware, store=store, secret="a santa at nasa")
+    app.add_middleware(SessionMiddleware, store=store, secret="a santa at nasa, a santa at nasa, twice over")
 
 
     @app.get("/count")

@@ -406,7 +406,7 @@ async def test_patterns_apply_to_paths_inside_a_mounted_app(store: PrismaSession
 
 def test_the_package_imports_fastapi_only_for_session_dep() -> None:
     """A Starlette app that never asks for SessionDep does not carry FastAPI's modules, whose objects
-    every full garbage collection would walk (BENCHMARKS.md, "Where the tail comes from")."""
+    every full garbage collection would walk."""
     import subprocess
     import sys
 

@@ -1,8 +1,8 @@
 """The pytest fixtures that ship with the package, and the testing helpers under them.
 
-The README's sample test project (its `pyproject.toml`, `conftest.py` and `test_main.py`, with the Quick
-start's `main.py`) is written to a temporary folder and run by pytest in a process of its own, as a user
-runs it: two tests, each in an event loop of its own, against a scratch database.
+The sample test project of docs/testing.md (its `pyproject.toml`, `conftest.py` and `test_main.py`, with
+the `main.py` of docs/getting-started.md) is written to a temporary folder and run by pytest in a process
+of its own, as a user runs it: two tests, each in an event loop of its own, against a scratch database.
 """
 
 from __future__ import annotations
@@ -23,16 +23,22 @@ from sqlalchemy.engine import make_url
 from fastapi_prisma_session import PrismaSessionStore, SessionDep, SessionMiddleware
 from fastapi_prisma_session.pytest_plugin import SCRATCH_PREFIX, scratch_database
 from fastapi_prisma_session.testing import create_session, read_session, use_database
-from tests.helpers import ADMIN_URL, ROOT, SECRET, client_for, readme_file
+from tests.helpers import ADMIN_URL, DOCS, ROOT, SECRET, client_for, doc_file
 
-PROJECT_FILES = ("main.py", "pyproject.toml", "conftest.py", "test_main.py")
+# Each file of the sample project, and the page that gives it.
+PROJECT_FILES = {
+    "main.py": DOCS / "getting-started.md",
+    "pyproject.toml": DOCS / "testing.md",
+    "conftest.py": DOCS / "testing.md",
+    "test_main.py": DOCS / "testing.md",
+}
 # Tests that make scratch databases on the PostgreSQL server, and tests that count them, run one at a time.
 SCRATCH_GROUP = pytest.mark.xdist_group("scratch_databases")
 
 
 def readme_project(folder: Path) -> Path:
-    for name in PROJECT_FILES:
-        (folder / name).write_text(readme_file(name))
+    for name, page in PROJECT_FILES.items():
+        (folder / name).write_text(doc_file(page, name))
     return folder
 
 
