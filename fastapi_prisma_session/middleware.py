@@ -44,6 +44,8 @@ STACK_KEY = "fastapi_prisma_session.middleware"
 # The database is not set up for the store: no table, a table of the wrong shape, a refused login. They
 # stop the startup; at a request (the table dropped, the password changed meanwhile) they answer 500.
 SETUP_ERRORS = (StoreSetupError, TableMissingError)
+# What keeps a request from its session: answered by `responses.refuse` (503, or 500 for the above).
+REFUSALS = (StoreUnavailableError, *SETUP_ERRORS)
 
 
 class _BuiltOrReported(type):
@@ -190,7 +192,7 @@ class SessionMiddleware(metaclass=_BuiltOrReported):
             else:
                 try:
                     session = await lifecycle.load(sid, secure)
-                except (StoreUnavailableError, *SETUP_ERRORS) as error:
+                except REFUSALS as error:
                     await refuse(scope, send, error)
                     return
         else:
@@ -215,7 +217,7 @@ class SessionMiddleware(metaclass=_BuiltOrReported):
                         set_cookie = await lifecycle.commit(
                             session, kept=kept, failed=message["status"] >= 500
                         )
-                    except (StoreUnavailableError, *SETUP_ERRORS) as error:
+                    except REFUSALS as error:
                         failed = True
                         await refuse(scope, send, error)
                         return
@@ -238,7 +240,7 @@ class SessionMiddleware(metaclass=_BuiltOrReported):
 
         try:
             await self.app(scope, receive, app_send)
-        except (StoreUnavailableError, *SETUP_ERRORS) as error:
+        except REFUSALS as error:
             # The route loaded its session (on first use) while the database was down: a 503 when the
             # response has not started, a close with 1011 for a websocket before or after its accept.
             # A database not set up for the store (the table dropped meanwhile): a 500, the same way.
