@@ -24,7 +24,7 @@ class TableMissingError(SessionError):
         named = "" if table_name == "Session" else f" --table-name {table_name}"
         super().__init__(
             f'The session table "{table_name}" does not exist. Create it with '
-            f"`python -m fastapi_prisma_session migrate --database-url ...{named}` (or, in a clone of the "
+            f"`fastapi-prisma-session migrate --database-url ...{named}` (or, in a clone of the "
             "repository or your own Alembic project, `alembic upgrade head`; see docs/migrations.md), "
             "or call `await store.create_table()` for a throwaway database."
         )

@@ -80,7 +80,7 @@ def stopped_with_one_line(done: subprocess.CompletedProcess[str], *expected: str
 def test_a_missing_table_stops_uvicorn_with_one_line(tmp_path: Path) -> None:
     done = uvicorn_startup(tmp_path, SESSION_APP)
     stopped_with_one_line(done, "sqlite+aiosqlite:///sessions.db", 'table "Session" does not exist')
-    assert "fastapi_prisma_session migrate" in done.stderr
+    assert "Create it with `fastapi-prisma-session migrate --database-url ...`" in done.stderr
 
 
 def test_a_role_that_does_not_exist_stops_uvicorn_with_one_line(tmp_path: Path, postgres_url: str) -> None:
