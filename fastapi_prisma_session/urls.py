@@ -17,6 +17,7 @@ from sqlalchemy.exc import ArgumentError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from .dialects import SCHEMES, sqlalchemy_url
+from .dialects.mysql.hosts import engine_creator
 from .exceptions import ConfigurationError
 from .models import MYSQL_DIALECTS
 
@@ -33,7 +34,7 @@ PRISMA_REFUSED = ("sslaccept", "sslidentity", "sslpassword", "sslcert", "sslkey"
 
 def driver_url(url: str) -> str:
     """`postgresql://…` → `postgresql+asyncpg://…`, `sqlite://…` → `sqlite+aiosqlite://…`, `mysql://…` and
-    `mariadb://…` → `mysql+asyncmy://…`; a URL that names its driver keeps it. A PostgreSQL host list
+    `mariadb://…` → `mysql+asyncmy://…`; a URL that names its driver keeps it. A host list
     (`h1:5432,h2:5432`) is written as SQLAlchemy reads it (`?host=h1:5432&host=h2:5432`)."""
     url = sqlalchemy_url(url)
     scheme, sep, rest = url.partition("://")
@@ -189,4 +190,10 @@ def engine_options(
         if "charset" not in parsed.query:
             defaults["charset"] = "utf8mb4"
         options["connect_args"] = {**defaults, **options.get("connect_args", {})}
+        if "host" in parsed.query and "async_creator" not in options:
+            # Several hosts: asyncmy takes one, so the engine connects through the list (hosts.py).
+            _, params = parsed.get_dialect()().create_connect_args(parsed)
+            creator = engine_creator({**params, **options["connect_args"]})
+            if creator is not None:
+                options["async_creator"] = creator
     return options

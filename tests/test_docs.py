@@ -164,6 +164,12 @@ async def check_pooled(ns: dict[str, Any]) -> None:
     assert ns["pooled"].pgbouncer is True
 
 
+async def check_galera(ns: dict[str, Any]) -> None:
+    # tests/test_galera.py runs the sample on a real cluster; here, the URL's nodes as the store has them.
+    hosts = ns["galera_store"].executor.driver.hosts
+    assert hosts.hosts == [("node1", 3306), ("node2", 3306), ("node3", 3306)]
+
+
 def check_driver(name: str, dialect: str) -> Callable[[dict[str, Any]], Awaitable[None]]:
     async def check(ns: dict[str, Any]) -> None:
         assert ns[name].engine.dialect.name == dialect
@@ -195,6 +201,7 @@ CHECKS: dict[str, dict[str, Callable[[dict[str, Any]], Awaitable[None]]]] = {
     "docs/databases/mysql.md": {"mysql_store": check_driver("mysql_store", "mysql")},
     "docs/databases/sqlite.md": {"sqlite_store": check_driver("sqlite_store", "sqlite")},
     "docs/deploying/index.md": {"pooled": check_pooled, "frozen_app": check_gc_freeze},
+    "docs/deploying/galera.md": {"galera_store": check_galera},
     "docs/deploying/postgresql-failover.md": {"failover_store": check_host_list},
     "docs/scale.md": {"log_out_everywhere": check_log_out_everywhere},
     "docs/guides/express-session.md": {"node_app": check_node_app},
