@@ -16,6 +16,7 @@ from .exceptions import (
     SessionNotFoundError,
     SessionNotLoadedError,
     SessionTooLargeError,
+    StoreSetupError,
     StoreUnavailableError,
     TableMissingError,
 )
@@ -70,6 +71,7 @@ __all__ = [
     "SessionNotLoadedError",
     "SessionRecord",
     "SessionTooLargeError",
+    "StoreSetupError",
     "StoreUnavailableError",
     "TableMissingError",
     "TypedSession",
