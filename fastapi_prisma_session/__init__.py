@@ -16,6 +16,7 @@ from .exceptions import (
     SessionNotFoundError,
     SessionNotLoadedError,
     SessionTooLargeError,
+    StoreSetupError,
     StoreUnavailableError,
     TableMissingError,
 )
@@ -26,28 +27,39 @@ from .store import PrismaSessionStore
 from .urls import pooler_connect_args
 
 if TYPE_CHECKING:
+    from .csrf import CsrfDep, csrf_token, require_csrf
     from .dependencies import SessionDep
     from .models import SessionRecord, session_table
+    from .typed import TypedSession, session_model
 
 __version__ = _distribution_version("fastapi-prisma-session")
 
 
+# What imports FastAPI (and pydantic) is imported on first use (dependencies.py says why), and so is
+# what imports SQLAlchemy and SQLModel (the table's objects): a process serving sessions loads neither.
+_LAZY = {
+    "SessionDep": "dependencies",
+    "CsrfDep": "csrf",
+    "csrf_token": "csrf",
+    "require_csrf": "csrf",
+    "TypedSession": "typed",
+    "session_model": "typed",
+    "SessionRecord": "models",
+    "session_table": "models",
+}
+
+
 def __getattr__(name: str) -> Any:
-    # SessionDep imports FastAPI on first use (dependencies.py says why); the table's SQLAlchemy and
-    # SQLModel objects are imported on first use too, so that a process serving sessions loads neither.
-    if name == "SessionDep":
-        from . import dependencies
+    if name in _LAZY:
+        from importlib import import_module
 
-        return dependencies.SessionDep
-    if name in ("SessionRecord", "session_table"):
-        from . import models
-
-        return getattr(models, name)
+        return getattr(import_module(f".{_LAZY[name]}", __name__), name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 __all__ = [
     "ConfigurationError",
+    "CsrfDep",
     "JSONSerializer",
     "PrismaSessionStore",
     "Serializer",
@@ -62,10 +74,15 @@ __all__ = [
     "SessionNotLoadedError",
     "SessionRecord",
     "SessionTooLargeError",
+    "StoreSetupError",
     "StoreUnavailableError",
     "TableMissingError",
+    "TypedSession",
+    "csrf_token",
     "get_session",
     "load_session",
     "pooler_connect_args",
+    "require_csrf",
+    "session_model",
     "session_table",
 ]

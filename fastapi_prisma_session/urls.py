@@ -15,8 +15,10 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from .dburl import DatabaseURL
-from .dialects import SCHEMES
+from .dialects import SCHEMES, sqlalchemy_url
 from .dialects.mysql import NAMES as MYSQL_DIALECTS
+from .dialects.driver import sqlalchemy_connect_args
+from .dialects.mysql.hosts import engine_creator
 from .exceptions import ConfigurationError
 
 if TYPE_CHECKING:
@@ -35,7 +37,9 @@ PRISMA_REFUSED = ("sslaccept", "sslidentity", "sslpassword", "sslcert", "sslkey"
 
 def driver_url(url: str) -> str:
     """`postgresql://…` → `postgresql+asyncpg://…`, `sqlite://…` → `sqlite+aiosqlite://…`, `mysql://…` and
-    `mariadb://…` → `mysql+asyncmy://…`; a URL that names its driver is left as it is."""
+    `mariadb://…` → `mysql+asyncmy://…`; a URL that names its driver keeps it. A host list
+    (`h1:5432,h2:5432`) is written as SQLAlchemy reads it (`?host=h1:5432&host=h2:5432`)."""
+    url = sqlalchemy_url(url)
     scheme, sep, rest = url.partition("://")
     return SCHEMES[scheme] + sep + rest if sep and scheme in SCHEMES else url
 
@@ -76,6 +80,7 @@ def prisma_url(url: str) -> PrismaURL:
     own settings for (PRISMA_DROPPED); refuse what asyncpg cannot be told this way. libpq's `sslmode`
     (in the URLs Supabase and Neon hand out) becomes asyncpg's `ssl`, and `channel_binding` goes
     (`require` is refused: asyncpg cannot do it)."""
+    url = sqlalchemy_url(url)
     parsed = DatabaseURL.parse(url)
     query = parsed.query
     for name in PRISMA_REFUSED:
@@ -197,4 +202,10 @@ def engine_options(
         if "charset" not in parsed.query:
             defaults["charset"] = "utf8mb4"
         options["connect_args"] = {**defaults, **options.get("connect_args", {})}
+        if "host" in parsed.query and "async_creator" not in options:
+            # Several hosts: asyncmy takes one, so the engine connects through the list (hosts.py).
+            _, params = sqlalchemy_connect_args(parsed)
+            creator = engine_creator({**params, **options["connect_args"]})
+            if creator is not None:
+                options["async_creator"] = creator
     return options
