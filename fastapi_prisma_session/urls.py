@@ -16,8 +16,8 @@ from typing import TYPE_CHECKING, Any
 
 from .dburl import DatabaseURL
 from .dialects import SCHEMES, sqlalchemy_url
-from .dialects.mysql import NAMES as MYSQL_DIALECTS
 from .dialects.driver import sqlalchemy_connect_args
+from .dialects.mysql import NAMES as MYSQL_DIALECTS
 from .dialects.mysql.hosts import engine_creator
 from .exceptions import ConfigurationError
 

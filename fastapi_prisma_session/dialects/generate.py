@@ -140,7 +140,7 @@ def path_of(database: str) -> Path:
 def main() -> None:
     for database in DRIVERS:
         path_of(database).write_text(module_text(database))
-        print(f"wrote {path_of(database)}", file=sys.stderr)
+        sys.stderr.write(f"wrote {path_of(database)}\n")
 
 
 if __name__ == "__main__":
