@@ -19,7 +19,7 @@ if TYPE_CHECKING:
     from .deleter import Deleter
     from .executor import Executor, Transaction
 
-# The pace of a prune, when neither `prune_batch_size` nor `prune_pause` fixes it (BENCHMARKS.md, "Scale"):
+# The pace of a prune, when neither `prune_batch_size` nor `prune_pause` fixes it (docs/benchmarks.md):
 # each batch is sized to take about BATCH_BUDGET seconds, between MIN_BATCH and MAX_BATCH rows, and
 # after it the pruner rests in proportion to how busy the app keeps the database.
 BATCH_BUDGET = 0.05
