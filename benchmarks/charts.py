@@ -5,7 +5,7 @@ is well-formed whatever its labels hold."""
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from xml.sax.saxutils import escape, quoteattr
 
 # One colour per series, in order (a colour-blind-safe palette).
@@ -88,7 +88,7 @@ def _legend(series: Sequence[str], colour: dict[str, str]) -> tuple[list[str], i
 
 def line_chart(
     title: str,
-    lines: dict[str, Sequence[tuple[float, float]]],
+    lines: Mapping[str, Sequence[tuple[float, float]]],
     x_label: str,
     y_label: str,
     *,

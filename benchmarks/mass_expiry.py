@@ -23,6 +23,7 @@ from typing import Any
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 
+from benchmarks import page
 from benchmarks.charts import bar_chart
 from fastapi_prisma_session import PrismaSessionStore, StoreUnavailableError
 from tests.helpers import mariadb_database, run_module, scratch_database
@@ -195,3 +196,15 @@ def charts(r: dict[str, Any]) -> dict[str, str]:
 def run(database: str, rows: int, expired: int, window: float = WINDOW) -> dict[str, Any]:
     with _database(database) as url:
         return asyncio.run(measure(url, database, rows, expired, window))
+
+
+def main(database: str, rows: int, expired: int, command: str, record: bool) -> str:
+    """Run the case and print its report; with `record`, write it to the benchmark page."""
+    result = run(database, rows, expired, WINDOW if rows >= 100_000 else 1.0)
+    text = report(result)
+    print(text)
+    if record:
+        body = page.heading(f"Prune after a mass expiry on {database}", command) + text
+        body += "\n\n![Prune rate]({chart:rate})\n![Readers' p99 without and during the prune]({chart:p99})\n"
+        page.record(f"mass-expiry-{database}", body, charts(result))
+    return text

@@ -1,11 +1,13 @@
-"""The peer benchmark's charts: req/s and p99 per app and route, ours' ratios against the floor and the
-other apps, and, where the run measured them, statements per 1,000 requests and garbage-collector pauses."""
+"""The peer benchmark's section of the benchmark page, and its charts: req/s and p99 per app and route,
+ours' ratios against the floor and the other apps, and, where the run measured them, statements per
+1,000 requests and garbage-collector pauses."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from benchmarks import page
 from benchmarks.charts import Bars, bar_chart
 
 if TYPE_CHECKING:
@@ -55,3 +57,24 @@ def charts(
         title = "Ours' ratios, same run (1.0: level)"
         found["ratios"] = (title, bar_chart(title, groups, "ratio", reference=1.0))
     return found
+
+
+SECTIONS = {
+    "Peer benchmark": "peer",
+    "Peer benchmark on MariaDB": "peer-mariadb",
+    "Through PgBouncer": "pgbouncer",
+}
+
+
+def record(
+    title: str,
+    command: str,
+    text: str,
+    best: dict[str, dict[str, Result]],
+    ratios: list[tuple[str, float, float, bool]],
+) -> None:
+    """Replace the run's section of the benchmark page with `text` and the charts of `best`."""
+    drawn = charts(best, ratios)
+    links = "\n".join(f"![{name}]({{chart:{stem}}})" for stem, (name, _) in drawn.items())
+    body = page.heading(title, command) + text + "\n\n" + links + "\n"
+    page.record(SECTIONS[title], body, {stem: svg for stem, (_, svg) in drawn.items()})

@@ -29,8 +29,7 @@ from dataclasses import dataclass
 import httpx
 from sqlalchemy.engine import make_url
 
-from benchmarks import page, peer_charts
-from benchmarks.page import heading
+from benchmarks import peer_charts
 from tests.helpers import ROOT, free_port, mariadb_database, run_module, scratch_database
 from tests.pgbouncer import in_front_of_test_server
 
@@ -391,22 +390,7 @@ def main() -> None:
     print(text)
     if args.record:
         command = "python -m benchmarks.run " + " ".join(sys.argv[1:])
-        record(title, command, text, charted)
-
-
-SECTIONS = {
-    "Peer benchmark": "peer",
-    "Peer benchmark on MariaDB": "peer-mariadb",
-    "Through PgBouncer": "pgbouncer",
-}
-
-
-def record(title: str, command: str, text: str, best: dict[str, dict[str, Result]]) -> None:
-    """Replace the run's section of docs/benchmarks.md with `text` and the charts of `best`."""
-    drawn = peer_charts.charts(best, ratios(best))
-    links = "\n".join(f"![{name}]({{chart:{stem}}})" for stem, (name, _) in drawn.items())
-    body = heading(title, command) + text + "\n\n" + links + "\n"
-    page.record(SECTIONS[title], body, {stem: svg for stem, (_, svg) in drawn.items()})
+        peer_charts.record(title, command, text, charted, ratios(charted))
 
 
 if __name__ == "__main__":

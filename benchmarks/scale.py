@@ -626,7 +626,9 @@ def main(argv: Sequence[str] | None = None) -> str:
     args = parser.parse_args(argv)
     command = "python -m benchmarks.scale " + " ".join(sys.argv[1:] if argv is None else argv)
     if args.case == "mass-expiry":
-        return _mass_expiry(args, command)
+        return mass_expiry.main(
+            args.database, (args.rows or [250_000])[0], args.expired, command, args.record
+        )
     if args.database == "sqlite":
         parser.error("--database sqlite is for --case mass-expiry")
     if args.database == "mariadb" and args.writes:
@@ -657,18 +659,6 @@ def prune_chart(results: list[dict[str, Any]]) -> str:
         "2,000 reads/s": [(float(r["rows"]), float(r["prune_busy_rate"])) for r in results],
     }
     return line_chart("Prune rate against table size", lines, "live rows", "rows/s", log_x=True)
-
-
-def _mass_expiry(args: argparse.Namespace, command: str) -> str:
-    rows = (args.rows or [250_000])[0]
-    result = mass_expiry.run(args.database, rows, args.expired, 10.0 if rows >= 100_000 else 1.0)
-    text = mass_expiry.report(result)
-    print(text)
-    if args.record:
-        body = page.heading(f"Prune after a mass expiry on {args.database}", command) + text
-        body += "\n\n![Prune rate]({chart:rate})\n![Readers' p99 without and during the prune]({chart:p99})\n"
-        page.record(f"mass-expiry-{args.database}", body, mass_expiry.charts(result))
-    return text
 
 
 if __name__ == "__main__":

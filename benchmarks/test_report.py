@@ -11,7 +11,7 @@ import pytest
 
 from benchmarks import mass_expiry, page, peer_charts
 from benchmarks.charts import bar_chart, line_chart
-from benchmarks.run import SCENARIOS, VARIANTS, Result, parse_wrk, ratios, record, report, report_pooled
+from benchmarks.run import SCENARIOS, VARIANTS, Result, parse_wrk, ratios, report, report_pooled
 
 SVG = "{http://www.w3.org/2000/svg}"
 
@@ -167,7 +167,8 @@ def test_the_peer_record_writes_a_section_with_its_charts(
     target = tmp_path / "benchmarks.md"
     monkeypatch.setattr(page, "PAGE", target)
     best = every_route()
-    record("Peer benchmark", "python -m benchmarks.run --rounds 1 --record", report(best, ARGS), best)
+    command = "python -m benchmarks.run --rounds 1 --record"
+    peer_charts.record("Peer benchmark", command, report(best, ARGS), best, ratios(best))
     text = target.read_text()
     assert "## Peer benchmark" in text
     assert "| /read, ours ÷ floor | 0.90 | ≥ 0.85 | yes |" in text
