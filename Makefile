@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN = $(VENV)/bin
 
-.PHONY: install demo test lint bench lock clean
+.PHONY: install demo test lint docs bench lock clean
 
 $(BIN)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -20,6 +20,11 @@ lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet
+
+# The docs site, built into site/ (`make test` builds it too); `.venv/bin/mkdocs serve` previews it.
+docs: install
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
 
 test: lint
 	rm -f .coverage .coverage.*
@@ -38,4 +43,4 @@ lock: install
 	  $(BIN)/python -m pip freeze --exclude-editable | grep -v fastapi.prisma.session; } > constraints.txt
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .coverage demo.db
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .coverage demo.db site

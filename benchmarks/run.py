@@ -48,7 +48,7 @@ SCENARIOS = [
 REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/9")
 # The rows through PgBouncer (transaction mode): these apps and routes, and as many server connections
 # as the floor's own pool holds, so that the pooler's size is not what limits either.
-# The pass with gc.freeze() at start-up in every app (BENCH_GC=freeze; README, "The tail"):
+# The pass with gc.freeze() at start-up in every app (BENCH_GC=freeze; docs/deploying, "Tail latency"):
 # these apps, every route.
 FROZEN_VARIANTS = ["none", "floor", "ours"]
 POOLED_VARIANTS = ["floor", "ours"]

@@ -1,7 +1,8 @@
-"""`python -m fastapi_prisma_session migrate|prune --database-url ...`"""
+"""`python -m fastapi_prisma_session migrate|prune --database-url ...`: the same as the console script
+`fastapi-prisma-session`."""
 
 import sys
 
-from .cli import main
+from .cli import MODULE_PROG, main
 
-sys.exit(main())
+sys.exit(main(prog=MODULE_PROG))

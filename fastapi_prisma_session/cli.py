@@ -1,7 +1,8 @@
-"""`python -m fastapi_prisma_session`: `migrate` creates the session table, `prune` deletes expired sessions.
+"""`fastapi-prisma-session` (or `python -m fastapi_prisma_session`): `migrate` creates the session table,
+`prune` deletes expired sessions.
 
 `migrate` runs the package's own Alembic revisions (shipped in the wheel), from any folder; `prune` suits
-cron or a Kubernetes CronJob.
+cron or a Kubernetes CronJob. What was done goes to stdout; how far a long step has got, to stderr.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import sys
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError
@@ -25,8 +27,11 @@ from .models import DEFAULT_TABLE_NAME, EXPIRES, EXPIRES_AT
 from .store import PrismaSessionStore
 from .urls import driver_url
 
-# How often a long run reports how far it has got.
-PROGRESS_EVERY_SECONDS = 5.0
+# The console script's name ([project.scripts] in pyproject.toml), and the other way to run it.
+PROG = "fastapi-prisma-session"
+MODULE_PROG = "python -m fastapi_prisma_session"
+# How often, by default, a long prune reports how far it has got.
+PROGRESS_EVERY_SECONDS = 2.0
 
 
 def add_database_url(parser: argparse.ArgumentParser) -> None:
@@ -38,9 +43,28 @@ def add_database_url(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m fastapi_prisma_session", description=__doc__)
-    commands = parser.add_subparsers(dest="command", required=True)
+def add_quiet(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--quiet", action="store_true", help="print nothing but errors: no report, and no progress"
+    )
+
+
+def add_table_name(parser: argparse.ArgumentParser, more: str = "") -> None:
+    parser.add_argument(
+        "--table-name",
+        default=DEFAULT_TABLE_NAME,
+        help=f"the session table (default {DEFAULT_TABLE_NAME}){more}",
+    )
+
+
+def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog=prog,
+        description=__doc__,
+        epilog=f"{prog} COMMAND --help describes a command and its options.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    commands = parser.add_subparsers(dest="command", required=True, title="commands", metavar="COMMAND")
     migrate = commands.add_parser(
         "migrate",
         help="create the session table: the package's Alembic revisions, up to head",
@@ -51,12 +75,7 @@ def build_parser() -> argparse.ArgumentParser:
         "of that name is refused.",
     )
     add_database_url(migrate)
-    migrate.add_argument(
-        "--table-name",
-        default=DEFAULT_TABLE_NAME,
-        help=f"the session table (default {DEFAULT_TABLE_NAME}); each name has its own version "
-        f"table, {migration.VERSION_TABLE}_<name>",
-    )
+    add_table_name(migrate, f"; each name has its own version table, {migration.VERSION_TABLE}_<name>")
     migrate.add_argument(
         "--expires-column",
         default=EXPIRES_AT,
@@ -80,17 +99,26 @@ def build_parser() -> argparse.ArgumentParser:
         "--user-key",
         metavar="KEY",
         help="also add the index that the store's user_key=KEY option looks users up in (such as "
-        "user_id), so that destroy_all(KEY=...) and matching(KEY=...) need not read every row; "
-        "running it again does nothing",
+        "user_id), so that destroy_all(KEY=...) and matching(KEY=...) need not read every row; it "
+        "reads the whole table once, and says so on stderr before it starts; running it again does "
+        "nothing",
     )
     migrate.add_argument(
         "--drop-user-key", metavar="KEY", help="remove the index --user-key KEY added, and nothing else"
     )
-    migrate.add_argument("--quiet", action="store_true", help="print nothing but errors")
+    add_quiet(migrate)
 
-    prune = commands.add_parser("prune", help="delete expired sessions, in batches")
+    prune = commands.add_parser(
+        "prune",
+        help="delete expired sessions, in batches",
+        description="Delete the expired sessions, in batches of one short transaction each, resting "
+        "between them so that the app's own statements go first. One process prunes a table at a "
+        "time: a run that finds another pruning does nothing. While it runs, the rows deleted so far "
+        "and the rate go to stderr; the total goes to stdout at the end. Suits cron or a Kubernetes "
+        "CronJob; the app itself prunes too when its store has check_period.",
+    )
     add_database_url(prune)
-    prune.add_argument("--table-name", default=DEFAULT_TABLE_NAME)
+    add_table_name(prune)
     prune.add_argument(
         "--batch-size",
         type=int,
@@ -102,19 +130,28 @@ def build_parser() -> argparse.ArgumentParser:
         help="seconds to rest between batches (default: a rest that grows when the database slows "
         "down and shrinks when it is idle; 0 for full speed)",
     )
-    prune.add_argument("--quiet", action="store_true", help="print nothing but errors")
+    prune.add_argument(
+        "--progress-every",
+        type=float,
+        default=PROGRESS_EVERY_SECONDS,
+        metavar="SECONDS",
+        help=f"how often to report the rows deleted so far on stderr (default {PROGRESS_EVERY_SECONDS:g}; "
+        "0 after every batch)",
+    )
+    add_quiet(prune)
     return parser
 
 
-async def prune(store: PrismaSessionStore, quiet: bool) -> int:
+async def prune(store: PrismaSessionStore, quiet: bool, every: float = PROGRESS_EVERY_SECONDS) -> int:
     started = last_report = time.monotonic()
 
     def report(total: int) -> None:
         nonlocal last_report
         now = time.monotonic()
-        if not quiet and now - last_report >= PROGRESS_EVERY_SECONDS:
+        if not quiet and now - last_report >= every:
             last_report = now
-            print(f"… {total} removed ({total / (now - started):.0f} rows/s)", flush=True)
+            rate = total / (now - started) if now > started else 0.0
+            print(f"… {total} removed so far ({rate:.0f} rows/s)", file=sys.stderr, flush=True)
 
     async with store:
         total = await store.prune(progress=report)
@@ -128,17 +165,33 @@ async def prune(store: PrismaSessionStore, quiet: bool) -> int:
     return total
 
 
+@dataclass
+class Steps:
+    """What a migrate run did: the revisions Alembic ran ("Running upgrade  -> 0001_session_table, ...",
+    each with what the revisions report in its place, such as a downgrade that left an adopted table in
+    place), and what became of the user-key index."""
+
+    revisions: list[str] = field(default_factory=list)
+    index: list[str] = field(default_factory=list)
+
+
 @contextmanager
-def alembic_steps() -> Iterator[list[str]]:
-    """The steps Alembic runs ("Running upgrade  -> 0001_session_table, ..."), which it logs at INFO, and
-    in their place what the revisions report (a downgrade that left an adopted table in place)."""
-    steps: list[str] = []
+def alembic_steps(quiet: bool = False) -> Iterator[Steps]:
+    """Collect the `Steps` that Alembic and the package's migration log at INFO while the run lasts;
+    progress records (a long index build about to start) go to stderr at once, unless `quiet`."""
+    steps = Steps()
 
     class Collect(logging.Handler):
         def emit(self, record: logging.LogRecord) -> None:
             message = record.getMessage()
-            if message.startswith("Running ") or record.name == migration.logger.name:
-                steps.append(message)
+            step = getattr(record, "migration_step", None)
+            if step == "progress":
+                if not quiet:
+                    print(message, file=sys.stderr, flush=True)
+            elif step == "index":
+                steps.index.append(message)
+            elif message.startswith("Running ") or record.name == migration.logger.name:
+                steps.revisions.append(message)
 
     loggers = [logging.getLogger("alembic.runtime.migration"), migration.logger]
     handler, levels = Collect(), [logger.level for logger in loggers]
@@ -175,7 +228,7 @@ def migrate(
         )
     config = migration.config(url, table_name, expires_column, user_key=user_key, drop_user_key=drop_user_key)
     target = revision or ("base" if downgrade else "head")
-    with alembic_steps() as steps:
+    with alembic_steps(quiet or sql) as steps:
         if downgrade:
             # Offline, Alembic cannot read where the database is, so the SQL starts from head.
             command.downgrade(config, f"head:{target}" if sql and ":" not in target else target, sql=sql)
@@ -183,12 +236,15 @@ def migrate(
             command.upgrade(config, target, sql=sql)
     if quiet or sql:
         return
-    for step in steps:
+    for step in steps.revisions:
         print(step.replace("  ", " "))
     where = f'the session table "{table_name}" is at {target}'
-    print(f"done: {where}" if steps else f"nothing to do: {where} already")
-    if drop_user_key:
-        print(f'the index of user key "{drop_user_key}" is gone')
+    if steps.revisions:
+        print(f"done: {where}")
+    else:
+        print(f"{where} already" if user_key or drop_user_key else f"nothing to do: {where} already")
+    for step in steps.index:
+        print(step)
     if user_key:
         print(
             f'the index of user key "{user_key}" is there: use PrismaSessionStore(..., user_key="{user_key}")'
@@ -265,7 +321,7 @@ def run_prune(args: argparse.Namespace) -> int:
         print(f"error: {one_line(error)}", file=sys.stderr)
         return 2
     try:
-        asyncio.run(prune(store, args.quiet))
+        asyncio.run(prune(store, args.quiet, args.progress_every))
     except Exception as error:  # the database's refusal, an outage, or a bug: one line all the same
         print(f"error: cannot prune {safe_url(args.database_url)}: {one_line(error)}", file=sys.stderr)
         return 1
@@ -278,8 +334,8 @@ def one_line(error: BaseException) -> str:
     return (text.splitlines() or [type(error).__name__])[0]
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+def main(argv: Sequence[str] | None = None, prog: str = PROG) -> int:
+    args = build_parser(prog).parse_args(argv)
     if not args.database_url:
         print("error: give --database-url or set DATABASE_URL", file=sys.stderr)
         return 2

@@ -4,11 +4,10 @@ Every statement the store sends at run time runs here, on connections its dialec
 (`dialects/<database>/driver.py`), which offer the small `Connection` protocol below (asyncpg's own
 methods; the MySQL and SQLite connections offer the same).
 
-Why not a driver's own pool: measured on this project's benchmark machine (2 cores, uvloop), asyncpg's
-`Pool` costs about 50 µs of CPU per statement for acquire and release, on top of about 60 µs for the
-statement itself on a free list, and `asyncio.timeout` another 15 µs: with them a read request fell from
-1.07 to 0.85 times the throughput of the raw asyncpg floor (BENCHMARKS.md). So the pool is a plain free
-list, and all deadlines share one timer (deadlines.py).
+Why not a driver's own pool: asyncpg's `Pool` spends almost as much CPU on acquire and release as the
+statement itself costs on a free list, and a timer per call adds more, which shows in a read request's
+throughput against the raw asyncpg floor (docs/benchmarks.md). So the pool is a plain free list, and all
+deadlines share one timer (deadlines.py).
 
 The pool opens connections as concurrent requests need them (running the `setup` statements on each), up
 to `max_size`, and closes those idle for `idle_timeout` seconds, so a quiet worker holds none. A
@@ -301,9 +300,9 @@ class RequestPool:
             self._discard(connection)
             return
         # Straight to the caller that has waited longest. Put back among the idle ones with the waiter only
-        # woken, it was taken by whoever ran first (often the caller that gave it back, going on to its
-        # next statement), and the waiter queued again at the back: /write's p99 was three times the
-        # floor's (48-55 ms against 16-18 ms under wrk, 2026-12-06), 13-14 ms with the hand-over.
+        # woken, it would be taken by whoever ran first (often the caller that gave it back, going on to
+        # its next statement), and the waiter would queue again at the back: an unfair queue, which
+        # under load multiplies the slowest requests' wait.
         if wake_first(self._waiters, connection):
             return
         loop = asyncio.get_running_loop()

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Literal, TypeGuard
 
-from .durations import Duration, naive_utc, to_seconds, utcnow
+from .durations import LIFETIME_CEILING, Duration, naive_utc, to_seconds, utcnow
 from .exceptions import ConfigurationError
 
 SameSite = Literal["lax", "strict", "none"]
@@ -87,7 +87,7 @@ class SessionCookie:
 
     @max_age.setter
     def max_age(self, value: Duration | None) -> None:
-        self.original_max_age = to_seconds(value, "max_age")
+        self.original_max_age = to_seconds(value, "max_age", ceiling=LIFETIME_CEILING)
         self.reset()
         self._changed = True
 

@@ -34,8 +34,8 @@ if TYPE_CHECKING:
 
 def __getattr__(name: str) -> Any:
     # FastAPI is imported when SessionDep is first asked for, not with the package: a Starlette app that
-    # never uses it is spared FastAPI's modules (some 20,000 objects that every full garbage collection
-    # of the process would walk; BENCHMARKS.md, "Where the tail comes from").
+    # never uses it is spared FastAPI's modules, whose objects every full garbage collection of the
+    # process would walk.
     if name == "SessionDep":
         from fastapi import Depends
 

@@ -5,8 +5,8 @@ SQL and run on the store's connections (connections.py): no statement goes throu
 or its pool. Every public operation ends within `operation_timeout`; the server is told to end a
 statement, or a wait for a lock, before that (the driver's `setup`). A driver's error is read by the
 dialect's driver (`Fault`) and becomes the package's: `StoreUnavailableError` (a 503), `TableMissingError`,
-or `StatementError` for what the caller handles itself. A deadlock or serialization failure, after which
-nothing was applied, is run again.
+or `StatementError` for what the caller handles itself. A deadlock, a serialization failure or a Galera
+certification failure, after which nothing was applied, is run again (conflicts.py).
 """
 
 from __future__ import annotations
@@ -17,10 +17,17 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequenc
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, NoReturn, TypeVar, cast
 
+from .conflicts import run_again
 from .connections import Connection, RequestPool
 from .deadlines import Deadlines
 from .dialects.driver import Fault
-from .exceptions import ConfigurationError, SessionError, StoreUnavailableError, TableMissingError
+from .exceptions import (
+    ConfigurationError,
+    SessionError,
+    StoreSetupError,
+    StoreUnavailableError,
+    TableMissingError,
+)
 from .writers import WriterQueue
 
 if TYPE_CHECKING:
@@ -38,8 +45,6 @@ REQUEST_PATH = ("load", "insert", "update", "update_if_unchanged", "touch", "ren
 # The store's connections: at most this many, each closed after idling this long.
 CONNECTIONS = 10
 IDLE_TIMEOUT = 60.0
-# A statement or transaction that lost a deadlock runs this many times in all.
-CONFLICT_ATTEMPTS = 3
 # Statements built per call (a match's) are compiled again after this many others.
 PREPARED_LIMIT = 256
 
@@ -221,12 +226,11 @@ class Executor:
             await transaction.run("execute", "COMMIT", [])
             return result
 
-        for attempt in range(1, CONFLICT_ATTEMPTS + 1):
-            try:
-                return await self.pool.using(unit)
-            except Exception as error:
-                self._unless_run_again(error, attempt)
-        raise AssertionError("unreachable")  # pragma: no cover
+        started = time.monotonic()
+        try:
+            return await self.pool.using(unit)
+        except Exception as error:
+            return await self._run_again(lambda: self.pool.using(unit), error, started)
 
     async def describe(self, table_name: str) -> Sequence[tuple[str, Any]]:
         """The (name, driver's type) of the columns of the table `table_name`."""
@@ -276,20 +280,34 @@ class Executor:
         self, method: str, prepared: Prepared, params: Mapping[str, Any], *, retry: bool = False
     ) -> Any:
         sql, args = prepared.bind(params)
-        for attempt in range(1, CONFLICT_ATTEMPTS + 1):
-            try:
-                if not self.loggers:
-                    return await self.pool.run(method, sql, args, retry=retry)
-                return await self.logged(self.pool.run(method, sql, args, retry=retry), sql, args)
-            except Exception as error:
-                self._unless_run_again(error, attempt)
-        raise AssertionError("unreachable")  # pragma: no cover
+        started = time.monotonic()
+        try:
+            return await self._once(method, sql, args, retry)
+        except Exception as error:
+            return await self._run_again(lambda: self._once(method, sql, args, retry), error, started)
 
-    def _unless_run_again(self, error: Exception, attempt: int) -> None:
-        """Return when `error` lost a deadlock (nothing was applied) and attempts are left, for the
-        caller to run it again; else raise it as the package's error."""
-        if attempt == CONFLICT_ATTEMPTS or self.driver.classify(error) is not Fault.CONFLICT:
+    async def _once(self, method: str, sql: str, args: list[Any], retry: bool) -> Any:
+        if not self.loggers:
+            return await self.pool.run(method, sql, args, retry=retry)
+        return await self.logged(self.pool.run(method, sql, args, retry=retry), sql, args)
+
+    async def _run_again(self, call: Callable[[], Awaitable[T]], error: Exception, started: float) -> T:
+        """When `error` lost a conflict (nothing was applied), `call` run again (conflicts.py) within
+        what is left of the deadline since `started`; else, or when that fails too, the error raised as
+        the package's."""
+        if not self.conflicted(error):
             self._raise(error)
+        left = self.deadline - (time.monotonic() - started)
+        try:
+            return await run_again(call, error, self.conflicted, deadlines=self.deadlines, left=left)
+        except Exception as again:
+            self._raise(again)
+
+    def conflicted(self, error: BaseException) -> bool:
+        """Whether `error`, or the driver's error behind the package's, lost a conflict."""
+        if isinstance(error, StoreUnavailableError) and error.__cause__ is not None:
+            error = error.__cause__
+        return self.driver.classify(error) is Fault.CONFLICT
 
     def _raise(self, error: Exception) -> NoReturn:
         """Raise `error` as the package's error, or as it is (a bug: bad SQL, a wrong type)."""
@@ -307,7 +325,7 @@ class Executor:
         if fault is Fault.MISSING_TABLE:
             raise TableMissingError(self.table_name) from error
         if fault is Fault.LOGIN_REFUSED:
-            raise ConfigurationError(
+            raise StoreSetupError(
                 f"the session database refused the store's login ({error}): check the user, password and "
                 "database name in the URL"
             ) from error

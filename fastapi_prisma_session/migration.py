@@ -32,15 +32,28 @@ run, so the mark is set when Alembic reports the row written (`record_adoption`,
 from __future__ import annotations
 
 import logging
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from alembic import op
 from alembic.util import CommandError
-from sqlalchemy import Boolean, Column, DateTime, MetaData, String, column, inspect, select, table, update
+from sqlalchemy import (
+    Boolean,
+    Column,
+    DateTime,
+    MetaData,
+    String,
+    column,
+    func,
+    inspect,
+    select,
+    table,
+    update,
+)
 
 from .dialects import for_database
-from .dialects.base import check_user_key, is_user_key_object
+from .dialects.base import check_user_key, is_user_key_object, user_key_index_name
 from .exceptions import ConfigurationError
 from .models import DEFAULT_TABLE_NAME, EXPIRES, EXPIRES_AT, MYSQL_DIALECTS, session_table
 from .urls import driver_url
@@ -51,6 +64,8 @@ if TYPE_CHECKING:
     from alembic.config import Config
     from alembic.migration import MigrationContext, MigrationInfo
     from sqlalchemy import Executable
+
+    from .dialects.base import SQLDialect
 
 # The package's Alembic environment (env.py) and revisions (versions/).
 SCRIPT_LOCATION = Path(__file__).resolve().parent / "migrations"
@@ -76,6 +91,10 @@ ADOPTED_COLUMN = "adopted"
 ADOPTED_ATTRIBUTE = "fastapi_prisma_session.adopted"
 
 logger = logging.getLogger("fastapi_prisma_session.migration")
+# The `extra` of the records that say what became of the user-key index, and of the one that says that
+# a long build is about to start (the CLI shows that one at once, on stderr).
+INDEX_DONE = {"migration_step": "index"}
+INDEX_PROGRESS = {"migration_step": "progress"}
 
 __all__ = [
     "SCRIPT_LOCATION",
@@ -146,10 +165,13 @@ def include_object(
 
 
 def _user_key_ddl(key: str, table_name: str) -> tuple[list[Executable], list[Executable]]:
-    context = op.get_context()
-    sql = for_database(context.dialect.name, session_table(table_name), prune_batch_size=1)
     # Offline (`--sql`), the plain statements: a script to run once, or to paste into a Prisma migration.
-    return sql.user_key_ddl(check_user_key(key), if_exists=not context.as_sql)
+    return _sql(table_name).user_key_ddl(check_user_key(key), if_exists=not op.get_context().as_sql)
+
+
+def _sql(table_name: str) -> SQLDialect:
+    """The statements of the database the revisions run on, for the session table `table_name`."""
+    return for_database(op.get_context().dialect.name, session_table(table_name), prune_batch_size=1)
 
 
 def downgrade(table_name: str = DEFAULT_TABLE_NAME) -> None:
@@ -339,6 +361,37 @@ def user_key_steps() -> None:
     drop = context.config.attributes.get(DROP_USER_KEY_ATTRIBUTE) or x_arguments.get("drop_user_key")
     with Operations.context(context.get_context()):
         if drop:
-            drop_user_key_index(drop, current_table_name())
+            _reported(drop, current_table_name(), adding=False)
         if add:
-            add_user_key_index(add, current_table_name())
+            _reported(add, current_table_name(), adding=True)
+
+
+def _reported(key: str, table_name: str, *, adding: bool) -> None:
+    """Add (or drop) the user-key index, and log what it took: "building index ... on "Session" (N
+    rows)…" before a build, then what was built in how long, or that there was nothing to do."""
+    work = add_user_key_index if adding else drop_user_key_index
+    context = op.get_context()
+    if context.as_sql:
+        work(key, table_name)
+        return
+    bind = op.get_bind()
+    index = user_key_index_name(table_name, key)
+    there = bool(bind.execute(_sql(table_name).user_key_index_exists(key)).scalar())
+    # Run even when the index is (or is not) there: it finishes what an interrupted run left (on MySQL,
+    # the generated column without its index), and does nothing otherwise.
+    if there == adding:
+        work(key, table_name)
+        state = "already there" if there else "not there"
+        logger.info('index "%s" %s: nothing to do', index, state, extra=INDEX_DONE)
+        return
+    if not adding:
+        work(key, table_name)
+        logger.info('dropped index "%s" from "%s"', index, table_name, extra=INDEX_DONE)
+        return
+    rows = int(bind.execute(select(func.count()).select_from(table(table_name))).scalar() or 0)
+    logger.info('building index "%s" on "%s" (%d rows)…', index, table_name, rows, extra=INDEX_PROGRESS)
+    started = time.monotonic()
+    work(key, table_name)
+    elapsed = time.monotonic() - started
+    built = 'built index "%s" on "%s" (%d rows) in %.1f s'
+    logger.info(built, index, table_name, rows, elapsed, extra=INDEX_DONE)

@@ -9,7 +9,7 @@ from types import MappingProxyType
 from typing import Any
 
 from .dialects.base import check_user_key
-from .durations import Duration, to_seconds
+from .durations import PERIOD_CEILING, Duration, to_seconds
 from .exceptions import ConfigurationError
 from .logs import LevelName
 from .models import DEFAULT_TABLE_NAME
@@ -27,6 +27,11 @@ class StoreOptions:
         check_period: seconds between automatic prunes of expired rows; None or 0 turns pruning off.
         ttl: row lifetime in seconds, or `callable(options, session, sid) -> seconds`. Default: the
             session cookie's remaining max age, else one day.
+
+            Both count seconds where prisma-session-store counts milliseconds: a number that is absurd
+            as seconds and a plain figure in milliseconds (`check_period=120000`, `ttl=86_400_000`)
+            raises ConfigurationError with the value it probably meant; a `datetime.timedelta` is
+            taken as it is.
         db_record_id_is_session_id: use the session id as the row's `id`.
         db_record_id_function: `callable(sid) -> str` that makes the row's `id`. Default: a new cuid2.
         serializer: an object with `dumps`/`loads` (or `stringify`/`parse`). Default: compact JSON, as
@@ -101,7 +106,8 @@ class StoreOptions:
                 raise ConfigurationError("user_key needs the JSON serializer: the index reads data as JSON")
         deadline = to_seconds(self.operation_timeout, "operation_timeout", allow_zero=False) or DEADLINE
         object.__setattr__(self, "deadline", deadline)
-        object.__setattr__(self, "period", to_seconds(self.check_period, "check_period") or None)
+        period = to_seconds(self.check_period, "check_period", ceiling=PERIOD_CEILING)
+        object.__setattr__(self, "period", period or None)
         pause = None if self.prune_pause is None else to_seconds(self.prune_pause, "prune_pause") or 0.0
         object.__setattr__(self, "pause", pause)
 

@@ -14,12 +14,13 @@ from typing import TYPE_CHECKING
 
 from .deadlines import async_library, not_on_asyncio
 from .durations import utcnow
+from .exceptions import StoreUnavailableError
 
 if TYPE_CHECKING:
     from .deleter import Deleter
     from .executor import Executor, Transaction
 
-# The pace of a prune, when neither `prune_batch_size` nor `prune_pause` fixes it (docs/benchmarks.md):
+# The pace of a prune, when neither `prune_batch_size` nor `prune_pause` fixes it (docs/pruning.md):
 # each batch is sized to take about BATCH_BUDGET seconds, between MIN_BATCH and MAX_BATCH rows, and
 # after it the pruner rests in proportion to how busy the app keeps the database.
 BATCH_BUDGET = 0.05
@@ -162,7 +163,8 @@ class Pruner:
         `operation_timeout`) that first takes the pruning lock for itself: the lock ends with the
         transaction (or its connection), so it never outlives a batch, not even behind a transaction
         pooler (PgBouncer), where a session lock could stay on an idle server connection for good. A run
-        that finds the lock taken does nothing more: another process is pruning."""
+        that finds the lock taken does nothing more: another process is pruning. So does one whose batch
+        keeps losing conflicts to another pruner (on another Galera node, whose lock is not this one's)."""
         started = time.monotonic()
         sql = self._executor.sql
         now = utcnow()
@@ -191,7 +193,15 @@ class Pruner:
                 await self._unlock(transaction)
                 return removed
 
-            removed = await self._executor.transaction(batch)
+            try:
+                removed = await self._executor.transaction(batch)
+            except StoreUnavailableError as error:
+                # On a multi-primary cluster (Galera) the lock is each node's own, and a pruner on another
+                # node deleting the same rows makes this batch lose, attempt after attempt: that pruner
+                # goes on, as if this one had found the lock taken.
+                if not self._executor.conflicted(error):
+                    raise
+                removed = None
             if removed is None:
                 self.last_skipped = total == 0
                 self._log(logging.INFO, "another process is pruning %s; this run stops", self._table_name)

@@ -15,7 +15,7 @@ from typing import Any
 from cuid2 import create_id
 
 from .cookies import COOKIE_KEY, MOVED_KEY, cookie_expiry
-from .durations import ONE_DAY, Duration, to_seconds, utcnow
+from .durations import LIFETIME_CEILING, ONE_DAY, Duration, to_seconds, utcnow
 from .exceptions import ConfigurationError, SessionDataError, SessionTooLargeError
 from .logs import StoreLog, redact
 from .serializers import JSONSerializer, resolve_serializer
@@ -62,7 +62,7 @@ class RowFormat:
             self._ttl: float | None = None
         else:
             self._ttl_function = None
-            self._ttl = to_seconds(ttl, "ttl", allow_zero=False)
+            self._ttl = to_seconds(ttl, "ttl", allow_zero=False, ceiling=LIFETIME_CEILING)
         if record_id_function is not None and not callable(record_id_function):
             raise ConfigurationError("db_record_id_function must be a callable taking the session id")
         if max_data_size is not None and (not isinstance(max_data_size, int) or max_data_size < 1):
@@ -93,7 +93,8 @@ class RowFormat:
         if self._ttl is not None:
             return now + timedelta(seconds=self._ttl)
         if self._ttl_function is not None:
-            value = to_seconds(self._ttl_function(self._options, session, sid), "the ttl function's result")
+            given = self._ttl_function(self._options, session, sid)
+            value = to_seconds(given, "the ttl function's result", ceiling=LIFETIME_CEILING)
             return now + timedelta(seconds=value if value is not None else ONE_DAY)
         return cookie_expires if cookie_expires is not None else now + timedelta(seconds=ONE_DAY)
 

@@ -29,7 +29,7 @@ NOT_LOADED = (
     "the session of this request is not loaded yet: sessions load on first use, from async code. Take it "
     "as a dependency (`session: SessionDep`, or `Depends(get_session)`), call `await load_session(request)` "
     "before using `request.session`, or have the middleware load it for this path: "
-    "SessionMiddleware(autoload=True) or autoload=[r'/admin'] (see the README's 'Loading')"
+    "SessionMiddleware(autoload=True) or autoload=[r'/admin'] (see docs/loading.md)"
 )
 RESERVED = frozenset((COOKIE_KEY, ABSOLUTE_KEY, MOVED_KEY))
 _MISSING: Any = object()

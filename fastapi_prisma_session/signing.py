@@ -9,12 +9,19 @@ from __future__ import annotations
 import binascii
 import hashlib
 import hmac
+import logging
 import re
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 from urllib.parse import unquote
 
 from .exceptions import ConfigurationError
+
+logger = logging.getLogger("fastapi_prisma_session.signing")
+
+# Shorter secrets are warned about: 32 characters carry 128 bits even as hex digits, the length OWASP's
+# Session Management Cheat Sheet asks of a session ID (at least 64 bits of it entropy).
+MIN_SECRET_LENGTH = 32
 
 # Browsers cap a cookie at 4096 bytes; anything longer is not ours and is not worth an HMAC.
 MAX_COOKIE_VALUE_LENGTH = 4096
@@ -106,6 +113,27 @@ class Signer:
                         return sid, rejected
                     rejected += 1
         return None, rejected
+
+
+def warn_if_short(secrets: str | Sequence[str]) -> None:
+    """Log a warning for each secret shorter than MIN_SECRET_LENGTH (each of a rotation list, by its
+    place in it). The secret itself is never logged."""
+    keys = [secrets] if isinstance(secrets, str) else list(secrets)
+    for place, key in enumerate(keys, 1):
+        if len(key) < MIN_SECRET_LENGTH:
+            which = "secret" if len(keys) == 1 else f"secret {place} of {len(keys)}"
+            logger.warning(
+                "%s is %d character%s long: a short secret can be found offline from any one signed "
+                "cookie, and then forged cookies pass the signature check. OWASP's Session Management "
+                "Cheat Sheet asks of a session ID at least 64 bits of entropy from a good random "
+                "generator, and the secret that signs it should be no weaker: use a random secret of "
+                "%d characters or more, such as the output of "
+                "python -c 'import secrets; print(secrets.token_urlsafe(32))'",
+                which,
+                len(key),
+                "" if len(key) == 1 else "s",
+                MIN_SECRET_LENGTH,
+            )
 
 
 def cookie_values(header: str, name: str) -> Iterator[str]:

@@ -16,7 +16,8 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
-from .dialects import SCHEMES
+from .dialects import SCHEMES, sqlalchemy_url
+from .dialects.mysql.hosts import engine_creator
 from .exceptions import ConfigurationError
 from .models import MYSQL_DIALECTS
 
@@ -33,7 +34,9 @@ PRISMA_REFUSED = ("sslaccept", "sslidentity", "sslpassword", "sslcert", "sslkey"
 
 def driver_url(url: str) -> str:
     """`postgresql://…` → `postgresql+asyncpg://…`, `sqlite://…` → `sqlite+aiosqlite://…`, `mysql://…` and
-    `mariadb://…` → `mysql+asyncmy://…`; a URL that names its driver is left as it is."""
+    `mariadb://…` → `mysql+asyncmy://…`; a URL that names its driver keeps it. A host list
+    (`h1:5432,h2:5432`) is written as SQLAlchemy reads it (`?host=h1:5432&host=h2:5432`)."""
+    url = sqlalchemy_url(url)
     scheme, sep, rest = url.partition("://")
     return SCHEMES[scheme] + sep + rest if sep and scheme in SCHEMES else url
 
@@ -65,9 +68,10 @@ def prisma_url(url: str) -> PrismaURL:
     own settings for (PRISMA_DROPPED); refuse what asyncpg cannot be told this way. libpq's `sslmode`
     (in the URLs Supabase and Neon hand out) becomes asyncpg's `ssl`, and `channel_binding` goes
     (`require` is refused: asyncpg cannot do it)."""
+    url = sqlalchemy_url(url)
     try:
         parsed = make_url(url)
-    except ArgumentError as error:
+    except (ArgumentError, ValueError) as error:  # ValueError: a port that is not a number
         raise ConfigurationError(f"not a database URL: {error}") from None
     query = parsed.query
     for name in PRISMA_REFUSED:
@@ -186,4 +190,10 @@ def engine_options(
         if "charset" not in parsed.query:
             defaults["charset"] = "utf8mb4"
         options["connect_args"] = {**defaults, **options.get("connect_args", {})}
+        if "host" in parsed.query and "async_creator" not in options:
+            # Several hosts: asyncmy takes one, so the engine connects through the list (hosts.py).
+            _, params = parsed.get_dialect()().create_connect_args(parsed)
+            creator = engine_creator({**params, **options["connect_args"]})
+            if creator is not None:
+                options["async_creator"] = creator
     return options

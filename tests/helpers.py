@@ -50,16 +50,22 @@ ADMIN_URL = os.environ.get("TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1
 MARIADB_ADMIN_URL = os.environ.get("TEST_MARIADB_URL", "mysql://root@127.0.0.1:3306/test")
 
 
-# -- the README's samples ---------------------------------------------------------------------------
+# -- the docs' samples -------------------------------------------------------------------------------
 
 FENCED_BLOCK = re.compile(r"^( *)```(\w*)\n(.*?)^\1```", flags=re.M | re.S)
 HEADING = re.compile(r"^#{1,6} .*$", flags=re.M)
+DOCS = ROOT / "docs"
 
 
-def readme_blocks(heading: str | None = None) -> list[tuple[str, str]]:
-    """The fenced blocks of README.md as (language, dedented text): all of them, or those between the
-    heading line `heading` (such as "### Run it") and the next heading."""
-    text = README.read_text()
+def doc_pages() -> list[Path]:
+    """README.md, then every page of the docs site, in order."""
+    return [README, *sorted(DOCS.rglob("*.md"))]
+
+
+def doc_blocks(page: Path = README, heading: str | None = None) -> list[tuple[str, str]]:
+    """The fenced blocks of `page` as (language, dedented text): all of them, or those between the
+    heading line `heading` (such as "## Run it") and the next heading."""
+    text = page.read_text()
     blocks = list(FENCED_BLOCK.finditer(text))
     start, end = 0, len(text)
     if heading is not None:
@@ -75,12 +81,12 @@ def readme_blocks(heading: str | None = None) -> list[tuple[str, str]]:
     return [(block.group(2), dedent(block.group(3))) for block in blocks if start <= block.start() < end]
 
 
-def readme_file(name: str) -> str:
-    """The file `name` as the README gives it: the blocks whose first line is `# name` or
+def doc_file(page: Path, name: str) -> str:
+    """The file `name` as `page` gives it: the blocks whose first line is `# name` or
     `# name, continued`, in order."""
     labels = (f"# {name}\n", f"# {name}, continued\n")
-    parts = [body for _, body in readme_blocks() if body.startswith(labels)]
-    assert parts, f"README.md has no block that starts with {labels[0]!r}"
+    parts = [body for _, body in doc_blocks(page) if body.startswith(labels)]
+    assert parts, f"{page.name} has no block that starts with {labels[0]!r}"
     return "\n\n".join(parts)
 
 
@@ -446,6 +452,25 @@ def make_app(store: PrismaSessionStore, **options: Any) -> FastAPI:
 async def _let_query_loggers_run(response: httpx.Response) -> None:
     # asyncpg reports each query to its loggers with loop.call_soon: one turn of the loop delivers them.
     await asyncio.sleep(0)
+
+
+async def websocket_that_loads(store: PrismaSessionStore, cookie: str) -> list[dict[str, Any]]:
+    """What SessionMiddleware sends on a websocket handshake carrying `cookie` (a Cookie header's value)
+    whose app loads its session, as `load_session(websocket)` does, when the session cannot be had."""
+    from fastapi_prisma_session import SessionMiddleware
+
+    sent: list[dict[str, Any]] = []
+
+    async def record(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    async def uses_its_session(scope: dict[str, Any], receive: object, send: object) -> None:
+        await scope["session"].load()
+        raise AssertionError("the session cannot have loaded")
+
+    scope = {"type": "websocket", "path": "/ws", "headers": [(b"cookie", cookie.encode())]}
+    await SessionMiddleware(uses_its_session, store=store, secret=SECRET)(scope, None, record)  # type: ignore[arg-type]
+    return sent
 
 
 def client_for(app: Any, base_url: str = "http://testserver") -> httpx.AsyncClient:

@@ -361,7 +361,7 @@ async def test_the_server_gives_up_at_seventy_percent_of_the_deadline(postgres_u
 
 
 async def test_the_request_path_connects_with_the_engine_options_connect_args(postgres_url: str) -> None:
-    """engine_options' connect_args (the README's way to give asyncpg an ssl.SSLContext) reached only
+    """engine_options' connect_args (the docs' way to give asyncpg an ssl.SSLContext) reached only
     SQLAlchemy's connections: the request path's connected without them, TLS included."""
     connect_args = {"server_settings": {"application_name": "fps_connect_args"}}
     store = PrismaSessionStore(postgres_url, engine_options={"connect_args": connect_args})

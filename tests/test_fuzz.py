@@ -2,7 +2,7 @@
 
 Whatever the header holds, the request gets a correct response and a fresh session: never a 500, never
 a database error, and never anyone else's session. FUZZ_CASES is how many headers each property tries
-per backend; README's security section quotes the total.
+per backend.
 """
 
 from __future__ import annotations

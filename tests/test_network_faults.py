@@ -3,7 +3,7 @@ a refused port, a silent host, reset connections, a pause, and a row locked by a
 
 Every request that needs its session ends within the store's deadline: a 200, or a 503 when the database
 cannot answer in time. Nothing hangs, nothing acknowledged is lost, and everything recovers by itself.
-Each test prints its figures (requests, 503s, slowest answer, recovery); the README quotes them.
+Each test prints its figures (requests, 503s, slowest answer, recovery) with `pytest -s`.
 
 PostgreSQL only: the deadlines measured here are those of the request path's own asyncpg connections.
 """
@@ -181,7 +181,7 @@ async def test_a_locked_row_stalls_only_its_own_session(
         assert max(seconds for _, seconds in stuck_results) < SLOWEST
         assert {status for status, _ in unrelated} == {200}
         # Unblocked users are not queued behind the lock: one held up by it would have waited out the
-        # deadline and answered 503 (the README quotes the p99 measured here).
+        # deadline and answered 503.
         assert max(seconds for _, seconds in unrelated) < DEADLINE
         # None of the writes that answered 503 went through once the lock was released.
         assert (await client.get("/read", headers={"cookie": locked})).json()["value"] == "user0"

@@ -1,4 +1,4 @@
-"""The own-Alembic recipe of the README, followed as a user would, in an empty folder.
+"""The own-Alembic recipe of docs/migrations.md, followed as a user would, in an empty folder.
 
 `alembic init -t async migrations`, the edits the docs give (applied as text, and checked to be the docs'
 own words), `alembic revision`, the revision's body, `alembic upgrade head` and a clean `alembic check`:
@@ -19,12 +19,12 @@ from pathlib import Path
 import asyncpg
 import pytest
 
-from tests.helpers import mariadb_database, mariadb_sql, readme_blocks, run_module, scratch_database
+from tests import helpers
+from tests.helpers import DOCS, mariadb_database, mariadb_sql, run_module, scratch_database
 
-ROOT = Path(__file__).resolve().parents[1]
-DOCS = ROOT / "README.md"
+PAGE = DOCS / "migrations.md"
 
-# The recipe, as the README gives it.
+# The recipe, as the page gives it.
 INIT = "alembic init -t async migrations"
 TEMPLATE_METADATA = "target_metadata = None\n"
 TARGET_METADATA = "from fastapi_prisma_session import migration\n\ntarget_metadata = migration.metadata\n"
@@ -52,8 +52,8 @@ CLEAN = "No new upgrade operations detected."
 
 
 def doc_blocks() -> list[str]:
-    """The fenced blocks of the README, dedented."""
-    return [body for _, body in readme_blocks()]
+    """The fenced blocks of the page, dedented."""
+    return [body for _, body in helpers.doc_blocks(PAGE)]
 
 
 def test_the_docs_give_the_recipe_this_test_follows() -> None:
@@ -68,8 +68,8 @@ def test_the_docs_give_the_recipe_this_test_follows() -> None:
         REVISION_BODY,
         UPGRADE_AND_CHECK,
     ):
-        assert snippet in blocks, f"the README has no block\n{snippet}"
-    text = DOCS.read_text()
+        assert snippet in blocks, f"{PAGE.name} has no block\n{snippet}"
+    text = PAGE.read_text()
     assert "Replace `target_metadata = None` with:" in text
     assert CLEAN in text
 
@@ -90,7 +90,7 @@ def edit(path: Path, old: str, new: str) -> None:
 
 
 def follow_the_recipe(folder: Path, env: dict[str, str], *, url_in_ini: bool, user_key: bool = False) -> None:
-    """The README's recipe; with `user_key`, its user-key section's too: the revision adds the index and
+    """The page's recipe; with `user_key`, docs/scale.md's too: the revision adds the index and
     env.py passes `include_object`."""
     run_alembic(folder, INIT, env)
     env_py = folder / "migrations" / "env.py"

@@ -203,7 +203,7 @@ def test_prisma_pgbouncer_url_in_transaction_mode(
 
 def test_four_workers_in_session_mode_within_the_budget(postgres_url: str, scratch: str) -> None:
     """PgBouncer in session mode with 8 server connections, where each client connection holds a server
-    connection for as long as it is open: 4 uvicorn workers, each within the README's budget of
+    connection for as long as it is open: 4 uvicorn workers, each within the docs' budget of
     request_connections = 2 (every statement of the store runs on them), need 8 at most, and 40 users get
     no error."""
     require_programs()
@@ -360,7 +360,7 @@ def database_url(transaction_bouncer: PgBouncer, postgres_url: str) -> str:
 
 @pytest.fixture
 async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
-    """An engine of the test's own, set up for a transaction pooler as the README says."""
+    """An engine of the test's own, set up for a transaction pooler as docs/deploying says."""
     engine = create_async_engine(database_url, connect_args=pooler_connect_args())
     yield engine
     await engine.dispose()

@@ -1,7 +1,7 @@
 """A drop-in for Starlette's SessionMiddleware: each behaviour a user can observe, run against Starlette's
 middleware and ours with the same options, through real HTTP (httpx's ASGITransport), outcomes compared.
 
-Ours runs as the README's migration guide sets it up: a SQLite file, `autoload=True`, and Starlette's
+Ours runs as docs/guides/starlette.md sets it up: a SQLite file, `autoload=True`, and Starlette's
 options by our names (secret_key→secret, session_cookie→cookie_name, https_only→secure,
 same_site→samesite; max_age, path, domain and partitioned as they are). Where ours differs by design,
 the test says how and checks ours: the cookie's lifetime as Expires rather than Max-Age, attribute names

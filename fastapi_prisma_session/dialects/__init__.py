@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib
 import pkgutil
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from ..exceptions import ConfigurationError
@@ -22,11 +23,15 @@ if TYPE_CHECKING:
 # scheme with the async driver, from the folders' own declarations.
 MODULES: dict[str, str] = {}
 SCHEMES: dict[str, str] = {}
+# A folder → how it rewrites its database's URLs for SQLAlchemy (`sqlalchemy_url`), where it does.
+URL_FORMS: dict[str, Callable[[str], str]] = {}
 for _found in pkgutil.iter_modules(__path__):
     if _found.ispkg:
         _package = importlib.import_module(f"{__name__}.{_found.name}")
         MODULES.update(dict.fromkeys(_package.NAMES, _found.name))
         SCHEMES.update(_package.SCHEMES)
+        if hasattr(_package, "sqlalchemy_url"):
+            URL_FORMS[_found.name] = _package.sqlalchemy_url
 SUPPORTED = tuple(MODULES)
 
 
@@ -34,7 +39,7 @@ SUPPORTED = tuple(MODULES)
 REFUSED = {
     "cockroachdb": "CockroachDB speaks PostgreSQL's protocol, but the store is untested on it and its "
     "advisory locks, which let one process prune at a time, are missing or no-op stubs in most releases "
-    "(see the README's CockroachDB note)",
+    "(see docs/databases/postgresql.md)",
 }
 
 
@@ -44,6 +49,15 @@ def unsupported(name: str) -> str | None:
         return None
     reason = REFUSED.get(name, f"the {name!r} database is not supported")
     return f"{reason}; use PostgreSQL (postgresql://), SQLite (sqlite://) or MySQL/MariaDB (mysql://)"
+
+
+def sqlalchemy_url(url: str) -> str:
+    """`url` as SQLAlchemy reads it, where its database writes some URLs its own way (PostgreSQL's
+    comma-separated host list)."""
+    scheme = url.partition("://")[0]
+    folder = MODULES.get(SCHEMES.get(scheme, scheme).partition("+")[0])
+    form = URL_FORMS.get(folder) if folder else None
+    return form(url) if form else url
 
 
 def driver_for(name: str) -> Driver:
@@ -74,5 +88,6 @@ __all__ = [
     "SQLDialect",
     "driver_for",
     "for_database",
+    "sqlalchemy_url",
     "unsupported",
 ]

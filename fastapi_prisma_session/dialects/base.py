@@ -241,6 +241,10 @@ class SQLDialect(ABC):
         index = self.user_key_index(key)
         return [CreateIndex(index, if_not_exists=if_exists)], [DropIndex(index, if_exists=if_exists)]
 
+    @abstractmethod
+    def user_key_index_exists(self, key: str) -> Executable:
+        """A SELECT whose one value is true when the database has the index `user_key_ddl(key)` adds."""
+
     def user_key_index(self, key: str) -> Index:
         """The index on `user_key_value(key)`, built on a copy of the table: the store's stays Prisma's."""
         copy = session_table(self.table.name, MetaData())

@@ -27,7 +27,7 @@ from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from fastapi_prisma_session import migration
-from fastapi_prisma_session.urls import driver_url
+from fastapi_prisma_session.urls import driver_url, engine_options
 
 # asyncpg waits 60 s for an unreachable server by default.
 CONNECT_TIMEOUT = 10.0
@@ -99,6 +99,8 @@ async def run_async_migrations() -> None:
     options: dict[str, Any] = {"poolclass": pool.NullPool}
     if make_url(url).get_driver_name() == "asyncpg":
         options["connect_args"] = {"timeout": CONNECT_TIMEOUT}
+    elif "host" in make_url(url).query:
+        options = engine_options(url, options, CONNECT_TIMEOUT)  # MySQL's list of hosts (hosts.py)
     engine = create_async_engine(url, **options)
     try:
         async with engine.connect() as connection:

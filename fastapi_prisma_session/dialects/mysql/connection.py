@@ -35,9 +35,11 @@ except ImportError:  # pragma: no cover - without it no mysql+asyncmy engine exi
 class MySQLConnection:
     """An asyncmy connection in autocommit mode, seen through asyncpg's `fetchrow`/`execute`."""
 
-    def __init__(self, connection: Any) -> None:
+    def __init__(self, connection: Any, host: str | None = None, port: int | None = None) -> None:
         self._connection = connection
         self._broken = False
+        #: the server it is connected to, as it was given (one of a URL's hosts)
+        self.host, self.port = host, port
 
     @classmethod
     async def connect(cls, **kwargs: Any) -> MySQLConnection:
@@ -45,9 +47,9 @@ class MySQLConnection:
 
         try:
             connection = await asyncmy.connect(**kwargs)
-        except MySQLError as error:
-            raise _lost(error) from error
-        return cls(connection)
+        except MySQLError as error:  # refused (a wrong password: 1045) or not reached
+            raise ConnectionResetError(f"could not connect to MySQL: {error}") from error
+        return cls(connection, kwargs.get("host"), kwargs.get("port"))
 
     def is_closed(self) -> bool:
         # asyncmy's `connected` stays True after the server closed the socket (its wait_timeout on an

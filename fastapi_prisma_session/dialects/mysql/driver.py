@@ -12,6 +12,7 @@ from ..driver import SERVER_TIMEOUT_SHARE, Fault
 from ..driver import Driver as BaseDriver
 from .connection import REFUSED, MySQLConnection
 from .connection import connect_kwargs as asyncmy_connect_kwargs
+from .hosts import Hosts, host_list
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import URL, Dialect
@@ -20,9 +21,14 @@ if TYPE_CHECKING:
 
 # The server's error numbers. Unavailable: too many connections, server shutdown, lock wait timeout, a
 # statement over its time (MariaDB's max_statement_time, MySQL's max_execution_time), one ended by KILL,
-# Galera's node outside the primary component (1047) and its error during COMMIT (1180), and the
-# client's lost or refused connections (2000-2099).
-UNAVAILABLE = frozenset({1040, 1047, 1053, 1180, 1205, 1317, 1969, 3024, *range(2000, 2100)})
+# and the client's lost or refused connections (2000-2099). A lock wait timeout is not run again: it
+# came after most of the deadline (`setup`), and the same lock would be waited for.
+UNAVAILABLE = frozenset({1040, 1053, 1205, 1317, 1969, 3024, *range(2000, 2100)})
+# A Galera node that cannot serve: outside the primary component, or not synced yet (ER_UNKNOWN_COM_ERROR,
+# "WSREP has not yet prepared node for application use"), and an error during COMMIT (the cluster went
+# away under it). Nothing was applied; the connection is dropped and the next one opened to another of the
+# URL's hosts.
+NOT_SERVING = frozenset({1047, 1180})
 # The server's network errors (a packet over max_allowed_packet, 1153, among them): it closes the
 # connection after sending one, though the number is below the client's own (2000 and up).
 NETWORK_ERRORS = frozenset(range(1153, 1162))
@@ -63,10 +69,16 @@ class Driver(BaseDriver):
 
     def __init__(self) -> None:
         self._kill_kwargs: dict[str, Any] = {}
+        #: the URL's hosts, when it names several (hosts.py)
+        self.hosts: Hosts | None = None
 
     async def connect(self, **kwargs: Any) -> Connection:
         self._kill_kwargs = kwargs
-        connection: Connection = await MySQLConnection.connect(**kwargs)
+        connection: Connection
+        if self.hosts is None:
+            connection = await MySQLConnection.connect(**kwargs)
+        else:
+            connection = await self.hosts.connect(MySQLConnection.connect, kwargs)
         return connection
 
     def connect_kwargs(
@@ -81,7 +93,13 @@ class Driver(BaseDriver):
         defaults = connect_defaults(deadline)
         if "charset" in url.query:
             del defaults["charset"]
-        return asyncmy_connect_kwargs(dialect, url, defaults, connect_args or {})
+        kwargs = asyncmy_connect_kwargs(dialect, url, defaults, connect_args or {})
+        hosts = host_list(kwargs)
+        if hosts is not None:
+            self.hosts = Hosts(hosts, float(kwargs["connect_timeout"]))
+            kwargs.pop("host")
+            kwargs.pop("port", None)
+        return kwargs
 
     def setup(self, deadline: float, *, pgbouncer: bool = False) -> tuple[str, ...]:
         """Run after the caller's own `init_command`, if any, so that it cannot undo them:
@@ -105,7 +123,12 @@ class Driver(BaseDriver):
         return isinstance(error, REFUSED)
 
     def ended(self, error: BaseException, connection: Connection) -> bool:
-        return errno(error) in NETWORK_ERRORS
+        number = errno(error)
+        if number in NOT_SERVING:
+            if self.hosts is not None and isinstance(connection, MySQLConnection):
+                self.hosts.passed_over(str(connection.host), int(connection.port or 0))
+            return True
+        return number in NETWORK_ERRORS
 
     async def settle(self, connection: Connection, grace: float) -> bool:
         """KILL QUERY, from a connection of its own: a client that merely closes its socket leaves the
@@ -114,7 +137,8 @@ class Driver(BaseDriver):
             return False
         with contextlib.suppress(Exception):
             async with asyncio.timeout(grace):
-                killer = await MySQLConnection.connect(**self._kill_kwargs)
+                where = {"host": connection.host, "port": connection.port} if connection.host else {}
+                killer = await MySQLConnection.connect(**{**self._kill_kwargs, **where})
                 try:
                     await killer.execute(f"KILL QUERY {connection.thread_id}")
                 finally:
@@ -137,7 +161,12 @@ class Driver(BaseDriver):
             return Fault.SID_CLASH
         if number in BAD_DATA or isinstance(error, UnicodeError):
             return Fault.BAD_DATA
-        if number in UNAVAILABLE or number in NETWORK_ERRORS or isinstance(error, (OSError, TimeoutError)):
+        if (
+            number in UNAVAILABLE
+            or number in NOT_SERVING
+            or number in NETWORK_ERRORS
+            or isinstance(error, (OSError, TimeoutError))
+        ):
             return Fault.UNAVAILABLE
         return None
 

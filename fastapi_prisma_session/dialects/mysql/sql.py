@@ -176,6 +176,10 @@ class Dialect(SQLDialect):
             [*_unless(f"NOT {has_index}", drop_index), *_unless(f"NOT {has_column}", drop_column)],
         )
 
+    def user_key_index_exists(self, key: str) -> Executable:
+        index = user_key_index_name(self.table.name, key)
+        return text(f"SELECT {self._exists('statistics', 'index_name', index)}")
+
     def _quote(self, name: str) -> str:
         return str(mysql.dialect().identifier_preparer.quote_identifier(name))
 

@@ -1,5 +1,6 @@
 """PostgreSQL: its SQL (sql.py) and its driver (driver.py)."""
 
+from .hosts import sqlalchemy_url
 from .sql import Dialect
 
 #: SQLAlchemy's names for the database.
@@ -7,4 +8,4 @@ NAMES = ("postgresql",)
 #: The plain URL schemes (Prisma's, libpq's) that name it, and the async driver SQLAlchemy needs for them.
 SCHEMES = {"postgresql": "postgresql+asyncpg", "postgres": "postgresql+asyncpg"}
 
-__all__ = ["NAMES", "SCHEMES", "Dialect"]
+__all__ = ["NAMES", "SCHEMES", "Dialect", "sqlalchemy_url"]

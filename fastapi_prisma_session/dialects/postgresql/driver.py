@@ -5,14 +5,16 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import os
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import asyncpg
 
-from ...exceptions import ConfigurationError
+from ...exceptions import StoreSetupError
 from ..driver import SERVER_TIMEOUT_SHARE, Fault
 from ..driver import Driver as BaseDriver
+from .hosts import HostList
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import URL, Dialect
@@ -29,6 +31,9 @@ ENDED = (
 # SQLSTATE classes 08 (connection exception) and 57 (operator intervention: shutdown, restart, and a
 # statement_timeout), and 55P03 (lock_timeout): the database cannot serve the request now.
 UNAVAILABLE_CLASSES = ("08", "57")
+# 25006: a write on a server that takes none, a standby (or a primary demoted after a failover). Its
+# connection is dropped, so that the next one is opened on whichever host is the primary now.
+READ_ONLY_TRANSACTION = "25006"
 LOCK_NOT_AVAILABLE = "55P03"
 # 40001 serialization failure, 40P01 deadlock: the transaction was rolled back whole.
 CONFLICTS = ("40001", "40P01")
@@ -41,6 +46,8 @@ UNIQUE_VIOLATION = "23505"
 UNREADABLE_AS_JSONB = ("22P02", "22P05")
 # Class 22: a value the database refuses (too long, a NUL in text, a date out of range).
 DATA_EXCEPTION = "22"
+# asyncpg's own connect timeout, where none is given.
+CONNECT_TIMEOUT = 60.0
 # PostgreSQL's type oid of TIMESTAMP WITH TIME ZONE.
 TIMESTAMPTZ_OID = 1184
 
@@ -49,9 +56,25 @@ class Driver(BaseDriver):
     name = "postgresql"
     lost = (OSError, asyncpg.InterfaceError, asyncpg.InternalClientError)
 
+    def __init__(self) -> None:
+        self._host_lists: dict[tuple[tuple[str, int], ...], HostList] = {}
+
     async def connect(self, **kwargs: Any) -> Connection:
-        connection: Connection = await asyncpg.connect(**kwargs)
-        return connection
+        """One connection; with several hosts, to the first that serves (hosts.HostList), each host within
+        a share of the connect timeout. With `prefer-standby`, which takes a standby over the primary,
+        asyncpg's own order is kept."""
+        hosts, ports = kwargs.get("host"), kwargs.get("port")
+        attrs = kwargs.get("target_session_attrs") or os.environ.get("PGTARGETSESSIONATTRS")
+        if not (isinstance(hosts, list) and isinstance(ports, list) and len(hosts) > 1) or (
+            attrs == "prefer-standby"
+        ):
+            connection: Connection = await asyncpg.connect(**kwargs)
+            return connection
+        listed = HostList(hosts, ports)
+        hosts_of = self._host_lists.setdefault(tuple(listed.hosts), listed)
+        rest = {key: value for key, value in kwargs.items() if key not in ("host", "port", "timeout")}
+        timeout = kwargs.get("timeout") or CONNECT_TIMEOUT
+        return await hosts_of.connect(asyncpg.connect, rest, timeout, _telling)
 
     def connect_kwargs(
         self,
@@ -95,7 +118,7 @@ class Driver(BaseDriver):
         return isinstance(error, asyncpg.PostgresError)
 
     def ended(self, error: BaseException, connection: Connection) -> bool:
-        return isinstance(error, ENDED)
+        return isinstance(error, ENDED) or getattr(error, "sqlstate", None) == READ_ONLY_TRANSACTION
 
     async def settle(self, connection: Connection, grace: float) -> bool:
         # asyncpg has sent the server a cancel request; a new statement waits until it is answered.
@@ -122,7 +145,7 @@ class Driver(BaseDriver):
         if (
             isinstance(error, (OSError, TimeoutError, asyncpg.InterfaceError, asyncpg.InternalClientError))
             or code[:2] in UNAVAILABLE_CLASSES
-            or code == LOCK_NOT_AVAILABLE
+            or code in (LOCK_NOT_AVAILABLE, READ_ONLY_TRANSACTION)
         ):
             return Fault.UNAVAILABLE
         return None
@@ -143,9 +166,16 @@ class Driver(BaseDriver):
     def check_columns(self, table_name: str, columns: Mapping[str, Any], expires_column: str) -> None:
         if columns.get(expires_column) == TIMESTAMPTZ_OID:
             # asyncpg reads aware datetimes from it, and writes a naive one as the host's local time.
-            raise ConfigurationError(
+            raise StoreSetupError(
                 f'the session table "{table_name}" has "{expires_column}" as TIMESTAMPTZ '
                 "(@db.Timestamptz); the store reads and writes Prisma's default DateTime, TIMESTAMP(3): "
                 f'ALTER TABLE "{table_name}" ALTER COLUMN "{expires_column}" TYPE TIMESTAMP(3) '
                 'USING "' + expires_column + "\" AT TIME ZONE 'UTC', and drop @db.Timestamptz"
             )
+
+
+def _telling(errors: list[BaseException]) -> BaseException:
+    """Of the errors of every host of a list, the one to raise: a server's refusal (a wrong password, no
+    such database) says more than a host that was down; otherwise the last."""
+    refusals = [error for error in errors if isinstance(error, asyncpg.PostgresError)]
+    return (refusals or errors)[-1]

@@ -13,17 +13,20 @@ from sqlalchemy import (
     bindparam,
     case,
     cast,
+    column,
+    exists,
     func,
     literal_column,
     null,
     select,
+    table,
     text,
 )
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.sql.elements import quoted_name
 from sqlalchemy.sql.functions import Function
 
-from ..base import UNREADABLE_ONLY, Serialize, SQLDialect, check_user_key, encodable
+from ..base import UNREADABLE_ONLY, Serialize, SQLDialect, check_user_key, encodable, user_key_index_name
 
 if TYPE_CHECKING:
     from sqlalchemy import ColumnElement, Executable
@@ -125,6 +128,16 @@ class Dialect(SQLDialect):
     def user_key_missing(self, error: BaseException | None) -> bool:
         # The user-key index's function is not there: its migration has not run.
         return getattr(error, "sqlstate", None) == UNDEFINED_FUNCTION
+
+    def user_key_index_exists(self, key: str) -> Executable:
+        listed = table("pg_indexes", column("schemaname"), column("tablename"), column("indexname"))
+        return select(
+            exists().where(
+                listed.c.schemaname == func.current_schema(),
+                listed.c.tablename == self.table.name,
+                listed.c.indexname == user_key_index_name(self.table.name, key),
+            )
+        )
 
     def user_key_ddl(self, key: str, *, if_exists: bool = False) -> tuple[list[Executable], list[Executable]]:
         function = self._quote(self.user_key_function())

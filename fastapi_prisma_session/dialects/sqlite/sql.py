@@ -13,10 +13,10 @@ from __future__ import annotations
 import math
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import and_, bindparam, case, func, literal_column, or_, select
+from sqlalchemy import and_, bindparam, case, column, exists, func, literal_column, or_, select, table
 from sqlalchemy.dialects import sqlite
 
-from ..base import NOT_INDEXED, Serialize, SQLDialect, check_user_key, encodable
+from ..base import NOT_INDEXED, Serialize, SQLDialect, check_user_key, encodable, user_key_index_name
 
 if TYPE_CHECKING:
     from sqlalchemy import ColumnElement, Executable
@@ -80,6 +80,11 @@ class Dialect(SQLDialect):
         return case(
             (func.json_valid(column), func.json_extract(column, path)), else_=self.user_key_unreadable()
         )
+
+    def user_key_index_exists(self, key: str) -> Executable:
+        schema = table("sqlite_master", column("type"), column("name"))
+        name = user_key_index_name(self.table.name, key)
+        return select(exists().where(schema.c.type == "index", schema.c.name == name))
 
     def user_key_unreadable(self) -> ColumnElement[Any]:
         # A blob: json_extract never gives one.
