@@ -12,6 +12,7 @@ import pytest
 from benchmarks import mass_expiry, page, peer_charts
 from benchmarks.charts import bar_chart, line_chart
 from benchmarks.run import SCENARIOS, VARIANTS, Result, parse_wrk, ratios, report, report_pooled
+from benchmarks.scale import prune_chart
 
 SVG = "{http://www.w3.org/2000/svg}"
 
@@ -194,3 +195,13 @@ def test_the_mass_expiry_report_and_chart() -> None:
     drawn = mass_expiry.charts(result)
     assert count(drawn["rate"], "rect", "bar") == 2
     assert count(drawn["p99"], "rect", "bar") == 2
+
+
+def test_the_scale_chart_has_a_point_per_size_idle_and_busy() -> None:
+    results = [
+        {"rows": rows, "prune_idle_rate": 40_000.0 / n, "prune_busy_rate": 3_000.0 / n}
+        for n, rows in enumerate((100_000, 1_000_000, 10_000_000), start=1)
+    ]
+    svg = prune_chart(results)
+    assert count(svg, "circle", "point") == 6
+    assert "10,000,000" in svg
