@@ -43,7 +43,9 @@ def bar_chart(title: str, groups: Bars, unit: str = "", reference: float | None 
     series = list(dict.fromkeys(name for _, bars in groups for name, _ in bars))
     colour = {name: COLOURS[n % len(COLOURS)] for n, name in enumerate(series)}
     top = max([value for _, bars in groups for _, value in bars] + [reference or 0.0]) or 1.0
-    plot = WIDTH - LABEL_WIDTH - 80
+    # Room for the longest group label (about 7 px a character at this size).
+    label_width = max(LABEL_WIDTH, 7 * max((len(label) for label, _ in groups), default=0) + 20)
+    plot = WIDTH - label_width - 80
     body, legend = _legend(series, colour)
     y = TOP + 20 + legend
     for label, bars in groups:
@@ -51,25 +53,25 @@ def bar_chart(title: str, groups: Bars, unit: str = "", reference: float | None 
         for name, value in bars:
             length = max(0.0, value) / top * plot
             body.append(
-                f'<rect class="bar" x="{LABEL_WIDTH}" y="{y}" width="{length:.1f}" height="{BAR_HEIGHT}" '
+                f'<rect class="bar" x="{label_width}" y="{y}" width="{length:.1f}" height="{BAR_HEIGHT}" '
                 f'fill="{colour[name]}"><title>{escape(f"{label}, {name}: {_number(value)} {unit}")}'
                 "</title></rect>"
             )
             body.append(
-                f'<text x="{LABEL_WIDTH + length + 4:.1f}" y="{y + BAR_HEIGHT - 3}" {FONT}>'
+                f'<text x="{label_width + length + 4:.1f}" y="{y + BAR_HEIGHT - 3}" {FONT}>'
                 f"{escape(_number(value))}</text>"
             )
             y += BAR_HEIGHT + 2
         y += GAP
     if reference is not None:
-        x = LABEL_WIDTH + reference / top * plot
+        x = label_width + reference / top * plot
         body.append(
             f'<line x1="{x:.1f}" y1="{TOP + 14 + legend}" x2="{x:.1f}" y2="{y}" stroke="#555" '
             'stroke-dasharray="4 3"/>'
         )
     if unit:
         body.append(
-            f'<text x="{LABEL_WIDTH}" y="{TOP + 8 + legend}" {FONT} fill="#555">{escape(unit)}</text>'
+            f'<text x="{label_width}" y="{TOP + 8 + legend}" {FONT} fill="#555">{escape(unit)}</text>'
         )
     return _svg(y + 10, title, body)
 
