@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import importlib
 import re
 from collections.abc import AsyncIterator
@@ -13,10 +14,19 @@ import pytest
 
 from tests.helpers import client_for
 
+# The demo encrypts the session data when SESSION_ENCRYPTION_KEYS is set: every test runs both ways.
+DEMO_KEY = base64.urlsafe_b64encode(bytes(range(32))).decode()
 
-@pytest.fixture
-async def demo(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[ModuleType]:
+
+@pytest.fixture(params=["plain", "encrypted"])
+async def demo(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest
+) -> AsyncIterator[ModuleType]:
     monkeypatch.setenv("DATABASE_URL", f"sqlite+aiosqlite:///{tmp_path / 'demo.db'}")
+    if request.param == "encrypted":
+        monkeypatch.setenv("SESSION_ENCRYPTION_KEYS", DEMO_KEY)
+    else:
+        monkeypatch.delenv("SESSION_ENCRYPTION_KEYS", raising=False)
     import demo.app
 
     module = importlib.reload(demo.app)
@@ -63,3 +73,15 @@ async def test_a_user_sees_and_logs_out_their_other_sessions(demo: ModuleType) -
         assert "<li>none</li>" in page.text
         assert "Logged in as <strong>ada</strong>" in page.text  # the laptop stays logged in
         assert "Not logged in" in (await phone.get("/")).text
+
+
+async def test_with_keys_the_demo_stores_no_user_name_in_plain_text(demo: ModuleType) -> None:
+    async with client_for(demo.app) as client:
+        page = await client.post("/login", data={"username": "grace"}, follow_redirects=True)
+        assert "Logged in as <strong>grace</strong>" in page.text
+    async with demo.store.engine.connect() as conn:
+        texts = (await conn.exec_driver_sql('SELECT data FROM "Session"')).scalars().all()
+    assert len(texts) == 1
+    encrypted = demo.store.rows.encryption is not None
+    assert any("grace" in text for text in texts) is not encrypted
+    assert any('"__encrypted":"v1.' in text for text in texts) is encrypted
