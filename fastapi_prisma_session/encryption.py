@@ -19,9 +19,10 @@ import binascii
 import hashlib
 import json
 import os
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
+from .cookies import COOKIE_KEY
 from .exceptions import ConfigurationError
 
 #: The data key a sealed row keeps its ciphertext under (the session's own keys may not use it).
@@ -32,7 +33,7 @@ VERSION = "v1"
 KEY_BYTES = 32
 NONCE_BYTES = 12
 # The cookie always stays readable: the store and Node read the expiry from it.
-_ALWAYS_PLAIN = ("cookie",)
+_ALWAYS_PLAIN = (COOKIE_KEY,)
 # urlsafe base64 to the standard alphabet, which `validate=True` checks character by character.
 _URLSAFE = str.maketrans("-_", "+/")
 _MISSING_PACKAGE = (
@@ -52,9 +53,8 @@ def key_id(key: bytes) -> str:
 def decode_key(key: bytes | str) -> bytes:
     """A key as its 32 bytes: given raw, or as urlsafe base64 text (padding optional)."""
     if isinstance(key, str):
-        text = key.strip().translate(_URLSAFE)
         try:
-            raw = base64.b64decode(text + "=" * (-len(text) % 4), validate=True)
+            raw = _b64decode(key.strip())
         except (binascii.Error, ValueError):
             raise ConfigurationError(
                 "an encryption key given as text must be urlsafe base64 of 32 bytes"
@@ -71,6 +71,11 @@ def decode_key(key: bytes | str) -> bytes:
             '.decode())"`'
         )
     return raw
+
+
+def _b64decode(text: str) -> bytes:
+    """urlsafe (or standard) base64, padded or not, every character checked. Raises binascii.Error."""
+    return base64.b64decode(text.translate(_URLSAFE) + "=" * (-len(text) % 4), validate=True)
 
 
 def keys_from_environment(name: str = KEYS_ENV, environ: Mapping[str, str] | None = None) -> list[str]:
@@ -112,7 +117,7 @@ class Encryption:
     def __repr__(self) -> str:
         return f"<Encryption keys={list(self._ciphers)}>"
 
-    def seal(self, data: Mapping[str, Any], dumps: Any) -> dict[str, Any]:
+    def seal(self, data: Mapping[str, Any], dumps: Callable[[Any], str]) -> dict[str, Any]:
         """`data` as stored: its readable keys, and the rest serialized by `dumps` and sealed."""
         plain = self.plain
         hidden = {key: value for key, value in data.items() if key not in plain}
@@ -133,7 +138,7 @@ class Encryption:
         if version != VERSION or cipher is None:
             raise UnreadableEnvelope(f"sealed with an unknown key {kid[:8]!r}")
         try:
-            raw = base64.b64decode(body.translate(_URLSAFE) + "=" * (-len(body) % 4), validate=True)
+            raw = _b64decode(body)
             text = cipher.decrypt(raw[:NONCE_BYTES], raw[NONCE_BYTES:], f"{version}.{kid}".encode())
             hidden = json.loads(text)
         except Exception:  # InvalidTag, a broken base64 body, a body too short: all the same to a reader
