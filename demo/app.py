@@ -1,5 +1,8 @@
 """The demo: a visit counter with log in and log out, on SQLite unless DATABASE_URL says otherwise.
 
+The session's data is a typed model (`TypedSession[Visit]`), and every form carries the session's CSRF
+token (`csrf_token`), which the POST routes check (`CsrfDep`).
+
 make demo                                   # http://127.0.0.1:8000
 DATABASE_URL=postgresql://postgres@127.0.0.1/test make demo
 SESSION_ENCRYPTION_KEYS=<key from fastapi_prisma_session.encryption.new_key()> make demo  # encrypted at rest
@@ -12,11 +15,20 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import datetime
 from html import escape
+from typing import Annotated
 
-from fastapi import FastAPI, Form
+from fastapi import Depends, FastAPI, Form
 from fastapi.responses import HTMLResponse, RedirectResponse
+from pydantic import BaseModel, Field
 
-from fastapi_prisma_session import PrismaSessionStore, SessionDep, SessionMiddleware
+from fastapi_prisma_session import (
+    CsrfDep,
+    PrismaSessionStore,
+    SessionDep,
+    SessionMiddleware,
+    TypedSession,
+    csrf_token,
+)
 from fastapi_prisma_session.encryption import keys_from_environment
 
 DATABASE_URL = os.environ.get("DATABASE_URL", "sqlite:///demo.db")
@@ -35,6 +47,15 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     yield
 
 
+class Visit(BaseModel):
+    """What the demo keeps in a session, checked on load: a row that does not fit starts afresh."""
+
+    visits: int = Field(default=0, ge=0)
+    user: str | None = Field(default=None, max_length=64)
+
+
+CsrfToken = Annotated[str, Depends(csrf_token)]
+
 app = FastAPI(title="fastapi_prisma_session demo", lifespan=lifespan)
 app.add_middleware(SessionMiddleware, store=store, secret=SECRET, max_age=7 * 24 * 3600)
 
@@ -51,12 +72,13 @@ code{{background:#f3f3f3;padding:0 .3em}}</style></head>
 {others}
 </body></html>"""
 
-LOGIN_FORM = """<form method="post" action="/login">
+CSRF_FIELD = """<input type="hidden" name="csrf_token" value="{token}">"""
+LOGIN_FORM = """<form method="post" action="/login">{csrf}
 <label>Name <input name="username" required></label> <button>Log in</button></form>"""
-LOGOUT_FORM = """<form method="post" action="/logout"><button>Log out</button></form>"""
+LOGOUT_FORM = """<form method="post" action="/logout">{csrf}<button>Log out</button></form>"""
 OTHERS = """<h2>Your other sessions</h2>
 <ul id="others">{items}</ul>
-<form method="post" action="/logout-others"><button>Log out the other sessions</button></form>"""
+<form method="post" action="/logout-others">{csrf}<button>Log out the other sessions</button></form>"""
 
 
 def when(moment: datetime | None) -> str:
@@ -64,9 +86,10 @@ def when(moment: datetime | None) -> str:
 
 
 @app.get("/", response_class=HTMLResponse)
-async def index(session: SessionDep) -> str:
-    session["visits"] = session.get("visits", 0) + 1
-    user = session.get("user")
+async def index(visit: TypedSession[Visit], session: SessionDep, token: CsrfToken) -> str:
+    visit.visits += 1  # saved when the route returns
+    user = visit.user
+    csrf = CSRF_FIELD.format(token=escape(token))
     others = ""
     if user:
         mine = await store.matching(user=user)
@@ -75,19 +98,19 @@ async def index(session: SessionDep) -> str:
             for sid, row in mine.items()
             if sid != session.id
         )
-        others = OTHERS.format(items=items or "<li>none</li>")
+        others = OTHERS.format(items=items or "<li>none</li>", csrf=csrf)
     return PAGE.format(
-        visits=session["visits"],
+        visits=visit.visits,
         who=f"Logged in as <strong>{escape(user)}</strong>" if user else "Not logged in",
         sid=escape(session.id[:8]),
         expires=when(session.cookie.expires),
-        form=LOGOUT_FORM if user else LOGIN_FORM,
+        form=(LOGOUT_FORM if user else LOGIN_FORM).format(csrf=csrf),
         others=others,
     )
 
 
 @app.post("/login")
-async def login(session: SessionDep, username: str = Form(max_length=64)) -> RedirectResponse:
+async def login(_: CsrfDep, session: SessionDep, username: str = Form(max_length=64)) -> RedirectResponse:
     # A new id on login: a session id planted before login is worthless after it.
     await session.regenerate(keep_data=True)
     session["user"] = username
@@ -95,13 +118,13 @@ async def login(session: SessionDep, username: str = Form(max_length=64)) -> Red
 
 
 @app.post("/logout")
-async def logout(session: SessionDep) -> RedirectResponse:
+async def logout(_: CsrfDep, session: SessionDep) -> RedirectResponse:
     await session.destroy()
     return RedirectResponse("/", status_code=303)
 
 
 @app.post("/logout-others")
-async def logout_others(session: SessionDep) -> RedirectResponse:
+async def logout_others(_: CsrfDep, session: SessionDep) -> RedirectResponse:
     # "Log out everywhere else": every session of this user but the current one.
     user = session.get("user")
     if user:

@@ -16,6 +16,7 @@ from .exceptions import (
     SessionNotFoundError,
     SessionNotLoadedError,
     SessionTooLargeError,
+    StoreSetupError,
     StoreUnavailableError,
     TableMissingError,
 )
@@ -27,22 +28,35 @@ from .store import PrismaSessionStore
 from .urls import pooler_connect_args
 
 if TYPE_CHECKING:
+    from .csrf import CsrfDep, csrf_token, require_csrf
     from .dependencies import SessionDep
+    from .typed import TypedSession, session_model
 
 __version__ = _distribution_version("fastapi-prisma-session")
 
 
-def __getattr__(name: str) -> Any:
-    # SessionDep imports FastAPI on first use (dependencies.py says why).
-    if name == "SessionDep":
-        from . import dependencies
+# What imports FastAPI (and pydantic) is imported on first use (dependencies.py says why).
+_LAZY = {
+    "SessionDep": "dependencies",
+    "CsrfDep": "csrf",
+    "csrf_token": "csrf",
+    "require_csrf": "csrf",
+    "TypedSession": "typed",
+    "session_model": "typed",
+}
 
-        return dependencies.SessionDep
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        from importlib import import_module
+
+        return getattr(import_module(f".{_LAZY[name]}", __name__), name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 __all__ = [
     "ConfigurationError",
+    "CsrfDep",
     "JSONSerializer",
     "PrismaSessionStore",
     "Serializer",
@@ -57,10 +71,15 @@ __all__ = [
     "SessionNotLoadedError",
     "SessionRecord",
     "SessionTooLargeError",
+    "StoreSetupError",
     "StoreUnavailableError",
     "TableMissingError",
+    "TypedSession",
+    "csrf_token",
     "get_session",
     "load_session",
     "pooler_connect_args",
+    "require_csrf",
+    "session_model",
     "session_table",
 ]

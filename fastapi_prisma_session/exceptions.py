@@ -11,6 +11,12 @@ class ConfigurationError(SessionError, ValueError):
     """An option given to the store or the middleware is invalid; the message says how to fix it."""
 
 
+class StoreSetupError(ConfigurationError):
+    """The session database is not as the store needs it: the server refused the store's login, or the
+    session table lacks a column or has one of a type the store cannot use. The app's startup stops
+    with it (as with `TableMissingError`); the message says how to fix it."""
+
+
 class TableMissingError(SessionError):
     """The session table does not exist in the database."""
 
@@ -18,7 +24,7 @@ class TableMissingError(SessionError):
         named = "" if table_name == "Session" else f" --table-name {table_name}"
         super().__init__(
             f'The session table "{table_name}" does not exist. Create it with '
-            f"`python -m fastapi_prisma_session migrate --database-url ...{named}` (or, in a clone of the "
+            f"`fastapi-prisma-session migrate --database-url ...{named}` (or, in a clone of the "
             "repository or your own Alembic project, `alembic upgrade head`; see docs/migrations.md), "
             "or call `await store.create_table()` for a throwaway database."
         )

@@ -21,7 +21,13 @@ from .conflicts import run_again
 from .connections import Connection, RequestPool
 from .deadlines import Deadlines
 from .dialects.driver import Fault
-from .exceptions import ConfigurationError, SessionError, StoreUnavailableError, TableMissingError
+from .exceptions import (
+    ConfigurationError,
+    SessionError,
+    StoreSetupError,
+    StoreUnavailableError,
+    TableMissingError,
+)
 from .writers import WriterQueue
 
 if TYPE_CHECKING:
@@ -319,7 +325,7 @@ class Executor:
         if fault is Fault.MISSING_TABLE:
             raise TableMissingError(self.table_name) from error
         if fault is Fault.LOGIN_REFUSED:
-            raise ConfigurationError(
+            raise StoreSetupError(
                 f"the session database refused the store's login ({error}): check the user, password and "
                 "database name in the URL"
             ) from error

@@ -181,8 +181,9 @@ class SessionLifecycle:
     def new(self, secure: bool) -> Session:
         return Session(self, secure=secure)
 
-    def lazy(self, sid: str, secure: bool) -> Session:
-        """The session the request's cookie names, loaded on first use (`await session.load()`)."""
+    def lazy(self, sid: str | None, secure: bool) -> Session:
+        """The session the request's cookie names (a new one without a cookie), loaded on first use
+        (`await session.load()`)."""
         return Session(self, sid, secure=secure, loaded=False)
 
     async def load(self, sid: str, secure: bool) -> Session:
@@ -195,7 +196,7 @@ class SessionLifecycle:
         """Whether the response must look at the session. The commonest responses, a new session nobody
         touched and a session the route never loaded, cost nothing more than this test."""
         if not session.loaded:
-            return not kept
+            return not kept or (self.save_uninitialized and session.is_new)
         return state_of(session).accessed or not session.is_new or self.save_uninitialized or not kept
 
     async def commit(self, session: Session, *, kept: bool, failed: bool = False) -> str | None:
@@ -211,9 +212,11 @@ class SessionLifecycle:
         elif not kept:
             if self.unset == "destroy":
                 await session.destroy()
-        elif not session.loaded:
+        elif not session.loaded and not (session.is_new and self.save_uninitialized):
             return None  # the route never used the session: nothing to write, not even a touch
         elif session.is_new:
+            if not session.loaded:
+                await session.load()  # a request without a cookie, saved uninitialized: no query
             if state.modified or (self.save_uninitialized and not state.dropped):
                 await self.save(session)
         # Keys changed, touch() was called, or the cookie got a new max_age; or resave.

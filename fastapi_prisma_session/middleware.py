@@ -1,7 +1,8 @@
 """`SessionMiddleware`: the pure-ASGI middleware that gives each request its session.
 
 It reads the signed cookie, has `SessionLifecycle` load the session before the app runs and commit it
-when the response starts, and adds the Set-Cookie header. It answers 503 when the store is down.
+when the response starts, and adds the Set-Cookie header. It answers 503 when the store is down, and
+500 when the database is not set up for it, with one log line each.
 
 Mistakes in setting it up surface when the app starts, not at its first request: Starlette builds its
 middleware lazily, on the first call of the app, which under a server is the lifespan's startup. An
@@ -9,7 +10,9 @@ exception there reads to the server as "this app has no lifespan" (so the ASGI s
 would serve an app that fails every request. So a SessionMiddleware that cannot be built inside a running
 event loop becomes a stand-in that fails the startup with the error (`lifespan.startup.failed`, as
 Starlette's router reports its own startup errors), and one that finds another inside its requests fails
-the startup too.
+the startup too. Once the app's own startup is done, the database is looked at: a missing table, a table
+of the wrong shape or a refused login fails the startup with one line that names the fix; a database
+that does not answer is logged, and the app starts (routes without sessions work through its restart).
 """
 
 from __future__ import annotations
@@ -25,9 +28,10 @@ from typing import TYPE_CHECKING, Any, Literal
 from .cookies import CookieAttributes, Priority, SameSite, Secure, path_matches
 from .deadlines import not_on_asyncio
 from .durations import Duration
-from .exceptions import ConfigurationError, StoreUnavailableError
+from .exceptions import ConfigurationError, StoreSetupError, StoreUnavailableError, TableMissingError
 from .lifecycle import DEFAULT_MAX_AGE, SessionLifecycle, Unset
 from .logs import middleware_logger as logger
+from .responses import add_session_headers, refuse
 from .session import Session, state_of
 from .signing import Signer, warn_if_short
 from .store import PrismaSessionStore
@@ -37,6 +41,11 @@ if TYPE_CHECKING:
 
 # The lifespan scope's list of the SessionMiddleware instances it has passed, outermost first.
 STACK_KEY = "fastapi_prisma_session.middleware"
+# The database is not set up for the store: no table, a table of the wrong shape, a refused login. They
+# stop the startup; at a request (the table dropped, the password changed meanwhile) they answer 500.
+SETUP_ERRORS = (StoreSetupError, TableMissingError)
+# What keeps a request from its session: answered by `responses.refuse` (503, or 500 for the above).
+REFUSALS = (StoreUnavailableError, *SETUP_ERRORS)
 
 
 class _BuiltOrReported(type):
@@ -177,15 +186,18 @@ class SessionMiddleware(metaclass=_BuiltOrReported):
         lifecycle = self.lifecycle
         secure = self._request_is_secure(scope)
         sid = self._session_id(scope)
-        if sid is None:
-            session = lifecycle.new(secure)
-        elif self._autoload is not None and self._autoload.match(route_path):
-            try:
-                session = await lifecycle.load(sid, secure)
-            except StoreUnavailableError as error:
-                await _unavailable(scope, send, error)
-                return
+        if self._autoload is not None and self._autoload.match(route_path):
+            if sid is None:
+                session = lifecycle.new(secure)
+            else:
+                try:
+                    session = await lifecycle.load(sid, secure)
+                except REFUSALS as error:
+                    await refuse(scope, send, error)
+                    return
         else:
+            # Unloaded, with a cookie or without: sync code that reads `request.session` unloaded learns
+            # it on its first request, not on the second (a new session's load sends no query).
             session = lifecycle.lazy(sid, secure)
         scope["session"] = session
         scope.setdefault("state", {})["session"] = session
@@ -205,12 +217,12 @@ class SessionMiddleware(metaclass=_BuiltOrReported):
                         set_cookie = await lifecycle.commit(
                             session, kept=kept, failed=message["status"] >= 500
                         )
-                    except StoreUnavailableError as error:
+                    except REFUSALS as error:
                         failed = True
-                        await _unavailable(scope, send, error)
+                        await refuse(scope, send, error)
                         return
                     if set_cookie is not None or state_of(session).accessed:
-                        _add_session_headers(message, set_cookie)
+                        add_session_headers(message, set_cookie)
             await send(message)
 
         if kind == "http":
@@ -228,12 +240,13 @@ class SessionMiddleware(metaclass=_BuiltOrReported):
 
         try:
             await self.app(scope, receive, app_send)
-        except StoreUnavailableError as error:
+        except REFUSALS as error:
             # The route loaded its session (on first use) while the database was down: a 503 when the
             # response has not started, a close with 1011 for a websocket before or after its accept.
+            # A database not set up for the store (the table dropped meanwhile): a 500, the same way.
             if answered:
                 raise
-            await _unavailable(scope, send, error)
+            await refuse(scope, send, error)
 
     async def _lifespan(self, scope: Scope, receive: Receive, send: Send) -> None:
         try:
@@ -252,15 +265,44 @@ class SessionMiddleware(metaclass=_BuiltOrReported):
                 raise error
         outer.append(self)
 
-        # Pruning follows the app's lifespan, so users add nothing to theirs.
+        refused: Exception | None = None
+
+        # The database is looked at once the app's own startup is done (which may create the table), and
+        # pruning follows the app's lifespan, so users add nothing to theirs.
         async def lifespan_send(message: Message) -> None:
+            nonlocal refused
+            if refused is not None:
+                return  # the app's own report of the refusal raised into it: the server has it already
             if message["type"] == "lifespan.startup.complete":
+                refused = await self._check_database()
+                if refused is not None:
+                    await self.store.shutdown()
+                    line = f"fastapi_prisma_session, on {_database(self.store)}: {refused}"
+                    await send({"type": "lifespan.startup.failed", "message": line})
+                    raise refused  # the app's lifespan ends; a TestClient raises it to the test
                 self.store.start_interval()
             elif message["type"] == "lifespan.shutdown.complete":
                 await self.store.shutdown()
             await send(message)
 
         await self.app(scope, receive, lifespan_send)
+
+    async def _check_database(self) -> Exception | None:
+        """The error that must stop the startup (no table, a table of the wrong shape, a refused
+        login), or None. An unreachable database does not: routes that use no session keep working,
+        those that do answer 503 until it is back, and its table is looked at when it answers."""
+        try:
+            await self.store.check_table()
+        except SETUP_ERRORS as error:
+            return error
+        except StoreUnavailableError as error:
+            logger.warning(
+                "fastapi_prisma_session, on %s: starting without the session database (%s); requests "
+                "that use a session answer 503 until it answers",
+                _database(self.store),
+                error,
+            )
+        return None
 
     def _shares_requests_with(self, other: SessionMiddleware) -> bool:
         """Whether some request surely reaches both: their cookie paths nest and neither excludes paths.
@@ -326,51 +368,9 @@ def _twice(found: object, path: str) -> str:
     )
 
 
-async def _unavailable(scope: Scope, send: Send, error: StoreUnavailableError) -> None:
-    """Answer 503, or close a websocket with 1011 (internal error): the request needs its session and the
-    database cannot be reached."""
-    if scope["type"] == "websocket":
-        logger.error(
-            "session store unavailable, closing the websocket %s with 1011: %s", scope["path"], error
-        )
-        await send({"type": "websocket.close", "code": 1011, "reason": "session store unavailable"})
-        return
-    logger.error(
-        "session store unavailable, answering 503 to %s %s: %s", scope["method"], scope["path"], error
-    )
-    body = b"Session store unavailable; try again shortly.\n"
-    headers = [
-        (b"content-type", b"text/plain; charset=utf-8"),
-        (b"content-length", str(len(body)).encode()),
-        (b"retry-after", b"5"),
-        (b"cache-control", b"no-store"),
-    ]
-    await send({"type": "http.response.start", "status": 503, "headers": headers})
-    await send({"type": "http.response.body", "body": body})
-
-
-def _add_session_headers(message: Message, set_cookie: str | None) -> None:
-    """Add the Set-Cookie, if any, to a response that read or wrote the session, and mark it private: it
-    depends on the Cookie header (Vary), and a shared cache must not store it (it may carry one user's
-    data or a Set-Cookie). An app's own Cache-Control stays; Cookie joins an app's Vary."""
-    # On the raw list, not Starlette's MutableHeaders: this runs on every response that used a session.
-    headers = message["headers"] = list(message.get("headers", ()))
-    vary = None  # the first Vary header's index
-    cache_control = False
-    for index, (name, _) in enumerate(headers):
-        lowered = name.lower()
-        if lowered == b"vary" and vary is None:
-            vary = index
-        elif lowered == b"cache-control":
-            cache_control = True
-    if vary is None:
-        headers.append((b"vary", b"Cookie"))
-    else:
-        headers[vary] = (b"vary", headers[vary][1] + b", Cookie")
-    if not cache_control:
-        headers.append((b"cache-control", b"private"))
-    if set_cookie is not None:
-        headers.append((b"set-cookie", set_cookie.encode("latin-1")))
+def _database(store: PrismaSessionStore) -> str:
+    """The store's database, as a log line names it: its URL without the password."""
+    return str(store.engine.url.render_as_string(hide_password=True))
 
 
 def _paths(option: str, patterns: Sequence[str]) -> re.Pattern[str] | None:

@@ -11,7 +11,8 @@ and give the plugin your app with a fixture named `app`. Its fixtures are async:
 - `session_store`: your app's store, working on that database for the test (the same object, so routes
   that call it directly use it too), with the table created and empty. Its connections are closed at the
   end of the test, in the test's event loop, so that each test may have a loop of its own.
-- `session_client`: an httpx client on your app, carrying a session that holds `session_data`.
+- `session_client`: an httpx client on your app, carrying a session that holds `session_data`. It keeps
+  one cookie per name, as a browser does: the cookie a login's `regenerate()` sets replaces the first.
 - `session_data`: `{}`; override it with `@pytest.mark.parametrize("session_data", [{...}])` or a fixture.
 
 The module is imported only by projects that list it in `pytest_plugins`: it is not registered through a
@@ -34,7 +35,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from sqlalchemy.pool import NullPool
 
 from .store import PrismaSessionStore
-from .testing import create_session, use_database
+from .testing import create_session, one_cookie_per_name, use_database
 from .urls import driver_url, prisma_url
 
 OPTION = "session_database_url"
@@ -90,9 +91,12 @@ def session_data() -> dict[str, Any]:
 async def session_client(
     app: Any, session_store: PrismaSessionStore, session_data: dict[str, Any]
 ) -> AsyncIterator[httpx.AsyncClient]:
-    """An httpx client on the app whose cookie names a stored session holding `session_data`."""
+    """An httpx client on the app whose cookie names a stored session holding `session_data`; each cookie
+    a response sets replaces the one of that name (`one_cookie_per_name`)."""
     transport = httpx.ASGITransport(app=app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
+    async with one_cookie_per_name(
+        httpx.AsyncClient(transport=transport, base_url="http://testserver")
+    ) as client:
         client.cookies.update(await create_session(app, session_data))
         yield client
 

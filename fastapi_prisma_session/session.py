@@ -66,7 +66,7 @@ class Session(SessionData):
         self, backend: SessionBackend, sid: str | None = None, *, secure: bool = False, loaded: bool = True
     ) -> None:
         self._state = SessionState(secure)  # the backend's bookkeeping: see SessionState
-        self._loaded = loaded  # False until first use, for a session named by the request's cookie
+        self._loaded = loaded  # False until first use, for a request's session (autoload aside)
         if not loaded:
             _mark(self, _UNLOADED)  # json.dumps of the session then asks items(), which raises
         self._backend = backend
@@ -118,7 +118,8 @@ class Session(SessionData):
 
     async def load(self) -> None:
         """Load the session the request's cookie names, if that has not happened yet. A missing,
-        expired or unreadable one becomes a new, empty session."""
+        expired or unreadable one becomes a new, empty session; without a cookie, the new session is
+        there at once, with no query."""
         if self._loaded:
             return
         sid = self._id

@@ -9,7 +9,7 @@ from collections.abc import Awaitable, Callable, Coroutine
 from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, Protocol, TypeVar
 
 from .dialects import for_database
-from .exceptions import ConfigurationError
+from .exceptions import StoreSetupError
 from .models import EXPIRES, EXPIRES_AT, session_table
 
 if TYPE_CHECKING:
@@ -51,7 +51,7 @@ class TableCheck:
 
     async def ensure(self) -> None:
         """Look at the table's columns, once. Calls that arrive while the look is under way share it.
-        Raises ConfigurationError when the table lacks a column the store needs, TableMissingError when
+        Raises StoreSetupError when the table lacks a column the store needs, TableMissingError when
         there is no table, and StoreUnavailableError when the database does not answer; the next call
         then looks again."""
         checking = self._checking
@@ -93,17 +93,17 @@ class TableCheck:
         where = f'the session table "{name}" (columns: {", ".join(columns)})'
         missing = [column for column in ROW_COLUMNS if column not in columns]
         if missing:
-            raise ConfigurationError(
+            raise StoreSetupError(
                 f"{where} lacks {', '.join(missing)}: it is not prisma-session-store's Session model"
             )
         if self._expires_column is not None:
             if self._expires_column not in columns:
-                raise ConfigurationError(f'{where} has no column "{self._expires_column}" (expires_column)')
+                raise StoreSetupError(f'{where} has no column "{self._expires_column}" (expires_column)')
             return self._expires_column
         found = [column for column in (EXPIRES_AT, EXPIRES) if column in columns]
         if len(found) != 1:
             has = "has both" if found else "has neither"
-            raise ConfigurationError(
+            raise StoreSetupError(
                 f'{where} {has} "{EXPIRES_AT}" (prisma-session-store 3.x) and "{EXPIRES}" (2.x): name the '
                 'expiry column with PrismaSessionStore(..., expires_column="...")'
             )

@@ -10,7 +10,9 @@ them are in `pytest_plugin`).
 
 Both take your app (FastAPI or Starlette, with `SessionMiddleware` added) and use its store, secret and
 cookie name. The session is written to the store's database, exactly as a request would write it; to
-keep tests off your app's real database, run them inside `use_database(app, test_database_url)`.
+keep tests off your app's real database, run them inside `use_database(app, test_database_url)`. A
+client whose routes log in (`regenerate()`) should keep one cookie per name, as a browser does:
+`one_cookie_per_name(client)`, which the `session_client` fixture uses.
 """
 
 from __future__ import annotations
@@ -63,21 +65,46 @@ async def create_session(app: Any, data: Mapping[str, Any]) -> dict[str, str]:
 
 
 async def read_session(app: Any, client: httpx.AsyncClient | Mapping[str, str]) -> dict[str, Any] | None:
-    """The data of the session a client's cookie names (without express-session's `cookie` key), or
-    None when it has no valid session cookie or the session is gone."""
+    """The data of the session the app would read from a client's cookies (without express-session's
+    `cookie` key), or None when they carry no valid session cookie or the session is gone.
+
+    With an httpx client, the cookies are the ones it would send to the app (its base URL, under the
+    cookie's path), in the order it sends them: the app takes the first validly signed one, and so does
+    this."""
     middleware = session_middleware(app)
     name = middleware.cookie.name
     if isinstance(client, Mapping):
-        values = [client[name]] if name in client else []
-    else:  # an httpx client's jar may hold the cookie twice: as set by a test and by a response
-        values = [cookie.value for cookie in client.cookies.jar if cookie.name == name and cookie.value]
-    for value in values:
-        sid = middleware.lifecycle.signer.session_id(value)
-        data = None if sid is None else await middleware.store.get(sid)
-        if data is not None:
-            data.pop(COOKIE_KEY, None)
-            return data
-    return None
+        header = f"{name}={client[name]}" if name in client else ""
+    else:
+        request = client.build_request("GET", client.base_url.join(middleware.cookie.path))
+        header = request.headers.get("cookie", "")
+    sid, _ = middleware.lifecycle.signer.find_session_id([(b"cookie", header.encode("latin-1"))], name)
+    data = None if sid is None else await middleware.store.get(sid)
+    if data is not None:
+        data.pop(COOKIE_KEY, None)
+    return data
+
+
+def one_cookie_per_name(client: httpx.AsyncClient) -> httpx.AsyncClient:
+    """Have `client` keep one cookie per name, as a browser keeps one session cookie for a site: each
+    cookie a response sets (or clears) replaces every cookie of that name in the client's jar.
+
+    httpx keys its jar by domain: a cookie a test puts there has none, a response's has the server's
+    (`testserver.local`), so after a login's new cookie both would be sent, the stale one first, and the
+    app would read the session the login ended. Returns `client`."""
+
+    async def replace_same_named(response: httpx.Response) -> None:
+        names = {header.partition("=")[0].strip() for header in response.headers.get_list("set-cookie")}
+        if not names:
+            return
+        jar = client.cookies.jar
+        for cookie in [cookie for cookie in jar if cookie.name in names]:
+            jar.clear(cookie.domain, cookie.path, cookie.name)
+        client.cookies.extract_cookies(response)  # the response's cookies alone, as it set them
+
+    hooks = client.event_hooks
+    client.event_hooks = {"request": hooks["request"], "response": [*hooks["response"], replace_same_named]}
+    return client
 
 
 def session_middleware(app: Any) -> SessionMiddleware:

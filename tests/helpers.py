@@ -454,6 +454,25 @@ async def _let_query_loggers_run(response: httpx.Response) -> None:
     await asyncio.sleep(0)
 
 
+async def websocket_that_loads(store: PrismaSessionStore, cookie: str) -> list[dict[str, Any]]:
+    """What SessionMiddleware sends on a websocket handshake carrying `cookie` (a Cookie header's value)
+    whose app loads its session, as `load_session(websocket)` does, when the session cannot be had."""
+    from fastapi_prisma_session import SessionMiddleware
+
+    sent: list[dict[str, Any]] = []
+
+    async def record(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    async def uses_its_session(scope: dict[str, Any], receive: object, send: object) -> None:
+        await scope["session"].load()
+        raise AssertionError("the session cannot have loaded")
+
+    scope = {"type": "websocket", "path": "/ws", "headers": [(b"cookie", cookie.encode())]}
+    await SessionMiddleware(uses_its_session, store=store, secret=SECRET)(scope, None, record)  # type: ignore[arg-type]
+    return sent
+
+
 def client_for(app: Any, base_url: str = "http://testserver") -> httpx.AsyncClient:
     return httpx.AsyncClient(
         transport=httpx.ASGITransport(app=app),

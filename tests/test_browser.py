@@ -1,7 +1,8 @@
 """The demo in a real browser: Debian's Chromium driven by Playwright, against uvicorn on loopback.
 
-It logs in, counts, revokes another device's session and logs out, and checks the cookie as the browser
-stored it. A failing run leaves screenshots in test-artifacts/.
+It logs in (through forms carrying the session's CSRF token), counts, revokes another device's session
+and logs out, and checks the cookie as the browser stored it. A failing run leaves screenshots in
+test-artifacts/.
 """
 
 from __future__ import annotations
@@ -63,9 +64,12 @@ async def test_log_in_count_revoke_and_log_out_in_chromium(browser: Any, demo_ur
         await laptop.reload()
         assert await laptop.inner_text("#visits") == "Visits in this session: 2"
         before = await laptop.inner_text("#session")
+        token = await laptop.get_attribute("input[name=csrf_token]", "value")
+        assert token  # the form carries the session's CSRF token, which the POST checks
 
         await laptop.fill("input[name=username]", "ada")
         await laptop.click("text=Log in")
+        assert await laptop.get_attribute("input[name=csrf_token]", "value") not in (None, token)
         assert await laptop.inner_text("#user") == "Logged in as ada"
         assert await laptop.inner_text("#visits") == "Visits in this session: 3"
         assert await laptop.inner_text("#session") != before  # a new id on login

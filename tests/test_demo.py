@@ -1,4 +1,5 @@
-"""The demo app, in process on SQLite: count visits, log in (new id), log out."""
+"""The demo app, in process on SQLite: count visits (a typed session), log in (new id), log out, every
+form with the session's CSRF token."""
 
 from __future__ import annotations
 
@@ -41,6 +42,18 @@ def session_prefix(page: httpx.Response) -> str:
     return found.group(1)
 
 
+def token_in(page: httpx.Response) -> str:
+    found = re.search(r'name="csrf_token" value="([^"]+)"', page.text)
+    assert found is not None
+    return found.group(1)
+
+
+async def post_form(client: httpx.AsyncClient, action: str, **fields: str) -> httpx.Response:
+    """What the browser does: the form of the page, with its hidden token."""
+    token = token_in(await client.get("/"))
+    return await client.post(action, data={"csrf_token": token, **fields}, follow_redirects=True)
+
+
 async def test_count_log_in_and_log_out(demo: ModuleType) -> None:
     async with client_for(demo.app) as client:
         first = await client.get("/")
@@ -49,12 +62,18 @@ async def test_count_log_in_and_log_out(demo: ModuleType) -> None:
         second = await client.get("/")
         assert "<strong>2</strong>" in second.text
 
-        logged_in = await client.post("/login", data={"username": "ann <b>"}, follow_redirects=True)
+        token = token_in(second)
+        logged_in = await client.post(
+            "/login", data={"csrf_token": token, "username": "ann <b>"}, follow_redirects=True
+        )
         assert "Logged in as <strong>ann &lt;b&gt;</strong>" in logged_in.text
         assert "<strong>3</strong>" in logged_in.text  # regenerate kept the visits
         assert session_prefix(logged_in) != session_prefix(second)
+        assert token_in(logged_in) != token  # a new id, a new token
 
-        logged_out = await client.post("/logout", follow_redirects=True)
+        logged_out = await client.post(
+            "/logout", data={"csrf_token": token_in(logged_in)}, follow_redirects=True
+        )
         assert "Not logged in" in logged_out.text
         assert "<strong>1</strong>" in logged_out.text
     assert await demo.store.length() == 1  # the visit after logout; the logged-in session is gone
@@ -62,26 +81,52 @@ async def test_count_log_in_and_log_out(demo: ModuleType) -> None:
 
 async def test_a_user_sees_and_logs_out_their_other_sessions(demo: ModuleType) -> None:
     async with client_for(demo.app) as phone, client_for(demo.app) as laptop:
-        await phone.post("/login", data={"username": "ada"})
-        page = await laptop.post("/login", data={"username": "ada"}, follow_redirects=True)
+        await post_form(phone, "/login", username="ada")
+        page = await post_form(laptop, "/login", username="ada")
         assert "Your other sessions" in page.text
         assert page.text.count("<li><code>") == 1  # the phone
         phone_page = await phone.get("/")
         assert session_prefix(phone_page) in page.text
 
-        page = await laptop.post("/logout-others", follow_redirects=True)
+        page = await laptop.post("/logout-others", data={"csrf_token": token_in(page)}, follow_redirects=True)
         assert "<li>none</li>" in page.text
         assert "Logged in as <strong>ada</strong>" in page.text  # the laptop stays logged in
         assert "Not logged in" in (await phone.get("/")).text
 
 
+async def test_the_forms_refuse_a_post_without_the_sessions_token(demo: ModuleType) -> None:
+    async with client_for(demo.app) as client, client_for(demo.app) as attacker:
+        page = await client.get("/")
+        stolen = token_in(await attacker.get("/"))
+        for action in ("/login", "/logout", "/logout-others"):
+            response = await client.post(action, data={"username": "eve"})
+            assert response.status_code == 403, action
+            response = await client.post(action, data={"csrf_token": stolen, "username": "eve"})
+            assert response.status_code == 403, action
+        assert "Not logged in" in (await client.get("/")).text
+        assert token_in(page) == token_in(await client.get("/"))
+
+
+async def test_a_session_that_does_not_fit_the_model_starts_afresh(demo: ModuleType) -> None:
+    async with client_for(demo.app) as client:
+        await post_form(client, "/login", username="ann")
+        [sid] = await demo.store.ids()
+        data = await demo.store.get(sid)
+        assert data is not None
+        await demo.store.set(sid, {**data, "visits": "many"})
+        page = await client.get("/")
+        assert page.status_code == 200
+        assert "Not logged in" in page.text
+        assert "Visits in this session: <strong>1</strong>" in page.text
+
+
 async def test_with_keys_the_demo_stores_no_user_name_in_plain_text(demo: ModuleType) -> None:
     async with client_for(demo.app) as client:
-        page = await client.post("/login", data={"username": "grace"}, follow_redirects=True)
+        page = await post_form(client, "/login", username="grace")
         assert "Logged in as <strong>grace</strong>" in page.text
     async with demo.store.engine.connect() as conn:
         texts = (await conn.exec_driver_sql('SELECT data FROM "Session"')).scalars().all()
-    assert len(texts) == 1
+    assert len(texts) == 2  # the session, and the marker its move on log in left (no data in it)
     encrypted = demo.store.rows.encryption is not None
     assert any("grace" in text for text in texts) is not encrypted
     assert any('"__encrypted":"v1.' in text for text in texts) is encrypted

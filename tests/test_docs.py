@@ -210,6 +210,34 @@ async def check_logging(ns: dict[str, Any]) -> None:
     assert ns["logging"].getLogger("fastapi_prisma_session").level == logging.INFO
 
 
+async def check_typed_cart(ns: dict[str, Any]) -> None:
+    await ready(ns["app"])
+    async with client(ns["app"]) as c:
+        await c.post("/cart", params={"item": "tea"})
+        assert (await c.post("/cart", params={"item": "cake"})).json() == ["tea", "cake"]
+        assert (await c.get("/cart")).json() == {"items": ["tea", "cake"], "logged_in": False}
+
+
+async def check_csrf_form(ns: dict[str, Any]) -> None:
+    await ready(ns["app"])
+    async with client(ns["app"]) as c:
+        page = (await c.get("/profile")).text
+        token = re.search(r'name="csrf_token" value="([^"]+)"', page)
+        assert token is not None
+        saved = await c.post("/profile", data={"csrf_token": token.group(1), "name": "Ann"})
+        assert saved.json() == {"name": "Ann"}
+        refused = await c.post("/profile", data={"name": "Eve"})
+        assert refused.status_code == 403
+        assert refused.json()["detail"].startswith("CSRF token missing")
+
+
+async def check_csrf_header(ns: dict[str, Any]) -> None:
+    async with client(ns["app"]) as c:
+        token = (await c.get("/csrf")).json()["token"]
+        assert (await c.delete("/profile")).status_code == 403
+        assert (await c.delete("/profile", headers={"X-CSRF-Token": token})).json() == {"deleted": True}
+
+
 # page -> {name a sample defines -> the check that runs once it is (re)defined}
 CHECKS: dict[str, dict[str, Callable[[dict[str, Any]], Awaitable[None]]]] = {
     "README.md": {"index": check_quick_start},
@@ -232,6 +260,8 @@ CHECKS: dict[str, dict[str, Callable[[dict[str, Any]], Awaitable[None]]]] = {
     "docs/guides/starsessions.md": {"sign_in": check_starsessions_guide},
     "docs/logging.md": {"logging": check_logging},
     "docs/encryption.md": {"encrypted_store": check_encrypted_store, "rotated_store": check_rotated_store},
+    "docs/typed-sessions.md": {"show_cart": check_typed_cart},
+    "docs/csrf.md": {"save_profile": check_csrf_form, "delete_profile": check_csrf_header},
 }
 # The pages with samples to run here (docs/testing.md's are all run by pytest, as a user's files).
 PAGES_WITH_SAMPLES = [

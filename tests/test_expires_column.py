@@ -8,6 +8,7 @@ generation: tests/test_migration.py.)
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
@@ -104,7 +105,7 @@ async def test_the_expiry_column_can_be_named_and_is_then_checked(
 
 
 async def test_a_table_without_an_expiry_column_is_a_clear_error(
-    engine: AsyncEngine, make_store: Callable[..., PrismaSessionStore]
+    engine: AsyncEngine, make_store: Callable[..., PrismaSessionStore], caplog: pytest.LogCaptureFixture
 ) -> None:
     await create(
         engine,
@@ -118,8 +119,15 @@ async def test_a_table_without_an_expiry_column_is_a_clear_error(
     assert "(columns: id, sid, data, expiry)" in message
     assert 'expires_column="..."' in message
     async with client_for(make_app(store)) as client:
-        with pytest.raises(ConfigurationError, match="has neither"):  # a 500 in a server, not a 503
-            await client.post("/increment")
+        with caplog.at_level(logging.ERROR, logger="fastapi_prisma_session"):
+            response = await client.post("/increment")
+    assert response.status_code == 500  # not a 503: waiting will not mend it
+    assert "retry-after" not in response.headers
+    [record] = caplog.records  # one line, the message that names the fix, and no traceback
+    assert record.exc_info is None
+    assert "session store not set up, answering 500 to POST /increment" in record.getMessage()
+    assert 'expires_column="..."' in record.getMessage()
+    assert "\n" not in record.getMessage()
 
 
 async def test_a_table_with_both_columns_or_without_sid_is_a_clear_error(

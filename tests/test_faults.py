@@ -12,16 +12,15 @@ import logging
 import time
 from collections.abc import Iterator
 from datetime import timedelta
-from typing import Any
 
 import asyncpg
 import pytest
 from sqlalchemy.engine import make_url
 
-from fastapi_prisma_session import PrismaSessionStore, SessionMiddleware
+from fastapi_prisma_session import PrismaSessionStore
 from fastapi_prisma_session.durations import utcnow
 from fastapi_prisma_session.signing import Signer
-from tests.helpers import SECRET, client_for, insert_row, make_app, rows, wait_until
+from tests.helpers import SECRET, client_for, insert_row, make_app, rows, wait_until, websocket_that_loads
 from tests.throwaway_postgres import ThrowawayPostgres
 
 
@@ -104,17 +103,7 @@ async def test_an_unreachable_database_answers_503_without_hanging(postgres_url:
         assert elapsed < 2.5, f"took {elapsed:.1f} s"
 
         # A websocket handshake that needs the session is closed with 1011, not answered with HTTP.
-        sent: list[dict[str, object]] = []
-
-        async def record(message: dict[str, object]) -> None:
-            sent.append(message)
-
-        async def uses_its_session(scope: dict[str, Any], receive: object, send: object) -> None:
-            await scope["session"].load()  # what load_session(websocket) does
-            raise AssertionError("the session cannot have loaded")
-
-        scope = {"type": "websocket", "path": "/ws", "headers": [(b"cookie", cookie["cookie"].encode())]}
-        await SessionMiddleware(uses_its_session, store=store, secret=SECRET)(scope, None, record)  # type: ignore[arg-type]
+        sent = await websocket_that_loads(store, cookie["cookie"])
         assert sent == [{"type": "websocket.close", "code": 1011, "reason": "session store unavailable"}]
     finally:
         await store.shutdown()

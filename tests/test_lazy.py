@@ -48,6 +48,11 @@ def add_sync_routes(app: Any) -> None:
         await load_session(request)
         return {"value": request.session.get("value")}
 
+    @app.post("/sync-write")
+    def sync_write(request: Request, value: str) -> dict[str, Any]:
+        request.session["value"] = value
+        return {"value": request.session["value"]}
+
 
 async def signed_in(client: Any) -> str:
     sid: str = (await client.post("/write", params={"value": "mine"})).json()["id"]
@@ -75,15 +80,71 @@ async def test_queries_by_route_kind(
         assert statements.statements == (["SELECT"] if with_cookie else [])
 
 
-async def test_sync_access_to_an_unloaded_session_says_what_to_do(store: PrismaSessionStore) -> None:
+@pytest.mark.parametrize("with_cookie", [False, True], ids=["first request", "cookie"])
+async def test_sync_access_to_an_unloaded_session_says_what_to_do(
+    store: PrismaSessionStore, with_cookie: bool
+) -> None:
+    """The same on a browser's first request (no cookie yet) as on every later one: a quick try of
+    Starlette's habit fails at once, not from the second request on."""
     app = make_app(store)
     add_sync_routes(app)
     async with client_for(app) as client:
-        await signed_in(client)
+        if with_cookie:
+            await signed_in(client)
         error = (await client.get("/sync-error")).json()["error"]
-    assert "not loaded" in error
-    for advice in ("SessionDep", "load_session(request)", "autoload"):
-        assert advice in error
+        assert "not loaded" in error
+        for advice in ("SessionDep", "load_session(request)", "autoload=True"):
+            assert advice in error
+        with pytest.raises(SessionNotLoadedError):
+            await client.post("/sync-write", params={"value": "lost"})
+        with pytest.raises(SessionNotLoadedError):
+            await client.get("/sync")
+    assert await store.length() == (1 if with_cookie else 0)
+
+
+async def test_a_first_request_writes_from_sync_code_with_autoload(store: PrismaSessionStore) -> None:
+    app = make_app(store, autoload=True)
+    add_sync_routes(app)
+    async with client_for(app) as client:
+        assert (await client.get("/sync")).json() == {"value": None}  # no cookie: a new session, no query
+        response = await client.post("/sync-write", params={"value": "mine"})
+        assert response.json() == {"value": "mine"}
+        assert "set-cookie" in response.headers
+        assert (await client.get("/sync")).json() == {"value": "mine"}
+    assert await store.length() == 1
+
+
+async def test_a_first_request_writes_from_sync_code_after_load_session(store: PrismaSessionStore) -> None:
+    app = make_app(store)
+
+    @app.post("/explicit-write")
+    async def explicit_write(request: Request) -> dict[str, Any]:
+        await load_session(request)
+        request.session["value"] = "mine"
+        return dict(request.session)
+
+    add_sync_routes(app)
+    async with client_for(app) as client:
+        response = await client.post("/explicit-write")
+        assert response.json() == {"value": "mine"}
+        assert "set-cookie" in response.headers
+        assert (await client.get("/explicit")).json() == {"value": "mine"}
+
+
+async def test_save_uninitialized_stores_a_session_for_a_route_that_never_used_it(
+    store: PrismaSessionStore, statements: StatementLog
+) -> None:
+    """As express-session's saveUninitialized: a request without a cookie gets a stored session."""
+    app = make_app(store, save_uninitialized=True)
+    async with client_for(app) as client:
+        statements.clear()
+        response = await client.get("/noop")
+        assert "set-cookie" in response.headers
+        assert statements.statements == ["INSERT"]
+        statements.clear()
+        assert (await client.get("/noop")).status_code == 200
+        assert statements.statements == []  # with its cookie, an unused session stays lazy
+    assert await store.length() == 1
 
 
 async def test_autoload_loads_before_the_app_for_the_paths_it_names(

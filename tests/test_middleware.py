@@ -515,6 +515,7 @@ def test_the_store_must_be_a_store(store: PrismaSessionStore) -> None:
 
 async def test_the_lifespan_starts_and_stops_pruning(make_store: Any) -> None:
     store = make_store(check_period=60)
+    await store.create_table()  # else the startup stops: test_setup_mistakes.py
     app = make_app(store)
     inbox: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
     outbox: asyncio.Queue[dict[str, Any]] = asyncio.Queue()

@@ -2,7 +2,8 @@
 
 Starlette builds an app's middleware at the app's first call, which under uvicorn is the lifespan's
 startup: a missing `secret` used to read to uvicorn as "no lifespan", and every request then failed. The
-middleware added twice used to run silently, with two SELECTs per request.
+middleware added twice used to run silently, with two SELECTs per request. The database's own mistakes
+(no table, a refused login) are test_database_at_startup.py's.
 """
 
 from __future__ import annotations
@@ -20,23 +21,34 @@ import pytest
 from fastapi import FastAPI
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from fastapi_prisma_session import ConfigurationError, PrismaSessionStore, SessionDep, SessionMiddleware
+from fastapi_prisma_session import (
+    ConfigurationError,
+    PrismaSessionStore,
+    SessionDep,
+    SessionMiddleware,
+)
 from tests.helpers import ROOT, SECRET, client_for, free_port
 
 APP_HEAD = """
+    import os
+
     from fastapi import FastAPI
     from fastapi_prisma_session import PrismaSessionStore, SessionMiddleware
 
-    store = PrismaSessionStore("sqlite:///sessions.db")
+    store = PrismaSessionStore(os.environ.get("DATABASE_URL", "sqlite:///sessions.db"))
     app = FastAPI()
 """
 
 
-def uvicorn_startup(folder: Path, setup: str) -> subprocess.CompletedProcess[str]:
+def uvicorn_startup(
+    folder: Path, setup: str, database_url: str | None = None
+) -> subprocess.CompletedProcess[str]:
     """Start `uvicorn app:app` on an app made of APP_HEAD and `setup`; it is expected to exit by itself."""
     (folder / "app.py").write_text(textwrap.dedent(APP_HEAD) + textwrap.dedent(setup))
     command = [sys.executable, "-m", "uvicorn", "app:app", "--port", str(free_port())]
     env = {"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"}
+    if database_url is not None:
+        env["DATABASE_URL"] = database_url
     process = subprocess.Popen(
         command, cwd=folder, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
     )
@@ -171,9 +183,9 @@ async def test_two_middlewares_that_share_no_request_start_and_serve(
 ) -> None:
     app = counter_app(sqlite_store, secret=SECRET, **inner)
     app.add_middleware(SessionMiddleware, store=sqlite_store, secret=SECRET, **outer)  # type: ignore[arg-type]
+    await sqlite_store.create_table()
     answer, lifespan, inbox = await start(app)
     assert answer["type"] == "lifespan.startup.complete"
-    await sqlite_store.create_table()
     inner_path = str(inner["path"])  # a path inside the inner middleware's cookie path alone
     name = inner_path.removeprefix("/")
     async with client_for(app) as client:

@@ -114,6 +114,6 @@ class Driver(ABC):
         statements see it, through the query `describing` gives: the type as the driver reports it."""
 
     def check_columns(self, table_name: str, columns: Mapping[str, Any], expires_column: str) -> None:
-        """Raise ConfigurationError when a column of the session table (`columns`: name → the driver's
+        """Raise StoreSetupError when a column of the session table (`columns`: name → the driver's
         type, from `describe`) has a type the store cannot use. Every type serves by default."""
         return

@@ -47,8 +47,8 @@ class MySQLConnection:
 
         try:
             connection = await asyncmy.connect(**kwargs)
-        except MySQLError as error:
-            raise _lost(error) from error
+        except MySQLError as error:  # refused (a wrong password: 1045) or not reached
+            raise ConnectionResetError(f"could not connect to MySQL: {error}") from error
         return cls(connection, kwargs.get("host"), kwargs.get("port"))
 
     def is_closed(self) -> bool:

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 import asyncpg
 
-from ...exceptions import ConfigurationError
+from ...exceptions import StoreSetupError
 from ..driver import SERVER_TIMEOUT_SHARE, Fault
 from ..driver import Driver as BaseDriver
 from .hosts import HostList
@@ -166,7 +166,7 @@ class Driver(BaseDriver):
     def check_columns(self, table_name: str, columns: Mapping[str, Any], expires_column: str) -> None:
         if columns.get(expires_column) == TIMESTAMPTZ_OID:
             # asyncpg reads aware datetimes from it, and writes a naive one as the host's local time.
-            raise ConfigurationError(
+            raise StoreSetupError(
                 f'the session table "{table_name}" has "{expires_column}" as TIMESTAMPTZ '
                 "(@db.Timestamptz); the store reads and writes Prisma's default DateTime, TIMESTAMP(3): "
                 f'ALTER TABLE "{table_name}" ALTER COLUMN "{expires_column}" TYPE TIMESTAMP(3) '
