@@ -32,7 +32,7 @@ test: lint
 	$(BIN)/coverage combine --quiet
 	$(BIN)/coverage report
 
-# The peer benchmark (a few minutes): needs PostgreSQL, Redis and wrk; appends its table to BENCHMARKS.md.
+# The peer benchmark (a few minutes): needs PostgreSQL, Redis and wrk; writes its section of docs/benchmarks.md.
 bench: install
 	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[dev,demo,bench]'
 	command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk; }

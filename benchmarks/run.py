@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import re
 import shutil
 import subprocess
@@ -26,12 +25,11 @@ import sys
 import tempfile
 import time
 from dataclasses import dataclass
-from datetime import UTC, datetime
-from pathlib import Path
 
 import httpx
 from sqlalchemy.engine import make_url
 
+from benchmarks import peer_charts
 from tests.helpers import ROOT, free_port, mariadb_database, run_module, scratch_database
 from tests.pgbouncer import in_front_of_test_server
 
@@ -64,6 +62,10 @@ class Result:
     p50_ms: float
     p99_ms: float
     errors: int
+    #: The database's statements per 1,000 requests, and the longest garbage-collector pause in the app's
+    #: process (ms), where the run measured them (optional columns and charts of the report).
+    statements_per_1000: float | None = None
+    gc_max_pause_ms: float | None = None
 
 
 def start_server(
@@ -211,35 +213,59 @@ def bench(
     return best
 
 
+def _optional(value: float | None, form: str) -> str:
+    return "n/a" if value is None else format(value, form)
+
+
+# (what, ours' route, the other app and its route, p99 rather than req/s, target, at least or at most)
+TARGETS = [
+    ("/read, ours ÷ floor", "read", "floor", "read", False, 0.85, True),
+    ("/write, ours ÷ floor", "write", "floor", "write", False, 0.85, True),
+    ("/noop with a session cookie, ours ÷ floor", "noop", "floor", "noop", False, 0.9, True),
+    ("/noop without cookie, ours ÷ no middleware", "plain", "none", "plain", False, 0.9, True),
+    ("/read, ours ÷ starsessions+Redis", "read", "starsessions", "read", False, 1.5, True),
+    ("/read p99, ours ÷ floor", "read", "floor", "read", True, 1.5, False),
+    ("/write p99, ours ÷ floor", "write", "floor", "write", True, 1.5, False),
+]
+
+
+def ratios(best: dict[str, dict[str, Result]]) -> list[tuple[str, float, float, bool]]:
+    """(what, value, target, whether the target is a least) of each ratio whose apps this run ran (on
+    MariaDB, only the floor and ours run)."""
+    found = []
+    for label, route, other, other_route, tail, target, at_least in TARGETS:
+        if other in best and route in best.get("ours", {}) and other_route in best[other]:
+            ours, theirs = best["ours"][route], best[other][other_route]
+            value = ours.p99_ms / theirs.p99_ms if tail else ours.rps / theirs.rps
+            found.append((label, value, target, at_least))
+    return found
+
+
 def report(best: dict[str, dict[str, Result]], args: argparse.Namespace) -> str:
+    measured = [r for routes in best.values() for r in routes.values()]
+    statements = any(r.statements_per_1000 is not None for r in measured)
+    pauses = any(r.gc_max_pause_ms is not None for r in measured)
+    extra_head = (" statements / 1,000 req |" if statements else "") + (
+        " GC max pause ms |" if pauses else ""
+    )
     lines = [
-        "| app | route | req/s | p50 ms | p99 ms | errors |",
-        "|---|---|---:|---:|---:|---:|",
+        "| app | route | req/s | p50 ms | p99 ms | errors |" + extra_head,
+        "|---|---|---:|---:|---:|---:|" + "---:|" * (statements + pauses),
     ]
     for variant in [v for v in VARIANTS if v in best]:
         for label, *_ in SCENARIOS:
             if label not in best[variant]:
                 continue
             r = best[variant][label]
+            extra = (f" {_optional(r.statements_per_1000, ',.0f')} |" if statements else "") + (
+                f" {_optional(r.gc_max_pause_ms, '.2f')} |" if pauses else ""
+            )
             lines.append(
                 f"| {variant} | /{label} | {r.rps:.0f} | {r.p50_ms:.2f} | {r.p99_ms:.2f} | {r.errors} |"
+                + extra
             )
-    # (what, ours' route, the other app and its route, p99 rather than req/s, target, at least or at most)
-    targets = [
-        ("/read, ours ÷ floor", "read", "floor", "read", False, 0.85, True),
-        ("/write, ours ÷ floor", "write", "floor", "write", False, 0.85, True),
-        ("/noop with a session cookie, ours ÷ floor", "noop", "floor", "noop", False, 0.9, True),
-        ("/noop without cookie, ours ÷ no middleware", "plain", "none", "plain", False, 0.9, True),
-        ("/read, ours ÷ starsessions+Redis", "read", "starsessions", "read", False, 1.5, True),
-        ("/read p99, ours ÷ floor", "read", "floor", "read", True, 1.5, False),
-        ("/write p99, ours ÷ floor", "write", "floor", "write", True, 1.5, False),
-    ]
     lines += ["", "| ratio (same run) | value | target | met |", "|---|---:|---:|---|"]
-    for label, route, other, other_route, tail, target, at_least in targets:
-        if other not in best:
-            continue  # not run (on MariaDB, only the floor and ours are)
-        ours, theirs = best["ours"][route], best[other][other_route]
-        value = ours.p99_ms / theirs.p99_ms if tail else ours.rps / theirs.rps
+    for label, value, target, at_least in ratios(best):
         met = value >= target if at_least else value <= target
         bound = "≥" if at_least else "≤"
         lines.append(f"| {label} | {value:.2f} | {bound} {target:.2f} | {'yes' if met else 'no'} |")
@@ -319,15 +345,6 @@ def report_pooled(best: dict[str, dict[str, Result]], args: argparse.Namespace) 
     return "\n".join(lines)
 
 
-def machine() -> str:
-    model = "unknown CPU"
-    cpuinfo = Path("/proc/cpuinfo")
-    if cpuinfo.exists():
-        found = re.search(r"model name\s*:\s*(.+)", cpuinfo.read_text())
-        model = found.group(1).strip() if found else model
-    return f"{os.cpu_count()} cores ({model}), Python {platform.python_version()}, {platform.system()}"
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -336,7 +353,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--sessions", type=int, default=300)
     parser.add_argument("--connections", type=int, default=16)
-    parser.add_argument("--record", action="store_true", help="append the results to BENCHMARKS.md")
+    parser.add_argument("--record", action="store_true", help="write the results to docs/benchmarks.md")
     parser.add_argument(
         "--pgbouncer-only", action="store_true", help="run only ours and the floor through PgBouncer"
     )
@@ -355,24 +372,25 @@ def main() -> None:
             done = run_module("fastapi_prisma_session", "migrate", "--database-url", plain_url)
             if done.returncode:
                 raise SystemExit(f"migrate failed:\n{done.stderr}")
-            text = report(bench(plain_url, *measure, variants=MARIADB_VARIANTS), args)
+            charted = bench(plain_url, *measure, variants=MARIADB_VARIANTS)
+            text = report(charted, args)
         title = "Peer benchmark on MariaDB"
     else:
         with scratch_database("fps_bench") as plain_url:
-            parts = [] if args.pgbouncer_only else [report(bench(plain_url, *measure), args)]
+            charted = {} if args.pgbouncer_only else bench(plain_url, *measure)
+            parts = [] if args.pgbouncer_only else [report(charted, args)]
             if not args.pgbouncer_only:
                 frozen = bench(plain_url, *measure, variants=FROZEN_VARIANTS, gc="freeze")
                 parts.append(FROZEN_TITLE + "\n\n" + report(frozen, args))
-            parts.append(report_pooled(bench_pooled(plain_url, *measure), args))
+            pooled = bench_pooled(plain_url, *measure)
+            parts.append(report_pooled(pooled, args))
+            charted = charted or pooled
         text = "\n\n".join(parts)
         title = "Through PgBouncer" if args.pgbouncer_only else "Peer benchmark"
     print(text)
     if args.record:
-        stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
         command = "python -m benchmarks.run " + " ".join(sys.argv[1:])
-        entry = f"\n## {title}, {stamp}\n\nMachine: {machine()}. Command: `{command}`.\n\n{text}\n"
-        with (ROOT / "BENCHMARKS.md").open("a") as out:
-            out.write(entry)
+        peer_charts.record(title, command, text, charted, ratios(charted))
 
 
 if __name__ == "__main__":

@@ -35,13 +35,13 @@ import sys
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any, ClassVar
 
 import asyncpg
 from sqlalchemy.dialects import mysql
 
-from benchmarks.run import machine
+from benchmarks import mass_expiry, page
+from benchmarks.charts import line_chart
 from fastapi_prisma_session import PrismaSessionStore
 from fastapi_prisma_session.dialects import for_database
 from fastapi_prisma_session.models import session_table
@@ -93,8 +93,11 @@ async def timed(operation: Callable[[], Awaitable[Any]], times: int) -> list[flo
     return samples
 
 
-async def paced_reads(store: PrismaSessionStore, live: int, stop: asyncio.Event) -> list[float]:
-    """Readers loading random live sessions at a steady pace until `stop`; their latencies."""
+async def paced_reads(
+    store: PrismaSessionStore, live: int, stop: asyncio.Event, first: int = 1
+) -> list[float]:
+    """Readers loading random live sessions (live{first} to live{first + live - 1}) at a steady pace
+    until `stop`; their latencies."""
     latencies: list[float] = []
 
     async def reader() -> None:
@@ -103,7 +106,7 @@ async def paced_reads(store: PrismaSessionStore, live: int, stop: asyncio.Event)
         while not stop.is_set():
             await asyncio.sleep(max(0.0, next_at - time.perf_counter()))
             next_at += interval
-            sid = f"live{random.randint(1, live)}"
+            sid = f"live{random.randint(first, first + live - 1)}"
             started = time.perf_counter()
             if await store.load(sid) is None:
                 raise AssertionError(f"live session {sid} was not found")
@@ -113,9 +116,9 @@ async def paced_reads(store: PrismaSessionStore, live: int, stop: asyncio.Event)
     return latencies
 
 
-async def reads_for(store: PrismaSessionStore, live: int, seconds: float) -> list[float]:
+async def reads_for(store: PrismaSessionStore, live: int, seconds: float, first: int = 1) -> list[float]:
     stop = asyncio.Event()
-    task = asyncio.ensure_future(paced_reads(store, live, stop))
+    task = asyncio.ensure_future(paced_reads(store, live, stop, first))
     await asyncio.sleep(seconds)
     stop.set()
     return await task
@@ -598,7 +601,10 @@ def main(argv: Sequence[str] | None = None) -> str:
     )
     parser.add_argument("--rows", type=int, action="append", help="live sessions (repeat for several sizes)")
     parser.add_argument(
-        "--database", choices=["postgresql", "mariadb"], default="postgresql", help="where the table is"
+        "--database",
+        choices=["postgresql", "mariadb", "sqlite"],
+        default="postgresql",
+        help="where the table is (sqlite: the mass-expiry case only)",
     )
     parser.add_argument(
         "--writes", type=int, default=0, help="measure table growth over this many writes (PostgreSQL)"
@@ -607,8 +613,24 @@ def main(argv: Sequence[str] | None = None) -> str:
     parser.add_argument(
         "--stored", action="store_true", help="a STORED user-key column instead of the VIRTUAL one (MariaDB)"
     )
-    parser.add_argument("--record", action="store_true", help="append the results to BENCHMARKS.md")
+    parser.add_argument(
+        "--case",
+        choices=["sizes", "mass-expiry"],
+        default="sizes",
+        help="mass-expiry: the prune after one UPDATE expired most of a table (benchmarks/mass_expiry.py)",
+    )
+    parser.add_argument(
+        "--expired", type=int, default=172_000, help="mass-expiry: the rows the UPDATE expires"
+    )
+    parser.add_argument("--record", action="store_true", help="write the results to docs/benchmarks.md")
     args = parser.parse_args(argv)
+    command = "python -m benchmarks.scale " + " ".join(sys.argv[1:] if argv is None else argv)
+    if args.case == "mass-expiry":
+        return mass_expiry.main(
+            args.database, (args.rows or [250_000])[0], args.expired, command, args.record
+        )
+    if args.database == "sqlite":
+        parser.error("--database sqlite is for --case mass-expiry")
     if args.database == "mariadb" and args.writes:
         parser.error(
             "--writes measures PostgreSQL's heap and HOT updates: leave it out with --database mariadb"
@@ -623,13 +645,20 @@ def main(argv: Sequence[str] | None = None) -> str:
     text = report(results, args.writes)
     print(text)
     if args.record:
-        stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
-        command = "python -m benchmarks.scale " + " ".join(sys.argv[1:] if argv is None else argv)
         title = "Scale" if args.database == "postgresql" else "Scale on MariaDB"
-        entry = f"\n## {title}, {stamp}\n\nMachine: {machine()}. Command: `{command}`.\n\n{text}\n"
-        with (Path(ROOT) / "BENCHMARKS.md").open("a") as out:
-            out.write(entry)
+        key = "scale" if args.database == "postgresql" else "scale-mariadb"
+        chart = "\n\n![Prune rate against table size]({chart:prune-rate})\n"
+        page.record(key, page.heading(title, command) + text + chart, {"prune-rate": prune_chart(results)})
     return text
+
+
+def prune_chart(results: list[dict[str, Any]]) -> str:
+    """Prune rate against table size, idle and with readers running."""
+    lines = {
+        "idle": [(float(r["rows"]), float(r["prune_idle_rate"])) for r in results],
+        "2,000 reads/s": [(float(r["rows"]), float(r["prune_busy_rate"])) for r in results],
+    }
+    return line_chart("Prune rate against table size", lines, "live rows", "rows/s", log_x=True)
 
 
 if __name__ == "__main__":

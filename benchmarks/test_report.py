@@ -1,12 +1,20 @@
-"""The benchmark harness's own test: reading wrk's output and computing the ratios (not timing)."""
+"""The benchmark harness's own test: reading wrk's output, computing the ratios, and writing the benchmark
+page and its charts (not timing)."""
 
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
+from xml.etree import ElementTree
 
 import pytest
 
-from benchmarks.run import SCENARIOS, VARIANTS, Result, parse_wrk, report, report_pooled
+from benchmarks import mass_expiry, page, peer_charts
+from benchmarks.charts import bar_chart, line_chart
+from benchmarks.run import SCENARIOS, VARIANTS, Result, parse_wrk, ratios, report, report_pooled
+from benchmarks.scale import prune_chart
+
+SVG = "{http://www.w3.org/2000/svg}"
 
 WRK_OUTPUT = """Running 4s test @ http://127.0.0.1:40000
   1 threads and 16 connections
@@ -88,3 +96,112 @@ def test_report_sets_ours_tail_against_the_floor_holding_the_same_imports() -> N
     assert "| floor+imports | /noop |" not in text  # only /read and /write are run for it
     assert "| /read p99, ours ÷ floor with ours' imports | 1.20 |" in text
     assert "| /write p99, floor with ours' imports ÷ floor | 2.00 |" in text
+
+
+# -- the benchmark page and its charts ---------------------------------------------------------------
+
+
+def parsed(svg: str) -> ElementTree.Element:
+    """The chart as XML: parsing fails on a chart that is not well-formed."""
+    return ElementTree.fromstring(svg)
+
+
+def count(svg: str, tag: str, kind: str) -> int:
+    return sum(1 for node in parsed(svg).iter(f"{SVG}{tag}") if node.get("class") == kind)
+
+
+def test_a_bar_chart_is_well_formed_with_one_bar_per_value() -> None:
+    groups = [("/read <&>", [("ours", 450.0), ("floor", 500.0)]), ("/write", [("ours", 300.0)])]
+    svg = bar_chart('req/s & "quotes"', groups, "req/s", reference=400.0)
+    assert count(svg, "rect", "bar") == 3
+    widths = [float(node.get("width", "0")) for node in parsed(svg).iter(f"{SVG}rect") if node.get("class")]
+    assert widths[1] == max(widths)  # drawn to one scale: the largest value is the longest bar
+    assert "/read &lt;&amp;&gt;" in svg
+
+
+def test_a_line_chart_has_one_point_per_input() -> None:
+    lines = {"idle": [(1e5, 40_000.0), (1e6, 38_000.0), (1e7, 30_000.0)], "busy": [(1e5, 9_000.0)]}
+    svg = line_chart("Prune rate against table size", lines, "live rows", "rows/s", log_x=True)
+    assert count(svg, "circle", "point") == 4
+    assert len(list(parsed(svg).iter(f"{SVG}polyline"))) == 1  # a single point draws no line
+
+
+def test_the_peer_charts_cover_each_app_and_route_and_skip_what_was_not_measured() -> None:
+    best = every_route()
+    drawn = peer_charts.charts(best, ratios(best))
+    assert set(drawn) == {"requests", "p99", "ratios"}  # no statement counts, no GC pauses measured
+    assert count(drawn["requests"][1], "rect", "bar") == len(VARIANTS) * len(SCENARIOS)
+    best["ours"]["read"] = Result(450.0, 1.0, 2.0, 0, statements_per_1000=250.0, gc_max_pause_ms=3.5)
+    drawn = peer_charts.charts(best, ratios(best))
+    assert count(drawn["statements"][1], "rect", "bar") == 1
+    assert count(drawn["gc"][1], "rect", "bar") == 1
+    text = report(best, ARGS)
+    assert "| ours | /read | 450 | 1.00 | 2.00 | 0 | 250 | 3.50 |" in text
+    assert "| floor | /read | 500 | 1.00 | 2.00 | 0 | n/a | n/a |" in text
+
+
+def test_a_run_replaces_its_own_section_and_charts_and_keeps_the_others(tmp_path: Path) -> None:
+    target = tmp_path / "docs" / "benchmarks.md"
+    target.parent.mkdir()
+    target.write_text("# a stub from before\n")
+    chart = bar_chart("x", [("a", [("s", 1.0)])])
+    page.record("scale", "## Scale\n\nfirst run\n\n![rate]({chart:rate})", {"rate": chart}, target)
+    page.record("peer", "## Peer\n\npeer run", {"old": chart}, target)
+    page.record("peer", "## Peer\n\nsecond peer run", {"new": chart}, target)
+    text = target.read_text()
+    assert "first run" in text
+    assert "second peer run" in text
+    assert "peer run\n" not in text.replace("second peer run", "")  # replaced, not appended
+    assert text.count("<!-- benchmark:peer -->") == 1
+    assert text.index("<!-- benchmark:peer -->") < text.index("<!-- benchmark:scale -->")  # page order
+    assert "a stub from before" not in text
+    assert "![rate](benchmarks/scale--rate.svg)" in text
+    assert sorted(p.name for p in (tmp_path / "docs" / "benchmarks").iterdir()) == [
+        "peer--new.svg",
+        "scale--rate.svg",
+    ]
+
+
+def test_the_peer_record_writes_a_section_with_its_charts(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    target = tmp_path / "benchmarks.md"
+    monkeypatch.setattr(page, "PAGE", target)
+    best = every_route()
+    command = "python -m benchmarks.run --rounds 1 --record"
+    peer_charts.record("Peer benchmark", command, report(best, ARGS), best, ratios(best))
+    text = target.read_text()
+    assert "## Peer benchmark" in text
+    assert "| /read, ours ÷ floor | 0.90 | ≥ 0.85 | yes |" in text
+    for stem in ("requests", "p99", "ratios"):
+        assert f"(benchmarks/peer--{stem}.svg)" in text
+        parsed((tmp_path / "benchmarks" / f"peer--{stem}.svg").read_text())
+
+
+def test_the_mass_expiry_report_and_chart() -> None:
+    result = {
+        "database": "postgresql",
+        "rows": 250_000,
+        "expired": 172_000,
+        "idle": (172_000, 3.44, True),
+        "busy": (86_000, 300.0, False),
+        "quiet_p99": 2.0,
+        "prune_p99": 3.0,
+    }
+    text = mass_expiry.report(result)
+    assert "| prune rate, idle database (rows/s, target ≥ 50,000) | 50,000 (172,000 in 3.4 s) |" in text
+    assert "| prune rate, 2,000 reads/s running (rows/s) | 287 (86,000 in 300.0 s, stopped) |" in text
+    assert "| readers' p99 during ÷ without (target ≤ 2) | 1.50 |" in text
+    drawn = mass_expiry.charts(result)
+    assert count(drawn["rate"], "rect", "bar") == 2
+    assert count(drawn["p99"], "rect", "bar") == 2
+
+
+def test_the_scale_chart_has_a_point_per_size_idle_and_busy() -> None:
+    results = [
+        {"rows": rows, "prune_idle_rate": 40_000.0 / n, "prune_busy_rate": 3_000.0 / n}
+        for n, rows in enumerate((100_000, 1_000_000, 10_000_000), start=1)
+    ]
+    svg = prune_chart(results)
+    assert count(svg, "circle", "point") == 6
+    assert "10,000,000" in svg

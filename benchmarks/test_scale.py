@@ -39,3 +39,18 @@ def test_the_scale_benchmark_runs_on_a_tiny_mariadb_table() -> None:
     assert "| expired rows left after the prunes | 0 |" in text
     [index_size] = [line for line in text.splitlines() if line.startswith("| user-key index size (MB) |")]
     assert index_size != "| user-key index size (MB) | 0.0 |"  # the index is there, and measured
+
+
+@pytest.mark.parametrize("database", ["sqlite", "postgresql", "mariadb"])
+def test_the_mass_expiry_case_runs_on_a_tiny_table(database: str) -> None:
+    check = {"postgresql": admin_sql, "mariadb": mariadb_sql}.get(database)
+    if check is not None:
+        try:
+            asyncio.run(check("SELECT 1"))
+        except OSError as error:
+            missing(f"{database} not reachable: {error}")
+    text = main(["--case", "mass-expiry", "--database", database, "--rows", "3000", "--expired", "2000"])
+    assert "| table | 3,000 rows, 2,000 expired by one UPDATE, no vacuum |" in text
+    # Each prune removed every expired row, idle and with the readers running.
+    assert text.count("(2,000 in ") == 2
+    assert "stopped" not in text

@@ -5,6 +5,7 @@ token (`csrf_token`), which the POST routes check (`CsrfDep`).
 
 make demo                                   # http://127.0.0.1:8000
 DATABASE_URL=postgresql://postgres@127.0.0.1/test make demo
+SESSION_ENCRYPTION_KEYS=<key from fastapi_prisma_session.encryption.new_key()> make demo  # encrypted at rest
 """
 
 from __future__ import annotations
@@ -28,11 +29,15 @@ from fastapi_prisma_session import (
     TypedSession,
     csrf_token,
 )
+from fastapi_prisma_session.encryption import keys_from_environment
 
 DATABASE_URL = os.environ.get("DATABASE_URL", "sqlite:///demo.db")
 SECRET = os.environ.get("SESSION_SECRET", "the demo secret: set SESSION_SECRET to your own")
 
-store = PrismaSessionStore(DATABASE_URL, check_period=300)
+# With SESSION_ENCRYPTION_KEYS (base64 keys, newest first), the session data is encrypted at rest.
+store = PrismaSessionStore(
+    DATABASE_URL, check_period=300, encryption_keys=keys_from_environment("SESSION_ENCRYPTION_KEYS") or None
+)
 
 
 @asynccontextmanager

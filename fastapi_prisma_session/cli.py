@@ -1,5 +1,5 @@
 """`fastapi-prisma-session` (or `python -m fastapi_prisma_session`): `migrate` creates the session table,
-`prune` deletes expired sessions.
+`prune` deletes expired sessions, `reencrypt` seals every session with the newest encryption key.
 
 `migrate` runs the package's own Alembic revisions (shipped in the wheel), from any folder; `prune` suits
 cron or a Kubernetes CronJob. What was done goes to stdout; how far a long step has got, to stderr.
@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError
 
-from . import migration
+from . import migration, rekeying
 from .dialects import unsupported as unsupported_database
 from .exceptions import ConfigurationError, SessionError
 from .sqltext import DEFAULT_TABLE_NAME, EXPIRES, EXPIRES_AT
@@ -139,6 +139,13 @@ def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
         "0 after every batch)",
     )
     add_quiet(prune)
+
+    def add_common(command: argparse.ArgumentParser) -> None:
+        add_database_url(command)
+        add_table_name(command)
+        add_quiet(command)
+
+    rekeying.add_command(commands, add_common)
     return parser
 
 
@@ -328,6 +335,22 @@ def run_prune(args: argparse.Namespace) -> int:
     return 0
 
 
+def run_reencrypt(args: argparse.Namespace) -> int:
+    try:
+        store = rekeying.store_for(args)
+        if args.batch_size < 1:
+            raise ConfigurationError("--batch-size must be a positive whole number")
+    except (ConfigurationError, ArgumentError, ImportError) as error:  # ImportError: the URL's driver
+        print(f"error: {one_line(error)}", file=sys.stderr)
+        return 2
+    try:
+        asyncio.run(rekeying.run(store, args))
+    except Exception as error:  # the database's refusal, an outage, or a bug: one line all the same
+        print(f"error: cannot re-encrypt {safe_url(args.database_url)}: {one_line(error)}", file=sys.stderr)
+        return 1
+    return 0
+
+
 def one_line(error: BaseException) -> str:
     """`error` in one line: the package's message as it is, anything else with its type's name."""
     text = str(error) if isinstance(error, SessionError) else f"{type(error).__name__}: {error}"
@@ -345,4 +368,6 @@ def main(argv: Sequence[str] | None = None, prog: str = PROG) -> int:
         return 2
     if args.command == "migrate":
         return run_migrate(args)
+    if args.command == "reencrypt":
+        return run_reencrypt(args)
     return run_prune(args)

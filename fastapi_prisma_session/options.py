@@ -71,6 +71,10 @@ class StoreOptions:
         user_key: the top-level data key that names a session's user (such as "user_id"), when the
             database has the index `migrate --user-key` adds for it: `destroy_all` and `matching` on that
             key then look it up in the index instead of reading every row. Default: None (no index).
+        encryption_keys: keys (32 bytes, or their urlsafe base64 text), newest first, to encrypt the
+            session data at rest with AES-256-GCM; the cookie and the `user_key` field stay readable.
+            Every write encrypts with the first; the others still read rows written with them. Rows
+            written before still load. Needs the `encryption` extra (the cryptography package).
     """
 
     check_period: Duration | None = None
@@ -92,6 +96,7 @@ class StoreOptions:
     operation_timeout: Duration = DEADLINE
     pgbouncer: bool | None = None
     user_key: str | None = None
+    encryption_keys: Sequence[bytes | str] | None = field(default=None, repr=False)
     #: `operation_timeout`, `check_period` and `prune_pause` in seconds (None: off, or learned).
     deadline: float = field(init=False)
     period: float | None = field(init=False)

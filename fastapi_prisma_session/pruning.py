@@ -170,7 +170,9 @@ class Pruner:
         now = utcnow()
         pace = Pace(self._batch_size, self._pause)
         load = AppLoad(sql.own_activity_per_batch)
-        app_rate: float | None = 0.0
+        # Not known until the first window of the database's counter closes; never where it keeps none
+        # (SQLite, whose readers wait for each batch's commit): the pruner then rests as long as it works.
+        app_rate: float | None = None
         rested = 0.0
         total = 0
         self.last_skipped = False

@@ -16,6 +16,7 @@ from cuid2 import create_id
 
 from .cookies import COOKIE_KEY, MOVED_KEY, cookie_expiry
 from .durations import LIFETIME_CEILING, ONE_DAY, Duration, to_seconds, utcnow
+from .encryption import ENVELOPE_KEY, Encryption, UnreadableEnvelope
 from .exceptions import ConfigurationError, SessionDataError, SessionTooLargeError
 from .logs import StoreLog, redact
 from .serializers import JSONSerializer, resolve_serializer
@@ -48,7 +49,8 @@ class DataLimit:
 
 
 class RowFormat:
-    """The store's options about rows (`ttl`, `serializer`, `max_data_size`, the record id), checked once.
+    """The store's options about rows (`ttl`, `serializer`, `encryption_keys`, `max_data_size`, the record
+    id), checked once.
 
     `options` is the store's `options` mapping, which a `ttl` function also receives.
     """
@@ -73,6 +75,14 @@ class RowFormat:
         self.serializer = resolve_serializer(options["serializer"])
         #: Only JSON text can be merged in SQL: touch() and a write that lost a race patch keys in place.
         self.is_json = isinstance(self.serializer, JSONSerializer)
+        keys = options.get("encryption_keys")
+        if keys is not None and not self.is_json:
+            raise ConfigurationError("encryption_keys needs the JSON serializer: the cookie stays JSON")
+        user_key = options.get("user_key")
+        #: Seals the data of every write, when the store has `encryption_keys`.
+        self.encryption = None if keys is None else Encryption(keys, [user_key] if user_key else [])
+        #: Whether SQL can match the data's keys (not when all but the cookie and user_key are sealed).
+        self.matches_in_sql = self.is_json and self.encryption is None
         self._max_data_size = max_data_size
         #: The most characters a sid or row id may have on the store's database (its dialect sets it).
         self.longest_key: int | None = None
@@ -110,13 +120,7 @@ class RowFormat:
         set) and SessionTooLargeError over `max_data_size` or what the database takes in a statement
         (`longest_data`), before any statement runs."""
         check_sid(sid, self.longest_key)
-        if MOVED_KEY in session:
-            raise SessionDataError(redact(sid), ValueError(f"the key {MOVED_KEY!r} is the store's own"))
-        try:
-            # A plain dict (every session the middleware saves) is serialized as it is, not copied.
-            payload = self.serializer.dumps(session if type(session) is dict else dict(session))
-        except (TypeError, ValueError) as error:
-            raise SessionDataError(redact(sid), error) from error
+        payload = self.payload(sid, session)
         if self._max_data_size is not None:
             size = len(payload.encode())
             if size > self._max_data_size:
@@ -128,6 +132,20 @@ class RowFormat:
             if size > database.most:
                 raise SessionTooLargeError(redact(sid), size, database.most, as_sent=True)
         return {"session_id": sid, "payload": payload, "expires": expires}
+
+    def payload(self, sid: str, session: Mapping[str, Any]) -> str:
+        """The `data` text of `session`, sealed when the store encrypts. Raises SessionDataError."""
+        for key in (MOVED_KEY, ENVELOPE_KEY):
+            if key in session:
+                raise SessionDataError(redact(sid), ValueError(f"the key {key!r} is the store's own"))
+        # A plain dict (every session the middleware saves) is serialized as it is, not copied.
+        data = session if type(session) is dict else dict(session)
+        try:
+            if self.encryption is not None:
+                return self.serializer.dumps(self.encryption.seal(data, self.serializer.dumps))
+            return self.serializer.dumps(data)
+        except (TypeError, ValueError) as error:
+            raise SessionDataError(redact(sid), error) from error
 
     def new_row(self, sid: str, session: Mapping[str, Any], expires: datetime) -> dict[str, Any]:
         """`params` plus the `record_id` of a row about to be inserted."""
@@ -189,7 +207,16 @@ class RowFormat:
         if not isinstance(data, dict):
             self._log(logging.ERROR, "session %s does not hold an object; treating it as absent", redact(sid))
             return None
-        return data
+        if ENVELOPE_KEY not in data:
+            return data  # a plain row: written before encryption was on, or a marker
+        if self.encryption is None:
+            self._log(logging.WARNING, "session %s is encrypted and the store has no keys", redact(sid))
+            return None
+        try:
+            return self.encryption.open(data)
+        except UnreadableEnvelope as error:
+            self._log(logging.WARNING, "session %s cannot be decrypted: %s", redact(sid), error)
+            return None
 
 
 def marker_sid(sid: str) -> str:

@@ -19,6 +19,7 @@ from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from .cookies import ABSOLUTE_KEY, COOKIE_KEY, MOVED_KEY
+from .encryption import ENVELOPE_KEY
 from .exceptions import SessionNotLoadedError
 
 if TYPE_CHECKING:
@@ -31,7 +32,7 @@ NOT_LOADED = (
     "before using `request.session`, or have the middleware load it for this path: "
     "SessionMiddleware(autoload=True) or autoload=[r'/admin'] (see docs/loading.md)"
 )
-RESERVED = frozenset((COOKIE_KEY, ABSOLUTE_KEY, MOVED_KEY))
+RESERVED = frozenset((COOKIE_KEY, ABSOLUTE_KEY, MOVED_KEY, ENVELOPE_KEY))
 _MISSING: Any = object()
 
 
@@ -55,7 +56,8 @@ _mark, _clear, _update, _items, _copy = (
 
 def _refuse(key: object) -> None:
     raise KeyError(
-        f"{key!r} is reserved for the store (the session's cookie, its expiry, a regenerate's marker); use "
+        f"{key!r} is reserved for the store (the session's cookie, its expiry, a regenerate's marker, the "
+        "encrypted data); use "
         "session.cookie for the cookie"
     )
 

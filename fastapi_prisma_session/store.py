@@ -47,7 +47,7 @@ class PrismaSessionStore:
             driver and disposes it in `shutdown()`).
         engine_options: keyword arguments for `create_async_engine` when a URL is given.
         **options: what the store does, as `StoreOptions` (options.py) documents them: `check_period`,
-            `ttl`, `dispose`, `operation_timeout`, `user_key` and the rest.
+            `ttl`, `dispose`, `operation_timeout`, `user_key`, `encryption_keys` and the rest.
     """
 
     def __init__(
@@ -74,6 +74,7 @@ class PrismaSessionStore:
         operation_timeout: Duration = DEADLINE,
         pgbouncer: bool | None = None,
         user_key: str | None = None,
+        encryption_keys: Sequence[bytes | str] | None = None,
     ) -> None:
         self._options = options = StoreOptions(
             check_period=check_period,
@@ -95,6 +96,7 @@ class PrismaSessionStore:
             operation_timeout=operation_timeout,
             pgbouncer=pgbouncer,
             user_key=user_key,
+            encryption_keys=encryption_keys,
         )
         #: the options as given, by name (what a `ttl` function receives)
         self.options: Mapping[str, Any] = options.as_mapping()
@@ -139,7 +141,7 @@ class PrismaSessionStore:
             rows.serializer,
             rows.parse,
             self._log,
-            is_json=rows.is_json,
+            is_json=rows.matches_in_sql,
             user_key=user_key,
             moves_change_ids=rows.renamed_id("x") is not None,
         )

@@ -120,14 +120,17 @@ def recordings(database: str) -> dict[str, dict[str, Any]]:
     }
 
 
-def read_sessions(url: str, cookies: Sequence[str], *options: str) -> tuple[int, list[dict[str, Any]]]:
+def read_sessions(
+    url: str, cookies: Sequence[str], *options: str, env: dict[str, str] | None = None
+) -> tuple[int, list[dict[str, Any]]]:
     """Run read.mjs once against the database at `url` for each `Cookie` header in `cookies`: its exit
-    status (0 all found, 3 one was not) and what it printed for each cookie, in order."""
+    status (0 all found, 3 one was not) and what it printed for each cookie, in order. `env` adds to
+    the environment it runs in."""
     node = shutil.which("node") or "node"
     command = [node, "read.mjs", "--database", reader_database(url), "--url", url, *options]
     for cookie in cookies:
         command += ["--cookie", cookie]
-    status, stdout, stderr = _run(command, READ_TIMEOUT)
+    status, stdout, stderr = _run(command, READ_TIMEOUT, {**os.environ, **env} if env else None)
     if status not in (0, 3):
         raise AssertionError(f"read.mjs failed ({status}):\n{stderr}")
     return status, [json.loads(line) for line in stdout.splitlines()]

@@ -104,7 +104,7 @@ def test_prune_removes_expired_sessions(tmp_path: Path, capsys: pytest.CaptureFi
 def test_every_command_and_option_is_described() -> None:
     parser = build_parser()
     [commands] = [action for action in parser._actions if isinstance(action, argparse._SubParsersAction)]
-    assert set(commands.choices) == {"migrate", "prune"}
+    assert set(commands.choices) == {"migrate", "prune", "reencrypt"}
     described = {choice.dest: choice.help for choice in commands._choices_actions}
     for name, command in commands.choices.items():
         assert described[name], name  # a line in the top-level --help

@@ -3,6 +3,7 @@ form with the session's CSRF token."""
 
 from __future__ import annotations
 
+import base64
 import importlib
 import re
 from collections.abc import AsyncIterator
@@ -14,10 +15,19 @@ import pytest
 
 from tests.helpers import client_for
 
+# The demo encrypts the session data when SESSION_ENCRYPTION_KEYS is set: every test runs both ways.
+DEMO_KEY = base64.urlsafe_b64encode(bytes(range(32))).decode()
 
-@pytest.fixture
-async def demo(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[ModuleType]:
+
+@pytest.fixture(params=["plain", "encrypted"])
+async def demo(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest
+) -> AsyncIterator[ModuleType]:
     monkeypatch.setenv("DATABASE_URL", f"sqlite+aiosqlite:///{tmp_path / 'demo.db'}")
+    if request.param == "encrypted":
+        monkeypatch.setenv("SESSION_ENCRYPTION_KEYS", DEMO_KEY)
+    else:
+        monkeypatch.delenv("SESSION_ENCRYPTION_KEYS", raising=False)
     import demo.app
 
     module = importlib.reload(demo.app)
@@ -108,3 +118,15 @@ async def test_a_session_that_does_not_fit_the_model_starts_afresh(demo: ModuleT
         assert page.status_code == 200
         assert "Not logged in" in page.text
         assert "Visits in this session: <strong>1</strong>" in page.text
+
+
+async def test_with_keys_the_demo_stores_no_user_name_in_plain_text(demo: ModuleType) -> None:
+    async with client_for(demo.app) as client:
+        page = await post_form(client, "/login", username="grace")
+        assert "Logged in as <strong>grace</strong>" in page.text
+    async with demo.store.engine.connect() as conn:
+        texts = (await conn.exec_driver_sql('SELECT data FROM "Session"')).scalars().all()
+    assert len(texts) == 2  # the session, and the marker its move on log in left (no data in it)
+    encrypted = demo.store.rows.encryption is not None
+    assert any("grace" in text for text in texts) is not encrypted
+    assert any('"__encrypted":"v1.' in text for text in texts) is encrypted

@@ -160,6 +160,29 @@ async def check_log_out_everywhere(ns: dict[str, Any]) -> None:
     assert await store.ids() == ["c"]
 
 
+async def check_encrypted_store(ns: dict[str, Any]) -> None:
+    store: PrismaSessionStore = ns["encrypted_store"]
+    await store.create_table()
+    async with client(ns["app"]) as c:
+        assert (await c.post("/card", params={"number": "4111-0000"})).json() == {"card": "4111-0000"}
+    await store.set("u", {"cookie": {"originalMaxAge": 60_000, "expires": None}, "user_id": 7, "a": "b"})
+    async with store.engine.connect() as conn:
+        texts = (await conn.exec_driver_sql('SELECT data FROM "Session"')).scalars().all()
+    assert len(texts) == 2
+    assert not any("4111" in text or '"a"' in text for text in texts)
+    assert all('"__encrypted":"v1.' in text for text in texts)
+    assert list(await store.matching(user_id=7)) == ["u"]
+
+
+async def check_rotated_store(ns: dict[str, Any]) -> None:
+    # Sealed with the page's first key, which is the older one here.
+    assert await ns["rotated_store"].get("u") == {
+        "cookie": {"originalMaxAge": 60_000, "expires": None},
+        "user_id": 7,
+        "a": "b",
+    }
+
+
 async def check_pooled(ns: dict[str, Any]) -> None:
     assert ns["pooled"].pgbouncer is True
 
@@ -236,6 +259,7 @@ CHECKS: dict[str, dict[str, Callable[[dict[str, Any]], Awaitable[None]]]] = {
     "docs/guides/starlette.md": {"whoami": check_starlette_guide},
     "docs/guides/starsessions.md": {"sign_in": check_starsessions_guide},
     "docs/logging.md": {"logging": check_logging},
+    "docs/encryption.md": {"encrypted_store": check_encrypted_store, "rotated_store": check_rotated_store},
     "docs/typed-sessions.md": {"show_cart": check_typed_cart},
     "docs/csrf.md": {"save_profile": check_csrf_form, "delete_profile": check_csrf_header},
 }

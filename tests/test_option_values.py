@@ -195,8 +195,11 @@ def warnings_about_secrets(caplog: pytest.LogCaptureFixture) -> list[str]:
 async def test_a_short_secret_is_warned_about_when_the_app_starts(
     sqlite_url: str, caplog: pytest.LogCaptureFixture
 ) -> None:
+    store = PrismaSessionStore(sqlite_url)
+    await store.create_table()  # the startup's table check passes, so the startup completes
+    await store.shutdown()
     app = FastAPI()
-    app.add_middleware(SessionMiddleware, store=PrismaSessionStore(sqlite_url), secret="x")
+    app.add_middleware(SessionMiddleware, store=store, secret="x")
     caplog.set_level(logging.WARNING, logger="fastapi_prisma_session")
     assert warnings_about_secrets(caplog) == []  # added, not yet built
     assert await start_and_stop(app) == ["lifespan.startup.complete", "lifespan.shutdown.complete"]

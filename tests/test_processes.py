@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -26,12 +27,19 @@ def two_servers(migrated_postgres: str) -> Iterator[list[str]]:
         yield [first, second]
 
 
+def csrf_token_in(page: httpx.Response) -> str:
+    """The token the demo's forms carry, which its POST routes require."""
+    found = re.search(r'name="csrf_token" value="([^"]+)"', page.text)
+    assert found, page.text
+    return found.group(1)
+
+
 def test_sessions_are_shared_across_processes(two_servers: list[str]) -> None:
     first, second = two_servers
     with httpx.Client(follow_redirects=True) as client:
         page = client.get(first + "/")
         assert "<strong>1</strong>" in page.text
-        page = client.post(first + "/login", data={"username": "grace"})
+        page = client.post(first + "/login", data={"username": "grace", "csrf_token": csrf_token_in(page)})
         assert "Logged in as <strong>grace</strong>" in page.text
 
         page = client.get(second + "/")  # the other process reads and changes it
@@ -42,7 +50,9 @@ def test_sessions_are_shared_across_processes(two_servers: list[str]) -> None:
         assert "<strong>4</strong>" in page.text
 
         old_cookie = client.cookies["connect.sid"]
-        client.post(second + "/logout")  # destroyed by one process, gone in the other
+        client.post(
+            second + "/logout", data={"csrf_token": csrf_token_in(page)}
+        )  # destroyed by one process, gone in the other
         page = client.get(first + "/", headers={"cookie": f"connect.sid={old_cookie}"})
         assert "Not logged in" in page.text
         assert "<strong>1</strong>" in page.text

@@ -8,15 +8,20 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import subprocess
 import sys
 from collections.abc import AsyncIterator, Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import asyncpg
 import pytest
+from sqlalchemy.dialects import postgresql
 
 from fastapi_prisma_session import PrismaSessionStore
+from fastapi_prisma_session.dialects import for_database
+from fastapi_prisma_session.models import session_table
 from fastapi_prisma_session.pruning import (
     APP_RATE,
     BATCH_BUDGET,
@@ -286,3 +291,32 @@ async def test_the_pruner_measures_the_apps_transactions_and_makes_way(migrated:
     assert quiet_rate < 50
     assert busy_rate > quiet_rate + 20
     assert busy_rest > quiet_rest
+
+
+async def test_a_prune_batch_finds_its_rows_by_primary_key_after_a_mass_expiry(migrated: str) -> None:
+    """After one UPDATE expired most rows, and before any ANALYZE (statistics that say hardly a row is
+    expired), a batch's DELETE still looks its rows up by primary key: read through the expiresAt index,
+    each batch would walk every expired row left, and a backlog would prune in quadratic time."""
+    await seed(migrated, expired=0, live=5000)
+    conn = await asyncpg.connect(migrated)
+    try:
+        await conn.execute('ANALYZE "Session"')
+        await conn.execute(
+            """UPDATE "Session" SET "expiresAt" = (now() AT TIME ZONE 'utc') - interval '1 hour'
+            WHERE sid <= 'live3'"""
+        )
+        sql = for_database("postgresql", session_table(), prune_batch_size=MAX_BATCH)
+        statement = str(sql.prune_batch.compile(dialect=postgresql.dialect()))
+        plain = re.sub(r"%\((\w+)\)s", lambda found: {"now": "$1", "batch_size": "$2"}[found[1]], statement)
+        prepared = await conn.prepare(f"EXPLAIN {plain}")
+        now = datetime.now(UTC).replace(tzinfo=None)
+        plan = [row[0] for row in await prepared.fetch(now, 500)]
+    finally:
+        await conn.close()
+    # The DELETE's own scan: the lines after its InitPlan (the subquery that finds the batch).
+    [init] = [n for n, line in enumerate(plan) if "InitPlan" in line]
+    depth = len(plan[init]) - len(plan[init].lstrip())
+    outer = next(n for n in range(init + 1, len(plan)) if len(plan[n]) - len(plan[n].lstrip()) <= depth)
+    scan = "\n".join(plan[outer:])
+    assert '"Session_pkey"' in scan, plan
+    assert "expiresAt" not in scan, plan

@@ -12,7 +12,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from sqlalchemy import Index, Integer, MetaData, Text, bindparam, delete, func, insert, select, update
+from sqlalchemy import Index, Integer, MetaData, Text, and_, bindparam, delete, func, insert, select, update
 from sqlalchemy.schema import CreateIndex, DropIndex
 
 from ..models import session_table
@@ -122,9 +122,8 @@ class SQLDialect(ABC):
 
         self.upsert: Executable = self.build_upsert()
         # The batch's size is a parameter (`batch_size`): the pruner sizes each batch to the database's pace.
-        # Its rows are expired again when deleted: a row touched since the subquery found it stays.
         batch_size = bindparam("batch_size", type_=Integer)
-        self.prune_batch: Delete = delete(table).where(self.in_prune_batch(batch_size), self.expired())
+        self.prune_batch: Delete = delete(table).where(self.prune_condition(batch_size))
         self.prune_batch_returning: Executable = self.deleted(self.prune_batch)
 
     # -- what each database writes its own way -------------------------------------------------------
@@ -162,8 +161,13 @@ class SQLDialect(ABC):
         the expiry index."""
 
     def in_prune_batch(self, limit: ColumnElement[int]) -> ColumnElement[bool]:
-        """The prune batch's condition: the row is one of `expired_ids(limit)`."""
+        """The row is one of `expired_ids(limit)`."""
         return self.table.c.id.in_(self.expired_ids(limit))
+
+    def prune_condition(self, limit: ColumnElement[int]) -> ColumnElement[bool]:
+        """The prune batch's condition: the row is one of `expired_ids(limit)`, and is expired still when
+        it is deleted, so that a row touched after the subquery found it stays."""
+        return and_(self.in_prune_batch(limit), self.expired())
 
     @abstractmethod
     def matching(

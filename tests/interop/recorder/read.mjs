@@ -6,11 +6,16 @@
 //   node read.mjs --database postgresql|mariadb|sqlite --url URL --cookie 'connect.sid=s%3A...'...
 //                 [--table Session] [--expires-column expiresAt] [--secret S]... [--cookie-name connect.sid]
 //                 [--increment] [--no-touch] [--sqlite-timestamp-format iso8601|unixepoch-ms]
+//                 [--serializer FILE [--plain KEY]...]
 //
+// --serializer: a module whose encryptedSerializer(keys, {plain}) (docs/encryption.md) becomes the
+// store's serializer, with the keys in $SESSION_ENCRYPTION_KEYS (comma-separated, newest first).
 // stdout: one JSON object per --cookie, one a line, in order (see README.md). Exit status: 0 every
 // session was found and loaded, 3 one was not (JSON still printed), 2 bad arguments, 1 any other
 // failure (message on stderr).
 import { existsSync } from 'node:fs';
+import { resolve } from 'node:path';
+import { pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
 
 import cookieSignature from 'cookie-signature';
@@ -22,6 +27,7 @@ import { checkTableName, loadPrismaClient } from './lib/prisma.mjs';
 const USAGE = `usage: node read.mjs --database postgresql|mariadb|sqlite --url URL --cookie 'NAME=VALUE[; ...]'...
                     [--table Session] [--expires-column expiresAt] [--secret S]... [--cookie-name connect.sid]
                     [--increment] [--no-touch] [--sqlite-timestamp-format iso8601|unixepoch-ms]
+                    [--serializer FILE [--plain KEY]...]
 `;
 
 class UsageError extends Error {}
@@ -65,6 +71,8 @@ function parse() {
         increment: { type: 'boolean', default: false },
         'no-touch': { type: 'boolean', default: false },
         'sqlite-timestamp-format': { type: 'string' },
+        serializer: { type: 'string' },
+        plain: { type: 'string', multiple: true },
         help: { type: 'boolean', short: 'h' },
       },
     }));
@@ -140,7 +148,14 @@ async function main() {
   const prisma = new PrismaClient({ adapter: makeAdapter(options.database, options.url, adapterOptions) });
   // The request in flight: its cookie's id, and what express-session loaded for it.
   const seen = { sid: null, found: false, before: null };
+  const store = {};
+  if (options.serializer) {
+    const { encryptedSerializer } = await import(pathToFileURL(resolve(options.serializer)).href);
+    const keys = (process.env.SESSION_ENCRYPTION_KEYS ?? '').split(',').filter(Boolean);
+    store.serializer = encryptedSerializer(keys, { plain: options.plain ?? [] });
+  }
   const app = await startApp(prisma, {
+    store,
     session: { secret: options.secrets, name: options['cookie-name'], maxAge: options.maxAge },
     touch: !options['no-touch'],
     onRequest(req) {
