@@ -11,7 +11,9 @@ there).
 from __future__ import annotations
 
 import contextlib
+import gc
 import os
+import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -54,8 +56,8 @@ def middleware() -> list[Middleware]:
         from benchmarks.floor import FloorSessionMiddleware
 
         if VARIANT == "floor+imports":
-            # The floor in a process that has imported what ours imports (SQLAlchemy, SQLModel, pydantic),
-            # used for nothing: every full garbage collection walks their objects, as it does ours'.
+            # The floor in a process that has imported what ours imports, used for nothing: every full
+            # garbage collection walks their objects, as it does ours'.
             import fastapi_prisma_session  # noqa: F401
 
         async def load_floor(request: Request) -> None:
@@ -76,8 +78,34 @@ def middleware() -> list[Middleware]:
 
         url = DATABASE_URL + "?pgbouncer=true" if PGBOUNCER else DATABASE_URL
         store = PrismaSessionStore(url, db_record_id_is_session_id=True)
+        statistics.append(store.statistics.as_dict)
         return [Middleware(Ours, store=store, secret=SECRET, max_age=7 * 24 * 3600, secure=False)]
     raise SystemExit(f"unknown BENCH_VARIANT {VARIANT!r}")
+
+
+# What the benchmark reads between runs: ours' statement counters, and every variant's collector pauses.
+statistics: list[Callable[[], dict[str, int]]] = []
+gc_pauses: list[float] = []
+_gc_started = [0.0]
+
+
+def _time_collections(phase: str, info: dict[str, int]) -> None:
+    if phase == "start":
+        _gc_started[0] = time.perf_counter()
+    else:
+        gc_pauses.append(time.perf_counter() - _gc_started[0])
+
+
+gc.callbacks.append(_time_collections)
+
+
+async def measurements(request: Request) -> JSONResponse:
+    """The statements sent so far (ours only) and the collector's pauses since the last call, which
+    clears them."""
+    pauses = list(gc_pauses)
+    gc_pauses.clear()
+    counters = statistics[0]() if statistics else None
+    return JSONResponse({"statements": counters, "gc_max_pause_ms": max(pauses, default=0.0) * 1000})
 
 
 def session_of(request: Request) -> Any:
@@ -108,9 +136,6 @@ _middleware = middleware()
 write_log: Callable[[], None] | None = None
 GC = set(os.environ.get("BENCH_GC", "").split(","))
 if GC & {"off", "freeze", "log"}:
-    import gc
-    import time
-
     if "log" in GC:
         pauses: list[tuple[float, int, float]] = []
         started: list[float] = [0.0]
@@ -142,6 +167,11 @@ async def lifespan(app: Starlette) -> AsyncIterator[None]:
 
 app = Starlette(
     lifespan=lifespan,
-    routes=[Route("/noop", noop), Route("/read", read), Route("/write", write, methods=["GET", "POST"])],
+    routes=[
+        Route("/noop", noop),
+        Route("/read", read),
+        Route("/write", write, methods=["GET", "POST"]),
+        Route("/_measurements", measurements),
+    ],
     middleware=_middleware,
 )

@@ -18,18 +18,16 @@ from __future__ import annotations
 
 import argparse
 import os
-import re
 import shutil
 import subprocess
 import sys
-import tempfile
 import time
-from dataclasses import dataclass
 
 import httpx
 from sqlalchemy.engine import make_url
 
 from benchmarks import peer_charts
+from benchmarks.wrk import Result, measured_run, run_wrk
 from tests.helpers import ROOT, free_port, mariadb_database, run_module, scratch_database
 from tests.pgbouncer import in_front_of_test_server
 
@@ -54,18 +52,6 @@ FROZEN_VARIANTS = ["none", "floor", "ours"]
 POOLED_VARIANTS = ["floor", "ours"]
 POOLED_SCENARIOS = [scenario for scenario in SCENARIOS if scenario[0] in ("read", "write")]
 POOLED_SERVER_CONNECTIONS = 10
-
-
-@dataclass
-class Result:
-    rps: float
-    p50_ms: float
-    p99_ms: float
-    errors: int
-    #: The database's statements per 1,000 requests, and the longest garbage-collector pause in the app's
-    #: process (ms), where the run measured them (optional columns and charts of the report).
-    statements_per_1000: float | None = None
-    gc_max_pause_ms: float | None = None
 
 
 def start_server(
@@ -117,49 +103,6 @@ def make_sessions(base: str, count: int, *, distinct: bool = True) -> list[str]:
     return cookies
 
 
-LUA = """
-local cookies = {%s}
-local i = 0
-request = function()
-  i = i + 1
-  if #cookies == 0 then return wrk.format("%s", "%s") end
-  return wrk.format("%s", "%s", {["Cookie"] = cookies[(i %% #cookies) + 1]})
-end
-"""
-
-
-def run_wrk(
-    base: str, method: str, path: str, cookies: list[str], duration: float, connections: int
-) -> Result:
-    quoted = ", ".join('"' + c.replace("\\", "\\\\").replace('"', '\\"') + '"' for c in cookies)
-    with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as script:
-        script.write(LUA % (quoted, method, path, method, path))
-    try:
-        command = ["wrk", "-t1", f"-c{connections}", f"-d{duration:g}s", "--latency", "-s", script.name, base]
-        output = subprocess.run(command, capture_output=True, text=True, check=True).stdout
-    finally:
-        os.unlink(script.name)
-    return parse_wrk(output)
-
-
-def _ms(value: str, unit: str) -> float:
-    return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
-
-
-def parse_wrk(output: str) -> Result:
-    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", output).group(1))  # type: ignore[union-attr]
-    p50 = re.search(r"^\s+50%\s+([\d.]+)(us|ms|s)\s*$", output, re.M)
-    p99 = re.search(r"^\s+99%\s+([\d.]+)(us|ms|s)\s*$", output, re.M)
-    errors = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", output)
-    socket_errors = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", output)
-    count = int(errors.group(1)) if errors else 0
-    if socket_errors:
-        count += sum(int(n) for n in socket_errors.groups())
-    if p50 is None or p99 is None:
-        raise SystemExit(f"could not read wrk's latency distribution:\n{output}")
-    return Result(rps, _ms(*p50.groups()), _ms(*p99.groups()), count)
-
-
 def bench(
     database_url: str,
     duration: float,
@@ -195,7 +138,7 @@ def bench(
                     base = servers[variant][1]
                     pool = cookies[variant] if with_cookie else []
                     run_wrk(base, method, path, pool, 1, connections)  # warm-up
-                    result = run_wrk(base, method, path, pool, duration, connections)
+                    result = measured_run(base, method, path, pool, duration, connections)
                     previous = best[variant].get(label)
                     if previous is None or result.rps > previous.rps:
                         best[variant][label] = result
@@ -352,7 +295,7 @@ def main() -> None:
     parser.add_argument("--duration", type=float, default=5)
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--sessions", type=int, default=300)
-    parser.add_argument("--connections", type=int, default=16)
+    parser.add_argument("--connections", type=int, default=32, help="wrk's -c")
     parser.add_argument("--record", action="store_true", help="write the results to docs/benchmarks.md")
     parser.add_argument(
         "--pgbouncer-only", action="store_true", help="run only ours and the floor through PgBouncer"

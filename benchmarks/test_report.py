@@ -11,8 +11,9 @@ import pytest
 
 from benchmarks import mass_expiry, page, peer_charts
 from benchmarks.charts import bar_chart, line_chart
-from benchmarks.run import SCENARIOS, VARIANTS, Result, parse_wrk, ratios, report, report_pooled
+from benchmarks.run import SCENARIOS, VARIANTS, ratios, report, report_pooled
 from benchmarks.scale import prune_chart
+from benchmarks.wrk import Result, parse_wrk
 
 SVG = "{http://www.w3.org/2000/svg}"
 
@@ -36,7 +37,7 @@ Transfer/sec:      1.75MB
 
 def test_parse_wrk_reads_throughput_percentiles_and_errors() -> None:
     result = parse_wrk(WRK_OUTPUT)
-    assert result == Result(rps=11983.21, p50_ms=1.28, p99_ms=0.85, errors=7)
+    assert result == Result(rps=11983.21, p50_ms=1.28, p99_ms=0.85, errors=7, requests=47932)
 
 
 def test_parse_wrk_without_a_latency_distribution_says_so() -> None:
