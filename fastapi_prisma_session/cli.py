@@ -266,7 +266,7 @@ def unreachable(error: Exception) -> str:
 def safe_url(url: str) -> str:
     try:
         return make_url(url).render_as_string(hide_password=True)
-    except ArgumentError:
+    except (ArgumentError, ValueError):  # ConfigurationError is a ValueError
         return "the database URL"
 
 
@@ -274,8 +274,8 @@ def unsupported(url: str) -> str | None:
     """Why `url` cannot be migrated, before anything is tried; None when it can."""
     try:
         backend = make_url(driver_url(url)).get_backend_name()
-    except ArgumentError as error:
-        return str(error)
+    except (ArgumentError, ValueError) as error:  # a malformed URL, host list or port
+        return one_line(error) if not isinstance(error, ConfigurationError) else str(error)
     problem = unsupported_database(backend)
     if problem:
         return problem.replace(f"the {backend!r} database", backend)

@@ -47,6 +47,12 @@ def _signer(session: Session) -> Signer:
     return signer
 
 
+# Tokens are sent in base64url, which forms and URLs carry as they are ("+" in a form body reads as a
+# space); the signer's signatures are standard base64.
+_TO_URLSAFE = str.maketrans("+/", "-_")
+_FROM_URLSAFE = str.maketrans("-_", "+/")
+
+
 def _message(sid: str, secret: str) -> str:
     # OWASP's message: the id's length first, so that no (id, secret) pair reads as another.
     return f"{len(sid)}!{sid}!{secret}"
@@ -59,7 +65,7 @@ async def csrf_token(connection: HTTPConnection) -> str:
     secret = session.get(CSRF_KEY)
     if not isinstance(secret, str):
         secret = session[CSRF_KEY] = secrets.token_urlsafe(32)
-    return _signer(session).signature(_message(session.id, secret))
+    return _signer(session).signature(_message(session.id, secret)).translate(_TO_URLSAFE)
 
 
 async def _given_token(request: Request) -> str | None:
@@ -84,7 +90,7 @@ async def require_csrf(request: Request) -> None:
         raise HTTPException(403, INVALID)
     message = _message(session.id, secret)
     # unsign compares with hmac.compare_digest, against the signature of each of the secrets.
-    if _signer(session).unsign(f"{message}.{given}") != message:
+    if _signer(session).unsign(f"{message}.{given.translate(_FROM_URLSAFE)}") != message:
         raise HTTPException(403, INVALID)
 
 

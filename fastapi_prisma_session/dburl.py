@@ -69,6 +69,8 @@ class DatabaseURL:
                 number: int | None = int(port)
             except ValueError:
                 raise ConfigurationError(f"not a database URL: its port {port!r} is not a number") from None
+            if not 0 < int(port) < 65536:
+                raise ConfigurationError(f"the URL's port {number} is not a port number, 1 to 65535")
         else:
             number = None
         username, password, database = (

@@ -120,7 +120,9 @@ class Encryption:
     def seal(self, data: Mapping[str, Any], dumps: Callable[[Any], str]) -> dict[str, Any]:
         """`data` as stored: its readable keys, and the rest serialized by `dumps` and sealed."""
         plain = self.plain
-        hidden = {key: value for key, value in data.items() if key not in plain}
+        # The user_key field is sealed too: its readable copy serves the index, the sealed one the session,
+        # so that editing the readable copy in the table cannot change whose session it is.
+        hidden = {key: value for key, value in data.items() if key not in _ALWAYS_PLAIN}
         header = f"{VERSION}.{self.current}"
         nonce = os.urandom(NONCE_BYTES)
         sealed = self._ciphers[self.current].encrypt(nonce, dumps(hidden).encode(), header.encode())
@@ -145,7 +147,9 @@ class Encryption:
             raise UnreadableEnvelope(f"fails authentication with key {kid}") from None
         if not isinstance(hidden, dict):
             raise UnreadableEnvelope("does not hold an object")
-        data = {key: value for key, value in stored.items() if key != ENVELOPE_KEY}
+        # Only the cookie is taken from the readable part: any other readable key, added or changed by
+        # whoever can write to the table, is not the session's.
+        data = {key: stored[key] for key in _ALWAYS_PLAIN if key in stored}
         data.update(hidden)
         return data
 

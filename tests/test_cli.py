@@ -64,6 +64,11 @@ def test_migrate_sql_prints_the_ddl_and_touches_nothing(capsys: pytest.CaptureFi
         (["prune", "--database-url", "postgresql://fps_no_such_role@127.0.0.1:5432/postgres"], 1, "refused"),
         (["prune", "--database-url", "mysql://fps_no_such_role@127.0.0.1:3306/mysql"], 1, "refused"),
         (["prune", "--database-url", "sqlite:///x.db", "--batch-size", "0"], 2, "prune_batch_size"),
+        (["migrate", "--database-url", "postgresql://u@h1:5432,h2:abc/db"], 2, "1 to 65535"),
+        (["prune", "--database-url", "postgresql://u@h1:5432,h2:abc/db"], 2, "1 to 65535"),
+        (["migrate", "--sql", "--database-url", "mysql://u@h1:3306,h2:abc/db"], 2, "1 to 65535"),
+        (["prune", "--database-url", "mysql://u@h1:3306,h2:abc/db"], 2, "1 to 65535"),
+        (["prune", "--database-url", "postgresql://postgres@127.0.0.1:99999/postgres"], 2, "1 to 65535"),
     ],
 )
 def test_mistakes_and_unreachable_databases_are_one_line_and_an_exit_code(

@@ -157,6 +157,19 @@ async def test_a_row_no_key_opens_is_a_fresh_session_and_one_warning(
         assert SECRET_VALUE not in caplog.text
 
 
+async def test_readable_keys_written_beside_the_envelope_are_not_the_sessions(
+    make_store: MakeStore, engine: AsyncEngine
+) -> None:
+    """Whoever can write to the table cannot change whose session it is, nor add values to it."""
+    store = make_store(encryption_keys=[NEW], user_key="user_id")
+    await store.create_table()
+    await store.set("s", {"cookie": COOKIE, "user_id": 9, "role": "user"})
+    data = json.loads((await rows(engine))["s"]["data"])
+    data.update({"user_id": 1, "is_admin": True, "role": "admin"})
+    await set_data(engine, "s", json.dumps(data))
+    assert await store.get("s") == {"cookie": COOKIE, "user_id": 9, "role": "user"}
+
+
 async def test_log_out_everywhere_finds_a_users_encrypted_sessions(
     make_store: MakeStore, engine: AsyncEngine
 ) -> None:

@@ -33,6 +33,7 @@ def sqlalchemy_url(url: str) -> str:
         return url
     if any(not entry for entry in hosts.split(",")):
         raise ConfigurationError(f"the URL's host list has an empty entry: {hosts!r}")
+    parse_hosts(hosts.split(","))  # each entry a host and a port, refused here rather than at a connect
     path, _, query = rest[end:].removeprefix("/").partition("?")
     listed = "&".join(f"host={entry}" for entry in hosts.split(","))
     return f"{scheme}://{userinfo}{at}/{path}?{listed}{'&' if query else ''}{query}"
@@ -49,8 +50,10 @@ def parse_hosts(value: str | Sequence[str], default_port: int | None = None) -> 
             port = rest.removeprefix(":") or port
         elif entry.count(":") == 1:
             host, _, port = entry.partition(":")
-        if not host or not port.isdigit():
-            raise ValueError(f"not a host and port: {entry!r}")
+        if not host or not (port.isascii() and port.isdigit() and 0 < int(port) < 65536):
+            raise ConfigurationError(
+                f"the URL's host list gives {entry!r}: a host and a port number, 1 to 65535, are needed"
+            )
         hosts.append((host, int(port)))
     return hosts
 
