@@ -344,11 +344,16 @@ def run_reencrypt(args: argparse.Namespace) -> int:
         print(f"error: {one_line(error)}", file=sys.stderr)
         return 2
     try:
-        asyncio.run(rekeying.run(store, args))
+        asyncio.run(rekeying.run(store, args, say))
     except Exception as error:  # the database's refusal, an outage, or a bug: one line all the same
         print(f"error: cannot re-encrypt {safe_url(args.database_url)}: {one_line(error)}", file=sys.stderr)
         return 1
     return 0
+
+
+def say(line: str, progress: bool) -> None:
+    """A command's report: progress on stderr, the result on stdout."""
+    print(line, file=sys.stderr if progress else sys.stdout, flush=True)
 
 
 def one_line(error: BaseException) -> str:

@@ -9,7 +9,6 @@ that cannot be decrypted are left as they are, and counted.
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -140,7 +139,11 @@ def store_for(args: argparse.Namespace) -> PrismaSessionStore:
     )
 
 
-async def run(store: PrismaSessionStore, args: argparse.Namespace) -> Rekeyed:
+async def run(
+    store: PrismaSessionStore, args: argparse.Namespace, say: Callable[[str, bool], None]
+) -> Rekeyed:
+    """The command: re-encrypts the table, and tells `say(line, progress)` how it goes (the command line
+    prints progress lines on stderr, the total on stdout)."""
     started = last_report = time.monotonic()
 
     def report(done: Rekeyed) -> None:
@@ -149,18 +152,15 @@ async def run(store: PrismaSessionStore, args: argparse.Namespace) -> Rekeyed:
         if not args.quiet and now - last_report >= args.progress_every:
             last_report = now
             rate = done.read / (now - started) if now > started else 0.0
-            print(
-                f"… {done.read} read, {done.rewritten} re-encrypted so far ({rate:.0f} rows/s)",
-                file=sys.stderr,
-                flush=True,
-            )
+            say(f"… {done.read} read, {done.rewritten} re-encrypted so far ({rate:.0f} rows/s)", True)
 
     async with store:
         done = await reencrypt(store, batch_size=args.batch_size, progress=report)
     if not args.quiet:
         elapsed = time.monotonic() - started
-        print(
+        say(
             f're-encrypted {done.rewritten} of {done.read} sessions in "{store.table_name}" in '
-            f"{elapsed:.1f} s; {done.unreadable} could not be decrypted"
+            f"{elapsed:.1f} s; {done.unreadable} could not be decrypted",
+            False,
         )
     return done
