@@ -5,15 +5,16 @@ table is made beforehand (with SQLAlchemy, in this test's process)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
-from sqlalchemy.engine import make_url
 
 from fastapi_prisma_session import PrismaSessionStore
+from tests.helpers import scratch_database
 
 SERVER = """
 import asyncio, json, sys
@@ -80,11 +81,18 @@ async def made(url: str) -> None:
 def test_a_serving_process_imports_no_sqlalchemy(
     database: str, tmp_path: Path, request: pytest.FixtureRequest
 ) -> None:
-    if database == "sqlite":
-        url = f"sqlite:///{tmp_path / 'sessions.db'}"
-    else:
-        given = make_url(request.getfixturevalue("postgres_url"))
-        url = given.set(drivername="postgresql").render_as_string(hide_password=False)
+    with contextlib.ExitStack() as stack:
+        if database == "sqlite":
+            url = f"sqlite:///{tmp_path / 'sessions.db'}"
+        else:
+            request.getfixturevalue("postgres_url")  # the server is there (under CI=true, or fail)
+            # A database of its own: a table left in the run's shared one would be drift to the tests
+            # that compare that database with the package's migrations.
+            url = stack.enter_context(scratch_database("fps_no_sqlalchemy", migrate=False))
+        serve_and_check(url, tmp_path)
+
+
+def serve_and_check(url: str, tmp_path: Path) -> None:
     asyncio.run(made(url))
     script = tmp_path / "server.py"
     script.write_text(SERVER)
