@@ -6,10 +6,13 @@ and is the backend a `Session` asks to save, destroy or reload itself.
 
 from __future__ import annotations
 
+import inspect
 import secrets as random_source
 from collections.abc import Callable
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, TypeAlias
+
+from starlette.requests import Request
 
 from .cookies import (
     ABSOLUTE_KEY,
@@ -22,7 +25,7 @@ from .cookies import (
     parse_iso_utc,
 )
 from .durations import LIFETIME_CEILING, Duration, to_seconds, utcnow
-from .exceptions import ConfigurationError
+from .exceptions import ConfigurationError, StoreUnavailableError
 from .logs import middleware_logger as logger
 from .logs import redact
 from .session import Session, SessionState, data_of, mark_saved, state_of
@@ -36,6 +39,13 @@ DEFAULT_MAX_AGE = 14 * 24 * 3600
 # fraction of its lifetime.
 DEFAULT_TOUCH_FRACTION = 0.1
 Unset = Literal["keep", "destroy"]
+# True: express-session's rolling, a refresh on every response; "throttled": at most once per touch_after.
+Rolling: TypeAlias = bool | Literal["throttled"]
+# `genid()`, or express-session's `genid(req)` with the Starlette request.
+GenId: TypeAlias = Callable[[], str] | Callable[[Request], str]
+# What a genid that takes the request gets outside one (testing.create_session): a GET of / without
+# headers.
+NO_REQUEST = {"type": "http", "method": "GET", "path": "/", "query_string": b"", "headers": []}
 
 
 class SessionLifecycle:
@@ -48,17 +58,24 @@ class SessionLifecycle:
         cookie: CookieAttributes,
         *,
         max_age: Duration | None = DEFAULT_MAX_AGE,
-        rolling: bool = False,
+        rolling: Rolling = False,
         resave: bool = False,
         save_uninitialized: bool = False,
         unset: Unset = "keep",
-        genid: Callable[[], str] | None = None,
+        genid: GenId | None = None,
         touch_after: Duration | None = None,
         absolute_timeout: Duration | None = None,
     ) -> None:
         check_choice("unset", unset, ("keep", "destroy"))
+        check_choice("rolling", rolling, (False, True, "throttled"))
         if genid is not None and not callable(genid):
             raise ConfigurationError("genid must be a callable that returns a new session id")
+        if rolling is True and touch_after is not None:
+            raise ConfigurationError(
+                "touch_after does nothing with rolling=True, which refreshes the session on every response "
+                "as express-session does: for a refresh at most once per touch_after, pass "
+                "rolling='throttled'"
+            )
         self.store = store
         self.signer = signer
         self.cookie = cookie
@@ -69,16 +86,24 @@ class SessionLifecycle:
             absolute_timeout, "absolute_timeout", allow_zero=False, ceiling=LIFETIME_CEILING
         )
         self.absolute_timeout = None if absolute is None else timedelta(seconds=absolute)
-        self.rolling = rolling
+        self.rolling = rolling is not False  # either kind: a refresh re-sends the cookie
+        # express-session's rolling: every response refreshes the session its cookie names.
+        self.rolls_every = rolling is True
         self.resave = resave
         self.save_uninitialized = save_uninitialized
+        self._commit_unused = save_uninitialized or self.rolls_every  # one test when both are off
         self.unset = unset
-        self._genid = genid or _default_genid
+        self._genid: Callable[..., str] = genid or _default_genid
+        #: genid takes the request: the middleware gives each session its scope (see new_id).
+        self.genid_takes_request = genid is not None and _takes_request(genid)
 
     # -- the session's backend -----------------------------------------------------------------------
 
-    def new_id(self) -> str:
-        sid = self._genid()
+    def new_id(self, state: SessionState) -> str:
+        if self.genid_takes_request:
+            sid = self._genid(Request(getattr(state, "scope", NO_REQUEST)))
+        else:
+            sid = self._genid()
         if not is_valid_session_id(sid):
             raise ValueError(f"genid must return 1 to 255 visible ASCII characters, returned {sid!r:.80}")
         return sid
@@ -196,7 +221,10 @@ class SessionLifecycle:
         """Whether the response must look at the session. The commonest responses, a new session nobody
         touched and a session the route never loaded, cost nothing more than this test."""
         if not session.loaded:
-            return not kept or (self.save_uninitialized and session.is_new)
+            # Unused: a new session is saved only uninitialized, a stored one refreshed only by rolling=True.
+            return not kept or (
+                self._commit_unused and (self.save_uninitialized if session.is_new else self.rolls_every)
+            )
         return state_of(session).accessed or not session.is_new or self.save_uninitialized or not kept
 
     async def commit(self, session: Session, *, kept: bool, failed: bool = False) -> str | None:
@@ -212,22 +240,31 @@ class SessionLifecycle:
         elif not kept:
             if self.unset == "destroy":
                 await session.destroy()
-        elif not session.loaded and not (session.is_new and self.save_uninitialized):
-            return None  # the route never used the session: nothing to write, not even a touch
-        elif session.is_new:
-            if not session.loaded:
+        elif not session.loaded:
+            if session.is_new:
+                if not self.save_uninitialized:
+                    return None  # the route never used the session: nothing to write, not even a touch
                 await session.load()  # a request without a cookie, saved uninitialized: no query
+                await self.save(session)
+            elif not self.rolls_every or not await self._load_to_roll(session):
+                return None
+            elif not session.is_new:
+                await self._touch_if_due(session, state)
+        elif session.is_new:
             if state.modified or (self.save_uninitialized and not state.dropped):
                 await self.save(session)
         # Keys changed, touch() was called, or the cookie got a new max_age; or resave.
         elif state.modified or state.refresh or session.cookie.changed or self.resave:
             changed = state.modified
+            # As express-session, resave alone rewrites the row but does not re-send the cookie.
+            resend = changed or state.refresh or session.cookie.changed or self.rolling or state.send_cookie
             if not await self.save(session) and changed:
                 logger.warning(
                     "session %s was ended by another request (a logout?) while this one changed it; "
                     "its changes were dropped",
                     redact(session.id),
                 )
+            state.send_cookie = state.send_cookie and resend
         elif self.rolling or session.cookie.original_max_age is None:
             await self._touch_if_due(session, state)
 
@@ -242,8 +279,20 @@ class SessionLifecycle:
             return self.cookie.clear_cookie(secure)
         return None
 
+    async def _load_to_roll(self, session: Session) -> bool:
+        """rolling=True, for a route that never used the session its cookie names: load it, so that its
+        expiry moves as express-session's would. False when the database cannot be reached: the route's
+        response goes out as it is, without the refresh (logged)."""
+        try:
+            await session.load()
+        except StoreUnavailableError as error:
+            logger.warning("%r was not refreshed (rolling): %s", session, error)  # repr: its redacted id
+            return False
+        return True
+
     async def _touch_if_due(self, session: Session, state: SessionState) -> None:
-        """Refresh an unchanged session's expiry, at most once per `touch_after`."""
+        """Refresh an unchanged session's expiry: on every response with rolling=True, else at most once
+        per `touch_after`."""
         now = utcnow()
         cookie = SessionCookie(session.cookie.original_max_age, started=False)
         cookie.reset(now)
@@ -254,11 +303,13 @@ class SessionLifecycle:
         for_ttl = {**patch, **data_of(session)} if self.store.rows.ttl_reads_session else patch
         sid = session.id
         expires_at = self._row_expiry(sid, state, for_ttl, cookie.expires, now)
-        lifetime = (expires_at - now).total_seconds()
-        touch_after = self.touch_after if self.touch_after is not None else lifetime * DEFAULT_TOUCH_FRACTION
         row_expires = state.row_expires
-        if row_expires is not None and (expires_at - row_expires).total_seconds() < touch_after:
-            return
+        if not self.rolls_every and row_expires is not None:
+            touch_after = self.touch_after
+            if touch_after is None:
+                touch_after = (expires_at - now).total_seconds() * DEFAULT_TOUCH_FRACTION
+            if (expires_at - row_expires).total_seconds() < touch_after:
+                return
         # One statement while the row is as loaded; else only the cookie is applied to what is stored.
         payload = self._payload(data_of(session), state, cookie)
         expected = state.loaded_text
@@ -273,3 +324,19 @@ class SessionLifecycle:
 
 def _default_genid() -> str:
     return random_source.token_urlsafe(24)
+
+
+def _takes_request(genid: Callable[..., str]) -> bool:
+    """Whether `genid` is called with the request (express-session's `genid(req)`): when it needs one
+    positional argument. One that can be called with none (`secrets.token_hex`) gets none."""
+    try:
+        signature = inspect.signature(genid)
+    except (TypeError, ValueError):
+        return False  # a builtin without a signature: called as it was before
+    for arguments in ((), (None,)):
+        try:
+            signature.bind(*arguments)
+        except TypeError:
+            continue
+        return bool(arguments)
+    raise ConfigurationError(f"genid must take no argument or one (the request), not {signature}")

@@ -21,7 +21,7 @@ import asyncio
 import inspect
 import logging
 import re
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Sequence
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -29,7 +29,7 @@ from .cookies import CookieAttributes, Priority, SameSite, Secure, path_matches
 from .deadlines import not_on_asyncio
 from .durations import Duration
 from .exceptions import ConfigurationError, StoreSetupError, StoreUnavailableError, TableMissingError
-from .lifecycle import DEFAULT_MAX_AGE, SessionLifecycle, Unset
+from .lifecycle import DEFAULT_MAX_AGE, GenId, Rolling, SessionLifecycle, Unset
 from .logs import middleware_logger as logger
 from .responses import add_session_headers, refuse
 from .session import Session, state_of
@@ -77,21 +77,21 @@ class SessionMiddleware(metaclass=_BuiltOrReported):
         store: where sessions live.
         secret: the key that signs the cookie, or a list of keys: the first signs, all verify (rotation).
         cookie_name: the cookie's name; express-session's default is `connect.sid`.
-        max_age: cookie and session lifetime in seconds or a timedelta; None for a cookie that ends with
-            the browser session.
+        max_age: cookie and session lifetime (seconds or a timedelta); None: a browser-session cookie.
         path, domain, httponly, samesite, partitioned, priority: the cookie's attributes.
         secure: True, False, or "auto" (Secure when the request came over https).
         proxy: trust `X-Forwarded-Proto` when deciding whether the request is https.
-        rolling: re-send the cookie with a fresh expiry on every response (the stored expiry is rewritten
-            at most once per `touch_after`).
-        resave: save the session on every response even when it was not modified.
-        save_uninitialized: save new sessions that were never modified (default: anonymous traffic costs
-            no rows).
-        unset: what happens to the stored session when the app removes `scope["session"]`:
-            "keep" leaves it, "destroy" deletes it.
-        genid: `callable() -> str` that makes new session ids; default 24 random bytes, URL-safe.
-        touch_after: seconds that must pass before an unchanged session's expiry is rewritten; default a
-            tenth of its lifetime.
+        rolling: True: every response re-sends the cookie with a fresh expiry and moves the row's, as
+            express-session's (a route that never used the session loads it for that). "throttled": both
+            at most once per `touch_after`, on the requests that load the session.
+        resave: save a loaded session on every response even when it was not modified (as in
+            express-session, that alone does not re-send the cookie).
+        save_uninitialized: save new sessions never modified (off: anonymous traffic costs no rows).
+        unset: when the app removes `scope["session"]`, "keep" leaves the stored row, "destroy" deletes it.
+        genid: `callable() -> str` or `callable(request) -> str` (given the Starlette `Request`) that
+            makes new session ids; default 24 random bytes, URL-safe.
+        touch_after: seconds that must pass before an unchanged session's expiry is rewritten, with
+            rolling="throttled" and for browser-session cookies; default a tenth of its lifetime.
         absolute_timeout: seconds after which a session ends however active it is (OWASP's absolute
             timeout; `max_age` is the idle one). Default: none.
         autoload: load the session before the app runs, so that sync code can use `request.session`:
@@ -121,11 +121,11 @@ class SessionMiddleware(metaclass=_BuiltOrReported):
         samesite: SameSite | Literal[False] | None = "lax",
         partitioned: bool = False,
         priority: Priority | None = None,
-        rolling: bool = False,
+        rolling: Rolling = False,
         resave: bool = False,
         save_uninitialized: bool = False,
         unset: Unset = "keep",
-        genid: Callable[[], str] | None = None,
+        genid: GenId | None = None,
         proxy: bool = False,
         touch_after: Duration | None = None,
         absolute_timeout: Duration | None = None,
@@ -205,6 +205,8 @@ class SessionMiddleware(metaclass=_BuiltOrReported):
             session = lifecycle.lazy(sid, secure)
         scope["session"] = session
         scope.setdefault("state", {})["session"] = session
+        if lifecycle.genid_takes_request:
+            state_of(session).scope = scope
         # answered: the app's answer can no longer be replaced by the middleware's own (a 503, or a
         # websocket close with 1011) when its session turns out to be unavailable.
         answered = failed = False

@@ -33,7 +33,9 @@ __all__ = ["NOT_LOADED", "Session", "SessionBackend", "SessionState", "data_of",
 class SessionBackend(Protocol):
     """What a session asks of whoever loads and saves it (the middleware's `SessionLifecycle`)."""
 
-    def new_id(self) -> str: ...
+    def new_id(self, state: SessionState) -> str:
+        """A new session id; `state` is the session's, which may carry the request's scope."""
+        ...
 
     def new_cookie(self) -> SessionCookie: ...
 
@@ -82,7 +84,7 @@ class Session(SessionData):
         """The session id (the `sid` column). A new session gets one the first time it is asked for."""
         self._use()
         if self._id is None:
-            self._id = self._backend.new_id()
+            self._id = self._backend.new_id(self._state)
         return self._id
 
     @property
@@ -151,7 +153,7 @@ class Session(SessionData):
         old = self._id
         if keep_data and not self.is_new:
             state.accessed = True
-            new = self._backend.new_id()
+            new = self._backend.new_id(state)
             moved = await self._backend.rename(self.id, new)
             self._id, state.dropped = new, True
             if moved:

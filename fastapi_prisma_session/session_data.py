@@ -15,7 +15,7 @@ method is overridden so that each read checks the session is loaded and each cha
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, MutableMapping
 from typing import TYPE_CHECKING, Any
 
 from .cookies import ABSOLUTE_KEY, COOKIE_KEY, MOVED_KEY
@@ -276,9 +276,12 @@ class SessionState:
         "refresh",
         "removed",
         "row_expires",
+        "scope",
         "secure",
         "send_cookie",
     )
+    #: The request's ASGI scope, for a `genid` that takes the request: set by the middleware only then.
+    scope: MutableMapping[str, Any]
 
     def __init__(self, secure: bool) -> None:
         self.secure = secure  # the request came over https

@@ -117,6 +117,15 @@ async def check_node_app(ns: dict[str, Any]) -> None:
     assert response.status_code == 404
 
 
+async def check_rolling_app(ns: dict[str, Any]) -> None:
+    await ready(ns["rolling_app"])
+    async with client(ns["rolling_app"]) as c:
+        sid = (await c.post("/visit", headers={"x-tenant": "acme"})).json()["id"]
+        renewed = await c.get("/ping")
+    assert sid.startswith("acme-")
+    assert "set-cookie" in renewed.headers  # rolling: a route that never used the session renews it
+
+
 async def check_starlette_guide(ns: dict[str, Any]) -> None:
     await ready(ns["app"])
     async with client(ns["app"]) as c:
@@ -255,7 +264,7 @@ CHECKS: dict[str, dict[str, Callable[[dict[str, Any]], Awaitable[None]]]] = {
     "docs/deploying/galera.md": {"galera_store": check_galera},
     "docs/deploying/postgresql-failover.md": {"failover_store": check_host_list},
     "docs/scale.md": {"log_out_everywhere": check_log_out_everywhere},
-    "docs/guides/express-session.md": {"node_app": check_node_app},
+    "docs/guides/express-session.md": {"node_app": check_node_app, "rolling_app": check_rolling_app},
     "docs/guides/starlette.md": {"whoami": check_starlette_guide},
     "docs/guides/starsessions.md": {"sign_in": check_starsessions_guide},
     "docs/logging.md": {"logging": check_logging},

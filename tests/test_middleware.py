@@ -323,7 +323,7 @@ async def test_without_rolling_a_read_never_moves_the_expiry(
 async def test_rolling_refreshes_the_expiry_at_most_once_per_touch_after(
     store: PrismaSessionStore, engine: AsyncEngine, statements: StatementLog
 ) -> None:
-    async with await start(store, rolling=True, max_age=3600) as client:
+    async with await start(store, rolling="throttled", max_age=3600) as client:
         sid = (await client.post("/write")).json()["id"]
         statements.clear()
         response = await client.get("/read")  # just written: not due
@@ -341,10 +341,10 @@ async def test_rolling_refreshes_the_expiry_at_most_once_per_touch_after(
     assert json.loads(row["data"])["value"] == "x"
 
 
-async def test_rolling_with_touch_after_zero_refreshes_every_response(
+async def test_throttled_rolling_with_touch_after_zero_refreshes_every_response(
     store: PrismaSessionStore, statements: StatementLog
 ) -> None:
-    async with await start(store, rolling=True, touch_after=0) as client:
+    async with await start(store, rolling="throttled", touch_after=0) as client:
         await client.post("/write")
         statements.clear()
         first = await client.get("/read")

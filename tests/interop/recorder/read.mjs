@@ -6,7 +6,7 @@
 //   node read.mjs --database postgresql|mariadb|sqlite --url URL --cookie 'connect.sid=s%3A...'...
 //                 [--table Session] [--expires-column expiresAt] [--secret S]... [--cookie-name connect.sid]
 //                 [--increment] [--no-touch] [--sqlite-timestamp-format iso8601|unixepoch-ms]
-//                 [--serializer FILE [--plain KEY]...]
+//                 [--serializer FILE [--plain KEY]...] [--rolling] [--resave] [--age-ms N]
 //
 // --serializer: a module whose encryptedSerializer(keys, {plain}) (docs/encryption.md) becomes the
 // store's serializer, with the keys in $SESSION_ENCRYPTION_KEYS (comma-separated, newest first).
@@ -27,7 +27,7 @@ import { checkTableName, loadPrismaClient } from './lib/prisma.mjs';
 const USAGE = `usage: node read.mjs --database postgresql|mariadb|sqlite --url URL --cookie 'NAME=VALUE[; ...]'...
                     [--table Session] [--expires-column expiresAt] [--secret S]... [--cookie-name connect.sid]
                     [--increment] [--no-touch] [--sqlite-timestamp-format iso8601|unixepoch-ms]
-                    [--serializer FILE [--plain KEY]...]
+                    [--serializer FILE [--plain KEY]...] [--rolling] [--resave] [--age-ms N]
 `;
 
 class UsageError extends Error {}
@@ -70,6 +70,9 @@ function parse() {
         'max-age-ms': { type: 'string', default: String(MAX_AGE_MS) },
         increment: { type: 'boolean', default: false },
         'no-touch': { type: 'boolean', default: false },
+        rolling: { type: 'boolean', default: false },
+        resave: { type: 'boolean', default: false },
+        'age-ms': { type: 'string', default: '0' },
         'sqlite-timestamp-format': { type: 'string' },
         serializer: { type: 'string' },
         plain: { type: 'string', multiple: true },
@@ -97,13 +100,15 @@ function parse() {
   }
   const maxAge = Number(values['max-age-ms']);
   if (!Number.isSafeInteger(maxAge) || maxAge <= 0) throw new UsageError('--max-age-ms must be a positive integer');
+  const ageMs = Number(values['age-ms']);
+  if (!Number.isSafeInteger(ageMs) || ageMs < 0) throw new UsageError('--age-ms must be a whole number, 0 or more');
   const format = values['sqlite-timestamp-format'];
   if (format && (values.database !== 'sqlite' || !['iso8601', 'unixepoch-ms'].includes(format))) {
     throw new UsageError('--sqlite-timestamp-format is iso8601 or unixepoch-ms, and only for --database sqlite');
   }
   const url = normalizeUrl(values.database, values.url);
   if (values.database === 'sqlite' && !existsSync(url)) throw new UsageError(`no SQLite file at ${url}`);
-  return { ...values, url, maxAge, secrets: values.secret?.length ? values.secret : [SECRET] };
+  return { ...values, url, maxAge, ageMs, secrets: values.secret?.length ? values.secret : [SECRET] };
 }
 
 // One request with the Cookie header `cookie`; what express-session and Prisma made of it.
@@ -117,6 +122,11 @@ async function readOne(app, prisma, options, cookie, seen) {
   let rowError = null;
   try {
     row = sid === null ? null : await prisma.session.findUnique({ where: { sid } });
+    if (row !== null && options.ageMs > 0) {
+      // Moved back first, so that whether the request moves it shows however fast the request is.
+      const expiresAt = new Date(row.expiresAt.getTime() - options.ageMs);
+      row = await prisma.session.update({ where: { sid }, data: { expiresAt } });
+    }
   } catch (error) {
     rowError = String(error?.message ?? error);
   }
@@ -126,6 +136,7 @@ async function readOne(app, prisma, options, cookie, seen) {
   const body = await response.json();
   if (response.status !== 200) throw new Error(`HTTP ${response.status}: ${JSON.stringify(body)}`);
   const { found, before } = seen;
+  const after = row === null ? null : await prisma.session.findUnique({ where: { sid } });
   return {
     found,
     cookie_sid: sid,
@@ -133,6 +144,7 @@ async function readOne(app, prisma, options, cookie, seen) {
     row_id: row?.id ?? null,
     row_expires_at: row ? row.expiresAt.toISOString() : null, // expiresAt as Prisma reads it, ISO-8601 UTC
     row_error: rowError, // why Prisma could not read that row, if it could not
+    row_expires_at_after: after ? after.expiresAt.toISOString() : null, // the same row after the request
     session: before, // the session as loaded from the store (with its cookie), null if not found
     data: found ? userData(before) : null, // the user data as loaded
     data_after_request: options.increment ? body : found ? userData(before) : null,
@@ -156,7 +168,13 @@ async function main() {
   }
   const app = await startApp(prisma, {
     store,
-    session: { secret: options.secrets, name: options['cookie-name'], maxAge: options.maxAge },
+    session: {
+      secret: options.secrets,
+      name: options['cookie-name'],
+      maxAge: options.maxAge,
+      rolling: options.rolling,
+      resave: options.resave,
+    },
     touch: !options['no-touch'],
     onRequest(req) {
       // express-session keeps the cookie's id only when the store returned a session for it;

@@ -14,8 +14,8 @@ export const MAX_AGE_MS = 7 * 24 * 60 * 60 * 1000;
 // delete rows on its own.
 export const STORE_OPTIONS = { dbRecordIdIsSessionId: true };
 
-export function sessionOptions({ secret = SECRET, name = COOKIE_NAME, maxAge = MAX_AGE_MS } = {}) {
-  return { name, secret, resave: false, saveUninitialized: false, cookie: { maxAge } };
+export function sessionOptions({ secret = SECRET, name = COOKIE_NAME, maxAge = MAX_AGE_MS, rolling = false, resave = false } = {}) {
+  return { name, secret, resave, rolling, saveUninitialized: false, cookie: { maxAge } };
 }
 
 // The session's user data: everything but express-session's `cookie`.
