@@ -212,9 +212,10 @@ class Executor:
         the loads of other requests waiting for a connection at the same time (coalescing.py)."""
         statistics = self.statistics
         statistics.loads += 1
-        if not self._loads.batching():
+        loads = self._loads
+        if not loads.batching():
             statistics.load_statements += 1
-            return await self.fetch_row("load", {"session_id": sid})
+            return await loads.alone(self.fetch_row("load", {"session_id": sid}))
         try:
             return await self._loads.load(sid)
         except Exception as error:

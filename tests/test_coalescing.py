@@ -149,3 +149,20 @@ async def test_loads_after_the_pools_connections_closed_still_get_their_own(
     await store.executor.pool.close()
     results = await asyncio.gather(*(store.load(sid) for sid in sids))
     assert [None if stored is None else stored.data["owner"] for stored in results] == sids
+
+
+async def test_loads_take_a_quarter_of_the_pool_and_leave_the_rest(
+    make_store: Callable[..., PrismaSessionStore],
+) -> None:
+    # Eight connections: loads hold at most two of them (their lanes); the others stay for writes.
+    store = make_store(db_record_id_is_session_id=True, request_connections=8)
+    await store.create_table()
+    await store.check_table()
+    sids = await seeded(store, SESSIONS)
+    await store.executor.pool.close()
+    before = store.statistics.as_dict()
+    results = await asyncio.gather(*(store.load(sid) for sid in sids))
+    assert [None if stored is None else stored.data["owner"] for stored in results] == sids
+    assert store.executor.pool.open_connections <= 2
+    # Two loads alone, then the rest in batches of at most 64.
+    assert store.statistics.load_statements - before["load_statements"] <= 2 + -(-(SESSIONS - 2) // 64)
