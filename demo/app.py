@@ -6,16 +6,18 @@ token (`csrf_token`), which the POST routes check (`CsrfDep`).
 make demo                                   # http://127.0.0.1:8000
 DATABASE_URL=postgresql://postgres@127.0.0.1/test make demo
 SESSION_ENCRYPTION_KEYS=<key from fastapi_prisma_session.encryption.new_key()> make demo  # encrypted at rest
+SESSION_TELEMETRY=console make demo         # the store's OpenTelemetry spans and metrics, printed
 """
 
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import datetime
 from html import escape
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 from fastapi import Depends, FastAPI, Form
 from fastapi.responses import HTMLResponse, RedirectResponse
@@ -31,12 +33,38 @@ from fastapi_prisma_session import (
 )
 from fastapi_prisma_session.encryption import keys_from_environment
 
+if TYPE_CHECKING:
+    from fastapi_prisma_session.telemetry import Telemetry
+
 DATABASE_URL = os.environ.get("DATABASE_URL", "sqlite:///demo.db")
 SECRET = os.environ.get("SESSION_SECRET", "the demo secret: set SESSION_SECRET to your own")
 
-# With SESSION_ENCRYPTION_KEYS (base64 keys, newest first), the session data is encrypted at rest.
+
+def console_telemetry() -> Telemetry:
+    """The store's spans printed as each ends, its metrics every minute and as the process exits. An app
+    of yours would export them instead (OTLP, through the global providers: `telemetry=True`)."""
+    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.metrics.export import ConsoleMetricExporter, PeriodicExportingMetricReader
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import ConsoleSpanExporter, SimpleSpanProcessor
+
+    from fastapi_prisma_session.telemetry import Telemetry
+
+    tracer_provider = TracerProvider()
+    tracer_provider.add_span_processor(SimpleSpanProcessor(ConsoleSpanExporter(out=sys.stdout)))
+    reader = PeriodicExportingMetricReader(
+        ConsoleMetricExporter(out=sys.stdout), export_interval_millis=60_000
+    )
+    return Telemetry(tracer_provider, MeterProvider([reader]))
+
+
+# With SESSION_ENCRYPTION_KEYS (base64 keys, newest first), the session data is encrypted at rest; with
+# SESSION_TELEMETRY=console, what the store does is printed as OpenTelemetry spans and metrics.
 store = PrismaSessionStore(
-    DATABASE_URL, check_period=300, encryption_keys=keys_from_environment("SESSION_ENCRYPTION_KEYS") or None
+    DATABASE_URL,
+    check_period=300,
+    encryption_keys=keys_from_environment("SESSION_ENCRYPTION_KEYS") or None,
+    telemetry=console_telemetry() if os.environ.get("SESSION_TELEMETRY") == "console" else False,
 )
 
 

@@ -24,12 +24,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import sys
+import time
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
-from typing import Any, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from .deadlines import Deadlines, not_on_asyncio
 from .statistics import Statistics
+
+if TYPE_CHECKING:
+    from .dialects.driver import Driver
 
 T = TypeVar("T")
 
@@ -55,29 +59,6 @@ class Connection(Protocol):
     def terminate(self) -> None: ...
 
     async def close(self, *, timeout: float | None = None) -> None: ...  # noqa: ASYNC109 - asyncpg's
-
-
-class Driver(Protocol):
-    """What the pool needs of a database's driver (`dialects.driver.Driver`)."""
-
-    #: errors after which the connection is gone: a read is tried again on another
-    lost: tuple[type[BaseException], ...]
-
-    async def connect(self, **kwargs: Any) -> Connection: ...
-
-    def refused(self, error: BaseException) -> bool:
-        """Whether `error` is the server refusing a statement, after which the connection is fine."""
-        ...
-
-    def ended(self, error: BaseException, connection: Connection) -> bool:
-        """Whether `error`, raised by a statement on `connection`, says that the server ended the
-        connection (which some drivers report as a refusal)."""
-        ...
-
-    async def settle(self, connection: Connection, grace: float) -> bool:
-        """After a statement was cut off: end it on the server within `grace` seconds; whether the
-        connection can be used again."""
-        ...
 
 
 def _finish(watch: AsyncIterator[None] | None) -> None:
@@ -129,6 +110,8 @@ class RequestPool:
         self._reaper: asyncio.TimerHandle | None = None
         self._watch: AsyncIterator[None] | None = None  # closes the connections when their loop ends
         self.statistics = Statistics()  # the pool counts its statements; a unit of work counts its own
+        #: told the seconds each call waited for its connection (0: one was idle), when telemetry is on
+        self.waited: Callable[[float], None] | None = None
 
     @property
     def open_connections(self) -> int:
@@ -215,7 +198,11 @@ class RequestPool:
         work: Callable[[Connection], Awaitable[Any]] | None,
     ) -> Any:
         # An idle connection is taken here, without the coroutine `_acquire` is: the common case.
-        connection = self._take_idle() or await self._acquire()
+        connection = self._take_idle()
+        if connection is None:
+            connection = await (self._acquire() if self.waited is None else self._timed_acquire(self.waited))
+        elif self.waited is not None:
+            self.waited(0.0)
         try:
             if work is None:
                 self.statistics.statements += 1
@@ -289,6 +276,14 @@ class RequestPool:
                 raise
             if handed is not None:
                 return handed
+
+    async def _timed_acquire(self, waited: Callable[[float], None]) -> Connection:
+        """`_acquire`, its wait reported to `waited` however it ends (a timeout is a wait too)."""
+        started = time.monotonic()
+        try:
+            return await self._acquire()
+        finally:
+            waited(time.monotonic() - started)
 
     async def _open(self) -> Connection:
         connection = await self._driver.connect(**self._connect_kwargs)

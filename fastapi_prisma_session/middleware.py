@@ -31,7 +31,7 @@ from .durations import Duration
 from .exceptions import ConfigurationError, StoreSetupError, StoreUnavailableError, TableMissingError
 from .lifecycle import DEFAULT_MAX_AGE, GenId, Rolling, SessionLifecycle, Unset
 from .logs import middleware_logger as logger
-from .responses import add_session_headers, refuse
+from .responses import TELEMETRY_KEY, add_session_headers, refuse
 from .session import Session, state_of
 from .signing import Signer, warn_if_short
 from .store import PrismaSessionStore
@@ -182,7 +182,9 @@ class SessionMiddleware(metaclass=_BuiltOrReported):
             return
         if "session" in scope:
             raise ConfigurationError(_twice(scope["session"], path))
-
+        if self.store.telemetry is not None and TELEMETRY_KEY not in scope:  # telemetry.py records it
+            await self.store.telemetry.request(self, scope, receive, send)
+            return
         lifecycle = self.lifecycle
         secure = self._request_is_secure(scope)
         sid = None  # and without a Cookie header, none to look for

@@ -6,7 +6,7 @@ import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from types import MappingProxyType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .dialects.common import check_user_key
 from .durations import PERIOD_CEILING, Duration, to_seconds
@@ -16,6 +16,9 @@ from .rows import DisposeFunction, TTLFunction
 from .serializers import JSONSerializer, resolve_serializer
 from .sqltext import DEFAULT_TABLE_NAME
 from .urls import DEADLINE
+
+if TYPE_CHECKING:
+    from .telemetry import Telemetry
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -75,6 +78,8 @@ class StoreOptions:
             session data at rest with AES-256-GCM; the cookie and the `user_key` field stay readable.
             Every write encrypts with the first; the others still read rows written with them. Rows
             written before still load. Needs the `encryption` extra (the cryptography package).
+        telemetry: True for OpenTelemetry spans and metrics through the global providers, or a
+            `telemetry.Telemetry` naming its own (docs/telemetry.md). Needs the `telemetry` extra.
     """
 
     check_period: Duration | None = None
@@ -97,6 +102,7 @@ class StoreOptions:
     pgbouncer: bool | None = None
     user_key: str | None = None
     encryption_keys: Sequence[bytes | str] | None = field(default=None, repr=False)
+    telemetry: bool | Telemetry = False
     #: `operation_timeout`, `check_period` and `prune_pause` in seconds (None: off, or learned).
     deadline: float = field(init=False)
     period: float | None = field(init=False)

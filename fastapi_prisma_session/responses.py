@@ -11,6 +11,9 @@ from .logs import middleware_logger as logger
 if TYPE_CHECKING:
     from starlette.types import Message, Scope, Send
 
+# Where a request served with telemetry (telemetry.py) keeps its record: the refusals are counted there.
+TELEMETRY_KEY = "fastapi_prisma_session.telemetry"
+
 
 async def refuse(scope: Scope, send: Send, error: Exception) -> None:
     """Answer a request that needs its session and cannot have it, logging one line (the error's own
@@ -24,6 +27,9 @@ async def refuse(scope: Scope, send: Send, error: Exception) -> None:
         )
     else:
         what, status, body = "session store not set up", 500, b"Session store not set up; the log says why.\n"
+    record = scope.get(TELEMETRY_KEY)
+    if record is not None:
+        record.refused(error, None if scope["type"] == "websocket" else status)
     if scope["type"] == "websocket":
         logger.error("%s, closing the websocket %s with 1011: %s", what, scope["path"], error)
         await send({"type": "websocket.close", "code": 1011, "reason": what})

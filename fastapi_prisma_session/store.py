@@ -35,6 +35,8 @@ if TYPE_CHECKING:
 
     from sqlalchemy.ext.asyncio import AsyncEngine
 
+    from .telemetry import StoreTelemetry, Telemetry
+
 UPSERT_ATTEMPTS = 3
 
 
@@ -75,6 +77,7 @@ class PrismaSessionStore:
         pgbouncer: bool | None = None,
         user_key: str | None = None,
         encryption_keys: Sequence[bytes | str] | None = None,
+        telemetry: bool | Telemetry = False,
     ) -> None:
         self._options = options = StoreOptions(
             check_period=check_period,
@@ -97,6 +100,7 @@ class PrismaSessionStore:
             pgbouncer=pgbouncer,
             user_key=user_key,
             encryption_keys=encryption_keys,
+            telemetry=telemetry,
         )
         #: the options as given, by name (what a `ttl` function receives)
         self.options: Mapping[str, Any] = options.as_mapping()
@@ -148,6 +152,13 @@ class PrismaSessionStore:
         self._pruner = Pruner(
             executor, deleter, batch_size=prune_batch_size, pause=options.pause, log=self._log
         )
+        #: OpenTelemetry's spans and metrics (telemetry.py), when `telemetry` asks for them; else None.
+        #: Before the prune loop, which takes `self.prune` as it is then.
+        self.telemetry: StoreTelemetry | None = None
+        if telemetry:
+            from .telemetry import instrument  # imports opentelemetry: only a store that asks for it
+
+            self.telemetry = instrument(self, telemetry, target.url)
         self._prune_loop = PruneLoop(self.prune, options.period, self._log) if options.period else None
 
     @property

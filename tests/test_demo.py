@@ -130,3 +130,28 @@ async def test_with_keys_the_demo_stores_no_user_name_in_plain_text(demo: Module
     encrypted = demo.store.rows.encryption is not None
     assert any("grace" in text for text in texts) is not encrypted
     assert any('"__encrypted":"v1.' in text for text in texts) is encrypted
+
+
+async def test_with_session_telemetry_console_the_store_prints_its_spans_and_metrics(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("DATABASE_URL", f"sqlite+aiosqlite:///{tmp_path / 'demo.db'}")
+    monkeypatch.setenv("SESSION_TELEMETRY", "console")
+    monkeypatch.delenv("SESSION_ENCRYPTION_KEYS", raising=False)
+    import demo.app
+
+    module = importlib.reload(demo.app)
+    telemetry = module.store.options["telemetry"]
+    try:
+        async with module.lifespan(module.app), client_for(module.app) as client:
+            assert "<strong>1</strong>" in (await client.get("/")).text
+            assert "<strong>2</strong>" in (await client.get("/")).text
+    finally:
+        await module.store.shutdown()
+        telemetry.tracer_provider.shutdown()
+        telemetry.meter_provider.shutdown()  # prints the metrics a last time
+    printed = capfd.readouterr().out
+    spans = re.findall(r'^    "name": "(\w+ Session)",$', printed, flags=re.M)  # ConsoleSpanExporter's JSON
+    assert spans == ["save Session", "load Session", "save Session"]
+    for metric in ("prisma_session.request.statements", "db.client.connection.wait_time"):
+        assert f'"name": "{metric}"' in printed

@@ -247,6 +247,21 @@ async def check_csrf_header(ns: dict[str, Any]) -> None:
         assert (await c.delete("/profile", headers={"X-CSRF-Token": token})).json() == {"deleted": True}
 
 
+async def check_traced_store(ns: dict[str, Any]) -> None:
+    assert ns["traced_store"].telemetry is not None
+
+
+async def check_telemetry_test(ns: dict[str, Any]) -> None:
+    await ready(ns["app"])
+    async with client(ns["app"]) as c:
+        assert (await c.post("/visit")).json() == {"visits": 1}
+        assert (await c.post("/visit")).json() == {"visits": 2}
+    names = [span.name for span in ns["spans"].get_finished_spans()]
+    assert names == ["save Session", "load Session", "save Session"]
+    assert ns["data_point"]("prisma_session.request.statements").count == 2
+    assert ns["data_point"]("no such metric") is None
+
+
 # page -> {name a sample defines -> the check that runs once it is (re)defined}
 CHECKS: dict[str, dict[str, Callable[[dict[str, Any]], Awaitable[None]]]] = {
     "README.md": {"index": check_quick_start},
@@ -271,6 +286,7 @@ CHECKS: dict[str, dict[str, Callable[[dict[str, Any]], Awaitable[None]]]] = {
     "docs/encryption.md": {"encrypted_store": check_encrypted_store, "rotated_store": check_rotated_store},
     "docs/typed-sessions.md": {"show_cart": check_typed_cart},
     "docs/csrf.md": {"save_profile": check_csrf_form, "delete_profile": check_csrf_header},
+    "docs/telemetry.md": {"traced_store": check_traced_store, "data_point": check_telemetry_test},
 }
 # The pages with samples to run here (docs/testing.md's are all run by pytest, as a user's files).
 PAGES_WITH_SAMPLES = [
