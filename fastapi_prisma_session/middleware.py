@@ -81,7 +81,8 @@ class SessionMiddleware(metaclass=_BuiltOrReported):
             the browser session.
         path, domain, httponly, samesite, partitioned, priority: the cookie's attributes.
         secure: True, False, or "auto" (Secure when the request came over https).
-        proxy: trust `X-Forwarded-Proto` when deciding whether the request is https.
+        proxy: trust `X-Forwarded-Proto` when deciding whether the request is https (and, with the
+            store's `devices`, `X-Forwarded-For` for the client's address).
         rolling: re-send the cookie with a fresh expiry on every response (the stored expiry is rewritten
             at most once per `touch_after`).
         resave: save the session on every response even when it was not modified.
@@ -154,6 +155,7 @@ class SessionMiddleware(metaclass=_BuiltOrReported):
             genid=genid,
             touch_after=touch_after,
             absolute_timeout=absolute_timeout,
+            proxy=proxy,
         )
         warn_if_short(secret)
         self._proxy = proxy
@@ -192,17 +194,17 @@ class SessionMiddleware(metaclass=_BuiltOrReported):
                 break
         if self._autoload is not None and self._autoload.match(route_path):
             if sid is None:
-                session = lifecycle.new(secure)
+                session = lifecycle.new(secure, scope)
             else:
                 try:
-                    session = await lifecycle.load(sid, secure)
+                    session = await lifecycle.load(sid, secure, scope)
                 except REFUSALS as error:
                     await refuse(scope, send, error)
                     return
         else:
             # Unloaded, with a cookie or without: sync code that reads `request.session` unloaded learns
             # it on its first request, not on the second (a new session's load sends no query).
-            session = lifecycle.lazy(sid, secure)
+            session = lifecycle.lazy(sid, secure, scope)
         scope["session"] = session
         scope.setdefault("state", {})["session"] = session
         # answered: the app's answer can no longer be replaced by the middleware's own (a 503, or a
