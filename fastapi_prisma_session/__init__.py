@@ -8,6 +8,8 @@ from typing import TYPE_CHECKING, Any
 
 from .cookies import SessionCookie
 from .dependencies import get_session, load_session
+from .device_list import Device, list_devices, revoke_device, revoke_other_devices
+from .devices import DeviceOptions
 from .exceptions import (
     ConfigurationError,
     SessionDataError,
@@ -60,6 +62,8 @@ def __getattr__(name: str) -> Any:
 __all__ = [
     "ConfigurationError",
     "CsrfDep",
+    "Device",
+    "DeviceOptions",
     "JSONSerializer",
     "PrismaSessionStore",
     "Serializer",
@@ -80,9 +84,12 @@ __all__ = [
     "TypedSession",
     "csrf_token",
     "get_session",
+    "list_devices",
     "load_session",
     "pooler_connect_args",
     "require_csrf",
+    "revoke_device",
+    "revoke_other_devices",
     "session_model",
     "session_table",
 ]

@@ -24,6 +24,7 @@ from .cookies import (
     iso_utc,
     parse_iso_utc,
 )
+from .devices import DEVICE_KEY, DeviceRecorder
 from .durations import LIFETIME_CEILING, Duration, to_seconds, utcnow
 from .exceptions import ConfigurationError, StoreUnavailableError
 from .logs import middleware_logger as logger
@@ -32,6 +33,8 @@ from .session import Session, SessionState, data_of, mark_saved, state_of
 from .signing import Signer, is_valid_session_id
 
 if TYPE_CHECKING:
+    from starlette.types import Scope
+
     from .repository import SessionRepository
 
 DEFAULT_MAX_AGE = 14 * 24 * 3600
@@ -65,6 +68,7 @@ class SessionLifecycle:
         genid: GenId | None = None,
         touch_after: Duration | None = None,
         absolute_timeout: Duration | None = None,
+        proxy: bool = False,
     ) -> None:
         check_choice("unset", unset, ("keep", "destroy"))
         check_choice("rolling", rolling, (False, True, "throttled"))
@@ -96,6 +100,12 @@ class SessionLifecycle:
         self._genid: Callable[..., str] = genid or _default_genid
         #: genid takes the request: the middleware gives each session its scope (see new_id).
         self.genid_takes_request = genid is not None and _takes_request(genid)
+        #: what each session records of its device (the store's `devices`), or None
+        self.devices = None
+        if store.devices is not None:
+            lifetime = self.max_age or DEFAULT_MAX_AGE
+            every = self.touch_after if self.touch_after is not None else lifetime * DEFAULT_TOUCH_FRACTION
+            self.devices = DeviceRecorder(store.devices, proxy=proxy, every=every)
 
     # -- the session's backend -----------------------------------------------------------------------
 
@@ -134,6 +144,8 @@ class SessionLifecycle:
             return None
         state.row_expires, state.loaded_text = stored.expires_at, stored.text
         state.absolute_expires = absolute
+        # Kept aside whether or not this process records devices: its writes keep the record.
+        state.device = data.pop(DEVICE_KEY, None)
         return data, cookie
 
     async def destroy(self, sid: str) -> None:
@@ -159,7 +171,9 @@ class SessionLifecycle:
         if state.absolute_expires is not None:
             cookie.cap(state.absolute_expires)
         data = data_of(session)
-        payload = self._payload(data, state, cookie)
+        if session.is_new:
+            state.device = None  # a new session (or a new id after a log-in) is a new device record
+        payload = self._payload(data, state, cookie, now)
         sid = session.id  # a new session's id is made here, on first asking
         expires_at = self._row_expiry(sid, state, payload, cookie.expires, now)
         if session.is_new:
@@ -170,6 +184,8 @@ class SessionLifecycle:
             # With resave, an unchanged session still writes only what it owns (cookie, expiry): the
             # other keys stay as any concurrent request left them.
             changed, removed = state.changes(data)
+            if self.devices is not None:
+                changed.add(DEVICE_KEY)
             stored = await self.store.update(
                 sid,
                 payload,
@@ -194,26 +210,39 @@ class SessionLifecycle:
         absolute = state.absolute_expires
         return expires_at if absolute is None else min(expires_at, absolute)
 
-    def _payload(self, data: dict[str, Any], state: SessionState, cookie: SessionCookie) -> dict[str, Any]:
-        """What is stored: express-session's cookie object, the data, and the absolute timeout if any."""
+    def _payload(
+        self, data: dict[str, Any], state: SessionState, cookie: SessionCookie, now: datetime
+    ) -> dict[str, Any]:
+        """What is stored: express-session's cookie object, the data, the absolute timeout and the device
+        record if any (the record seen `now`, when devices are recorded)."""
         payload = {COOKIE_KEY: self.cookie.to_json(cookie, state.secure), **data}
         if state.absolute_expires is not None:
             payload[ABSOLUTE_KEY] = iso_utc(state.absolute_expires)
+        if self.devices is not None:
+            state.device = self.devices.stamp(state.device, state.request_scope, now)
+        if state.device is not None:
+            payload[DEVICE_KEY] = state.device
         return payload
 
     # -- a request's session -------------------------------------------------------------------------
 
-    def new(self, secure: bool) -> Session:
-        return Session(self, secure=secure)
+    def new(self, secure: bool, scope: Scope | None = None) -> Session:
+        session = Session(self, secure=secure)
+        if self.devices is not None:
+            state_of(session).request_scope = scope
+        return session
 
-    def lazy(self, sid: str | None, secure: bool) -> Session:
+    def lazy(self, sid: str | None, secure: bool, scope: Scope | None = None) -> Session:
         """The session the request's cookie names (a new one without a cookie), loaded on first use
-        (`await session.load()`)."""
-        return Session(self, sid, secure=secure, loaded=False)
+        (`await session.load()`). `scope`, the request's, is what a device record is stamped from."""
+        session = Session(self, sid, secure=secure, loaded=False)
+        if self.devices is not None:
+            state_of(session).request_scope = scope
+        return session
 
-    async def load(self, sid: str, secure: bool) -> Session:
+    async def load(self, sid: str, secure: bool, scope: Scope | None = None) -> Session:
         """The stored session `sid`, loaded now, or a new one when it is missing, expired or unreadable."""
-        session = self.lazy(sid, secure)
+        session = self.lazy(sid, secure, scope)
         await session.load()
         return session
 
@@ -267,6 +296,8 @@ class SessionLifecycle:
             state.send_cookie = state.send_cookie and resend
         elif self.rolling or session.cookie.original_max_age is None:
             await self._touch_if_due(session, state)
+        elif self.devices is not None and self.devices.due(state.device, utcnow()):
+            await self._record_sighting(session, state)
 
         secure = state.secure
         if self.cookie.secure is True and not secure:
@@ -311,11 +342,24 @@ class SessionLifecycle:
             if (expires_at - row_expires).total_seconds() < touch_after:
                 return
         # One statement while the row is as loaded; else only the cookie is applied to what is stored.
-        payload = self._payload(data_of(session), state, cookie)
+        payload = self._payload(data_of(session), state, cookie, now)
         expected = state.loaded_text
-        if await self.store.update(sid, payload, changed=(), expected=expected, expires_at=expires_at):
+        changed = () if self.devices is None else (DEVICE_KEY,)
+        if await self.store.update(sid, payload, changed=changed, expected=expected, expires_at=expires_at):
             session.cookie.moved_to(cookie.expires)  # the stored expiry moved: the cookie's moves with it
             state.send_cookie = self.rolling
+
+    async def _record_sighting(self, session: Session, state: SessionState) -> None:
+        """Write an unchanged session's device record, seen now, leaving its cookie and expiry as they
+        are: a session whose expiry does not roll is written at most once per `touch_after` for it. Only
+        over the row as loaded: a request that wrote it meanwhile recorded its sighting."""
+        expires_at, expected = state.row_expires, state.loaded_text
+        if expires_at is None or expected is None:
+            return
+        payload = self._payload(data_of(session), state, session.cookie, utcnow())
+        await self.store.update(
+            session.id, payload, changed=(), expected=expected, expires_at=expires_at, merge=False
+        )
 
     def cookie_value(self, sid: str) -> str:
         """The signed, URL-encoded cookie value that names session `sid`."""

@@ -41,10 +41,13 @@ class Merger:
         changed: Iterable[str],
         removed: Iterable[str],
         expected: str | None,
+        *,
+        merge: bool = True,
     ) -> bool:
         """Write `session` (whose row parameters are `params`, a fresh dict this adds `expected` to) over
-        the row loaded as `expected`, or apply its `changed` and `removed` keys to what is stored now.
-        Returns whether the row exists."""
+        the row loaded as `expected`, or apply its `changed` and `removed` keys to what is stored now
+        (unless not `merge`). Returns whether the row exists (False too when a write that may not merge
+        found the row changed)."""
         sid = params["session_id"]
         async with self._db.writers.one(sid) as writer:
             if expected is not None:
@@ -52,6 +55,8 @@ class Merger:
                 params["expected"] = self._db.sql.expected_data(expected)
                 if await self._db.write("update_if_unchanged", params):
                     return True
+            if not merge:
+                return False
             writer.bound()  # the merge's statements, all within what is left of the deadline
             patch = {key: session[key] for key in changed if key in session}
             if COOKIE_KEY in session:

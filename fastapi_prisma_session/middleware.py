@@ -80,7 +80,8 @@ class SessionMiddleware(metaclass=_BuiltOrReported):
         max_age: cookie and session lifetime (seconds or a timedelta); None: a browser-session cookie.
         path, domain, httponly, samesite, partitioned, priority: the cookie's attributes.
         secure: True, False, or "auto" (Secure when the request came over https).
-        proxy: trust `X-Forwarded-Proto` when deciding whether the request is https.
+        proxy: trust `X-Forwarded-Proto` when deciding whether the request is https (and, with the
+            store's `devices`, `X-Forwarded-For` for the client's address).
         rolling: True: every response re-sends the cookie with a fresh expiry and moves the row's, as
             express-session's (a route that never used the session loads it for that). "throttled": both
             at most once per `touch_after`, on the requests that load the session.
@@ -154,6 +155,7 @@ class SessionMiddleware(metaclass=_BuiltOrReported):
             genid=genid,
             touch_after=touch_after,
             absolute_timeout=absolute_timeout,
+            proxy=proxy,
         )
         warn_if_short(secret)
         self._proxy = proxy
@@ -194,17 +196,17 @@ class SessionMiddleware(metaclass=_BuiltOrReported):
                 break
         if self._autoload is not None and self._autoload.match(route_path):
             if sid is None:
-                session = lifecycle.new(secure)
+                session = lifecycle.new(secure, scope)
             else:
                 try:
-                    session = await lifecycle.load(sid, secure)
+                    session = await lifecycle.load(sid, secure, scope)
                 except REFUSALS as error:
                     await refuse(scope, send, error)
                     return
         else:
             # Unloaded, with a cookie or without: sync code that reads `request.session` unloaded learns
             # it on its first request, not on the second (a new session's load sends no query).
-            session = lifecycle.lazy(sid, secure)
+            session = lifecycle.lazy(sid, secure, scope)
         scope["session"] = session
         scope.setdefault("state", {})["session"] = session
         if lifecycle.genid_takes_request:

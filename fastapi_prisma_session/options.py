@@ -8,6 +8,7 @@ from dataclasses import dataclass, field, fields
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
+from .devices import DeviceOptions, device_options
 from .dialects.common import check_user_key
 from .durations import PERIOD_CEILING, Duration, to_seconds
 from .exceptions import ConfigurationError
@@ -80,6 +81,10 @@ class StoreOptions:
             written before still load. Needs the `encryption` extra (the cryptography package).
         telemetry: True for OpenTelemetry spans and metrics through the global providers, or a
             `telemetry.Telemetry` naming its own (docs/telemetry.md). Needs the `telemetry` extra.
+        devices: record in each session when it was created and last seen (at most once per the
+            middleware's `touch_after`), the client's IP address and its user agent, for `list_devices`
+            and revoking a user's other sessions (docs/devices.md): True, or `DeviceOptions(ip=False,
+            user_agent=False)` to leave either out. Needs `user_key`. Default: False.
     """
 
     check_period: Duration | None = None
@@ -103,6 +108,9 @@ class StoreOptions:
     user_key: str | None = None
     encryption_keys: Sequence[bytes | str] | None = field(default=None, repr=False)
     telemetry: bool | Telemetry = False
+    devices: bool | DeviceOptions = False
+    #: `devices` as what each session records, or None when it is off
+    device_options: DeviceOptions | None = field(init=False)
     #: `operation_timeout`, `check_period` and `prune_pause` in seconds (None: off, or learned).
     deadline: float = field(init=False)
     period: float | None = field(init=False)
@@ -115,6 +123,7 @@ class StoreOptions:
             check_user_key(self.user_key)
             if not isinstance(resolve_serializer(self.serializer), JSONSerializer):
                 raise ConfigurationError("user_key needs the JSON serializer: the index reads data as JSON")
+        object.__setattr__(self, "device_options", device_options(self.devices, self.user_key))
         deadline = to_seconds(self.operation_timeout, "operation_timeout", allow_zero=False) or DEADLINE
         object.__setattr__(self, "deadline", deadline)
         period = to_seconds(self.check_period, "check_period", ceiling=PERIOD_CEILING)

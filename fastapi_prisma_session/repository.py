@@ -20,6 +20,7 @@ from .rows import RowFormat, SessionData, check_sid, marker_sid
 
 if TYPE_CHECKING:
     from .deleter import Deleter
+    from .devices import DeviceOptions
     from .executor import Executor, Transaction
     from .logs import StoreLog
     from .merging import Merger
@@ -43,6 +44,7 @@ class SessionRepository(Protocol):
     """What the middleware's lifecycle asks of a store."""
 
     rows: RowFormat
+    devices: DeviceOptions | None
 
     async def load(self, sid: str, *, now: datetime | None = None) -> StoredSession | None: ...
 
@@ -59,6 +61,7 @@ class SessionRepository(Protocol):
         removed: Iterable[str] = (),
         expected: str | None = None,
         expires_at: datetime | None = None,
+        merge: bool = True,
     ) -> bool: ...
 
     async def rename(self, sid: str, new_sid: str) -> bool: ...
@@ -124,6 +127,7 @@ class SessionRows:
         removed: Iterable[str] = (),
         expected: str | None = None,
         expires_at: datetime | None = None,
+        merge: bool = True,
     ) -> bool:
         """Write back an existing session. A row deleted meanwhile (logout, prune) is not brought back.
 
@@ -131,13 +135,13 @@ class SessionRows:
         the default JSON serializer, no other request's changes are lost. If the row still holds
         `expected` (the text that was loaded), it is rewritten whole in one statement; otherwise another
         request changed it meanwhile, and only these keys and the cookie are applied to what is stored
-        now, every other value kept exactly as it is. Without `changed`, the whole row is replaced.
-        Returns whether the row still existed."""
+        now, every other value kept exactly as it is (with `merge=False`, it is left as it is, and False
+        returned). Without `changed`, the whole row is replaced. Returns whether the row still existed."""
         expires = self.expiry(sid, session, expires_at)
         params = self.rows.params(sid, session, expires)
         if changed is None or not self.rows.is_json:
             return await self._executor.write("update", params) > 0
-        return await self._merger.write_back(params, session, changed, removed, expected)
+        return await self._merger.write_back(params, session, changed, removed, expected, merge=merge)
 
     async def rename(self, sid: str, new_sid: str) -> bool:
         """Move the live session `sid` to `new_sid`, its data untouched, and leave a marker of where it

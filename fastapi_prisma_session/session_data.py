@@ -19,6 +19,7 @@ from collections.abc import Iterable, Iterator, MutableMapping
 from typing import TYPE_CHECKING, Any
 
 from .cookies import ABSOLUTE_KEY, COOKIE_KEY, MOVED_KEY
+from .devices import DEVICE_KEY
 from .encryption import ENVELOPE_KEY
 from .exceptions import SessionNotLoadedError
 
@@ -32,7 +33,7 @@ NOT_LOADED = (
     "before using `request.session`, or have the middleware load it for this path: "
     "SessionMiddleware(autoload=True) or autoload=[r'/admin'] (see docs/loading.md)"
 )
-RESERVED = frozenset((COOKIE_KEY, ABSOLUTE_KEY, MOVED_KEY, ENVELOPE_KEY))
+RESERVED = frozenset((COOKIE_KEY, ABSOLUTE_KEY, MOVED_KEY, ENVELOPE_KEY, DEVICE_KEY))
 _MISSING: Any = object()
 
 
@@ -57,7 +58,7 @@ _mark, _clear, _update, _items, _copy = (
 def _refuse(key: object) -> None:
     raise KeyError(
         f"{key!r} is reserved for the store (the session's cookie, its expiry, a regenerate's marker, the "
-        "encrypted data); use "
+        "encrypted data, the device record); use "
         "session.cookie for the cookie"
     )
 
@@ -270,11 +271,13 @@ class SessionState:
         "absolute_expires",
         "accessed",
         "changed",
+        "device",
         "dropped",
         "everything",
         "loaded_text",
         "refresh",
         "removed",
+        "request_scope",
         "row_expires",
         "scope",
         "secure",
@@ -298,6 +301,10 @@ class SessionState:
         self.loaded_text: str | None = None
         # With absolute_timeout: when the session ends, however active it is.
         self.absolute_expires: datetime | None = None
+        # The stored device record (devices.py), and with the middleware's `devices` the request's scope,
+        # which the record is stamped from when the session is written.
+        self.device: Any = None
+        self.request_scope: Any = None
 
     @property
     def modified(self) -> bool:

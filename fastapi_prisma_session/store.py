@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, Self
 
 from .cookies import COOKIE_KEY
 from .deleter import Deleter
+from .devices import DeviceOptions
 from .dialects import driver_for, folder_for
 from .dialects.driver import Fault
 from .durations import Duration, utcnow
@@ -49,7 +50,7 @@ class PrismaSessionStore:
             driver and disposes it in `shutdown()`).
         engine_options: keyword arguments for `create_async_engine` when a URL is given.
         **options: what the store does, as `StoreOptions` (options.py) documents them: `check_period`,
-            `ttl`, `dispose`, `operation_timeout`, `user_key`, `encryption_keys` and the rest.
+            `ttl`, `dispose`, `operation_timeout`, `user_key`, `encryption_keys`, `devices` and the rest.
     """
 
     def __init__(
@@ -78,6 +79,7 @@ class PrismaSessionStore:
         user_key: str | None = None,
         encryption_keys: Sequence[bytes | str] | None = None,
         telemetry: bool | Telemetry = False,
+        devices: bool | DeviceOptions = False,
     ) -> None:
         self._options = options = StoreOptions(
             check_period=check_period,
@@ -101,6 +103,7 @@ class PrismaSessionStore:
             user_key=user_key,
             encryption_keys=encryption_keys,
             telemetry=telemetry,
+            devices=devices,
         )
         #: the options as given, by name (what a `ttl` function receives)
         self.options: Mapping[str, Any] = options.as_mapping()
@@ -110,6 +113,8 @@ class PrismaSessionStore:
         self._dispose_on_set = dispose is not None and not no_dispose_on_set
         self.table_name = table_name
         self.user_key = user_key
+        #: what each session records of its device (`devices`), or None
+        self.devices = options.device_options
 
         self._owns_engine = not is_engine(engine_or_url)
         self._target = target = engine_for(engine_or_url, engine_options, options.deadline, pgbouncer)
@@ -380,10 +385,17 @@ class PrismaSessionStore:
         removed: Iterable[str] = (),
         expected: str | None = None,
         expires_at: datetime | None = None,
+        merge: bool = True,
     ) -> bool:
         """`SessionRows.update`: write back an existing session, never bringing back a deleted row."""
         return await self.sessions.update(
-            sid, session, changed=changed, removed=removed, expected=expected, expires_at=expires_at
+            sid,
+            session,
+            changed=changed,
+            removed=removed,
+            expected=expected,
+            expires_at=expires_at,
+            merge=merge,
         )
 
     @operation

@@ -1,8 +1,8 @@
 """The demo in a real browser: Debian's Chromium driven by Playwright, against uvicorn on loopback.
 
-It logs in (through forms carrying the session's CSRF token), counts, revokes another device's session
-and logs out, and checks the cookie as the browser stored it. A failing run leaves screenshots in
-test-artifacts/.
+It logs in (through forms carrying the session's CSRF token), counts, logs another device out from the
+"Your devices" page and logs out, and checks the cookie as the browser stored it. A failing run leaves
+screenshots in test-artifacts/.
 """
 
 from __future__ import annotations
@@ -85,14 +85,23 @@ async def test_log_in_count_revoke_and_log_out_in_chromium(browser: Any, demo_ur
         await phone.goto(demo_url + "/")
         await phone.fill("input[name=username]", "ada")
         await phone.click("text=Log in")
-        assert await phone.locator("#others li").count() == 1  # the laptop
-        await phone.click("text=Log out the other sessions")
-        assert await phone.inner_text("#others") == "none"
-        assert await phone.inner_text("#user") == "Logged in as ada"
+        assert await phone.inner_text("#devices-link") == "Your devices (2)"
+        await phone.click("#devices-link")
+        rows = phone.locator("#devices tr.device")
+        assert await rows.count() == 2
+        this = phone.locator("tr.this-device")
+        assert "This device" in await this.inner_text()
+        assert "Chrome on Linux" in await this.inner_text()  # Chromium's user agent, as recorded
+        assert "127.0.0.1" in await this.inner_text()
+        await phone.locator("tr.device:not(.this-device) button").click()  # the laptop's "Log out"
+        assert await rows.count() == 1
+        assert "This device" in await rows.inner_text()
 
         await laptop.reload()
         assert await laptop.inner_text("#user") == "Not logged in"  # revoked from the phone
 
+        await phone.click("text=Back")
+        assert await phone.inner_text("#user") == "Logged in as ada"
         await phone.click("text=Log out")
         assert await phone.inner_text("#user") == "Not logged in"
     except BaseException:

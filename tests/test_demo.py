@@ -1,5 +1,5 @@
-"""The demo app, in process on SQLite: count visits (a typed session), log in (new id), log out, every
-form with the session's CSRF token."""
+"""The demo app, in process on SQLite: count visits (a typed session), log in (new id), log out, see
+and log out your devices, every form with the session's CSRF token."""
 
 from __future__ import annotations
 
@@ -79,29 +79,68 @@ async def test_count_log_in_and_log_out(demo: ModuleType) -> None:
     assert await demo.store.length() == 1  # the visit after logout; the logged-in session is gone
 
 
-async def test_a_user_sees_and_logs_out_their_other_sessions(demo: ModuleType) -> None:
-    async with client_for(demo.app) as phone, client_for(demo.app) as laptop:
+def device_rows(page: httpx.Response) -> list[str]:
+    return re.findall(r'<tr class="device[^"]*">.*?</tr>', page.text, re.S)
+
+
+async def test_a_user_sees_their_devices_and_logs_one_out(demo: ModuleType) -> None:
+    async with client_for(demo.app) as phone, client_for(demo.app) as laptop, client_for(demo.app) as bob:
+        phone.headers["user-agent"] = "Mozilla/5.0 (Linux; Android 14) Firefox/128.0"
+        laptop.headers["user-agent"] = "Mozilla/5.0 (Windows NT 10.0) Chrome/126.0 Safari/537.36"
         await post_form(phone, "/login", username="ada")
         page = await post_form(laptop, "/login", username="ada")
-        assert "Your other sessions" in page.text
-        assert page.text.count("<li><code>") == 1  # the phone
-        phone_page = await phone.get("/")
-        assert session_prefix(phone_page) in page.text
+        await post_form(bob, "/login", username="bob")
+        assert '<a id="devices-link" href="/devices">Your devices (2)</a>' in page.text
 
-        page = await laptop.post("/logout-others", data={"csrf_token": token_in(page)}, follow_redirects=True)
-        assert "<li>none</li>" in page.text
-        assert "Logged in as <strong>ada</strong>" in page.text  # the laptop stays logged in
+        devices = await laptop.get("/devices")
+        laptops, phones = device_rows(devices)
+        assert 'class="device this-device"' in laptops
+        assert "Chrome on Windows" in laptops
+        assert "This device" in laptops
+        assert "Firefox on Android" in phones
+        assert "127.0.0.1" in phones
+        assert "Log out all other devices" in devices.text
+        phone_sid = session_prefix(await phone.get("/"))
+        assert phone_sid not in devices.text  # the page names sessions by handles, never by their ids
+
+        handle = re.search(r'name="handle" value="([^"]+)"', phones)
+        assert handle is not None
+        after = await laptop.post(
+            "/devices/revoke",
+            data={"csrf_token": token_in(devices), "handle": handle.group(1)},
+            follow_redirects=True,
+        )
+        assert len(device_rows(after)) == 1
         assert "Not logged in" in (await phone.get("/")).text
+        assert "Logged in as <strong>bob</strong>" in (await bob.get("/")).text
+
+
+async def test_a_user_logs_out_their_other_devices(demo: ModuleType) -> None:
+    async with client_for(demo.app) as phone, client_for(demo.app) as laptop:
+        await post_form(phone, "/login", username="ada")
+        await post_form(laptop, "/login", username="ada")
+        devices = await laptop.get("/devices")
+        page = await laptop.post(
+            "/devices/revoke-others", data={"csrf_token": token_in(devices)}, follow_redirects=True
+        )
+        assert len(device_rows(page)) == 1
+        assert "Log out all other devices" not in page.text
+        assert "Logged in as <strong>ada</strong>" in (await laptop.get("/")).text  # the laptop stays
+        assert "Not logged in" in (await phone.get("/")).text
+        # Logged out, the page sends you home.
+        assert (await phone.get("/devices")).headers["location"] == "/"
 
 
 async def test_the_forms_refuse_a_post_without_the_sessions_token(demo: ModuleType) -> None:
     async with client_for(demo.app) as client, client_for(demo.app) as attacker:
         page = await client.get("/")
         stolen = token_in(await attacker.get("/"))
-        for action in ("/login", "/logout", "/logout-others"):
-            response = await client.post(action, data={"username": "eve"})
+        for action in ("/login", "/logout", "/devices/revoke", "/devices/revoke-others"):
+            response = await client.post(action, data={"username": "eve", "handle": "h"})
             assert response.status_code == 403, action
-            response = await client.post(action, data={"csrf_token": stolen, "username": "eve"})
+            response = await client.post(
+                action, data={"csrf_token": stolen, "username": "eve", "handle": "h"}
+            )
             assert response.status_code == 403, action
         assert "Not logged in" in (await client.get("/")).text
         assert token_in(page) == token_in(await client.get("/"))

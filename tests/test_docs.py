@@ -262,6 +262,28 @@ async def check_telemetry_test(ns: dict[str, Any]) -> None:
     assert ns["data_point"]("no such metric") is None
 
 
+async def check_devices(ns: dict[str, Any]) -> None:
+    await ready(ns["app"])
+    async with client(ns["app"]) as phone, client(ns["app"]) as laptop, client(ns["app"]) as other:
+        for browser, user_id in ((phone, 7), (laptop, 7), (other, 8)):
+            assert (await browser.post("/login", params={"user_id": user_id})).json() == {"ok": True}
+        page = (await laptop.get("/devices")).json()
+        assert [device["this_device"] for device in page["devices"]] == [True, False]
+        assert page["devices"][0]["ip"] == "127.0.0.1"
+        assert page["devices"][0]["browser"].startswith("python-httpx/")
+        form = {"csrf_token": page["csrf_token"], "handle": page["devices"][1]["handle"]}
+        assert (await laptop.post("/devices/log-out", data=form)).json() == {"logged_out": True}
+        assert (await laptop.post("/devices/log-out", data={"handle": "x"})).status_code == 403
+        assert (await phone.get("/devices")).json()["devices"] == []  # logged out
+        form = {"csrf_token": page["csrf_token"]}
+        assert (await laptop.post("/devices/log-out-others", data=form)).json() == {"logged_out": 0}
+        assert len((await other.get("/devices")).json()["devices"]) == 1
+
+
+async def check_private_devices(ns: dict[str, Any]) -> None:
+    assert ns["private_store"].devices == ns["DeviceOptions"](ip=False, user_agent=False)
+
+
 # page -> {name a sample defines -> the check that runs once it is (re)defined}
 CHECKS: dict[str, dict[str, Callable[[dict[str, Any]], Awaitable[None]]]] = {
     "README.md": {"index": check_quick_start},
@@ -287,6 +309,7 @@ CHECKS: dict[str, dict[str, Callable[[dict[str, Any]], Awaitable[None]]]] = {
     "docs/typed-sessions.md": {"show_cart": check_typed_cart},
     "docs/csrf.md": {"save_profile": check_csrf_form, "delete_profile": check_csrf_header},
     "docs/telemetry.md": {"traced_store": check_traced_store, "data_point": check_telemetry_test},
+    "docs/devices.md": {"log_out_other_devices": check_devices, "private_store": check_private_devices},
 }
 # The pages with samples to run here (docs/testing.md's are all run by pytest, as a user's files).
 PAGES_WITH_SAMPLES = [
