@@ -4,72 +4,32 @@ It reads the signed cookie, has `SessionLifecycle` load the session before the a
 when the response starts, and adds the Set-Cookie header. It answers 503 when the store is down, and
 500 when the database is not set up for it, with one log line each.
 
-Mistakes in setting it up surface when the app starts, not at its first request: Starlette builds its
-middleware lazily, on the first call of the app, which under a server is the lifespan's startup. An
-exception there reads to the server as "this app has no lifespan" (so the ASGI spec says), and uvicorn
-would serve an app that fails every request. So a SessionMiddleware that cannot be built inside a running
-event loop becomes a stand-in that fails the startup with the error (`lifespan.startup.failed`, as
-Starlette's router reports its own startup errors), and one that finds another inside its requests fails
-the startup too. Once the app's own startup is done, the database is looked at: a missing table, a table
-of the wrong shape or a refused login fails the startup with one line that names the fix; a database
-that does not answer is logged, and the app starts (routes without sessions work through its restart).
+Mistakes in setting it up surface when the app starts (startup.py).
 """
 
 from __future__ import annotations
 
-import asyncio
-import inspect
 import logging
 import re
 from collections.abc import Awaitable, Sequence
-from types import TracebackType
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Literal
 
 from .cookies import CookieAttributes, Priority, SameSite, Secure, path_matches
-from .deadlines import not_on_asyncio
 from .durations import Duration
-from .exceptions import ConfigurationError, StoreSetupError, StoreUnavailableError, TableMissingError
+from .exceptions import ConfigurationError
 from .lifecycle import DEFAULT_MAX_AGE, GenId, Rolling, SessionLifecycle, Unset
 from .logs import middleware_logger as logger
 from .responses import TELEMETRY_KEY, add_session_headers, refuse
-from .session import Session, state_of
+from .session import state_of
 from .signing import Signer, warn_if_short
+from .startup import REFUSALS, BuiltOrReported, run_lifespan, twice
 from .store import PrismaSessionStore
 
 if TYPE_CHECKING:
     from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-# The lifespan scope's list of the SessionMiddleware instances it has passed, outermost first.
-STACK_KEY = "fastapi_prisma_session.middleware"
-# The database is not set up for the store: no table, a table of the wrong shape, a refused login. They
-# stop the startup; at a request (the table dropped, the password changed meanwhile) they answer 500.
-SETUP_ERRORS = (StoreSetupError, TableMissingError)
-# What keeps a request from its session: answered by `responses.refuse` (503, or 500 for the above).
-REFUSALS = (StoreUnavailableError, *SETUP_ERRORS)
 
-
-class _BuiltOrReported(type):
-    """Builds a SessionMiddleware; inside a running event loop (Starlette building its middleware at the
-    app's first call), one that cannot be built becomes `Unbuilt`, which reports why at startup."""
-
-    def __call__(cls, *args: Any, **kwargs: Any) -> Any:
-        try:
-            return super().__call__(*args, **kwargs)
-        except Exception as error:
-            try:
-                asyncio.get_running_loop()
-            except RuntimeError:
-                raise error from None  # built by hand, at import: the caller sees it now
-            return Unbuilt(error)
-
-    @property
-    def __signature__(cls) -> inspect.Signature:
-        # What inspect shows for the class: its __init__'s parameters, not this __call__'s.
-        init = inspect.signature(cls.__init__)  # type: ignore[misc]
-        return init.replace(parameters=list(init.parameters.values())[1:])
-
-
-class SessionMiddleware(metaclass=_BuiltOrReported):
+class SessionMiddleware(metaclass=BuiltOrReported):
     """Server-side sessions for Starlette and FastAPI, cookie-compatible with express-session.
 
     Args:
@@ -170,7 +130,10 @@ class SessionMiddleware(metaclass=_BuiltOrReported):
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
         if kind != "http" and kind != "websocket":
-            await (self._lifespan if kind == "lifespan" else self.app)(scope, receive, send)
+            if kind == "lifespan":
+                await run_lifespan(self, scope, receive, send)
+            else:
+                await self.app(scope, receive, send)
             return
         path = scope["path"]
         # Patterns name paths of the app the middleware wraps: inside a Mount, without its prefix.
@@ -183,7 +146,7 @@ class SessionMiddleware(metaclass=_BuiltOrReported):
             await self.app(scope, receive, send)
             return
         if "session" in scope:
-            raise ConfigurationError(_twice(scope["session"], path))
+            raise ConfigurationError(twice(scope["session"], path))
         if self.store.telemetry is not None and TELEMETRY_KEY not in scope:  # telemetry.py records it
             await self.store.telemetry.request(self, scope, receive, send)
             return
@@ -259,63 +222,7 @@ class SessionMiddleware(metaclass=_BuiltOrReported):
                 raise
             await refuse(scope, send, error)
 
-    async def _lifespan(self, scope: Scope, receive: Receive, send: Send) -> None:
-        try:
-            asyncio.get_running_loop()
-        except RuntimeError:
-            # Served on trio (anyio runs Starlette on either): the drivers need asyncio. Said at startup,
-            # once, rather than by every request's first statement.
-            error = not_on_asyncio()
-            await fail_startup(receive, send, error)
-            raise error from None
-        outer = scope.setdefault(STACK_KEY, [])
-        for other in outer:
-            if self._shares_requests_with(other):
-                error = ConfigurationError(_twice(None, self.cookie.path))
-                await fail_startup(receive, send, error)
-                raise error
-        outer.append(self)
-
-        refused: Exception | None = None
-
-        # The database is looked at once the app's own startup is done (which may create the table), and
-        # pruning follows the app's lifespan, so users add nothing to theirs.
-        async def lifespan_send(message: Message) -> None:
-            nonlocal refused
-            if refused is not None:
-                return  # the app's own report of the refusal raised into it: the server has it already
-            if message["type"] == "lifespan.startup.complete":
-                refused = await self._check_database()
-                if refused is not None:
-                    await self.store.shutdown()
-                    line = f"fastapi_prisma_session, on {_database(self.store)}: {refused}"
-                    await send({"type": "lifespan.startup.failed", "message": line})
-                    raise refused  # the app's lifespan ends; a TestClient raises it to the test
-                self.store.start_interval()
-            elif message["type"] == "lifespan.shutdown.complete":
-                await self.store.shutdown()
-            await send(message)
-
-        await self.app(scope, receive, lifespan_send)
-
-    async def _check_database(self) -> Exception | None:
-        """The error that must stop the startup (no table, a table of the wrong shape, a refused
-        login), or None. An unreachable database does not: routes that use no session keep working,
-        those that do answer 503 until it is back, and its table is looked at when it answers."""
-        try:
-            await self.store.check_table()
-        except SETUP_ERRORS as error:
-            return error
-        except StoreUnavailableError as error:
-            logger.warning(
-                "fastapi_prisma_session, on %s: starting without the session database (%s); requests "
-                "that use a session answer 503 until it answers",
-                _database(self.store),
-                error,
-            )
-        return None
-
-    def _shares_requests_with(self, other: SessionMiddleware) -> bool:
+    def shares_requests_with(self, other: SessionMiddleware) -> bool:
         """Whether some request surely reaches both: their cookie paths nest and neither excludes paths.
 
         Two cookie paths cover a request in common exactly when one of them covers the other."""
@@ -340,48 +247,6 @@ class SessionMiddleware(metaclass=_BuiltOrReported):
                 if name == b"x-forwarded-proto":
                     return bool(value.split(b",", 1)[0].strip().lower() == b"https")
         return False
-
-
-class Unbuilt:
-    """Stands in for a SessionMiddleware that could not be built when Starlette built the app's middleware:
-    it fails the app's startup with the error and, where there is no lifespan, raises it on every request."""
-
-    def __init__(self, error: Exception) -> None:
-        self.error = error
-        self._traceback: TracebackType | None = error.__traceback__
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "lifespan":
-            await fail_startup(receive, send, self.error)
-        # The traceback of the build each time, rather than one that grows with every request.
-        raise self.error.with_traceback(self._traceback)
-
-
-async def fail_startup(receive: Receive, send: Send, error: Exception) -> None:
-    """Answer the lifespan's startup with `lifespan.startup.failed` and the error's message: the server
-    prints it and stops, and Starlette's TestClient raises the error the caller raises next."""
-    message = await receive()
-    if message["type"] == "lifespan.startup":
-        await send({"type": "lifespan.startup.failed", "message": f"{type(error).__name__}: {error}"})
-
-
-def _twice(found: object, path: str) -> str:
-    """What to say when a request that already has a session reaches this middleware."""
-    if found is None or isinstance(found, Session):
-        return (
-            f"SessionMiddleware is added twice: requests to {path} would get two sessions, each loaded and "
-            "saved. Call app.add_middleware(SessionMiddleware, ...) once; to give a mounted app sessions "
-            "of its own, name its path in the outer middleware's `exclude`."
-        )
-    return (
-        f"another session middleware runs outside this one (its {type(found).__name__} is in "
-        f"scope['session'] for {path}): keep one of them, e.g. remove Starlette's SessionMiddleware."
-    )
-
-
-def _database(store: PrismaSessionStore) -> str:
-    """The store's database, as a log line names it: its URL without the password."""
-    return str(store.engine.url.render_as_string(hide_password=True))
 
 
 def _paths(option: str, patterns: Sequence[str]) -> re.Pattern[str] | None:

@@ -14,7 +14,9 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
 from .cookies import MOVED_KEY
+from .dialects.driver import Fault
 from .durations import naive_utc, utcnow
+from .executor import StatementError
 from .logs import redact
 from .rows import RowFormat, SessionData, check_sid, marker_sid
 
@@ -28,6 +30,8 @@ if TYPE_CHECKING:
 # A logout that follows a session's moves (regenerate(keep_data=True) of a regenerated session) follows
 # this many at most.
 MOVE_HOPS = 3
+# A first write of a sid that keeps colliding with another's (see `replace`) is tried this many times.
+UPSERT_ATTEMPTS = 3
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,6 +146,27 @@ class SessionRows:
         if changed is None or not self.rows.is_json:
             return await self._executor.write("update", params) > 0
         return await self._merger.write_back(params, session, changed, removed, expected, merge=merge)
+
+    async def replace(self, sid: str, session: Mapping[str, Any]) -> None:
+        """Create or replace the session `sid` (`store.set`), in one atomic upsert."""
+        params = self.rows.new_row(sid, session, self.rows.expiry_from_cookie(sid, session))
+        # Two first writes of one sid can race past ON CONFLICT (sid) and collide on the primary key when
+        # the id is derived from the sid. The loser retries once the winner's row is visible, and then
+        # takes the update path.
+        for attempt in range(1, UPSERT_ATTEMPTS + 1):
+            try:
+                async with self._executor.writers.one(sid):
+                    await self._executor.execute(self._executor.sql.upsert, params)
+                return
+            except StatementError as error:
+                if error.fault is Fault.SID_CLASH:
+                    raise ValueError(
+                        f"session {redact(sid)} would overwrite another session's row, whose sid differs "
+                        "only in case (this database's unique index takes them for the same) or whose id is "
+                        "the same (db_record_id_function): nothing was written"
+                    ) from None
+                if error.fault is not Fault.DUPLICATE or attempt == UPSERT_ATTEMPTS:
+                    raise
 
     async def rename(self, sid: str, new_sid: str) -> bool:
         """Move the live session `sid` to `new_sid`, its data untouched, and leave a marker of where it

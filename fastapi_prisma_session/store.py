@@ -16,10 +16,9 @@ from .cookies import COOKIE_KEY
 from .deleter import Deleter
 from .devices import DeviceOptions
 from .dialects import driver_for, folder_for
-from .dialects.driver import Fault
 from .durations import Duration, utcnow
-from .executor import Executor, StatementError
-from .logs import LevelName, StoreLog, redact
+from .executor import Executor
+from .logs import LevelName, StoreLog
 from .matching import DataMatcher, check_match
 from .merging import Merger
 from .options import StoreOptions
@@ -37,8 +36,6 @@ if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncEngine
 
     from .telemetry import StoreTelemetry, Telemetry
-
-UPSERT_ATTEMPTS = 3
 
 
 class PrismaSessionStore:
@@ -206,25 +203,8 @@ class PrismaSessionStore:
     @operation
     async def set(self, sid: str, session: Mapping[str, Any]) -> None:
         """Create or replace the session `sid`, in one atomic upsert."""
-        params = self.rows.new_row(sid, session, self.rows.expiry_from_cookie(sid, session))
         previous = await self.sessions.load(sid) if self._dispose_on_set else None
-        # Two first writes of one sid can race past ON CONFLICT (sid) and collide on the primary key when
-        # the id is derived from the sid. The loser retries once the winner's row is visible, and then
-        # takes the update path.
-        for attempt in range(1, UPSERT_ATTEMPTS + 1):
-            try:
-                async with self.executor.writers.one(sid):
-                    await self.executor.execute(self.executor.sql.upsert, params)
-                break
-            except StatementError as error:
-                if error.fault is Fault.SID_CLASH:
-                    raise ValueError(
-                        f"session {redact(sid)} would overwrite another session's row, whose sid differs "
-                        "only in case (this database's unique index takes them for the same) or whose id is "
-                        "the same (db_record_id_function): nothing was written"
-                    ) from None
-                if error.fault is not Fault.DUPLICATE or attempt == UPSERT_ATTEMPTS:
-                    raise
+        await self.sessions.replace(sid, session)
         if previous is not None:
             await self._deleter.call(sid, previous.data)
 

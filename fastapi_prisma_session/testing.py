@@ -22,7 +22,8 @@ from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any
 
 from .cookies import COOKIE_KEY
-from .middleware import SessionMiddleware, Unbuilt
+from .middleware import SessionMiddleware
+from .startup import Unbuilt
 from .store import PrismaSessionStore
 
 if TYPE_CHECKING:

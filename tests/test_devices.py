@@ -181,7 +181,7 @@ async def test_a_rolling_session_records_its_sighting_with_its_touch(
     make_store: MakeStore, engine: AsyncEngine
 ) -> None:
     store = await devices_store(make_store)
-    async with client_for(device_app(store, rolling=True, touch_after=60)) as client:
+    async with client_for(device_app(store, rolling="throttled", touch_after=60)) as client:
         sid = await log_in(client, "ada")
         data = json.loads((await rows(engine))[sid]["data"])
         data[DEVICE_KEY]["lastSeen"] = iso_utc(utcnow() - timedelta(hours=2))
