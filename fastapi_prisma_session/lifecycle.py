@@ -26,7 +26,7 @@ from .cookies import (
 )
 from .devices import DEVICE_KEY, DeviceRecorder
 from .durations import LIFETIME_CEILING, Duration, to_seconds, utcnow
-from .exceptions import ConfigurationError, StoreUnavailableError
+from .exceptions import ConfigurationError, StoreSetupError, StoreUnavailableError, TableMissingError
 from .logs import middleware_logger as logger
 from .logs import redact
 from .session import Session, SessionState, data_of, mark_saved, state_of
@@ -275,10 +275,8 @@ class SessionLifecycle:
                     return None  # the route never used the session: nothing to write, not even a touch
                 await session.load()  # a request without a cookie, saved uninitialized: no query
                 await self.save(session)
-            elif not self.rolls_every or not await self._load_to_roll(session):
+            elif not self.rolls_every or not await self._roll_unused(session, state):
                 return None
-            elif not session.is_new:
-                await self._touch_if_due(session, state)
         elif session.is_new:
             if state.modified or (self.save_uninitialized and not state.dropped):
                 await self.save(session)
@@ -310,13 +308,16 @@ class SessionLifecycle:
             return self.cookie.clear_cookie(secure)
         return None
 
-    async def _load_to_roll(self, session: Session) -> bool:
-        """rolling=True, for a route that never used the session its cookie names: load it, so that its
-        expiry moves as express-session's would. False when the database cannot be reached: the route's
-        response goes out as it is, without the refresh (logged)."""
+    async def _roll_unused(self, session: Session, state: SessionState) -> bool:
+        """rolling=True, for a route that never used the session its cookie names: load it and move its
+        expiry, as express-session would. False when that fails (the database unreachable, its row
+        locked past the deadline, the table gone): the route's response goes out as it is, without the
+        refresh (logged), since the route itself needed no session."""
         try:
             await session.load()
-        except StoreUnavailableError as error:
+            if not session.is_new:
+                await self._touch_if_due(session, state)
+        except (StoreUnavailableError, StoreSetupError, TableMissingError) as error:
             logger.warning("%r was not refreshed (rolling): %s", session, error)  # repr: its redacted id
             return False
         return True

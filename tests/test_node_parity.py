@@ -4,11 +4,13 @@ database; and, for the same requests, what the real Node system (tests/interop/r
 from __future__ import annotations
 
 import secrets
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
 import httpx
 import pytest
+from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.requests import Request
 
@@ -17,6 +19,7 @@ from fastapi_prisma_session.durations import utcnow
 from fastapi_prisma_session.signing import Signer
 from tests.helpers import StatementLog, client_for, close_to, free_port, make_app, rows, shift_expiry
 from tests.node_recorder import read_sessions, require_node
+from tests.test_one_path import row_locked
 
 NODE_SECRET = "a santa at nasa"  # read.mjs's default secret, cookie name and max age (7 days)
 NODE_OPTIONS = {"secret": NODE_SECRET, "max_age": 7 * 86400, "samesite": False, "secure": False}
@@ -107,6 +110,39 @@ async def test_rolling_leaves_a_route_alone_when_the_database_is_down(
             response = await client.get("/noop", headers={"cookie": cookie_header("some-session")})
     finally:
         await store.shutdown()
+    assert response.status_code == 200
+    assert "set-cookie" not in response.headers
+    assert "was not refreshed (rolling)" in caplog.text
+
+
+@pytest.mark.parametrize("database_url", ["postgresql", "mariadb"], indirect=True)
+async def test_rolling_leaves_a_route_alone_when_its_row_stays_locked(
+    make_store: Callable[..., PrismaSessionStore], engine: AsyncEngine, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The refresh's UPDATE waits on a row another transaction holds, and gives up at the deadline: the
+    route, which used no session, still answers 200."""
+    store = make_store(operation_timeout=1)
+    await store.create_table()
+    async with client_for(make_app(store, rolling=True, **NODE_OPTIONS)) as client:
+        sid = await new_session(client)
+        async with row_locked(engine, sid):
+            response = await client.get("/noop", headers={"cookie": cookie_header(sid)})
+    assert response.status_code == 200
+    assert "set-cookie" not in response.headers
+    assert "was not refreshed (rolling)" in caplog.text
+
+
+async def test_rolling_leaves_a_route_alone_when_the_table_is_gone(
+    make_store: Callable[..., PrismaSessionStore], engine: AsyncEngine, caplog: pytest.LogCaptureFixture
+) -> None:
+    store = make_store()
+    await store.create_table()
+    async with client_for(make_app(store, rolling=True, **NODE_OPTIONS)) as client:
+        sid = await new_session(client)
+        async with engine.begin() as connection:
+            table = engine.dialect.identifier_preparer.quote(store.table_name)
+            await connection.execute(text(f"DROP TABLE {table}"))
+        response = await client.get("/noop", headers={"cookie": cookie_header(sid)})
     assert response.status_code == 200
     assert "set-cookie" not in response.headers
     assert "was not refreshed (rolling)" in caplog.text
