@@ -20,10 +20,13 @@ from .exceptions import ConfigurationError
 from .lifecycle import DEFAULT_MAX_AGE, GenId, Rolling, SessionLifecycle, Unset
 from .logs import middleware_logger as logger
 from .responses import TELEMETRY_KEY, add_session_headers, refuse
-from .session import state_of
+from .session import Session, state_of
 from .signing import Signer, warn_if_short
 from .startup import REFUSALS, BuiltOrReported, run_lifespan, twice
 from .store import PrismaSessionStore
+
+# Schemes of a request that came over TLS.
+SECURE_SCHEMES = ("https", "wss")
 
 if TYPE_CHECKING:
     from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -136,28 +139,29 @@ class SessionMiddleware(metaclass=BuiltOrReported):
                 await self.app(scope, receive, send)
             return
         path = scope["path"]
-        # Patterns name paths of the app the middleware wraps: inside a Mount, without its prefix.
-        route_path = path.removeprefix(scope.get("root_path", ""))
-        # Only requests the browser sends the cookie with: inside the cookie's path, as browsers match it.
-        if not self._every_path and (
-            not path_matches(path, self.cookie.path)
-            or (self._exclude is not None and self._exclude.match(route_path))
-        ):
-            await self.app(scope, receive, send)
-            return
+        if not self._every_path:
+            # Only requests the browser sends the cookie with: inside the cookie's path, as browsers match
+            # it. Patterns name paths of the app the middleware wraps: inside a Mount, without its prefix.
+            exclude = self._exclude
+            if not path_matches(path, self.cookie.path) or (
+                exclude is not None and exclude.match(path.removeprefix(scope.get("root_path", "")))
+            ):
+                await self.app(scope, receive, send)
+                return
         if "session" in scope:
             raise ConfigurationError(twice(scope["session"], path))
         if self.store.telemetry is not None and TELEMETRY_KEY not in scope:  # telemetry.py records it
             await self.store.telemetry.request(self, scope, receive, send)
             return
         lifecycle = self.lifecycle
-        secure = self._request_is_secure(scope)
+        secure = scope.get("scheme") in SECURE_SCHEMES or (self._proxy and _forwarded_https(scope))
         sid = None  # and without a Cookie header, none to look for
         for name, _ in scope["headers"]:
             if name == b"cookie":
                 sid = self._session_id(scope)
                 break
-        if self._autoload is not None and self._autoload.match(route_path):
+        autoload = self._autoload
+        if autoload is not None and autoload.match(path.removeprefix(scope.get("root_path", ""))):
             if sid is None:
                 session = lifecycle.new(secure, scope)
             else:
@@ -174,51 +178,14 @@ class SessionMiddleware(metaclass=BuiltOrReported):
         scope.setdefault("state", {})["session"] = session
         if lifecycle.genid_takes_request:
             state_of(session).scope = scope
-        # answered: the app's answer can no longer be replaced by the middleware's own (a 503, or a
-        # websocket close with 1011) when its session turns out to be unavailable.
-        answered = failed = False
-
-        async def commit_then_send(message: Message, kept: bool) -> None:
-            nonlocal failed
-            try:
-                set_cookie = await lifecycle.commit(session, kept=kept, failed=message["status"] >= 500)
-            except REFUSALS as error:
-                failed = True
-                await refuse(scope, send, error)
-                return
-            if set_cookie is not None or state_of(session).accessed:
-                add_session_headers(message, set_cookie)
-            await send(message)
-
-        # A plain function, not a coroutine: the commonest responses (a route that never used its session)
-        # pass through without one more coroutine per message.
-        def send_with_cookie(message: Message) -> Awaitable[None]:
-            nonlocal answered
-            if failed:
-                return _drop(message)  # the app's response was replaced by a 503
-            answered = True
-            if message["type"] == "http.response.start":
-                kept = scope.get("session") is session
-                if lifecycle.wants_commit(session, kept):
-                    return commit_then_send(message, kept)
-            return send(message)
-
-        async def websocket_send(message: Message) -> None:
-            # A websocket handshake cannot set cookies: its session is there to read. An accepted socket
-            # can still be closed with 1011; one the app closed, or refused with an HTTP response of its
-            # own, cannot.
-            nonlocal answered
-            if message["type"] not in ("websocket.accept", "websocket.send"):
-                answered = True
-            await send(message)
-
+        exchange = _Exchange(lifecycle, scope, send, session)
         try:
-            await self.app(scope, receive, send_with_cookie if kind == "http" else websocket_send)
+            await self.app(scope, receive, exchange.http if kind == "http" else exchange.websocket)
         except REFUSALS as error:
             # The route loaded its session (on first use) while the database was down: a 503 when the
             # response has not started, a close with 1011 for a websocket before or after its accept.
             # A database not set up for the store (the table dropped meanwhile): a 500, the same way.
-            if answered:
+            if exchange.answered:
                 raise
             await refuse(scope, send, error)
 
@@ -239,14 +206,63 @@ class SessionMiddleware(metaclass=BuiltOrReported):
             )
         return sid
 
-    def _request_is_secure(self, scope: Scope) -> bool:
-        if scope.get("scheme") in ("https", "wss"):
-            return True
-        if self._proxy:
-            for name, value in scope["headers"]:
-                if name == b"x-forwarded-proto":
-                    return bool(value.split(b",", 1)[0].strip().lower() == b"https")
-        return False
+
+class _Exchange:
+    """One request's messages to the server, through the middleware: the session committed as the
+    response starts. A plain object rather than closures: the commonest request, whose route never used
+    its session, costs one small object and a test per message."""
+
+    __slots__ = ("answered", "failed", "lifecycle", "scope", "send", "session")
+
+    def __init__(self, lifecycle: SessionLifecycle, scope: Scope, send: Send, session: Session) -> None:
+        self.lifecycle = lifecycle
+        self.scope = scope
+        self.send = send
+        self.session = session
+        # answered: the app's answer can no longer be replaced by the middleware's own (a 503, or a
+        # websocket close with 1011) when its session turns out to be unavailable. failed: it was.
+        self.answered = self.failed = False
+
+    def http(self, message: Message) -> Awaitable[None]:
+        # A plain method, not a coroutine: a response that needs no commit passes through without one
+        # more coroutine per message.
+        if self.failed:
+            return _drop(message)  # the app's response was replaced by a 503
+        self.answered = True
+        if message["type"] == "http.response.start":
+            session = self.session
+            kept = self.scope.get("session") is session
+            if self.lifecycle.wants_commit(session, kept):
+                return self._commit_then_send(message, kept)
+        return self.send(message)
+
+    async def _commit_then_send(self, message: Message, kept: bool) -> None:
+        session = self.session
+        try:
+            set_cookie = await self.lifecycle.commit(session, kept=kept, failed=message["status"] >= 500)
+        except REFUSALS as error:
+            self.failed = True
+            await refuse(self.scope, self.send, error)
+            return
+        if set_cookie is not None or state_of(session).accessed:
+            add_session_headers(message, set_cookie)
+        await self.send(message)
+
+    async def websocket(self, message: Message) -> None:
+        # A websocket handshake cannot set cookies: its session is there to read. An accepted socket can
+        # still be closed with 1011; one the app closed, or refused with an HTTP response of its own,
+        # cannot.
+        if message["type"] not in ("websocket.accept", "websocket.send"):
+            self.answered = True
+        await self.send(message)
+
+
+def _forwarded_https(scope: Scope) -> bool:
+    """With `proxy`: the first X-Forwarded-Proto says https."""
+    for name, value in scope["headers"]:
+        if name == b"x-forwarded-proto":
+            return bool(value.split(b",", 1)[0].strip().lower() == b"https")
+    return False
 
 
 def _paths(option: str, patterns: Sequence[str]) -> re.Pattern[str] | None:

@@ -265,46 +265,33 @@ class SessionData(dict[str, Any]):
 
 class SessionState:
     """What the backend keeps of one request's session beside its data: which keys changed, what was
-    loaded, and what the response must do. The app never sees it; `state_of(session)` reaches it."""
+    loaded, and what the response must do. The app never sees it; `state_of(session)` reaches it.
 
-    __slots__ = (
-        "absolute_expires",
-        "accessed",
-        "changed",
-        "device",
-        "dropped",
-        "everything",
-        "loaded_text",
-        "refresh",
-        "removed",
-        "request_scope",
-        "row_expires",
-        "scope",
-        "secure",
-        "send_cookie",
-    )
+    Each field starts at its class-level default, and only what a request changes is stored on the
+    instance: one is made per request, and most requests change nothing."""
+
+    accessed = False  # the request read or wrote the session: the response varies on Cookie
+    changed: set[str] | None = None  # keys set since the session was loaded or saved
+    removed: set[str] | None = None  # keys deleted since then
+    everything = False  # modified = True: write every key
+    refresh = False  # touch() asked for a new expiry
+    dropped = False  # the row the request's cookie named was deleted (destroy, regenerate)
+    send_cookie = False  # the session was written (or its expiry moved): the response sends it
+    # As the backend's read() found the row: its expiresAt, and its data as text while that is still what
+    # this session last saw (the compare of a compare-and-set write), or None.
+    row_expires: datetime | None = None
+    loaded_text: str | None = None
+    # With absolute_timeout: when the session ends, however active it is.
+    absolute_expires: datetime | None = None
+    # The stored device record (devices.py), and with the middleware's `devices` the request's scope,
+    # which the record is stamped from when the session is written.
+    device: Any = None
+    request_scope: Any = None
     #: The request's ASGI scope, for a `genid` that takes the request: set by the middleware only then.
-    scope: MutableMapping[str, Any]
+    scope: MutableMapping[str, Any] | None = None
 
     def __init__(self, secure: bool) -> None:
         self.secure = secure  # the request came over https
-        self.accessed = False  # the request read or wrote the session: the response varies on Cookie
-        self.changed: set[str] | None = None  # keys set since the session was loaded or saved
-        self.removed: set[str] | None = None  # keys deleted since then
-        self.everything = False  # modified = True: write every key
-        self.refresh = False  # touch() asked for a new expiry
-        self.dropped = False  # the row the request's cookie named was deleted (destroy, regenerate)
-        self.send_cookie = False  # the session was written (or its expiry moved): the response sends it
-        # As the backend's read() found the row: its expiresAt, and its data as text while that is still
-        # what this session last saw (the compare of a compare-and-set write), or None.
-        self.row_expires: datetime | None = None
-        self.loaded_text: str | None = None
-        # With absolute_timeout: when the session ends, however active it is.
-        self.absolute_expires: datetime | None = None
-        # The stored device record (devices.py), and with the middleware's `devices` the request's scope,
-        # which the record is stamped from when the session is written.
-        self.device: Any = None
-        self.request_scope: Any = None
 
     @property
     def modified(self) -> bool:
