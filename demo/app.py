@@ -122,7 +122,7 @@ td,th{{text-align:left;padding:.2em .8em .2em 0;vertical-align:top}}</style></he
 <body>
 <h1>Your devices</h1>
 <p>The browsers logged in as <strong>{user}</strong>. Log out any you do not recognise.</p>
-<table id="devices"><tr><th>Browser</th><th>Address</th><th>Logged in</th><th>Last seen</th><th></th></tr>
+<table id="devices"><tr><th>Browser</th><th>Address</th><th>First seen</th><th>Last seen</th><th></th></tr>
 {rows}</table>
 {others}
 <p><a href="/">Back</a></p>
@@ -174,6 +174,7 @@ async def index(request: Request, visit: TypedSession[Visit], session: SessionDe
 
 @app.post("/login")
 async def login(_: CsrfDep, session: SessionDep, username: str = Form(max_length=64)) -> RedirectResponse:
+    # A demo: there are no passwords, and anyone who types a name is that account, its devices included.
     # A new id on login: a session id planted before login is worthless after it.
     await session.regenerate(keep_data=True)
     session["user"] = username

@@ -12,6 +12,7 @@ from .device_list import Device, list_devices, revoke_device, revoke_other_devic
 from .devices import DeviceOptions
 from .exceptions import (
     ConfigurationError,
+    ReservedKeyError,
     SessionDataError,
     SessionError,
     SessionInterruptedError,
@@ -66,6 +67,7 @@ __all__ = [
     "DeviceOptions",
     "JSONSerializer",
     "PrismaSessionStore",
+    "ReservedKeyError",
     "Serializer",
     "Session",
     "SessionCookie",

@@ -9,6 +9,7 @@ cookie, nor made up for a session of another user.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -33,6 +34,9 @@ _TO_URLSAFE = str.maketrans("+/", "-_")
 _FROM_URLSAFE = str.maketrans("-_", "+/")
 # A handle is 43 characters; anything much longer is not one and is not worth an HMAC.
 MAX_HANDLE_LENGTH = 200
+# What a handle can hold: base64url. Anything else (a dot, a space, non-ASCII, a lone surrogate from
+# JSON's "\ud800") names no session, and is turned away before it is encoded for the HMAC.
+_HANDLE = re.compile(r"[A-Za-z0-9_-]+")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -73,7 +77,10 @@ class _Devices:
         return cls(session, lifecycle.signer, store)
 
     async def sessions(self) -> dict[str, Any]:
-        """The live sessions of the request's user, by sid (none for a session that names no user)."""
+        """The live sessions of the request's user, by sid (none for a session that names no user).
+
+        Only an absent or None value names no user: 0, "" and False are values like any other, and
+        every session holding the same one is that one user's."""
         key = self.store.user_key  # never None with `devices`: the store's options checked it
         user = None if key is None else self.session.get(key)
         if key is None or user is None:
@@ -109,8 +116,8 @@ def _moment(record: Mapping[str, Any], key: str) -> datetime | None:
 
 async def list_devices(connection: HTTPConnection) -> list[Device]:
     """The live sessions of the request's user (their `user_key` value), this one first, then the most
-    recently seen. Empty when the session names no user. Raises RuntimeError without the store's
-    `devices`."""
+    recently seen. Empty when the session names no user (its `user_key` absent or None). Raises
+    RuntimeError without the store's `devices`."""
     devices = await _Devices.of(connection)
     current = devices.current()
     found = []
@@ -137,8 +144,9 @@ async def list_devices(connection: HTTPConnection) -> list[Device]:
 async def revoke_device(connection: HTTPConnection, handle: str) -> bool:
     """End the session of the request's user that `handle` (a `Device.handle`) names: that device is
     logged out. Its own handle logs this session out (`session.destroy()`). Returns False when no
-    session of this user has that handle (ended already, or not theirs)."""
-    if not isinstance(handle, str) or not handle or len(handle) > MAX_HANDLE_LENGTH or "." in handle:
+    session of this user has that handle (ended already, or not theirs), and for anything that is not a
+    handle at all (not base64url, too long), without looking."""
+    if not isinstance(handle, str) or len(handle) > MAX_HANDLE_LENGTH or not _HANDLE.fullmatch(handle):
         return False
     devices = await _Devices.of(connection)
     for sid in await devices.sessions():

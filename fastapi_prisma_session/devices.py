@@ -39,8 +39,9 @@ class DeviceOptions:
     both).
 
     Args:
-        ip: the client's IP address: the connection's peer, or with the middleware's `proxy` the first
-            address of `X-Forwarded-For` (as express's `trust proxy` reads it).
+        ip: the client's IP address: the connection's peer (the client uvicorn's `--proxy-headers`
+            resolved, if on), or with the middleware's `proxy` the last address of `X-Forwarded-For`,
+            the one the proxy in front of the app appended.
         user_agent: the `User-Agent` header, cut to 512 characters.
     """
 
@@ -103,14 +104,17 @@ def device_options(devices: bool | DeviceOptions, user_key: str | None) -> Devic
 
 
 def client_ip(scope: Scope, proxy: bool) -> str | None:
-    """The client's address: with `proxy`, the first of `X-Forwarded-For` when it is an address."""
+    """The client's address: the connection's peer, or with `proxy` the last entry of
+    `X-Forwarded-For`. Proxies append the address they were reached from, so the last entry is the one
+    the proxy in front of the app saw; the entries before it are whatever the client sent, and are
+    never used. A last entry that is not an address leaves the peer's."""
     if proxy:
-        for name, value in scope["headers"]:
-            if name == b"x-forwarded-for":
-                address = _address(value.split(b",", 1)[0].strip().decode("latin-1"))
-                if address is not None:
-                    return address
-                break
+        forwarded = b",".join(value for name, value in scope["headers"] if name == b"x-forwarded-for")
+        entries = [entry for entry in forwarded.split(b",") if entry.strip()]
+        if entries:
+            address = _address(entries[-1].strip().decode("latin-1"))
+            if address is not None:
+                return address
     client = scope.get("client")
     return _address(str(client[0])) if client else None
 

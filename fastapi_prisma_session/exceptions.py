@@ -31,6 +31,24 @@ class TableMissingError(SessionError):
         self.table_name = table_name
 
 
+class ReservedKeyError(SessionError, KeyError, ValueError):
+    """The app set a key the store keeps for itself (`cookie`, `__absoluteExpires`, `__regeneratedAs`,
+    `__encrypted`, `__device`), by any path: `[]`, `update`, `|=`, `setdefault`. Nothing was changed. A
+    `KeyError`, as before it had its own class, and a `ValueError`: usually the data came from a client
+    (a request's JSON passed to `session.update`), which should not be passed to the session whole."""
+
+    def __init__(self, key: object) -> None:
+        super().__init__(
+            f"{key!r} is reserved for the store (the session's cookie, its expiry, a regenerate's marker, "
+            "the encrypted data, the device record) and cannot be set; use session.cookie for the cookie, "
+            "and copy into the session only the keys you expect, never a client's dict whole"
+        )
+        self.key = key
+
+    def __str__(self) -> str:
+        return str(self.args[0])  # KeyError's own would quote the message
+
+
 class SessionNotFoundError(SessionError, LookupError):
     """`Session.reload()` found no live row: the session was destroyed or has expired."""
 

@@ -46,9 +46,12 @@ Unset = Literal["keep", "destroy"]
 Rolling: TypeAlias = bool | Literal["throttled"]
 # `genid()`, or express-session's `genid(req)` with the Starlette request.
 GenId: TypeAlias = Callable[[], str] | Callable[[Request], str]
-# What a genid that takes the request gets outside one (testing.create_session): a GET of / without
-# headers.
-NO_REQUEST = {"type": "http", "method": "GET", "path": "/", "query_string": b"", "headers": []}
+
+
+def _no_request() -> dict[str, Any]:
+    """What a genid that takes the request gets outside one (testing.create_session): a GET of /
+    without headers. A new one each call: what a genid writes (`request.state`) stays with its call."""
+    return {"type": "http", "method": "GET", "path": "/", "query_string": b"", "headers": []}
 
 
 class SessionLifecycle:
@@ -111,7 +114,8 @@ class SessionLifecycle:
 
     def new_id(self, state: SessionState) -> str:
         if self.genid_takes_request:
-            sid = self._genid(Request(getattr(state, "scope", NO_REQUEST)))
+            scope = getattr(state, "scope", None)
+            sid = self._genid(Request(_no_request() if scope is None else scope))
         else:
             sid = self._genid()
         if not is_valid_session_id(sid):

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 from .cookies import ABSOLUTE_KEY, COOKIE_KEY, MOVED_KEY
 from .devices import DEVICE_KEY
 from .encryption import ENVELOPE_KEY
-from .exceptions import SessionNotLoadedError
+from .exceptions import ReservedKeyError, SessionNotLoadedError
 
 if TYPE_CHECKING:
     from _collections_abc import dict_items, dict_keys, dict_values
@@ -56,11 +56,7 @@ _mark, _clear, _update, _items, _copy = (
 
 
 def _refuse(key: object) -> None:
-    raise KeyError(
-        f"{key!r} is reserved for the store (the session's cookie, its expiry, a regenerate's marker, the "
-        "encrypted data, the device record); use "
-        "session.cookie for the cookie"
-    )
+    raise ReservedKeyError(key)
 
 
 class SessionData(dict[str, Any]):

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from importlib.metadata import version
 from typing import TYPE_CHECKING, Any, Protocol
 
+from .devices import DEVICE_KEY
 from .exceptions import ConfigurationError
 from .responses import TELEMETRY_KEY
 
@@ -46,8 +47,8 @@ if TYPE_CHECKING:
 
 SCOPE = "fastapi_prisma_session"
 # The store's methods that are traced, and the operation each is (`db.operation.name`). An `update`
-# that writes no key of the session's (only its cookie and expiry: a rolling session's refresh, or
-# `resave`) is a touch.
+# that writes no key of the app's (only the cookie, the expiry and the device record: a rolling
+# session's refresh, `resave`, a sighting) is a touch.
 TRACED = {
     "load": "load",
     "create": "save",
@@ -153,11 +154,12 @@ class StoreTelemetry:
         self.attributes: Attributes = {"db.system.name": system, "db.collection.name": table}
         if system != "sqlite" and url.database:
             self.attributes["db.namespace"] = url.database
+        port = url.port or store.executor.driver.default_port  # the one connected to, named or not
         if url.host:
             self.attributes["server.address"] = url.host
-            if url.port:
-                self.attributes["server.port"] = url.port
-        where = f"{url.host}:{url.port or ''}/{url.database}" if url.host else f"{system}:{url.database}"
+            if port:
+                self.attributes["server.port"] = port
+        where = f"{url.host}:{port or ''}/{url.database}" if url.host else f"{system}:{url.database}"
         self._pool = {"db.system.name": system, "db.client.connection.pool.name": where}
         self._operations = {
             name: {**self.attributes, "db.operation.name": name} for name in set(TRACED.values())
@@ -265,9 +267,14 @@ class StoreTelemetry:
 
 
 def _writes_no_key(kwargs: Mapping[str, Any]) -> bool:
-    """Whether an `update` writes none of the session's keys (the lifecycle's touch): `changed` empty."""
+    """Whether an `update` writes none of the app's keys (the lifecycle's touch): `changed` empty, or
+    only the device record, which the lifecycle names on every write while `devices` is on."""
     changed = kwargs.get("changed")
-    return isinstance(changed, (set, frozenset, list, tuple)) and not changed and not kwargs.get("removed")
+    return (
+        isinstance(changed, (set, frozenset, list, tuple))
+        and all(key == DEVICE_KEY for key in changed)
+        and not kwargs.get("removed")
+    )
 
 
 def error_type(error: BaseException) -> str:

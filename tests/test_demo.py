@@ -100,6 +100,7 @@ async def test_a_user_sees_their_devices_and_logs_one_out(demo: ModuleType) -> N
         assert "Firefox on Android" in phones
         assert "127.0.0.1" in phones
         assert "Log out all other devices" in devices.text
+        assert "<th>First seen</th>" in devices.text  # a login keeps its record: not "Logged in"
         phone_sid = session_prefix(await phone.get("/"))
         assert phone_sid not in devices.text  # the page names sessions by handles, never by their ids
 

@@ -119,9 +119,12 @@ async def test_the_app_never_sees_the_record_and_cannot_set_it(make_store: MakeS
     ("proxy", "forwarded", "expected"),
     [
         (False, "203.0.113.7", "127.0.0.1"),  # without `proxy` the header is the client's word
-        (True, "203.0.113.7, 10.0.0.1", "203.0.113.7"),  # the first address: the client, as express
+        # The last address: the one the proxy appended. The client wrote what comes before it.
+        (True, "1.2.3.4, 10.0.0.1", "10.0.0.1"),
+        (True, "203.0.113.7,10.0.0.1, ", "10.0.0.1"),
         (True, "2001:DB8::1", "2001:db8::1"),
-        (True, "not-an-address", "127.0.0.1"),
+        (True, "1.2.3.4, not-an-address", "127.0.0.1"),  # never an address the client chose
+        (True, "", "127.0.0.1"),
     ],
 )
 async def test_the_address_honours_proxy(
@@ -131,6 +134,16 @@ async def test_the_address_honours_proxy(
     async with client_for(device_app(store, proxy=proxy)) as client:
         sid = await log_in(client, "ada", **{"x-forwarded-for": forwarded})
     assert (await records(engine))[sid]["ip"] == expected
+
+
+async def test_of_several_forwarded_for_headers_the_last_address_of_the_last_counts(
+    make_store: MakeStore, engine: AsyncEngine
+) -> None:
+    store = await devices_store(make_store)
+    async with client_for(device_app(store, proxy=True)) as client:
+        headers = [("user-agent", LAPTOP), ("x-forwarded-for", "1.2.3.4"), ("x-forwarded-for", "10.0.0.9")]
+        response = await client.post("/login", params={"user": "ada"}, headers=headers)
+    assert (await records(engine))[response.json()["id"]]["ip"] == "10.0.0.9"
 
 
 async def test_address_and_user_agent_can_be_switched_off(make_store: MakeStore, engine: AsyncEngine) -> None:
@@ -249,6 +262,50 @@ async def test_a_user_revokes_one_of_their_devices_and_no_one_elses(make_store: 
         assert response.json() == {"revoked": True}
         assert "connect.sid=;" in response.headers["set-cookie"]
     assert await store.ids() == [next(iter(await store.matching(user="bob")))]
+
+
+async def test_a_handle_that_is_not_base64url_is_refused_before_any_lookup(make_store: MakeStore) -> None:
+    store = await devices_store(make_store)
+    app = device_app(store)
+
+    @app.post("/devices/revoke-json")
+    async def revoke_json(request: Request) -> dict[str, bool]:
+        return {"revoked": await revoke_device(request, (await request.json())["handle"])}
+
+    async with client_for(app) as phone, client_for(app) as laptop:
+        await log_in(phone, "ada", PHONE)
+        await log_in(laptop, "ada", LAPTOP)
+        statements = store.statistics.statements
+        # JSON's escapes make a lone surrogate, which no UTF-8 encoder takes; and non-ASCII, and spaces.
+        for body in ('{"handle": "\\ud800"}', '{"handle": "h\\u00e9"}', '{"handle": "a b"}'):
+            response = await laptop.post(
+                "/devices/revoke-json", content=body, headers={"content-type": "application/json"}
+            )
+            assert (response.status_code, response.json()) == (200, {"revoked": False})
+        assert store.statistics.statements == statements  # refused before the session was loaded
+        assert len((await laptop.get("/devices")).json()) == 2
+        assert (await phone.get("/user")).json() == {"user": "ada"}
+
+
+@pytest.mark.parametrize("guest", [0, "", False])
+async def test_a_falsy_user_key_value_is_a_user_only_none_is_nobody(
+    make_store: MakeStore, guest: object
+) -> None:
+    """docs/devices.md warns of it: sessions that hold the same 0, "" or False are one user's."""
+    store = await devices_store(make_store)
+    app = device_app(store)
+
+    @app.post("/guest")
+    async def as_guest(session: SessionDep, none: bool = False) -> dict[str, bool]:
+        session["user"] = None if none else guest
+        return {"ok": True}
+
+    async with client_for(app) as first, client_for(app) as second, client_for(app) as nobody:
+        for client in (first, second):
+            await client.post("/guest")
+        await nobody.post("/guest", params={"none": True})
+        assert [d["current"] for d in (await second.get("/devices")).json()] == [True, False]
+        assert (await nobody.get("/devices")).json() == []
 
 
 async def test_a_user_logs_out_their_other_devices(make_store: MakeStore) -> None:

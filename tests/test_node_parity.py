@@ -7,6 +7,7 @@ import secrets
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
+from urllib.parse import unquote
 
 import httpx
 import pytest
@@ -17,7 +18,8 @@ from starlette.requests import Request
 from fastapi_prisma_session import ConfigurationError, PrismaSessionStore
 from fastapi_prisma_session.durations import utcnow
 from fastapi_prisma_session.signing import Signer
-from tests.helpers import StatementLog, client_for, close_to, free_port, make_app, rows, shift_expiry
+from fastapi_prisma_session.testing import create_session
+from tests.helpers import SECRET, StatementLog, client_for, close_to, free_port, make_app, rows, shift_expiry
 from tests.node_recorder import read_sessions, require_node
 from tests.test_one_path import row_locked
 
@@ -217,6 +219,24 @@ async def test_genid_can_take_the_request(store: PrismaSessionStore, engine: Asy
     assert second.json()["id"] == "acme.login.2"
     assert set(await rows(engine)) == {"acme.login.2"}
     assert all(isinstance(request, Request) for request in seen)
+
+
+async def test_outside_a_request_each_genid_call_gets_a_request_of_its_own(
+    store: PrismaSessionStore,
+) -> None:
+    """`create_session` has no request: the genid gets a stand-in, new each time, so what one call
+    writes into `request.state` is not there for the next."""
+
+    def genid(request: Request) -> str:
+        earlier = getattr(request.state, "calls", 0)
+        request.state.calls = earlier + 1
+        return f"{request.url.path.strip('/') or 'root'}.{earlier}.{secrets.token_hex(8)}"
+
+    app = make_app(store, genid=genid)
+    async with client_for(app):  # the app started: its middleware and store are built
+        ids = [(await create_session(app, {"n": n}))["connect.sid"] for n in range(2)]
+    sids = [str(Signer(SECRET).session_id(unquote(cookie))) for cookie in ids]
+    assert [sid[:7] for sid in sids] == ["root.0.", "root.0."]
 
 
 async def test_a_genid_that_can_take_no_argument_gets_none(store: PrismaSessionStore) -> None:

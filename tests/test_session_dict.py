@@ -14,7 +14,14 @@ from fastapi import FastAPI, Request
 from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.responses import JSONResponse
 
-from fastapi_prisma_session import PrismaSessionStore, Session, SessionDep, SessionNotLoadedError
+from fastapi_prisma_session import (
+    PrismaSessionStore,
+    ReservedKeyError,
+    Session,
+    SessionDep,
+    SessionNotLoadedError,
+)
+from fastapi_prisma_session.session_data import RESERVED
 from tests.helpers import client_for, make_app, rows
 
 Edit = Callable[[Session], Any]
@@ -293,8 +300,10 @@ async def test_each_mutating_method_writes_exactly_its_keys_beside_a_concurrent_
 def _refused(use: Callable[[], Any]) -> bool:
     try:
         use()
-    except KeyError:
-        return True
+    except ReservedKeyError as error:
+        # A KeyError as before, and a ValueError; its message names the key, unquoted by KeyError.
+        is_both = isinstance(error, KeyError) and isinstance(error, ValueError)
+        return is_both and str(error).startswith(f"{error.key!r} is reserved")
     return False
 
 
@@ -306,7 +315,7 @@ async def test_reserved_keys_are_refused_on_every_insertion_path(
     @app.post("/reserved")
     async def reserved(session: SessionDep) -> dict[str, Any]:
         refused = {}
-        for key in ("cookie", "__absoluteExpires", "__regeneratedAs"):
+        for key in RESERVED:
             refused[key] = [
                 _refused(lambda key=key: session.__setitem__(key, 1)),
                 _refused(lambda key=key: session.update({key: 1})),
@@ -321,11 +330,35 @@ async def test_reserved_keys_are_refused_on_every_insertion_path(
         await seeded(client, {"a": "1"})
         answer = (await client.post("/reserved")).json()
     assert answer == {
-        "refused": {key: [True] * 6 for key in ("cookie", "__absoluteExpires", "__regeneratedAs")},
+        "refused": {key: [True] * 6 for key in RESERVED},
         "data": {"a": "1"},
         "modified": False,
     }
     assert await stored(engine) == {"a": "1"}
+
+
+async def test_a_clients_json_holding_a_reserved_key_is_refused_whole(
+    store: PrismaSessionStore, engine: AsyncEngine
+) -> None:
+    """An app that passes a request's JSON to `session.update` can catch the refusal by its name."""
+    app = make_app(store)
+
+    @app.post("/profile")
+    async def profile(request: Request, session: SessionDep) -> JSONResponse:
+        try:
+            session.update(await request.json())
+        except ReservedKeyError as error:
+            return JSONResponse({"refused": str(error)}, status_code=400)
+        return JSONResponse({"refused": None})
+
+    async with client_for(app) as client:
+        await seeded(client, {"a": "1"})
+        for key in ("__device", "__encrypted", "cookie"):
+            response = await client.post("/profile", json={"a": "2", key: {"ip": "1.2.3.4"}})
+            assert response.status_code == 400
+            assert response.json()["refused"].startswith(f"'{key}' is reserved")
+        assert (await client.post("/profile", json={"a": "3"})).json() == {"refused": None}
+    assert await stored(engine) == {"a": "3"}
 
 
 async def test_a_new_session_built_with_dict_methods_is_saved_whole(

@@ -139,6 +139,7 @@ async def test_each_operation_is_a_client_span_named_as_the_conventions_say(
         assert span.name == f"{attributes['db.operation.name']} Session"
         if url.host:
             assert attributes["server.address"] == url.host
+            assert attributes["server.port"] == url.port
             assert attributes["db.namespace"] == url.database
         # A session id is a secret, and its data the user's: neither is ever an attribute.
         for sid in sids:
@@ -151,6 +152,43 @@ async def test_each_operation_is_a_client_span_named_as_the_conventions_say(
     assert by_name["destroy_all Session"]["prisma_session.match.keys"] == ("value",)
     assert by_name["prune Session"]["prisma_session.rows_deleted"] == 1
     assert by_name["prune Session"]["prisma_session.prune.skipped"] is False
+
+
+@pytest.mark.parametrize("options", [{"rolling": True}, {"resave": True}], ids=str)
+async def test_with_devices_a_write_of_only_the_device_record_is_a_touch(
+    make_store: Callable[..., PrismaSessionStore], spans: InMemorySpanExporter, options: dict[str, Any]
+) -> None:
+    """With `devices`, every write of a loaded session names the device record as changed: one that
+    changes nothing else (a rolling refresh, resave) is still a touch."""
+    store = make_store(user_key="user", devices=True)
+    await store.create_table()
+    async with client_for(make_app(store, secure=False, **options)) as client:
+        await client.post("/write", params={"value": "a"})  # save (insert)
+        await client.get("/read")  # load, touch: the device record, the cookie and the expiry
+        await client.post("/write", params={"value": "b"})  # load, save: a key of the app's
+    assert [span.name for span in spans.get_finished_spans()] == [
+        "save Session",
+        "load Session",
+        "touch Session",
+        "load Session",
+        "save Session",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("url", "port"),
+    [
+        ("postgresql://app@db.example/app", 5432),
+        ("postgresql://app@db.example:6432/app", 6432),
+        ("mysql://app@db.example/app", 3306),
+        ("mysql://app@db.example:3307/app", 3307),
+    ],
+)
+def test_server_port_is_the_urls_or_the_databases_default(telemetry: Telemetry, url: str, port: int) -> None:
+    store = PrismaSessionStore(url, telemetry=telemetry)  # built, never connected
+    assert store.telemetry is not None
+    assert store.telemetry.attributes["server.address"] == "db.example"
+    assert store.telemetry.attributes["server.port"] == port
 
 
 async def test_each_requests_statements_are_recorded(

@@ -67,6 +67,8 @@ class Driver(ABC):
     lost: tuple[type[BaseException], ...] = (OSError,)
     #: The statements that start a transaction.
     begin: ClassVar[tuple[str, ...]] = ("BEGIN",)
+    #: The port connected to where the URL names none; None for a database that is a file.
+    default_port: ClassVar[int | None] = None
 
     @abstractmethod
     async def connect(self, **kwargs: Any) -> Connection:

@@ -12,7 +12,7 @@ from ..driver import SERVER_TIMEOUT_SHARE, Fault
 from ..driver import Driver as BaseDriver
 from .connection import REFUSED, MySQLConnection
 from .connection import connect_kwargs as asyncmy_connect_kwargs
-from .hosts import Hosts, host_list
+from .hosts import DEFAULT_PORT, Hosts, host_list
 
 if TYPE_CHECKING:
     from ...connections import Connection
@@ -64,6 +64,7 @@ def connect_defaults(deadline: float) -> dict[str, Any]:
 
 class Driver(BaseDriver):
     name = "mysql"
+    default_port = DEFAULT_PORT
     begin = ("START TRANSACTION",)
 
     def __init__(self) -> None:

@@ -14,7 +14,7 @@ import asyncpg
 from ...exceptions import StoreSetupError
 from ..driver import SERVER_TIMEOUT_SHARE, Fault, sqlalchemy_connect_args
 from ..driver import Driver as BaseDriver
-from .hosts import HostList
+from .hosts import DEFAULT_PORT, HostList
 
 if TYPE_CHECKING:
     from ...connections import Connection
@@ -66,6 +66,7 @@ def connect_params(url: URL) -> dict[str, Any]:
 
 class Driver(BaseDriver):
     name = "postgresql"
+    default_port = DEFAULT_PORT
     lost = (OSError, asyncpg.InterfaceError, asyncpg.InternalClientError)
 
     def __init__(self) -> None:
