@@ -381,15 +381,37 @@ async def test_prune_batches_are_bounded_and_go_through_the_expiry_index(migrate
     seen: list[int] = []
     async with PrismaSessionStore(migrated, prune_batch_size=1000) as store:
         assert await store.prune(progress=seen.append) == 2500
-        compiled = store.executor.sql.prune_batch.sql
-        assert "LIMIT" in compiled
-        plan = await aquery(
-            migrated,
-            "EXPLAIN SELECT id FROM `Session` WHERE `expiresAt` <= NOW() ORDER BY `expiresAt` LIMIT 1000",
-        )
+        assert "LIMIT" in store.executor.sql.prune_batch.sql
     assert seen == [1000, 2000, 2500]
     assert await counts(migrated) == (0, 10)
-    assert any(row[5] == "Session_expiresAt_idx" for row in plan), plan  # the `key` column
+
+
+@pytest.mark.parametrize("disposes", [False, True])
+async def test_a_prune_batch_walks_the_expiry_index_after_a_mass_expiry(
+    migrated: str, disposes: bool
+) -> None:
+    """After one UPDATE expired two thirds of the rows (as benchmarks/mass_expiry.py does), and before any
+    ANALYZE (statistics that say none is expired), each batch (its DELETE, or with a `dispose` its SELECT
+    ... FOR UPDATE) reads a range of the expiresAt index in its order and stops at its LIMIT: a scan of
+    the table, or a sort of every expired row, per batch would prune a backlog in quadratic time."""
+    await seed(migrated, expired=0, live=3000)
+    await aquery(migrated, "ANALYZE TABLE `Session`")
+    await aquery(
+        migrated,
+        "UPDATE `Session` SET `expiresAt` = UTC_TIMESTAMP(3) - INTERVAL 1 HOUR "
+        "WHERE CAST(SUBSTRING(id, 5) AS UNSIGNED) <= 2000",
+    )
+    async with PrismaSessionStore(migrated) as store:
+        sql = store.executor.sql
+        statement = (sql.prune_batch_returning if disposes else sql.prune_batch).sql
+    assert statement.count("%s") == 2  # now, then the batch's size
+    plan = await aquery(
+        migrated, "EXPLAIN " + statement.replace("%s", "UTC_TIMESTAMP(3)", 1).replace("%s", "500")
+    )
+    [row] = plan
+    assert row[5] == "Session_expiresAt_idx", plan  # the `key` column
+    assert row[3] == "range", plan  # the `type` column
+    assert "filesort" not in str(row[9]), plan  # `Extra`: read in the index's order, no sort
 
 
 async def test_a_prune_with_dispose_selects_then_deletes(migrated: str) -> None:

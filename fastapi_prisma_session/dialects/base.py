@@ -123,8 +123,7 @@ class SQLDialect(ABC):
         self.upsert: Executable = self.build_upsert()
         # The batch's size is a parameter (`batch_size`): the pruner sizes each batch to the database's pace.
         batch_size = bindparam("batch_size", type_=Integer)
-        self.prune_batch: Delete = delete(table).where(self.prune_condition(batch_size))
-        self.prune_batch_returning: Executable = self.deleted(self.prune_batch)
+        self.prune_batch, self.prune_batch_returning = self.prune_statements(batch_size)
 
     # -- what each database writes its own way -------------------------------------------------------
 
@@ -155,10 +154,17 @@ class SQLDialect(ABC):
     def build_upsert(self) -> Executable:
         """Insert the row, or on a conflict of `sid` replace its data and expiry (keeping its id)."""
 
-    @abstractmethod
+    def prune_statements(self, limit: ColumnElement[int]) -> tuple[Executable, Executable]:
+        """A prune batch: the DELETE of at most `limit` (a bound parameter) rows expired at `now`, and its
+        `deleted()` form, which hands back what it deletes. Here a DELETE of the rows whose ids
+        `prune_condition` finds."""
+        batch = delete(self.table).where(self.prune_condition(limit))
+        return batch, self.deleted(batch)
+
     def expired_ids(self, limit: ColumnElement[int]) -> Any:
         """A subquery of at most `limit` (a bound parameter) ids of rows expired at `now`, found through
-        the expiry index."""
+        the expiry index: what the prune batch deletes, for a dialect that keeps `prune_statements`."""
+        raise NotImplementedError
 
     def in_prune_batch(self, limit: ColumnElement[int]) -> ColumnElement[bool]:
         """The row is one of `expired_ids(limit)`."""
