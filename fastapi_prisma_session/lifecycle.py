@@ -239,7 +239,7 @@ class SessionLifecycle:
     def lazy(self, sid: str | None, secure: bool, scope: Scope | None = None) -> Session:
         """The session the request's cookie names (a new one without a cookie), loaded on first use
         (`await session.load()`). `scope`, the request's, is what a device record is stamped from."""
-        session = Session(self, sid, secure=secure, loaded=False)
+        session = Session(self, sid, secure, False)  # positional: one is made per request
         if self.devices is not None:
             state_of(session).request_scope = scope
         return session

@@ -65,7 +65,7 @@ class Session(SessionData):
     __slots__ = ("_backend", "_cookie", "_id", "is_new")
 
     def __init__(
-        self, backend: SessionBackend, sid: str | None = None, *, secure: bool = False, loaded: bool = True
+        self, backend: SessionBackend, sid: str | None = None, secure: bool = False, loaded: bool = True
     ) -> None:
         self._state = SessionState(secure)  # the backend's bookkeeping: see SessionState
         self._loaded = loaded  # False until first use, for a request's session (autoload aside)
