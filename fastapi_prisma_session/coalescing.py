@@ -20,7 +20,7 @@ from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
-from .connections import Connection, RequestPool
+from .connections import STATEMENT_SHARE, Connection, RequestPool
 
 Row = Sequence[Any]
 # The most sessions one statement loads; a batch that is full leaves the next load to start another.
@@ -97,15 +97,15 @@ class LoadCoalescer:
         self._in_flight -= 1
 
     async def _take_lane(self, loop: asyncio.AbstractEventLoop) -> None:
-        """Wait for a lane, within the pool's deadline (a statement in flight ends within its own)."""
+        """Wait for a lane (the caller's deadline bounds the wait; a statement in flight ends within
+        its own)."""
         if self._in_flight < self._lanes:
             self._in_flight += 1
             return
         waiter: asyncio.Future[None] = loop.create_future()
         self._lane_waiters.append(waiter)
         try:
-            async with asyncio.timeout(self._pool.deadline):
-                await waiter
+            await waiter
         except BaseException:
             if waiter.done() and not waiter.cancelled():
                 self.done()  # the lane was handed over as the wait ended: pass it on
@@ -135,13 +135,17 @@ class LoadCoalescer:
             sids = list(dict.fromkeys(sid for sid, waiter in batch.waiters if not waiter.done()))
             return await self._many(connection, sids) if sids else {}
 
+        pool = self._pool
         try:
-            await self._take_lane(batch.loop)
-            try:
-                # A read: on a connection found dead, it runs again on another, within the same deadline.
-                rows: dict[str, Row] = await self._pool.run("", "", (), retry=True, work=read)
-            finally:
-                self.done()
+            # The wait for a lane and the statement share one deadline, as the wait for a connection and
+            # the statement do in the pool: the pool's own deadline, nested inside, bounds the statement.
+            async with pool.deadlines.within(pool.deadline * STATEMENT_SHARE):
+                await self._take_lane(batch.loop)
+                try:
+                    # A read: on a connection found dead, it runs again on another, within the deadline.
+                    rows: dict[str, Row] = await pool.run("", "", (), retry=True, work=read)
+                finally:
+                    self.done()
         except BaseException as error:
             if self._open is batch:
                 self._open = None
