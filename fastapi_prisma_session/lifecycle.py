@@ -101,7 +101,7 @@ class SessionLifecycle:
         self._commit_unused = save_uninitialized or self.rolls_every  # one test when both are off
         self.unset = unset
         self._genid: Callable[..., str] = genid or _default_genid
-        #: genid takes the request: the middleware gives each session its scope (see new_id).
+        #: genid takes the request: it is given the scope each session keeps (see new_id).
         self.genid_takes_request = genid is not None and _takes_request(genid)
         #: what each session records of its device (the store's `devices`), or None
         self.devices = None
@@ -109,12 +109,14 @@ class SessionLifecycle:
             lifetime = self.max_age or DEFAULT_MAX_AGE
             every = self.touch_after if self.touch_after is not None else lifetime * DEFAULT_TOUCH_FRACTION
             self.devices = DeviceRecorder(store.devices, proxy=proxy, every=every)
+        # Each session keeps the request's scope when a device record or genid needs it.
+        self._keeps_scope = self.devices is not None or self.genid_takes_request
 
     # -- the session's backend -----------------------------------------------------------------------
 
     def new_id(self, state: SessionState) -> str:
         if self.genid_takes_request:
-            scope = getattr(state, "scope", None)
+            scope = state.request_scope
             sid = self._genid(Request(_no_request() if scope is None else scope))
         else:
             sid = self._genid()
@@ -232,7 +234,7 @@ class SessionLifecycle:
 
     def new(self, secure: bool, scope: Scope | None = None) -> Session:
         session = Session(self, secure=secure)
-        if self.devices is not None:
+        if self._keeps_scope:
             state_of(session).request_scope = scope
         return session
 
@@ -240,7 +242,7 @@ class SessionLifecycle:
         """The session the request's cookie names (a new one without a cookie), loaded on first use
         (`await session.load()`). `scope`, the request's, is what a device record is stamped from."""
         session = Session(self, sid, secure, False)  # positional: one is made per request
-        if self.devices is not None:
+        if self._keeps_scope:
             state_of(session).request_scope = scope
         return session
 

@@ -176,8 +176,6 @@ class SessionMiddleware(metaclass=BuiltOrReported):
             session = lifecycle.lazy(sid, secure, scope)
         scope["session"] = session
         scope.setdefault("state", {})["session"] = session
-        if lifecycle.genid_takes_request:
-            state_of(session).scope = scope
         exchange = _Exchange(lifecycle, scope, send, session)
         try:
             await self.app(scope, receive, exchange.http if kind == "http" else exchange.websocket)

@@ -279,12 +279,11 @@ class SessionState:
     loaded_text: str | None = None
     # With absolute_timeout: when the session ends, however active it is.
     absolute_expires: datetime | None = None
-    # The stored device record (devices.py), and with the middleware's `devices` the request's scope,
-    # which the record is stamped from when the session is written.
+    # The stored device record (devices.py).
     device: Any = None
-    request_scope: Any = None
-    #: The request's ASGI scope, for a `genid` that takes the request: set by the middleware only then.
-    scope: MutableMapping[str, Any] | None = None
+    # The request's ASGI scope, where the lifecycle needs it: a device record is stamped from it, and a
+    # `genid` that takes the request is given it.
+    request_scope: MutableMapping[str, Any] | None = None
 
     def __init__(self, secure: bool) -> None:
         self.secure = secure  # the request came over https
