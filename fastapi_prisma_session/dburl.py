@@ -100,13 +100,14 @@ class DatabaseURL:
     def with_query(self, values: Mapping[str, str]) -> DatabaseURL:
         return replace(self, query={**self.query, **values})
 
-    def render(self) -> str:
-        """The URL as text, password and all (`URL.render_as_string(hide_password=False)`)."""
+    def render(self, *, hide_password: bool = False) -> str:
+        """The URL as text, as `URL.render_as_string` writes it: password and all, or with
+        `hide_password` the password as `***` (for a log line)."""
         text = self.drivername + "://"
         if self.username is not None:
             text += quote(self.username, safe=" +")
             if self.password is not None:
-                text += ":" + quote(self.password, safe=" +")
+                text += ":" + ("***" if hide_password else quote(self.password, safe=" +"))
             text += "@"
         if self.host is not None:
             text += f"[{self.host}]" if ":" in self.host else self.host

@@ -19,6 +19,7 @@ import inspect
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
+from .dburl import DatabaseURL
 from .deadlines import not_on_asyncio
 from .exceptions import ConfigurationError, StoreSetupError, StoreUnavailableError, TableMissingError
 from .logs import middleware_logger as logger
@@ -159,4 +160,7 @@ def twice(found: object, path: str) -> str:
 
 def _database(store: PrismaSessionStore) -> str:
     """The store's database, as a log line names it: its URL without the password."""
-    return str(store.engine.url.render_as_string(hide_password=True))
+    url = store.url  # not store.engine's: making it would import SQLAlchemy, after a shutdown too
+    if isinstance(url, DatabaseURL):
+        return url.render(hide_password=True)
+    return str(url.render_as_string(hide_password=True))  # the caller's engine's

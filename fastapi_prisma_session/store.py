@@ -33,8 +33,10 @@ from .urls import DEADLINE, create_engine, engine_for, is_engine
 if TYPE_CHECKING:
     import logging
 
+    from sqlalchemy.engine import URL
     from sqlalchemy.ext.asyncio import AsyncEngine
 
+    from .dburl import DatabaseURL
     from .telemetry import StoreTelemetry, Telemetry
 
 
@@ -180,6 +182,13 @@ class PrismaSessionStore:
                 target.url.render(), self._engine_options, options.deadline, pgbouncer=target.pgbouncer
             )
         return self._engine
+
+    @property
+    def url(self) -> DatabaseURL | URL:
+        """The database's URL as the store connects to it (its driver named, Prisma's parameters out),
+        or the caller's engine's own URL."""
+        url: DatabaseURL | URL = self._target.url
+        return url
 
     @property
     def statistics(self) -> Statistics:

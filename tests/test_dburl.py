@@ -40,6 +40,7 @@ def test_a_url_is_read_as_make_url_reads_it(text: str) -> None:
     assert ours.get_backend_name() == theirs.get_backend_name()
     assert ours.get_driver_name() == theirs.get_driver_name()
     assert ours.render() == theirs.render_as_string(hide_password=False)
+    assert ours.render(hide_password=True) == theirs.render_as_string(hide_password=True)
     assert ours.translate_connect_args(username="user") == theirs.translate_connect_args(username="user")
 
 

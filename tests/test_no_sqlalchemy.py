@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from fastapi_prisma_session import PrismaSessionStore
-from tests.helpers import scratch_database
+from tests.helpers import free_port, scratch_database
 
 SERVER = """
 import asyncio, json, sys
@@ -105,3 +105,50 @@ def serve_and_check(url: str, tmp_path: Path) -> None:
     assert report["others"] == [1] * 20
     assert report["pruned"] == 0
     assert report["loaded"] == []
+
+
+UNREACHABLE = """
+import asyncio, json, logging, sys
+
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+
+from fastapi_prisma_session import PrismaSessionStore, SessionMiddleware
+
+logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
+store = PrismaSessionStore(sys.argv[1], operation_timeout=1)
+app = Starlette(middleware=[Middleware(SessionMiddleware, store=store, secret="a" * 32)])
+
+
+async def main() -> None:
+    messages = asyncio.Queue()
+    for kind in ("lifespan.startup", "lifespan.shutdown"):
+        messages.put_nowait({"type": kind})
+    sent = []
+
+    async def send(message):
+        sent.append(message["type"])
+
+    await app({"type": "lifespan", "asgi": {"version": "3.0"}, "state": {}}, messages.get, send)
+    loaded = [name for name in ("sqlalchemy", "sqlmodel", "alembic") if name in sys.modules]
+    print(json.dumps({"sent": sent, "loaded": loaded}))
+
+
+asyncio.run(main())
+"""
+
+
+def test_starting_without_the_database_imports_no_sqlalchemy(tmp_path: Path) -> None:
+    """The warning that names the unreachable database is written from the store's own URL."""
+    script = tmp_path / "unreachable.py"
+    script.write_text(UNREACHABLE)
+    url = f"postgresql://someone:secret@127.0.0.1:{free_port()}/sessions"
+    done = subprocess.run(
+        [sys.executable, str(script), url], capture_output=True, text=True, timeout=120, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout.strip().splitlines()[-1])
+    assert report["sent"] == ["lifespan.startup.complete", "lifespan.shutdown.complete"]
+    assert report["loaded"] == []
+    assert "postgresql+asyncpg://someone:***@127.0.0.1" in done.stderr
+    assert "secret" not in done.stderr
