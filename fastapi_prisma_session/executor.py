@@ -29,7 +29,7 @@ from .exceptions import (
     StoreUnavailableError,
     TableMissingError,
 )
-from .sqltext import SQLText, Statement, quote
+from .sqltext import Converted, SQLText, Statement, quote
 from .writers import WriterQueue
 
 if TYPE_CHECKING:
@@ -79,11 +79,11 @@ class StatementError(SessionError):
         self.fault = fault
 
 
-class Prepared:
+class Prepared(Converted):
     """A statement compiled once to the driver's SQL, with the order of its parameters and the type
     conversions SQLAlchemy would apply (SQLite's DateTime); an `IN` list is expanded per call."""
 
-    __slots__ = ("_binds", "_compiled", "_expanding", "_fixed", "_order", "_plain", "_results", "sql")
+    __slots__ = ("_binds", "_compiled", "_expanding", "_fixed", "_order", "_plain", "sql")
 
     def __init__(self, statement: Executable, dialect: Dialect) -> None:
         compiled: SQLCompiler = statement.compile(dialect=dialect)  # type: ignore[attr-defined]
@@ -122,13 +122,6 @@ class Prepared:
         for i, processor in self._binds:
             args[i] = processor(args[i])
         return self.sql, args
-
-    def row(self, raw: Row) -> Row:
-        """A row as SQLAlchemy would hand it over."""
-        results = self._results
-        if results is None:
-            return raw
-        return tuple(value if p is None else p(value) for p, value in zip(results, raw, strict=True))
 
 
 class Executor:
@@ -207,15 +200,19 @@ class Executor:
         row: Row | None = await self._run("fetchrow", prepared, params, retry=True)
         return None if row is None else prepared.row(row)
 
-    async def load_row(self, sid: str) -> Row | None:
+    def load_row(self, sid: str) -> Awaitable[Row | None]:
         """The (data, expiresAt) row of the session `sid`, or None: read alone, or in one statement with
-        the loads of other requests waiting for a connection at the same time (coalescing.py)."""
+        the loads of other requests waiting at the same time (coalescing.py). A plain function: the
+        coroutine awaited is the load's own, with none around it."""
         statistics = self.statistics
         statistics.loads += 1
         loads = self._loads
         if not loads.batching():
             statistics.load_statements += 1
-            return await loads.alone(self.fetch_row("load", {"session_id": sid}))
+            return loads.alone(self.fetch_row("load", {"session_id": sid}))
+        return self._batched(sid)
+
+    async def _batched(self, sid: str) -> Row | None:
         try:
             return await self._loads.load(sid)
         except Exception as error:
@@ -329,10 +326,10 @@ class Executor:
         except Exception as error:
             return await self._run_again(lambda: self._once(method, sql, args, retry), error, started)
 
-    async def _once(self, method: str, sql: str, args: list[Any], retry: bool) -> Any:
-        if not self.loggers:
-            return await self.pool.run(method, sql, args, retry=retry)
-        return await self.logged(self.pool.run(method, sql, args, retry=retry), sql, args)
+    def _once(self, method: str, sql: str, args: list[Any], retry: bool) -> Awaitable[Any]:
+        # A plain function: the pool's coroutine, logged when there are loggers, and no other around it.
+        call = self.pool.run(method, sql, args, retry=retry)
+        return self.logged(call, sql, args) if self.loggers else call
 
     async def _run_again(self, call: Callable[[], Awaitable[T]], error: Exception, started: float) -> T:
         """When `error` lost a conflict (nothing was applied), `call` run again (conflicts.py) within

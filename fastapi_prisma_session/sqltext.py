@@ -65,11 +65,27 @@ def quote(database: str, name: str) -> str:
     return mark + name.replace(mark, mark * 2) + mark
 
 
-class Statement:
+class Converted:
+    """A statement whose result columns may need converting (`_results`: a converter per column, None
+    where the driver's value is kept, or None when none needs one): `Statement` and the executor's
+    `Prepared`."""
+
+    __slots__ = ("_results",)
+    _results: tuple[Callable[[Any], Any] | None, ...] | None
+
+    def row(self, raw: Sequence[Any]) -> Sequence[Any]:
+        """A row as SQLAlchemy would hand it over."""
+        results = self._results
+        if results is None:
+            return raw
+        return tuple(value if p is None else p(value) for p, value in zip(results, raw, strict=True))
+
+
+class Statement(Converted):
     """One statement in the driver's SQL, for one table: `bind(params)` gives the SQL and its arguments,
     `row(raw)` a row as SQLAlchemy's types would hand it over."""
 
-    __slots__ = ("_binds", "_fixed", "_lists", "_order", "_placeholder", "_plain", "_results", "sql")
+    __slots__ = ("_binds", "_fixed", "_lists", "_order", "_placeholder", "_plain", "sql")
 
     def __init__(
         self,
@@ -114,12 +130,6 @@ class Statement:
             filled = ", ".join([self._placeholder] * count) if count else "NULL"
             sql = sql.replace(LIST_MARK.format(name), filled)
         return sql, args
-
-    def row(self, raw: Sequence[Any]) -> Sequence[Any]:
-        results = self._results
-        if results is None:
-            return raw
-        return tuple(value if p is None else p(value) for p, value in zip(results, raw, strict=True))
 
 
 def _digest(text: str) -> str:
