@@ -49,7 +49,7 @@ async def reencrypt(
         raise ConfigurationError("re-encrypting needs a store with encryption_keys")
     if batch_size < 1:
         raise ConfigurationError("the batch size must be a positive whole number")
-    await store.length()  # looks at the table first, as every store operation does
+    await store.check_table()  # its columns looked at first, as every store operation does
     sql = store.executor.sql
     c = sql.table.c
     batch = select(c.id, c.sid, c.data).where(c.id > bindparam("after")).order_by(c.id).limit(batch_size)
