@@ -143,7 +143,7 @@ class LoadCoalescer:
                 await self._take_lane(batch.loop)
                 try:
                     # A read: on a connection found dead, it runs again on another, within the deadline.
-                    rows: dict[str, Row] = await pool.run("", "", (), retry=True, work=read)
+                    rows: dict[str, Row] = await pool.using(read, retry=True)
                 finally:
                     self.done()
         except BaseException as error:
