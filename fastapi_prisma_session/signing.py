@@ -25,6 +25,10 @@ MIN_SECRET_LENGTH = 32
 
 # Browsers cap a cookie at 4096 bytes; anything longer is not ours and is not worth an HMAC.
 MAX_COOKIE_VALUE_LENGTH = 4096
+# The most cookie values, and Cookie headers, a Signer remembers as verified; past it, it starts again
+# from none. Headers longer than MAX_REMEMBERED_HEADER bytes are not remembered (at most 8 MB in all).
+VERIFIED_LIMIT = 4096
+MAX_REMEMBERED_HEADER = 2048
 # What encodeURIComponent leaves alone, besides letters and digits.
 _URI_COMPONENT_SAFE = "-_.!~*'()"
 _ENCODE_URI_COMPONENT = {
@@ -54,6 +58,13 @@ class Signer:
         # without the wrapper's Python-level copy; both have the same copy/update/digest.
         macs = [hmac.new(key.encode(), digestmod=hashlib.sha256) for key in keys]
         self._keys: list[Any] = [getattr(mac, "_hmac", None) or mac for mac in macs]
+        # Cookie values whose signature checked out, and their sid. A session's browser sends the same
+        # value with every request, and its HMAC need not be computed again: the keys never change, and
+        # only values that were verified are here, so a forged one is checked in full as ever (finding
+        # it here would take the exact text of a valid one). Bounded: emptied when full.
+        self._verified: dict[str, str] = {}
+        # The same for whole Cookie headers, by cookie name (find_session_id).
+        self._headers: dict[str, dict[bytes, str]] = {}
 
     def _signature(self, key_index: int, value: bytes) -> bytes:
         mac = self._keys[key_index].copy()
@@ -86,6 +97,16 @@ class Signer:
 
     def session_id(self, raw_value: str) -> str | None:
         """The sid inside a cookie value as the browser sent it, or None if it is not validly signed."""
+        sid = self._verified.get(raw_value)
+        if sid is None:
+            sid = self._verify(raw_value)
+            if sid is not None:
+                if len(self._verified) >= VERIFIED_LIMIT:
+                    self._verified = {}  # rebound, not cleared: a reader on another thread is unharmed
+                self._verified[raw_value] = sid
+        return sid
+
+    def _verify(self, raw_value: str) -> str | None:
         if len(raw_value) > MAX_COOKIE_VALUE_LENGTH:
             return None
         if raw_value.startswith('"') and raw_value.endswith('"') and len(raw_value) >= 2:
@@ -105,14 +126,35 @@ class Signer:
         """The first validly signed sid in cookie `name` of the ASGI headers, and how many values of
         that cookie were rejected before it (forged, tampered, or signed with a retired secret)."""
         rejected = 0
+        first = True
         for header, value in headers:
             if header == b"cookie":
+                if first:
+                    # A browser sends the same Cookie header request after request: one whose own
+                    # first value of `name` was verified before gives its sid at once.
+                    first = False
+                    known = self._headers.get(name)
+                    sid = None if known is None else known.get(value)
+                    if sid is not None:
+                        return sid, 0
                 for candidate in cookie_values(value.decode("latin-1"), name):
                     sid = self.session_id(candidate)
                     if sid is not None:
+                        if not rejected:
+                            self._remember(name, value, sid)
                         return sid, rejected
                     rejected += 1
         return None, rejected
+
+    def _remember(self, name: str, header: bytes, sid: str) -> None:
+        """Remember that the Cookie header `header` holds, as its first value of cookie `name` and with no
+        rejected value before it, one validly signed for `sid`."""
+        if len(header) > MAX_REMEMBERED_HEADER:
+            return
+        known = self._headers.get(name)
+        if known is None or len(known) >= VERIFIED_LIMIT:
+            known = self._headers[name] = {}  # a new one: a reader on another thread is unharmed
+        known[header] = sid
 
 
 def warn_if_short(secrets: str | Sequence[str]) -> None:
