@@ -54,6 +54,10 @@ def _no_request() -> dict[str, Any]:
     return {"type": "http", "method": "GET", "path": "/", "query_string": b"", "headers": []}
 
 
+# What a response does for its session (SessionLifecycle.at_response).
+PASS, HEADERS, COMMIT = 0, 1, 2
+
+
 class SessionLifecycle:
     """Loads, creates, saves, touches and drops sessions in `store`, for the options of the middleware."""
 
@@ -142,16 +146,19 @@ class SessionLifecycle:
         if cookie is None:
             logger.warning("session %s has no readable cookie object; starting a new session", redact(sid))
             return None
-        ends = data.pop(ABSOLUTE_KEY, None)
-        absolute = parse_iso_utc(ends) if isinstance(ends, str) else None
-        if absolute is not None and absolute <= now:
-            logger.info("session %s reached its absolute timeout; starting a new one", redact(sid))
-            await self.store.destroy(sid)
-            return None
         state.row_expires, state.loaded_text = stored.expires_at, stored.text
-        state.absolute_expires = absolute
-        # Kept aside whether or not this process records devices: its writes keep the record.
-        state.device = data.pop(DEVICE_KEY, None)
+        # The keys most sessions lack are looked for, not popped: each pop of a missing key costs as much.
+        if ABSOLUTE_KEY in data:
+            ends = data.pop(ABSOLUTE_KEY)
+            absolute = parse_iso_utc(ends) if isinstance(ends, str) else None
+            if absolute is not None and absolute <= now:
+                logger.info("session %s reached its absolute timeout; starting a new one", redact(sid))
+                await self.store.destroy(sid)
+                return None
+            state.absolute_expires = absolute
+        if DEVICE_KEY in data:
+            # Kept aside whether or not this process records devices: its writes keep the record.
+            state.device = data.pop(DEVICE_KEY)
         return data, cookie
 
     async def destroy(self, sid: str) -> None:
@@ -252,15 +259,35 @@ class SessionLifecycle:
         await session.load()
         return session
 
-    def wants_commit(self, session: Session, kept: bool) -> bool:
-        """Whether the response must look at the session. The commonest responses, a new session nobody
-        touched and a session the route never loaded, cost nothing more than this test."""
+    def at_response(self, session: Session, kept: bool) -> int:
+        """What the response must do for the session: PASS (nothing), HEADERS (Vary and Cache-Control
+        only: a stored session the request read and left as it was) or COMMIT (`commit` first). The
+        commonest responses, a new session nobody touched and a session the route never loaded, cost
+        this one call."""
+        state = state_of(session)
         if not session.loaded:
             # Unused: a new session is saved only uninitialized, a stored one refreshed only by rolling=True.
-            return not kept or (
+            if not kept or (
                 self._commit_unused and (self.save_uninitialized if session.is_new else self.rolls_every)
-            )
-        return state_of(session).accessed or not session.is_new or self.save_uninitialized or not kept
+            ):
+                return COMMIT
+            return PASS
+        if session.is_new:
+            return COMMIT if state.accessed or self.save_uninitialized or not kept else PASS
+        if (
+            not kept
+            or self.resave
+            or self.devices is not None
+            or state.modified
+            or state.refresh
+            or state.send_cookie
+            or state.dropped
+        ):
+            return COMMIT
+        cookie = session.cookie
+        if cookie.changed or self.rolling or cookie.original_max_age is None:
+            return COMMIT  # a touch may be due
+        return HEADERS if state.accessed else PASS
 
     async def commit(self, session: Session, *, kept: bool, failed: bool = False) -> str | None:
         """Persist what the request did to the session; returns the Set-Cookie value, if any.

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Literal
 from .cookies import CookieAttributes, Priority, SameSite, Secure, path_matches
 from .durations import Duration
 from .exceptions import ConfigurationError
-from .lifecycle import DEFAULT_MAX_AGE, GenId, Rolling, SessionLifecycle, Unset
+from .lifecycle import COMMIT, DEFAULT_MAX_AGE, HEADERS, GenId, Rolling, SessionLifecycle, Unset
 from .logs import middleware_logger as logger
 from .responses import TELEMETRY_KEY, add_session_headers, refuse
 from .session import Session, state_of
@@ -230,8 +230,11 @@ class _Exchange:
         if message["type"] == "http.response.start":
             session = self.session
             kept = self.scope.get("session") is session
-            if self.lifecycle.wants_commit(session, kept):
+            action = self.lifecycle.at_response(session, kept)
+            if action == COMMIT:
                 return self._commit_then_send(message, kept)
+            if action == HEADERS:
+                add_session_headers(message, None)
         return self.send(message)
 
     async def _commit_then_send(self, message: Message, kept: bool) -> None:

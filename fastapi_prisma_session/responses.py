@@ -52,11 +52,12 @@ def add_session_headers(message: Message, set_cookie: str | None) -> None:
     vary = None  # the first Vary header's index
     cache_control = False
     for index, (name, _) in enumerate(headers):
-        lowered = name.lower()
-        if lowered == b"vary" and vary is None:
-            vary = index
-        elif lowered == b"cache-control":
-            cache_control = True
+        if len(name) == 4 or len(name) == 13:  # the lengths of the two names looked for
+            lowered = name.lower()
+            if lowered == b"vary" and vary is None:
+                vary = index
+            elif lowered == b"cache-control":
+                cache_control = True
     if vary is None:
         headers.append((b"vary", b"Cookie"))
     else:
