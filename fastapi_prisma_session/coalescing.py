@@ -59,12 +59,14 @@ class LoadCoalescer:
         self,
         pool: RequestPool,
         many: Callable[[Connection, list[str]], Awaitable[dict[str, Row]]],
+        failure: Callable[[Exception], BaseException],
         *,
         limit: int = BATCH_LIMIT,
         lanes: int | None = None,
     ) -> None:
         self._pool = pool
         self._many = many
+        self._failure = failure
         self._limit = limit
         self._lanes = lanes_for(pool.max_size) if lanes is None else lanes
         self._in_flight = 0  # load statements sent and not yet answered, alone or batched
@@ -113,8 +115,9 @@ class LoadCoalescer:
                 waiter.cancel()
             raise
 
-    async def load(self, sid: str) -> Row | None:
-        """The row of `sid`, read with the other loads of its batch, or None when there is none."""
+    def load(self, sid: str) -> asyncio.Future[Row | None]:
+        """The row of `sid`, read with the other loads of its batch, or None when there is none. The
+        future itself, not a coroutine around it: the request awaits its row with nothing in between."""
         loop = asyncio.get_running_loop()
         batch = self._open
         if batch is None or batch.loop is not loop or len(batch.waiters) >= self._limit:
@@ -124,7 +127,7 @@ class LoadCoalescer:
             task.add_done_callback(self._running.discard)
         waiter: asyncio.Future[Row | None] = loop.create_future()
         batch.waiters.append((sid, waiter))
-        return await waiter
+        return waiter
 
     async def _run(self, batch: _Batch) -> None:
         """Send `batch` once the pool gives it a connection, and hand each request its row."""
@@ -151,7 +154,9 @@ class LoadCoalescer:
                 self._open = None
             for _, waiter in batch.waiters:
                 if not waiter.done():
-                    if isinstance(error, asyncio.CancelledError):
+                    if isinstance(error, Exception):
+                        waiter.set_exception(self._failure(error))  # the package's error, one each
+                    elif isinstance(error, asyncio.CancelledError):
                         waiter.cancel()
                     else:
                         waiter.set_exception(error)

@@ -233,8 +233,11 @@ def cookie_from_json(value: object) -> SessionCookie | None:
         return None
     original = value.get("originalMaxAge")
     expires = value.get("expires")
-    if original is not None and not _is_max_age_ms(original):
-        return None
+    if original is not None:
+        # express-session's whole milliseconds tested first, without the call the general test costs.
+        if not (type(original) is int and 0 <= original <= MAX_AGE_MS) and not _is_max_age_ms(original):
+            return None
+        original /= 1000
     if expires is None:
         when = None
     elif isinstance(expires, str):
@@ -243,7 +246,7 @@ def cookie_from_json(value: object) -> SessionCookie | None:
             return None
     else:
         return None
-    return SessionCookie(None if original is None else original / 1000, when)
+    return SessionCookie(original, when)
 
 
 def cookie_expiry(value: object, now: datetime) -> datetime | None:

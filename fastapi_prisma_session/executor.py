@@ -167,7 +167,7 @@ class Executor:
         #: what the store has sent to its database (`PrismaSessionStore.statistics`)
         self.statistics = self.pool.statistics
         # Loads by sid: alone while a connection is free, else coalesced with the others then waiting.
-        self._loads = LoadCoalescer(self.pool, self._load_many)
+        self._loads = LoadCoalescer(self.pool, self._load_many, self._failure)
         self._prepared: dict[int, tuple[Executable, Prepared]] = {}
         #: called after every statement (`add_query_logger`)
         self.loggers: list[Callable[[LoggedQuery], None]] = []
@@ -210,13 +210,7 @@ class Executor:
         if not loads.batching():
             statistics.load_statements += 1
             return loads.alone(self.fetch_row("load", {"session_id": sid}))
-        return self._batched(sid)
-
-    async def _batched(self, sid: str) -> Row | None:
-        try:
-            return await self._loads.load(sid)
-        except Exception as error:
-            self._raise(error)
+        return loads.load(sid)
 
     async def _load_many(self, connection: Connection, sids: list[str]) -> dict[str, Row]:
         """The rows of `sids` (distinct), by the sid each row holds, read on `connection`."""
@@ -348,6 +342,13 @@ class Executor:
         if isinstance(error, StoreUnavailableError) and error.__cause__ is not None:
             error = error.__cause__
         return self.driver.classify(error) is Fault.CONFLICT
+
+    def _failure(self, error: Exception) -> BaseException:
+        """What `_raise` would raise for `error`, to hand to a request rather than raise here."""
+        try:
+            self._raise(error)
+        except BaseException as raised:
+            return raised
 
     def _raise(self, error: Exception) -> NoReturn:
         """Raise `error` as the package's error, or as it is (a bug: bad SQL, a wrong type)."""

@@ -7,7 +7,7 @@ deletes expired rows, `matching` finds rows by their data and `deleter` disposes
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from datetime import datetime
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Self
@@ -353,9 +353,10 @@ class PrismaSessionStore:
     # -- the row API the middleware uses (repository.SessionRepository) ------------------------------
 
     @on_the_table
-    async def load(self, sid: str, *, now: datetime | None = None) -> StoredSession | None:
-        """`SessionRows.load` (repository.py): the live session `sid`, in one indexed SELECT."""
-        return await self.sessions.load(sid, now=now)
+    def load(self, sid: str, *, now: datetime | None = None) -> Awaitable[StoredSession | None]:
+        """`SessionRows.load` (repository.py): the live session `sid`, in one indexed SELECT. Its own
+        coroutine, with none around it."""
+        return self.sessions.load(sid, now=now)
 
     @on_the_table
     async def create(
