@@ -264,14 +264,14 @@ class SessionLifecycle:
         only: a stored session the request read and left as it was) or COMMIT (`commit` first). The
         commonest responses, a new session nobody touched and a session the route never loaded, cost
         this one call."""
-        state = state_of(session)
-        if not session.loaded:
+        if not session._loaded:
             # Unused: a new session is saved only uninitialized, a stored one refreshed only by rolling=True.
             if not kept or (
                 self._commit_unused and (self.save_uninitialized if session.is_new else self.rolls_every)
             ):
                 return COMMIT
             return PASS
+        state = state_of(session)
         if session.is_new:
             return COMMIT if state.accessed or self.save_uninitialized or not kept else PASS
         if (

@@ -102,6 +102,7 @@ class SessionMiddleware(metaclass=BuiltOrReported):
                 "store must be a PrismaSessionStore, e.g. PrismaSessionStore(DATABASE_URL)"
             )
         self.store = store
+        self._telemetry = store.telemetry  # set when the store is made, never after
         samesite = None if samesite is False else samesite
         self.cookie = CookieAttributes(
             cookie_name, path, domain, secure, httponly, partitioned, priority, samesite
@@ -150,8 +151,9 @@ class SessionMiddleware(metaclass=BuiltOrReported):
                 return
         if "session" in scope:
             raise ConfigurationError(twice(scope["session"], path))
-        if self.store.telemetry is not None and TELEMETRY_KEY not in scope:  # telemetry.py records it
-            await self.store.telemetry.request(self, scope, receive, send)
+        telemetry = self._telemetry
+        if telemetry is not None and TELEMETRY_KEY not in scope:  # telemetry.py records it
+            await telemetry.request(self, scope, receive, send)
             return
         lifecycle = self.lifecycle
         secure = scope.get("scheme") in SECURE_SCHEMES or (self._proxy and _forwarded_https(scope))
@@ -175,7 +177,10 @@ class SessionMiddleware(metaclass=BuiltOrReported):
             # it on its first request, not on the second (a new session's load sends no query).
             session = lifecycle.lazy(sid, secure, scope)
         scope["session"] = session
-        scope.setdefault("state", {})["session"] = session
+        state = scope.get("state")  # the server's, usually: no dict made for nothing
+        if state is None:
+            state = scope["state"] = {}
+        state["session"] = session
         exchange = _Exchange(lifecycle, scope, send, session)
         try:
             await self.app(scope, receive, exchange.http if kind == "http" else exchange.websocket)

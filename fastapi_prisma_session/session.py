@@ -67,7 +67,9 @@ class Session(SessionData):
     def __init__(
         self, backend: SessionBackend, sid: str | None = None, secure: bool = False, loaded: bool = True
     ) -> None:
-        self._state = SessionState(secure)  # the backend's bookkeeping: see SessionState
+        state = self._state = SessionState()  # the backend's bookkeeping: see SessionState
+        if secure:
+            state.secure = True
         self._loaded = loaded  # False until first use, for a request's session (autoload aside)
         if not loaded:
             _mark(self, _UNLOADED)  # json.dumps of the session then asks items(), which raises

@@ -284,9 +284,7 @@ class SessionState:
     # The request's ASGI scope, where the lifecycle needs it: a device record is stamped from it, and a
     # `genid` that takes the request is given it.
     request_scope: MutableMapping[str, Any] | None = None
-
-    def __init__(self, secure: bool) -> None:
-        self.secure = secure  # the request came over https
+    secure = False  # the request came over https
 
     @property
     def modified(self) -> bool:
