@@ -253,8 +253,9 @@ async def test_a_node_killed_or_frozen_mid_load_loses_nothing_acknowledged(
     assert lost_keys(load, stored(cluster, database, node=1)) == 0  # the rejoined node has them all
     assert any(moment > struck + recovered for moment in load.successes)
     # In flight on node 1: a request's deadline; then Galera's suspect timeout (5 s) stalls every node's
-    # writes; a frozen node also costs each new connection its share of the connect timeout once.
-    assert recovered < 2 * TIMEOUT + 5
+    # writes; a frozen node also costs each new connection its share of the connect timeout once. A
+    # freeze right after the kill case's rejoin has taken 10 to 15.1 s on a two-core machine.
+    assert recovered < 2 * TIMEOUT + 8
 
 
 async def test_a_node_outside_the_primary_component_is_unavailable_and_passed_over(
