@@ -6,13 +6,8 @@ and is the backend a `Session` asks to save, destroy or reload itself.
 
 from __future__ import annotations
 
-import inspect
-import secrets as random_source
-from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Literal, TypeAlias
-
-from starlette.requests import Request
 
 from .cookies import (
     ABSOLUTE_KEY,
@@ -30,7 +25,8 @@ from .exceptions import ConfigurationError, StoreSetupError, StoreUnavailableErr
 from .logs import middleware_logger as logger
 from .logs import redact
 from .session import Session, SessionState, data_of, mark_saved, state_of
-from .signing import Signer, is_valid_session_id
+from .session_ids import GenId, SessionIds
+from .signing import Signer
 
 if TYPE_CHECKING:
     from starlette.types import Scope
@@ -44,14 +40,6 @@ DEFAULT_TOUCH_FRACTION = 0.1
 Unset = Literal["keep", "destroy"]
 # True: express-session's rolling, a refresh on every response; "throttled": at most once per touch_after.
 Rolling: TypeAlias = bool | Literal["throttled"]
-# `genid()`, or express-session's `genid(req)` with the Starlette request.
-GenId: TypeAlias = Callable[[], str] | Callable[[Request], str]
-
-
-def _no_request() -> dict[str, Any]:
-    """What a genid that takes the request gets outside one (testing.create_session): a GET of /
-    without headers. A new one each call: what a genid writes (`request.state`) stays with its call."""
-    return {"type": "http", "method": "GET", "path": "/", "query_string": b"", "headers": []}
 
 
 # What a response does for its session (SessionLifecycle.at_response).
@@ -79,8 +67,6 @@ class SessionLifecycle:
     ) -> None:
         check_choice("unset", unset, ("keep", "destroy"))
         check_choice("rolling", rolling, (False, True, "throttled"))
-        if genid is not None and not callable(genid):
-            raise ConfigurationError("genid must be a callable that returns a new session id")
         if rolling is True and touch_after is not None:
             raise ConfigurationError(
                 "touch_after does nothing with rolling=True, which refreshes the session on every response "
@@ -104,9 +90,7 @@ class SessionLifecycle:
         self.save_uninitialized = save_uninitialized
         self._commit_unused = save_uninitialized or self.rolls_every  # one test when both are off
         self.unset = unset
-        self._genid: Callable[..., str] = genid or _default_genid
-        #: genid takes the request: it is given the scope each session keeps (see new_id).
-        self.genid_takes_request = genid is not None and _takes_request(genid)
+        self.ids = SessionIds(genid)
         #: what each session records of its device (the store's `devices`), or None
         self.devices = None
         if store.devices is not None:
@@ -114,19 +98,12 @@ class SessionLifecycle:
             every = self.touch_after if self.touch_after is not None else lifetime * DEFAULT_TOUCH_FRACTION
             self.devices = DeviceRecorder(store.devices, proxy=proxy, every=every)
         # Each session keeps the request's scope when a device record or genid needs it.
-        self._keeps_scope = self.devices is not None or self.genid_takes_request
+        self._keeps_scope = self.devices is not None or self.ids.takes_request
 
     # -- the session's backend -----------------------------------------------------------------------
 
     def new_id(self, state: SessionState) -> str:
-        if self.genid_takes_request:
-            scope = state.request_scope
-            sid = self._genid(Request(_no_request() if scope is None else scope))
-        else:
-            sid = self._genid()
-        if not is_valid_session_id(sid):
-            raise ValueError(f"genid must return 1 to 255 visible ASCII characters, returned {sid!r:.80}")
-        return sid
+        return self.ids.new(state.request_scope)
 
     def new_cookie(self) -> SessionCookie:
         return SessionCookie(self.max_age, started=False)
@@ -398,23 +375,3 @@ class SessionLifecycle:
     def cookie_value(self, sid: str) -> str:
         """The signed, URL-encoded cookie value that names session `sid`."""
         return self.signer.cookie_value(sid)
-
-
-def _default_genid() -> str:
-    return random_source.token_urlsafe(24)
-
-
-def _takes_request(genid: Callable[..., str]) -> bool:
-    """Whether `genid` is called with the request (express-session's `genid(req)`): when it needs one
-    positional argument. One that can be called with none (`secrets.token_hex`) gets none."""
-    try:
-        signature = inspect.signature(genid)
-    except (TypeError, ValueError):
-        return False  # a builtin without a signature: called as it was before
-    for arguments in ((), (None,)):
-        try:
-            signature.bind(*arguments)
-        except TypeError:
-            continue
-        return bool(arguments)
-    raise ConfigurationError(f"genid must take no argument or one (the request), not {signature}")

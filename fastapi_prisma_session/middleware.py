@@ -17,10 +17,11 @@ from typing import TYPE_CHECKING, Literal
 from .cookies import CookieAttributes, Priority, SameSite, Secure, path_matches
 from .durations import Duration
 from .exceptions import ConfigurationError
-from .lifecycle import COMMIT, DEFAULT_MAX_AGE, HEADERS, GenId, Rolling, SessionLifecycle, Unset
+from .lifecycle import COMMIT, DEFAULT_MAX_AGE, HEADERS, Rolling, SessionLifecycle, Unset
 from .logs import middleware_logger as logger
 from .responses import TELEMETRY_KEY, add_session_headers, refuse
 from .session import Session, state_of
+from .session_ids import GenId
 from .signing import Signer, warn_if_short
 from .startup import REFUSALS, BuiltOrReported, run_lifespan, twice
 from .store import PrismaSessionStore

@@ -95,7 +95,7 @@ async def test_new_oversized_sessions_are_not_created(make_store: Any, engine: A
 
 
 def test_session_ids_from_the_default_generator_do_not_repeat() -> None:
-    from fastapi_prisma_session.lifecycle import _default_genid
+    from fastapi_prisma_session.session_ids import _default_genid
 
     ids = {_default_genid() for _ in range(10_000)}
     assert len(ids) == 10_000
