@@ -59,7 +59,7 @@ class LoadCoalescer:
         self,
         pool: RequestPool,
         many: Callable[[Connection, list[str]], Awaitable[dict[str, Row]]],
-        failure: Callable[[Exception], BaseException],
+        failure: Callable[[Exception], Exception],
         *,
         limit: int = BATCH_LIMIT,
         lanes: int | None = None,

@@ -343,34 +343,35 @@ class Executor:
             error = error.__cause__
         return self.driver.classify(error) is Fault.CONFLICT
 
-    def _failure(self, error: Exception) -> BaseException:
-        """What `_raise` would raise for `error`, to hand to a request rather than raise here."""
-        try:
-            self._raise(error)
-        except BaseException as raised:
-            return raised
+    def _failure(self, error: Exception) -> Exception:
+        """`error` as the package's error, caused by it, or as it is (a bug: bad SQL, a wrong type): what
+        `_raise` raises, and what a coalesced load hands each of its requests."""
+        if isinstance(error, SessionError):
+            return error
+        failure: Exception
+        if isinstance(error, TimeoutError):
+            failure = StoreUnavailableError(f"the session database did not answer within {self.deadline:g} s")
+        else:
+            fault = self.driver.classify(error)
+            if fault is None:
+                return error
+            if fault is Fault.UNAVAILABLE or fault is Fault.CONFLICT:
+                failure = StoreUnavailableError(f"the session database is unreachable: {error!r}")
+            elif fault is Fault.MISSING_TABLE:
+                failure = TableMissingError(self.table_name)
+            elif fault is Fault.LOGIN_REFUSED:
+                failure = StoreSetupError(
+                    f"the session database refused the store's login ({error}): check the user, password "
+                    "and database name in the URL"
+                )
+            else:
+                failure = StatementError(fault, error)
+        failure.__cause__ = error  # as `raise failure from error` sets it
+        return failure
 
     def _raise(self, error: Exception) -> NoReturn:
         """Raise `error` as the package's error, or as it is (a bug: bad SQL, a wrong type)."""
-        if isinstance(error, SessionError):
-            raise error
-        if isinstance(error, TimeoutError):
-            raise StoreUnavailableError(
-                f"the session database did not answer within {self.deadline:g} s"
-            ) from error
-        fault = self.driver.classify(error)
-        if fault is None:
-            raise error
-        if fault is Fault.UNAVAILABLE or fault is Fault.CONFLICT:
-            raise StoreUnavailableError(f"the session database is unreachable: {error!r}") from error
-        if fault is Fault.MISSING_TABLE:
-            raise TableMissingError(self.table_name) from error
-        if fault is Fault.LOGIN_REFUSED:
-            raise StoreSetupError(
-                f"the session database refused the store's login ({error}): check the user, password and "
-                "database name in the URL"
-            ) from error
-        raise StatementError(fault, error) from error
+        raise self._failure(error)
 
 
 class Transaction:
