@@ -88,7 +88,8 @@ class SessionLifecycle:
         self.rolls_every = rolling is True
         self.resave = resave
         self.save_uninitialized = save_uninitialized
-        self._commit_unused = save_uninitialized or self.rolls_every  # one test when both are off
+        #: some session the request never used is saved (uninitialized) or refreshed (rolling=True)
+        self.commits_unused = save_uninitialized or self.rolls_every
         self.unset = unset
         self.ids = SessionIds(genid)
         #: what each session records of its device (the store's `devices`), or None
@@ -98,7 +99,7 @@ class SessionLifecycle:
             every = self.touch_after if self.touch_after is not None else lifetime * DEFAULT_TOUCH_FRACTION
             self.devices = DeviceRecorder(store.devices, proxy=proxy, every=every)
         # Each session keeps the request's scope when a device record or genid needs it.
-        self._keeps_scope = self.devices is not None or self.ids.takes_request
+        self.keeps_scope = self.devices is not None or self.ids.takes_request
 
     # -- the session's backend -----------------------------------------------------------------------
 
@@ -217,22 +218,13 @@ class SessionLifecycle:
     # -- a request's session -------------------------------------------------------------------------
 
     def new(self, secure: bool, scope: Scope | None = None) -> Session:
-        session = Session(self, secure=secure)
-        if self._keeps_scope:
-            state_of(session).request_scope = scope
-        return session
-
-    def lazy(self, sid: str | None, secure: bool, scope: Scope | None = None) -> Session:
-        """The session the request's cookie names (a new one without a cookie), loaded on first use
-        (`await session.load()`). `scope`, the request's, is what a device record is stamped from."""
-        session = Session(self, sid, secure, False)  # positional: one is made per request
-        if self._keeps_scope:
-            state_of(session).request_scope = scope
-        return session
+        return Session(self, None, secure, True, scope)
 
     async def load(self, sid: str, secure: bool, scope: Scope | None = None) -> Session:
-        """The stored session `sid`, loaded now, or a new one when it is missing, expired or unreadable."""
-        session = self.lazy(sid, secure, scope)
+        """The stored session `sid`, loaded now, or a new one when it is missing, expired or unreadable.
+        (The middleware makes the others itself, unloaded: `Session(lifecycle, sid, secure, False, scope)`,
+        loaded on first use.)"""
+        session = Session(self, sid, secure, False, scope)
         await session.load()
         return session
 
@@ -244,7 +236,7 @@ class SessionLifecycle:
         if not session._loaded:
             # Unused: a new session is saved only uninitialized, a stored one refreshed only by rolling=True.
             if not kept or (
-                self._commit_unused and (self.save_uninitialized if session.is_new else self.rolls_every)
+                self.commits_unused and (self.save_uninitialized if session.is_new else self.rolls_every)
             ):
                 return COMMIT
             return PASS

@@ -27,7 +27,7 @@ from .startup import REFUSALS, BuiltOrReported, run_lifespan, twice
 from .store import PrismaSessionStore
 
 # Schemes of a request that came over TLS.
-SECURE_SCHEMES = ("https", "wss")
+SECURE_SCHEMES = frozenset(("https", "wss"))
 
 if TYPE_CHECKING:
     from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -129,8 +129,9 @@ class SessionMiddleware(metaclass=BuiltOrReported):
             "autoload", ([""] if autoload else []) if isinstance(autoload, bool) else autoload
         )
         self._exclude = _paths("exclude", exclude)
-        # Every request gets a session (the cookie's path is "/" and nothing is excluded): no path test.
-        self._every_path = self.cookie.path == "/" and self._exclude is None
+        # Some requests get no session (a cookie path other than "/", excluded paths), or each request is
+        # recorded (telemetry): tests that most apps never need.
+        self._screens = self.cookie.path != "/" or self._exclude is not None or self._telemetry is not None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
@@ -141,7 +142,7 @@ class SessionMiddleware(metaclass=BuiltOrReported):
                 await self.app(scope, receive, send)
             return
         path = scope["path"]
-        if not self._every_path:
+        if self._screens:
             # Only requests the browser sends the cookie with: inside the cookie's path, as browsers match
             # it. Patterns name paths of the app the middleware wraps: inside a Mount, without its prefix.
             exclude = self._exclude
@@ -150,12 +151,12 @@ class SessionMiddleware(metaclass=BuiltOrReported):
             ):
                 await self.app(scope, receive, send)
                 return
+            telemetry = self._telemetry
+            if telemetry is not None and TELEMETRY_KEY not in scope:  # telemetry.py records it
+                await telemetry.request(self, scope, receive, send)  # and calls this again
+                return
         if "session" in scope:
             raise ConfigurationError(twice(scope["session"], path))
-        telemetry = self._telemetry
-        if telemetry is not None and TELEMETRY_KEY not in scope:  # telemetry.py records it
-            await telemetry.request(self, scope, receive, send)
-            return
         lifecycle = self.lifecycle
         secure = scope.get("scheme") in SECURE_SCHEMES or (self._proxy and _forwarded_https(scope))
         sid = None  # and without a Cookie header, none to look for
@@ -176,12 +177,12 @@ class SessionMiddleware(metaclass=BuiltOrReported):
         else:
             # Unloaded, with a cookie or without: sync code that reads `request.session` unloaded learns
             # it on its first request, not on the second (a new session's load sends no query).
-            session = lifecycle.lazy(sid, secure, scope)
+            session = Session(lifecycle, sid, secure, False, scope)
         scope["session"] = session
-        state = scope.get("state")  # the server's, usually: no dict made for nothing
-        if state is None:
-            state = scope["state"] = {}
-        state["session"] = session
+        try:
+            scope["state"]["session"] = session  # the server's dict
+        except KeyError:
+            scope["state"] = {"session": session}  # a server that gives none
         exchange = _Exchange(lifecycle, scope, send, session)
         try:
             await self.app(scope, receive, exchange.http if kind == "http" else exchange.websocket)
@@ -236,11 +237,15 @@ class _Exchange:
         if message["type"] == "http.response.start":
             session = self.session
             kept = self.scope.get("session") is session
-            action = self.lifecycle.at_response(session, kept)
-            if action == COMMIT:
-                return self._commit_then_send(message, kept)
-            if action == HEADERS:
-                add_session_headers(message, None)
+            lifecycle = self.lifecycle
+            # The commonest response, a session the route never used on a store that saves no unused one,
+            # needs nothing; at_response answers the rest.
+            if session._loaded or not kept or lifecycle.commits_unused:
+                action = lifecycle.at_response(session, kept)
+                if action == COMMIT:
+                    return self._commit_then_send(message, kept)
+                if action == HEADERS:
+                    add_session_headers(message, None)
         return self.send(message)
 
     async def _commit_then_send(self, message: Message, kept: bool) -> None:

@@ -9,6 +9,7 @@ the response must send, is a `SessionState` the session carries, reached through
 from __future__ import annotations
 
 import logging
+from collections.abc import MutableMapping
 from typing import TYPE_CHECKING, Any, Protocol
 
 from .exceptions import SessionInterruptedError, SessionNotFoundError, SessionNotLoadedError
@@ -32,6 +33,9 @@ __all__ = ["NOT_LOADED", "Session", "SessionBackend", "SessionState", "data_of",
 
 class SessionBackend(Protocol):
     """What a session asks of whoever loads and saves it (the middleware's `SessionLifecycle`)."""
+
+    #: whether a session keeps its request's ASGI scope (a device record or `genid` needs it)
+    keeps_scope: bool
 
     def new_id(self, state: SessionState) -> str:
         """A new session id; `state` is the session's, which may carry the request's scope."""
@@ -65,11 +69,18 @@ class Session(SessionData):
     __slots__ = ("_backend", "_cookie", "_id", "is_new")
 
     def __init__(
-        self, backend: SessionBackend, sid: str | None = None, secure: bool = False, loaded: bool = True
+        self,
+        backend: SessionBackend,
+        sid: str | None = None,
+        secure: bool = False,
+        loaded: bool = True,
+        scope: MutableMapping[str, Any] | None = None,
     ) -> None:
         state = self._state = SessionState()  # the backend's bookkeeping: see SessionState
         if secure:
             state.secure = True
+        if backend.keeps_scope:
+            state.request_scope = scope
         self._loaded = loaded  # False until first use, for a request's session (autoload aside)
         if not loaded:
             _mark(self, _UNLOADED)  # json.dumps of the session then asks items(), which raises
