@@ -181,8 +181,8 @@ class SessionMiddleware(metaclass=BuiltOrReported):
         scope["session"] = session
         try:
             scope["state"]["session"] = session  # the server's dict
-        except KeyError:
-            scope["state"] = {"session": session}  # a server that gives none
+        except (KeyError, TypeError):
+            scope["state"] = {"session": session}  # a server that gives none (or None)
         exchange = _Exchange(lifecycle, scope, send, session)
         try:
             await self.app(scope, receive, exchange.http if kind == "http" else exchange.websocket)

@@ -63,6 +63,32 @@ async def test_a_websocket_reads_the_session(store: PrismaSessionStore) -> None:
     assert seen == [(Session, "hi", True)]
 
 
+@pytest.mark.parametrize("state", ["missing", None, "server's"])
+async def test_request_state_session_whatever_state_the_server_gives(
+    store: PrismaSessionStore, state: str | None
+) -> None:
+    """`request.state.session` is there whether the server gave the scope a state dict, none, or None."""
+    seen: list[Any] = []
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        seen.append((scope["state"]["session"] is scope["session"], sorted(scope["state"])))
+        await send({"type": "http.response.start", "status": 204, "headers": []})
+        await send({"type": "http.response.body", "body": b""})
+
+    sent: list[Any] = []
+
+    async def collect(message: Any) -> None:
+        sent.append(message)
+
+    scope: dict[str, Any] = {"type": "http", "path": "/", "headers": []}
+    if state != "missing":
+        scope["state"] = None if state is None else {"lifespan": 1}
+    await SessionMiddleware(app, store=store, secret=SECRET)(scope, None, collect)  # type: ignore[arg-type]
+    keys = ["lifespan", "session"] if state == "server's" else ["session"]
+    assert seen == [(True, keys)]
+    assert [message["type"] for message in sent] == ["http.response.start", "http.response.body"]
+
+
 async def test_other_scope_types_pass_through(store: PrismaSessionStore) -> None:
     seen: list[str] = []
 
