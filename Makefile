@@ -32,11 +32,11 @@ test: lint
 	$(BIN)/coverage combine --quiet
 	$(BIN)/coverage report
 
-# The peer benchmark (a few minutes): needs PostgreSQL, Redis and wrk; writes its section of docs/benchmarks.md.
+# The peer benchmark (about twenty minutes): needs PostgreSQL, Redis and wrk; writes its section of docs/benchmarks.md.
 bench: install
 	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[dev,demo,bench]'
 	command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk; }
-	$(BIN)/python -m benchmarks.run --rounds 3 --record
+	$(BIN)/python -m benchmarks.run --rounds 5 --record
 
 lock: install
 	{ echo '# Versions the tests were last run with; `make` installs within these. Refresh: make lock'; \
