@@ -129,9 +129,10 @@ class SessionMiddleware(metaclass=BuiltOrReported):
             "autoload", ([""] if autoload else []) if isinstance(autoload, bool) else autoload
         )
         self._exclude = _paths("exclude", exclude)
-        # Some requests get no session (a cookie path other than "/", excluded paths), or each request is
-        # recorded (telemetry): tests that most apps never need.
-        self._screens = self.cookie.path != "/" or self._exclude is not None or self._telemetry is not None
+        # Every request gets a session (the cookie's path is "/" and nothing is excluded): no path test.
+        self._every_path = self.cookie.path == "/" and self._exclude is None
+        # A path test, or each request recorded (telemetry): what most apps never need, in one test.
+        self._screens = not self._every_path or self._telemetry is not None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
@@ -146,8 +147,9 @@ class SessionMiddleware(metaclass=BuiltOrReported):
             # Only requests the browser sends the cookie with: inside the cookie's path, as browsers match
             # it. Patterns name paths of the app the middleware wraps: inside a Mount, without its prefix.
             exclude = self._exclude
-            if not path_matches(path, self.cookie.path) or (
-                exclude is not None and exclude.match(path.removeprefix(scope.get("root_path", "")))
+            if not self._every_path and (
+                not path_matches(path, self.cookie.path)
+                or (exclude is not None and exclude.match(path.removeprefix(scope.get("root_path", ""))))
             ):
                 await self.app(scope, receive, send)
                 return

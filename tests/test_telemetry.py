@@ -24,7 +24,7 @@ from opentelemetry.trace import SpanKind, StatusCode
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from fastapi_prisma_session import ConfigurationError, PrismaSessionStore
+from fastapi_prisma_session import ConfigurationError, PrismaSessionStore, SessionMiddleware
 from fastapi_prisma_session.durations import utcnow
 from fastapi_prisma_session.signing import Signer
 from fastapi_prisma_session.telemetry import Telemetry
@@ -218,6 +218,27 @@ async def test_each_requests_statements_are_recorded(
         value: sent.count(value) for value in set(sent)
     }
     assert point.attributes["db.system.name"] == system_of(store)
+
+
+async def test_telemetry_screens_no_path_out(store: PrismaSessionStore, reader: InMemoryMetricReader) -> None:
+    """With telemetry, as without, a cookie path of "/" gives every request its session and its record:
+    `OPTIONS *` too, whose path is "*" (telemetry must not bring in the cookie-path test)."""
+    seen: list[bool] = []
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        seen.append("session" in scope and scope["state"]["session"] is scope["session"])
+        await send({"type": "http.response.start", "status": 204, "headers": []})
+        await send({"type": "http.response.body", "body": b""})
+
+    async def ignore(message: Any) -> None:
+        pass
+
+    middleware = SessionMiddleware(app, store=store, secret=SECRET)
+    for path in ("*", "/noop"):
+        scope = {"type": "http", "method": "OPTIONS", "path": path, "headers": [], "state": {}}
+        await middleware(scope, None, ignore)  # type: ignore[arg-type]
+    assert seen == [True, True]
+    assert one_point(reader, "prisma_session.request.statements").count == 2
 
 
 async def test_the_wait_for_a_connection_is_recorded(
