@@ -15,6 +15,7 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, TypeVar
 
 from ...exceptions import ConfigurationError
+from ..host_lists import no_empty_entry, split, with_host_parameters
 
 C = TypeVar("C")
 
@@ -26,17 +27,12 @@ MIN_CONNECT_SHARE = 0.5
 def sqlalchemy_url(url: str) -> str:
     """`mysql://user@h1:3306,h2:3306/db?…` (Prisma's and libpq's list of hosts) as SQLAlchemy reads it,
     `mysql://user@/db?host=h1:3306&host=h2:3306&…`; a URL with one host as it is."""
-    scheme, sep, rest = url.partition("://")
-    end = min((rest.index(mark) for mark in "/?" if mark in rest), default=len(rest))
-    userinfo, at, hosts = rest[:end].rpartition("@")
-    if not sep or "," not in hosts:
+    listed = split(url)
+    if listed is None or len(listed.entries) == 1:
         return url
-    if any(not entry for entry in hosts.split(",")):
-        raise ConfigurationError(f"the URL's host list has an empty entry: {hosts!r}")
-    parse_hosts(hosts.split(","))  # each entry a host and a port, refused here rather than at a connect
-    path, _, query = rest[end:].removeprefix("/").partition("?")
-    listed = "&".join(f"host={entry}" for entry in hosts.split(","))
-    return f"{scheme}://{userinfo}{at}/{path}?{listed}{'&' if query else ''}{query}"
+    no_empty_entry(listed, "host1:3306,host2:3306")
+    parse_hosts(listed.entries)  # each entry a host and a port, refused here rather than at a connect
+    return with_host_parameters(listed, listed.entries)
 
 
 def parse_hosts(value: str | Sequence[str], default_port: int | None = None) -> list[tuple[str, int]]:

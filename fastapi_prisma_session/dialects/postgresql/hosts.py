@@ -16,6 +16,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Protocol, TypeVar
 
 from ...exceptions import ConfigurationError
+from ..host_lists import no_empty_entry, split, with_host_parameters
 
 # libpq's values of target_session_attrs, which asyncpg takes too.
 TARGET_SESSION_ATTRS = ("any", "primary", "standby", "prefer-standby", "read-write", "read-only")
@@ -24,8 +25,6 @@ DEFAULT_PORT = 5432
 # A host's head start before the next one is tried too, at most: a healthy server answers a login in
 # milliseconds, so a host silent this long is likely frozen or cut off.
 MAX_STAGGER = 1.0
-# scheme://[user[:password]@]hosts[/database][?query], the user and password as SQLAlchemy reads them.
-_URL = re.compile(r"(?P<head>[^:/]+://(?:[^:/@]*(?::[^@]*)?@)?)(?P<hosts>[^/?]*)(?P<tail>.*)", re.DOTALL)
 _HOST = re.compile(r"[A-Za-z0-9._~%-]+")
 
 
@@ -33,32 +32,26 @@ def sqlalchemy_url(url: str) -> str:
     """`url` with a comma-separated host list moved into `?host=` parameters, as SQLAlchemy's asyncpg
     dialect reads several hosts; a URL with one host is returned as it is. A malformed list, or a
     `target_session_attrs` asyncpg does not know, raises ConfigurationError."""
-    found = _URL.fullmatch(url)
-    if found is None:
+    listed = split(url)
+    if listed is None:
         return url
-    _check_target_session_attrs(found["tail"])
-    if "," not in found["hosts"]:
+    _check_target_session_attrs(listed.tail)
+    if len(listed.entries) == 1:
         return url
-    tail = found["tail"]
-    if re.search(r"[?&](host|port)=", tail):
+    if re.search(r"[?&](host|port)=", listed.tail):
         raise ConfigurationError(
             "the URL lists its hosts twice, before the database and in ?host= or ?port=: keep one list"
         )
-    hosts = [_host_and_port(entry) for entry in found["hosts"].split(",")]
+    no_empty_entry(listed, "host1:5432,host2:5432")
+    hosts = [_host_and_port(entry) for entry in listed.entries]
     # A host is kept as written (a socket directory percent-encoded, as libpq takes one), and SQLAlchemy
     # decodes it.
-    listed = "&".join(f"host={host}:{port}" for host, port in hosts)
-    path, question, query = tail.partition("?")
-    return f"{found['head']}{path or '/'}?{listed}{'&' + query if question and query else ''}"
+    return with_host_parameters(listed, [f"{host}:{port}" for host, port in hosts])
 
 
 def _host_and_port(entry: str) -> tuple[str, int]:
     host, colon, port = entry.partition(":")
-    if not host:
-        raise ConfigurationError(
-            f"the URL's host list has an empty entry ({entry!r}): write it as host1:5432,host2:5432"
-        )
-    if host.startswith("[") or not _HOST.fullmatch(host):
+    if not host or host.startswith("[") or not _HOST.fullmatch(host):
         raise ConfigurationError(
             f"the URL's host list names {entry!r}: a list takes host names or IPv4 addresses, each with an "
             "optional :port (an IPv6 address needs a host name for it)"
