@@ -235,6 +235,8 @@ class SessionLifecycle:
         this one call."""
         if not session._loaded:
             # Unused: a new session is saved only uninitialized, a stored one refreshed only by rolling=True.
+            # (_Exchange.http answers PASS itself, without this call, for one kept while commits_unused
+            # is False: keep the two in step.)
             if not kept or (
                 self.commits_unused and (self.save_uninitialized if session.is_new else self.rolls_every)
             ):
